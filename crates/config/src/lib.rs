@@ -1,0 +1,1 @@
+//! strictmx-config (skeleton; filled in by the owning work item).

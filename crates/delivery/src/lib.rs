@@ -1,0 +1,1 @@
+//! strictmx-delivery (skeleton; filled in by the owning work item).

@@ -1,0 +1,1 @@
+//! strictmx-inbound (skeleton; filled in by the owning work item).

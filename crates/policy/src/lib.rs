@@ -1,0 +1,1 @@
+//! strictmx-policy (skeleton; filled in by the owning work item).

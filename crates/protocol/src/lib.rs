@@ -1,0 +1,1 @@
+//! strictmx-protocol (skeleton; filled in by the owning work item).

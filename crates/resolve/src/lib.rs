@@ -1,0 +1,1 @@
+//! strictmx-resolve (skeleton; filled in by the owning work item).

@@ -1,0 +1,1 @@
+//! strictmx-spool (skeleton; filled in by the owning work item).

@@ -1,0 +1,2 @@
+//! The strictmx binary.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Loopback fixtures for strictmx tests.
