@@ -1,1 +1,16 @@
-//! strictmx-policy (skeleton; filled in by the owning work item).
+//! Pure transport-security decisions: facts about a destination plus settings become a plan.
+//!
+//! This crate decides; it never looks anything up. DNS answers arrive as [`MxFacts`] (produced by
+//! `strictmx-resolve`), and the delivery transport executes the resulting [`DeliveryPlan`].
+//! MTA-STS, DANE and per-domain rules will add facts and precedence steps here later.
+
+#![forbid(unsafe_code)]
+
+mod facts;
+mod plan;
+
+pub use facts::{MxFacts, MxHost};
+pub use plan::{
+    DefaultRequirement, DeliveryPlan, PlanOutcome, PlannedHost, PolicyLabel, PolicySettings,
+    TlsRequirement, plan, plan_route,
+};

@@ -1,0 +1,302 @@
+//! Builds the `DeliveryPlan` for one destination: which hosts, in which order, with which TLS need.
+//!
+//! Only the core precedence exists so far (routes, MX facts, the global default); MTA-STS, DANE
+//! and per-domain rules slot in as further steps before the default. Executing the plan (connecting,
+//! STARTTLS, verifying) is the delivery transport's job.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::facts::{MxFacts, MxHost};
+
+/// What the TLS session with one candidate host must achieve before `MAIL FROM` may be sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum TlsRequirement {
+    /// Try STARTTLS, accept any certificate, record whether it would have verified; plaintext when
+    /// the server offers no STARTTLS.
+    Opportunistic,
+    /// STARTTLS is mandatory; any certificate is accepted (its verification is still recorded).
+    Encrypted,
+    /// STARTTLS is mandatory and the certificate must chain to a trusted root and match one of
+    /// `names` (RFC 8461 §4.1 style: the MX host name).
+    Verified { names: Vec<String> },
+}
+
+impl TlsRequirement {
+    /// Whether a session without TLS may carry mail under this requirement.
+    pub fn allows_plaintext(&self) -> bool {
+        matches!(self, TlsRequirement::Opportunistic)
+    }
+
+    /// The names a certificate must match when verification is mandatory; `None` otherwise.
+    pub fn required_names(&self) -> Option<&[String]> {
+        match self {
+            TlsRequirement::Verified { names } => Some(names),
+            TlsRequirement::Opportunistic | TlsRequirement::Encrypted => None,
+        }
+    }
+
+    /// Short label for logs, metrics and attempt records.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TlsRequirement::Opportunistic => "opportunistic",
+            TlsRequirement::Encrypted => "encrypted",
+            TlsRequirement::Verified { .. } => "verified",
+        }
+    }
+}
+
+/// The requirement applied when nothing stronger is known about a destination.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DefaultRequirement {
+    #[default]
+    Opportunistic,
+    Encrypted,
+    Verified,
+}
+
+/// The policy settings the planner reads; built by `strictmx-config`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicySettings {
+    pub default_requirement: DefaultRequirement,
+    /// Opportunistic plans only: after a failed TLS handshake, reconnect and deliver in
+    /// plaintext. Off by default, because an active attacker can force that failure.
+    pub insecure_plaintext_fallback: bool,
+}
+
+/// Which rule produced the plan; recorded in every attempt record and shown by `explain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyLabel {
+    DefaultOpportunistic,
+    DefaultEncrypted,
+    DefaultVerified,
+    /// A configured route sent the domain to a fixed next hop instead of its MX.
+    Route,
+}
+
+impl PolicyLabel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyLabel::DefaultOpportunistic => "default-opportunistic",
+            PolicyLabel::DefaultEncrypted => "default-encrypted",
+            PolicyLabel::DefaultVerified => "default-verified",
+            PolicyLabel::Route => "route",
+        }
+    }
+}
+
+impl fmt::Display for PolicyLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One host delivery may use, with what its TLS session must achieve.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedHost {
+    /// Host name (or, for a route, possibly an IP literal), lowercase, no trailing dot.
+    pub host: String,
+    pub preference: u16,
+    pub requirement: TlsRequirement,
+}
+
+/// The ordered candidates for one destination domain and the reasons behind them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeliveryPlan {
+    pub domain: String,
+    /// In the order they must be tried.
+    pub candidates: Vec<PlannedHost>,
+    pub policy: PolicyLabel,
+    /// Set only when the settings allow it and the plan is opportunistic (see
+    /// [`DeliveryPlan::allows_plaintext_after_failed_handshake`]).
+    pub insecure_plaintext_fallback: bool,
+    /// Human-readable trail of the decisions taken, in order.
+    pub why: Vec<String>,
+}
+
+impl DeliveryPlan {
+    /// Whether, after a failed TLS handshake with `host`, a plaintext reconnect may carry mail.
+    pub fn allows_plaintext_after_failed_handshake(&self, host: &PlannedHost) -> bool {
+        self.insecure_plaintext_fallback && host.requirement.allows_plaintext()
+    }
+}
+
+/// What to do with the mail for one destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum PlanOutcome {
+    Deliver(DeliveryPlan),
+    /// Final: the destination will never accept this mail. `status` is an enhanced status code.
+    Bounce {
+        status: String,
+        reason: String,
+    },
+    /// Try again later; nothing was decided against the mail.
+    Defer {
+        reason: String,
+    },
+}
+
+/// Plans delivery to `domain` from what DNS said about its mail exchangers.
+pub fn plan(domain: &str, facts: &MxFacts, settings: &PolicySettings) -> PlanOutcome {
+    let mut why = Vec::new();
+    let hosts = match facts {
+        // RFC 7505 §3: a null MX means the domain accepts no mail: fail at once with 5.1.10.
+        MxFacts::Null => {
+            return PlanOutcome::Bounce {
+                status: "5.1.10".to_owned(),
+                reason: format!("{domain} publishes a null MX and accepts no mail (RFC 7505)"),
+            };
+        }
+        // RFC 5321 §5.1: a non-existent domain "MUST be reported as an error".
+        MxFacts::NoSuchDomain => {
+            return PlanOutcome::Bounce {
+                status: "5.1.2".to_owned(),
+                reason: format!("{domain} does not exist (NXDOMAIN)"),
+            };
+        }
+        // RFC 5321 §5.1: a temporary error means the message "MUST be queued and retried later".
+        MxFacts::Unavailable { reason } => {
+            return PlanOutcome::Defer {
+                reason: format!("mx lookup for {domain} failed: {reason}"),
+            };
+        }
+        // RFC 5321 §5.1: no MX records, so the domain itself acts as an MX with preference 0.
+        MxFacts::Implicit { host } => {
+            why.push(format!("{domain} has no MX records: implicit MX 0 {host}"));
+            vec![MxHost {
+                name: host.clone(),
+                preference: 0,
+            }]
+        }
+        MxFacts::Hosts(records) => match usable_mx_hosts(domain, records, &mut why) {
+            Some(hosts) => hosts,
+            None => {
+                // RFC 5321 §5.1: "If MX records are present, but none of them are usable, this
+                // situation MUST be reported as an error."
+                return PlanOutcome::Bounce {
+                    status: "5.4.4".to_owned(),
+                    reason: format!("no usable MX host for {domain}"),
+                };
+            }
+        },
+    };
+    PlanOutcome::Deliver(with_default_requirement(domain, hosts, settings, why))
+}
+
+/// Plans delivery of `domain` to a configured next hop instead of its MX hosts.
+pub fn plan_route(domain: &str, next_hop: &str, settings: &PolicySettings) -> PlanOutcome {
+    let host = normalise(next_hop);
+    let why = vec![format!("configured route sends {domain} to {host}")];
+    let hosts = vec![MxHost {
+        name: host,
+        preference: 0,
+    }];
+    let mut plan = with_default_requirement(domain, hosts, settings, why);
+    plan.policy = PolicyLabel::Route;
+    PlanOutcome::Deliver(plan)
+}
+
+/// Keeps the MX records delivery may use, in preference order, noting each one dropped.
+fn usable_mx_hosts(domain: &str, records: &[MxHost], why: &mut Vec<String>) -> Option<Vec<MxHost>> {
+    let mut hosts: Vec<MxHost> = Vec::with_capacity(records.len());
+    for record in records {
+        let name = normalise(&record.name);
+        if let Some(problem) = unusable_exchange(&name) {
+            why.push(format!(
+                "ignored MX {} {}: {problem}",
+                record.preference, record.name
+            ));
+            continue;
+        }
+        hosts.push(MxHost {
+            name,
+            preference: record.preference,
+        });
+    }
+    // RFC 5321 §5.1: MX records are tried in order of preference, lowest first. The sort is
+    // stable, so the resolver's random order among equal preferences survives.
+    hosts.sort_by_key(|host| host.preference);
+    if hosts.is_empty() {
+        why.push(format!("{domain}: none of its MX hosts is usable"));
+        return None;
+    }
+    Some(hosts)
+}
+
+/// Why an MX exchange cannot be used, or `None` when it can.
+fn unusable_exchange(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        // RFC 7505 §3: "." is the null MX; mixed with other MX records it is ignored.
+        return Some("the root name is not a host");
+    }
+    // RFC 5321 §5.1: the data field of an MX record "MUST contain a domain name".
+    let literal = name.trim_start_matches('[').trim_end_matches(']');
+    if literal.parse::<IpAddr>().is_ok() {
+        return Some("an IP address is not a domain name");
+    }
+    // RFC 6761 §6.3: localhost names are the local host; delivering there would loop.
+    if name == "localhost" || name.ends_with(".localhost") {
+        return Some("a localhost name points back at this host");
+    }
+    None
+}
+
+fn with_default_requirement(
+    domain: &str,
+    hosts: Vec<MxHost>,
+    settings: &PolicySettings,
+    mut why: Vec<String>,
+) -> DeliveryPlan {
+    let policy = match settings.default_requirement {
+        DefaultRequirement::Opportunistic => PolicyLabel::DefaultOpportunistic,
+        DefaultRequirement::Encrypted => PolicyLabel::DefaultEncrypted,
+        DefaultRequirement::Verified => PolicyLabel::DefaultVerified,
+    };
+    why.push(format!(
+        "no published policy known: global default {policy}"
+    ));
+    let candidates = hosts
+        .into_iter()
+        .map(|host| PlannedHost {
+            requirement: default_requirement(settings.default_requirement, &host.name),
+            host: host.name,
+            preference: host.preference,
+        })
+        .collect();
+    let fallback = settings.insecure_plaintext_fallback
+        && settings.default_requirement == DefaultRequirement::Opportunistic;
+    if fallback {
+        why.push("insecure plaintext fallback after a failed handshake is enabled".to_owned());
+    }
+    DeliveryPlan {
+        domain: domain.to_owned(),
+        candidates,
+        policy,
+        insecure_plaintext_fallback: fallback,
+        why,
+    }
+}
+
+fn default_requirement(default: DefaultRequirement, host: &str) -> TlsRequirement {
+    match default {
+        DefaultRequirement::Opportunistic => TlsRequirement::Opportunistic,
+        DefaultRequirement::Encrypted => TlsRequirement::Encrypted,
+        // RFC 8461 §4.1 style: the certificate must match the MX host name itself.
+        DefaultRequirement::Verified => TlsRequirement::Verified {
+            names: vec![host.to_owned()],
+        },
+    }
+}
+
+fn normalise(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests;
