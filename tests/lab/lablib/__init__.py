@@ -1,0 +1,1 @@
+"""strictmx lab: a fake mail internet on loopback (generator, services, self-test)."""
