@@ -1,0 +1,280 @@
+//! Lookups against a tiny in-process DNS server on 127.0.0.1:0 answering from a fixed table.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use strictmx_policy::MxFacts;
+use strictmx_resolve::{DnsResolver, MxAnswer, MxHost, ResolveError, ResolverSettings};
+use tokio::net::UdpSocket;
+
+const TYPE_A: u16 = 1;
+const TYPE_MX: u16 = 15;
+const TYPE_AAAA: u16 = 28;
+
+#[derive(Clone)]
+enum Answer {
+    Records(Vec<(u16, Vec<u8>)>),
+    NoData,
+    NxDomain,
+    ServFail,
+    /// Never answer: the client must time out.
+    Silence,
+}
+
+fn encode_name(name: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
+        out.push(u8::try_from(label.len()).expect("test labels are short"));
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+    out
+}
+
+fn mx_rdata(preference: u16, exchange: &str) -> (u16, Vec<u8>) {
+    let mut data = preference.to_be_bytes().to_vec();
+    data.extend(encode_name(exchange));
+    (TYPE_MX, data)
+}
+
+fn a(ip: Ipv4Addr) -> (u16, Vec<u8>) {
+    (TYPE_A, ip.octets().to_vec())
+}
+
+fn aaaa(ip: Ipv6Addr) -> (u16, Vec<u8>) {
+    (TYPE_AAAA, ip.octets().to_vec())
+}
+
+/// Parses the question of a query: (lowercase name without final dot, qtype, end of question).
+fn question(packet: &[u8]) -> Option<(String, u16, usize)> {
+    let mut at = 12;
+    let mut labels = Vec::new();
+    loop {
+        let len = usize::from(*packet.get(at)?);
+        at += 1;
+        if len == 0 {
+            break;
+        }
+        labels.push(String::from_utf8_lossy(packet.get(at..at + len)?).to_ascii_lowercase());
+        at += len;
+    }
+    let qtype = u16::from_be_bytes([*packet.get(at)?, *packet.get(at + 1)?]);
+    Some((labels.join("."), qtype, at + 4))
+}
+
+fn response(query: &[u8], answer: &Answer, end: usize) -> Vec<u8> {
+    let (rcode, records): (u16, &[(u16, Vec<u8>)]) = match answer {
+        Answer::Records(records) => (0, records),
+        Answer::NoData | Answer::Silence => (0, &[]),
+        Answer::NxDomain => (3, &[]),
+        Answer::ServFail => (2, &[]),
+    };
+    let rd = u16::from_be_bytes([query[2], query[3]]) & 0x0100;
+    let flags = 0x8000 | rd | 0x0080 | rcode;
+    let mut out = Vec::new();
+    out.extend_from_slice(&query[0..2]);
+    out.extend_from_slice(&flags.to_be_bytes());
+    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&u16::try_from(records.len()).expect("few").to_be_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(&query[12..end]);
+    for (rtype, data) in records {
+        out.extend_from_slice(&[0xC0, 0x0C]);
+        out.extend_from_slice(&rtype.to_be_bytes());
+        out.extend_from_slice(&1u16.to_be_bytes());
+        out.extend_from_slice(&60u32.to_be_bytes());
+        out.extend_from_slice(&u16::try_from(data.len()).expect("small").to_be_bytes());
+        out.extend_from_slice(data);
+    }
+    out
+}
+
+/// Starts the server; unknown questions get NXDOMAIN.
+async fn dns_server(zone: HashMap<(String, u16), Answer>) -> SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
+    let addr = socket.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        loop {
+            let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
+                return;
+            };
+            let query = &buf[..len];
+            let Some((name, qtype, end)) = question(query) else {
+                continue;
+            };
+            let answer = zone
+                .get(&(name, qtype))
+                .cloned()
+                .unwrap_or(Answer::NxDomain);
+            if matches!(answer, Answer::Silence) {
+                continue;
+            }
+            let _ = socket.send_to(&response(query, &answer, end), peer).await;
+        }
+    });
+    addr
+}
+
+fn zone() -> HashMap<(String, u16), Answer> {
+    let mut zone = HashMap::new();
+    let mut put = |name: &str, qtype: u16, answer: Answer| {
+        zone.insert((name.to_owned(), qtype), answer);
+    };
+    put(
+        "multi.test",
+        TYPE_MX,
+        Answer::Records(vec![
+            mx_rdata(20, "backup.multi.test"),
+            mx_rdata(10, "mx1.multi.test"),
+            mx_rdata(10, "mx2.multi.test"),
+        ]),
+    );
+    put(
+        "nullmx.test",
+        TYPE_MX,
+        Answer::Records(vec![mx_rdata(0, ".")]),
+    );
+    put("implicit.test", TYPE_MX, Answer::NoData);
+    put("broken.test", TYPE_MX, Answer::ServFail);
+    put("slow.test", TYPE_MX, Answer::Silence);
+    put(
+        "host.test",
+        TYPE_A,
+        Answer::Records(vec![a(Ipv4Addr::new(192, 0, 2, 10))]),
+    );
+    put(
+        "host.test",
+        TYPE_AAAA,
+        Answer::Records(vec![aaaa("2001:db8::10".parse().expect("literal"))]),
+    );
+    put("v6only.test", TYPE_A, Answer::NoData);
+    put(
+        "v6only.test",
+        TYPE_AAAA,
+        Answer::Records(vec![aaaa("2001:db8::6".parse().expect("literal"))]),
+    );
+    put("empty.test", TYPE_A, Answer::NoData);
+    put("empty.test", TYPE_AAAA, Answer::NoData);
+    put("flaky.test", TYPE_A, Answer::ServFail);
+    put("flaky.test", TYPE_AAAA, Answer::ServFail);
+    zone
+}
+
+async fn resolver() -> DnsResolver {
+    let server = dns_server(zone()).await;
+    DnsResolver::new(&ResolverSettings {
+        nameservers: vec![server],
+        timeout: Duration::from_millis(300),
+        attempts: 1,
+    })
+    .expect("resolver")
+}
+
+#[tokio::test]
+async fn mx_hosts_come_back_in_preference_order() {
+    let resolver = resolver().await;
+    let MxAnswer::Hosts(hosts) = resolver.mx("multi.test").await.expect("answer") else {
+        panic!("expected hosts");
+    };
+    let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+    // RFC 5321 §5.1: lowest preference first; the two at 10 in either order.
+    assert_eq!(names.len(), 3);
+    assert!(names[..2].contains(&"mx1.multi.test") && names[..2].contains(&"mx2.multi.test"));
+    assert_eq!(
+        hosts[2],
+        MxHost {
+            name: "backup.multi.test".to_owned(),
+            preference: 20
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_null_mx_is_recognised() {
+    // RFC 7505 §3: a single MX whose exchange is the root.
+    let answer = resolver().await.mx("nullmx.test").await.expect("answer");
+    assert_eq!(answer, MxAnswer::Null);
+    assert_eq!(answer.to_facts(), MxFacts::Null);
+}
+
+#[tokio::test]
+async fn a_domain_without_mx_records_gets_an_implicit_mx() {
+    // RFC 5321 §5.1: an empty MX answer means the domain is its own MX with preference 0.
+    let answer = resolver().await.mx("implicit.test").await.expect("answer");
+    assert_eq!(answer, MxAnswer::Implicit("implicit.test".to_owned()));
+}
+
+#[tokio::test]
+async fn a_nonexistent_domain_is_a_permanent_error() {
+    let error = resolver().await.mx("nowhere.test").await.unwrap_err();
+    assert!(
+        matches!(error, ResolveError::NoSuchDomain { .. }),
+        "{error:?}"
+    );
+    assert!(!error.is_transient());
+    assert_eq!(error.to_mx_facts(), MxFacts::NoSuchDomain);
+}
+
+#[tokio::test]
+async fn servfail_is_transient() {
+    // RFC 5321 §5.1: a temporary error means queue and retry, never bounce.
+    let error = resolver().await.mx("broken.test").await.unwrap_err();
+    assert!(error.is_transient(), "{error:?}");
+    assert!(matches!(error.to_mx_facts(), MxFacts::Unavailable { .. }));
+}
+
+#[tokio::test]
+async fn an_unanswered_query_times_out_as_transient() {
+    let error = resolver().await.mx("slow.test").await.unwrap_err();
+    assert!(error.is_transient(), "{error:?}");
+}
+
+#[tokio::test]
+async fn addresses_include_both_families_ipv4_first() {
+    let addresses = resolver()
+        .await
+        .addresses("host.test")
+        .await
+        .expect("addresses");
+    assert_eq!(
+        addresses,
+        vec![
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)),
+            "2001:db8::10".parse::<IpAddr>().expect("literal"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn one_family_is_enough() {
+    let addresses = resolver()
+        .await
+        .addresses("v6only.test")
+        .await
+        .expect("addresses");
+    assert_eq!(
+        addresses,
+        vec!["2001:db8::6".parse::<IpAddr>().expect("literal")]
+    );
+}
+
+#[tokio::test]
+async fn address_failures_are_classified() {
+    let resolver = resolver().await;
+    let rows = [
+        ("empty.test", false, "no A or AAAA records"),
+        ("missing.test", false, "does not exist"),
+        ("flaky.test", true, "failed"),
+    ];
+    for (host, transient, text) in rows {
+        let error = resolver.addresses(host).await.unwrap_err();
+        assert_eq!(error.is_transient(), transient, "{host}: {error:?}");
+        assert!(error.to_string().contains(text), "{host}: {error}");
+    }
+}
