@@ -1,0 +1,214 @@
+//! Runs the real `strictmx` binary for end-to-end tests: writes its config into a fresh directory,
+//! starts `serve`, reads its JSON log, and can SIGTERM or SIGKILL it and start it again.
+//!
+//! The listener binds port 0; the test learns the address from the `listening` log record.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+static DIRS: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh directory under the system temp dir, removed when dropped.
+#[derive(Debug)]
+pub struct TestDir(pub PathBuf);
+
+impl TestDir {
+    pub fn new(name: &str) -> anyhow::Result<TestDir> {
+        let n = DIRS.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("strictmx-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        Ok(TestDir(dir))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `strictmx serve`.
+#[derive(Debug)]
+pub struct Relay {
+    bin: PathBuf,
+    pub config_path: PathBuf,
+    child: Option<Child>,
+    logs: Arc<Mutex<Vec<Value>>>,
+    /// The first listener's address.
+    pub smtp: SocketAddr,
+    /// Every listener's address, in the order of the config.
+    pub listeners: Vec<SocketAddr>,
+}
+
+impl Relay {
+    /// Writes `dir/strictmx.toml` as `[server]`, `[log]` and `[control]` tables pointing into
+    /// `dir`, followed by `rest` (listeners, routes, retry settings...), and starts the server.
+    /// Without a `[[listener]]` in `rest`, the embedded default listener is replaced by one on
+    /// 127.0.0.1 port 0.
+    pub async fn start(bin: &Path, dir: &Path, rest: &str) -> anyhow::Result<Relay> {
+        let listener = if rest.contains("[[listener]]") {
+            ""
+        } else {
+            "[[listener]]\naddress = \"127.0.0.1:0\"\nrole = \"relay\"\n\n"
+        };
+        let config = format!(
+            "[server]\nhostname = \"relay.test\"\ndata_dir = \"{d}/data\"\nshutdown_grace = \"5s\"\n\n\
+             [log]\nformat = \"json\"\nlevel = \"info,strictmx_delivery=debug\"\n\n\
+             [control]\nsocket = \"{d}/control.sock\"\n\n{listener}{rest}\n",
+            d = dir.display()
+        );
+        let config_path = dir.join("strictmx.toml");
+        std::fs::write(&config_path, config)?;
+        let mut relay = Relay {
+            bin: bin.to_path_buf(),
+            config_path,
+            child: None,
+            logs: Arc::default(),
+            smtp: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listeners: Vec::new(),
+        };
+        relay.spawn().await?;
+        Ok(relay)
+    }
+
+    /// Starts the server again on the same config and data (after `kill9` or `terminate`).
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.spawn().await
+    }
+
+    async fn spawn(&mut self) -> anyhow::Result<()> {
+        let mut child = Command::new(&self.bin)
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config_path)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", self.bin.display()))?;
+        let stderr = child.stderr.take().context("no stderr pipe")?;
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        self.logs = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| serde_json::json!({ "message": line, "unparsed": true }));
+                logs.lock().expect("log lock poisoned").push(value);
+            }
+        });
+        self.child = Some(child);
+        let serving = self
+            .wait_log(Duration::from_secs(30), |v| {
+                v["message"] == "strictmx is serving"
+            })
+            .await
+            .or_else(|e| {
+                let tail: Vec<String> = self
+                    .logs()
+                    .iter()
+                    .rev()
+                    .take(10)
+                    .map(|v| v.to_string())
+                    .collect();
+                bail!("{e}; last log lines: {tail:#?}")
+            });
+        serving?;
+        self.listeners = self
+            .logs()
+            .iter()
+            .filter(|v| v["message"] == "listening")
+            .filter_map(|v| v["address"].as_str().and_then(|a| a.parse().ok()))
+            .collect();
+        self.smtp = *self
+            .listeners
+            .first()
+            .context("the server logged no listening address")?;
+        Ok(())
+    }
+
+    /// Every log record so far (JSON objects; event fields at the top level).
+    pub fn logs(&self) -> Vec<Value> {
+        self.logs.lock().expect("log lock poisoned").clone()
+    }
+
+    /// Waits for a log record matching `pred`.
+    pub async fn wait_log(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = self.logs().into_iter().find(|v| pred(v)) {
+                return Ok(v);
+            }
+            if Instant::now() >= deadline {
+                bail!("no matching log record within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: no chance to flush or clean up.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then wait for the process to exit; returns its exit status code.
+    pub async fn terminate(&mut self) -> anyhow::Result<Option<i32>> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(None);
+        };
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()?;
+        if !status.success() {
+            bail!("kill -TERM failed");
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status.code());
+            }
+            if Instant::now() >= deadline {
+                child.kill()?;
+                bail!("strictmx did not exit within 30s of SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Runs `strictmx <args> --config <this config>` and returns its output.
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<Output> {
+        Ok(Command::new(&self.bin)
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .output()?)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.kill9();
+    }
+}

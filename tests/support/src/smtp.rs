@@ -1,0 +1,360 @@
+//! A minimal SMTP client for submitting test mail, and a scriptable in-process SMTP receiver.
+//!
+//! Both speak over real sockets on 127.0.0.1. The receiver records what it got, so a test can
+//! assert on the envelope and the body exactly as they crossed the wire.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// One reply: its code and its lines joined by `\n`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub text: String,
+}
+
+/// A plaintext SMTP client for tests: send commands, read replies, submit a message.
+#[derive(Debug)]
+pub struct Client {
+    stream: BufReader<TcpStream>,
+    /// The greeting the server sent.
+    pub greeting: Reply,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> anyhow::Result<Client> {
+        let tcp = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .context("connect timed out")??;
+        let mut stream = BufReader::new(tcp);
+        let greeting = read_reply(&mut stream).await?;
+        Ok(Client { stream, greeting })
+    }
+
+    /// Sends one command line (CRLF added) and reads its reply.
+    pub async fn command(&mut self, line: &str) -> anyhow::Result<Reply> {
+        self.send_raw(format!("{line}\r\n").as_bytes()).await?;
+        self.read_reply().await
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        tokio::time::timeout(IO_TIMEOUT, self.stream.get_mut().write_all(bytes))
+            .await
+            .context("write timed out")??;
+        Ok(())
+    }
+
+    pub async fn read_reply(&mut self) -> anyhow::Result<Reply> {
+        read_reply(&mut self.stream).await
+    }
+
+    /// Sends a message body after a 354: dot-stuffs it and ends it with CRLF.CRLF.
+    pub async fn data(&mut self, body: &[u8]) -> anyhow::Result<Reply> {
+        let reply = self.command("DATA").await?;
+        if reply.code != 354 {
+            return Ok(reply);
+        }
+        let mut wire = Vec::with_capacity(body.len() + 8);
+        let mut at_line_start = true;
+        for &b in body {
+            if at_line_start && b == b'.' {
+                wire.push(b'.');
+            }
+            wire.push(b);
+            at_line_start = b == b'\n';
+        }
+        if !wire.ends_with(b"\r\n") {
+            wire.extend_from_slice(b"\r\n");
+        }
+        wire.extend_from_slice(b".\r\n");
+        self.send_raw(&wire).await?;
+        self.read_reply().await
+    }
+
+    /// EHLO, MAIL, RCPT for each recipient, DATA; returns the reply to the end of data.
+    /// Any unexpected reply before that is an error naming the command.
+    pub async fn send_mail(
+        &mut self,
+        from: &str,
+        to: &[&str],
+        body: &[u8],
+    ) -> anyhow::Result<Reply> {
+        let ehlo = self.command("EHLO client.test").await?;
+        expect(&ehlo, 250, "EHLO")?;
+        self.transaction(from, to, body).await
+    }
+
+    /// MAIL, RCPT, DATA on a session that has already said EHLO.
+    pub async fn transaction(
+        &mut self,
+        from: &str,
+        to: &[&str],
+        body: &[u8],
+    ) -> anyhow::Result<Reply> {
+        let mail = self.command(&format!("MAIL FROM:<{from}>")).await?;
+        expect(&mail, 250, "MAIL")?;
+        for rcpt in to {
+            let r = self.command(&format!("RCPT TO:<{rcpt}>")).await?;
+            expect(&r, 250, "RCPT")?;
+        }
+        self.data(body).await
+    }
+
+    pub async fn quit(mut self) -> anyhow::Result<()> {
+        let _ = self.command("QUIT").await?;
+        Ok(())
+    }
+}
+
+fn expect(reply: &Reply, code: u16, what: &str) -> anyhow::Result<()> {
+    if reply.code != code {
+        bail!("{what}: expected {code}, got {} {}", reply.code, reply.text);
+    }
+    Ok(())
+}
+
+async fn read_reply<R: AsyncRead + Unpin>(r: &mut BufReader<R>) -> anyhow::Result<Reply> {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        let n = tokio::time::timeout(IO_TIMEOUT, r.read_line(&mut line))
+            .await
+            .context("reading a reply timed out")??;
+        if n == 0 {
+            bail!("connection closed while reading a reply (so far: {lines:?})");
+        }
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.len() < 3 {
+            bail!("malformed reply line {line:?}");
+        }
+        let code: u16 = line[..3]
+            .parse()
+            .with_context(|| format!("malformed reply line {line:?}"))?;
+        let last = line.as_bytes().get(3) != Some(&b'-');
+        lines.push(line.get(4..).unwrap_or("").to_string());
+        if last {
+            return Ok(Reply {
+                code,
+                text: lines.join("\n"),
+            });
+        }
+    }
+}
+
+/// How the receiver answers each recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RcptScript {
+    /// 250 to every recipient.
+    Accept,
+    /// 451 4.3.0 the first time a recipient is seen, 250 after that.
+    TempFailFirst,
+    /// 550 5.1.1 to every recipient.
+    Reject,
+}
+
+/// A message as the receiver got it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub mail_from: String,
+    /// The MAIL FROM parameters, as sent.
+    pub mail_params: String,
+    pub rcpts: Vec<String>,
+    /// The body, dot-unstuffed, lines ending in CRLF, without the final dot.
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// An SMTP receiver on 127.0.0.1, answering per its script and recording every message.
+#[derive(Debug, Clone)]
+pub struct Sink {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    connections: Arc<Mutex<usize>>,
+}
+
+#[derive(Debug, Default)]
+struct SinkState {
+    seen: HashMap<String, u32>,
+}
+
+impl Sink {
+    /// Starts a receiver that does not offer STARTTLS.
+    pub async fn start(script: RcptScript) -> anyhow::Result<Sink> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let sink = Sink {
+            addr,
+            received: Arc::default(),
+            connections: Arc::default(),
+        };
+        let state = Arc::new(Mutex::new(SinkState::default()));
+        let s = sink.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                *s.connections.lock().expect("sink lock poisoned") += 1;
+                let s = s.clone();
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let _ = s.session(tcp, script, state).await;
+                });
+            }
+        });
+        Ok(sink)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().expect("sink lock poisoned").clone()
+    }
+
+    pub fn connections(&self) -> usize {
+        *self.connections.lock().expect("sink lock poisoned")
+    }
+
+    /// Waits until at least `n` messages arrived, or fails after `timeout`.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> anyhow::Result<Vec<Received>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let got = self.received();
+            if got.len() >= n {
+                return Ok(got);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "expected {n} message(s) at the sink within {timeout:?}, got {}",
+                    got.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn session(
+        &self,
+        tcp: TcpStream,
+        script: RcptScript,
+        state: Arc<Mutex<SinkState>>,
+    ) -> anyhow::Result<()> {
+        let mut s = BufReader::new(tcp);
+        write(&mut s, "220 sink.test ESMTP test sink\r\n").await?;
+        let mut from = String::new();
+        let mut params = String::new();
+        let mut rcpts = Vec::new();
+        loop {
+            let mut line = String::new();
+            if s.read_line(&mut line).await? == 0 {
+                return Ok(());
+            }
+            let upper = line.to_ascii_uppercase();
+            let cmd = upper.trim_end();
+            if cmd.starts_with("EHLO") {
+                write(&mut s, "250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-DSN\r\n250 SIZE 52428800\r\n").await?;
+            } else if cmd.starts_with("HELO") {
+                write(&mut s, "250 sink.test\r\n").await?;
+            } else if cmd.starts_with("MAIL FROM:") {
+                let rest = line.trim_end()[10..].trim();
+                let (addr, p) = split_path(rest);
+                from = addr;
+                params = p;
+                rcpts.clear();
+                write(&mut s, "250 2.1.0 ok\r\n").await?;
+            } else if cmd.starts_with("RCPT TO:") {
+                let (addr, _) = split_path(line.trim_end()[8..].trim());
+                let reply = match script {
+                    RcptScript::Accept => "250 2.1.5 ok\r\n",
+                    RcptScript::Reject => "550 5.1.1 no such user here\r\n",
+                    RcptScript::TempFailFirst => {
+                        let mut st = state.lock().expect("sink lock poisoned");
+                        let n = st.seen.entry(addr.clone()).or_insert(0);
+                        *n += 1;
+                        if *n == 1 {
+                            "451 4.3.0 try again later\r\n"
+                        } else {
+                            "250 2.1.5 ok\r\n"
+                        }
+                    }
+                };
+                if reply.starts_with('2') {
+                    rcpts.push(addr);
+                }
+                write(&mut s, reply).await?;
+            } else if cmd == "DATA" {
+                if rcpts.is_empty() {
+                    write(&mut s, "554 5.5.1 no valid recipients\r\n").await?;
+                    continue;
+                }
+                write(&mut s, "354 go ahead\r\n").await?;
+                let body = read_data(&mut s).await?;
+                self.received
+                    .lock()
+                    .expect("sink lock poisoned")
+                    .push(Received {
+                        mail_from: from.clone(),
+                        mail_params: params.clone(),
+                        rcpts: std::mem::take(&mut rcpts),
+                        body,
+                    });
+                write(&mut s, "250 2.0.0 queued at the sink\r\n").await?;
+            } else if cmd == "RSET" {
+                rcpts.clear();
+                write(&mut s, "250 2.0.0 ok\r\n").await?;
+            } else if cmd == "NOOP" {
+                write(&mut s, "250 2.0.0 ok\r\n").await?;
+            } else if cmd == "QUIT" {
+                write(&mut s, "221 2.0.0 bye\r\n").await?;
+                return Ok(());
+            } else {
+                write(&mut s, "502 5.5.2 not implemented\r\n").await?;
+            }
+        }
+    }
+}
+
+fn split_path(rest: &str) -> (String, String) {
+    let rest = rest.trim();
+    match (rest.find('<'), rest.find('>')) {
+        (Some(a), Some(b)) if a < b => {
+            (rest[a + 1..b].to_string(), rest[b + 1..].trim().to_string())
+        }
+        _ => (rest.to_string(), String::new()),
+    }
+}
+
+async fn write<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut BufReader<S>,
+    text: &str,
+) -> anyhow::Result<()> {
+    s.get_mut().write_all(text.as_bytes()).await?;
+    Ok(())
+}
+
+async fn read_data<S: AsyncRead + Unpin>(s: &mut BufReader<S>) -> anyhow::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        if s.read_until(b'\n', &mut line).await? == 0 {
+            bail!("connection closed during DATA");
+        }
+        if line == b".\r\n" || line == b".\n" {
+            return Ok(body);
+        }
+        let line = if line.starts_with(b"..") {
+            &line[1..]
+        } else {
+            &line[..]
+        };
+        body.extend_from_slice(line);
+    }
+}
