@@ -19,7 +19,7 @@ pub enum ResolveError {
     InvalidName {
         name: String,
         #[source]
-        source: NetError,
+        source: Box<NetError>,
     },
 
     /// NXDOMAIN: the name does not exist (RFC 5321 §5.1: reported as an error).
@@ -52,7 +52,7 @@ pub enum ResolveError {
         name: String,
         record_type: &'static str,
         #[source]
-        source: NetError,
+        source: Box<NetError>,
     },
 }
 

@@ -202,7 +202,7 @@ fn classify(
         source => Err(ResolveError::Lookup {
             name: name.to_owned(),
             record_type: label,
-            source,
+            source: Box::new(source),
         }),
     }
 }
@@ -215,7 +215,7 @@ fn fully_qualified(name: &str) -> Result<Name, ResolveError> {
     };
     Name::from_ascii(&text).map_err(|error| ResolveError::InvalidName {
         name: name.to_owned(),
-        source: NetError::from(error),
+        source: Box::new(NetError::from(error)),
     })
 }
 
