@@ -1,1 +1,27 @@
-//! strictmx-protocol (skeleton; filled in by the owning work item).
+//! SMTP grammar for strictmx: commands, replies, ESMTP/DSN parameters, enhanced status codes,
+//! dot-stuffing and line framing. Pure functions over bytes; all I/O, timeouts and policy are
+//! left to the crates that use it (inbound, delivery).
+#![forbid(unsafe_code)]
+
+mod address;
+mod command;
+mod data;
+mod error;
+mod line;
+mod params;
+pub mod replies;
+mod reply;
+mod xtext;
+
+pub use address::{domain_of, domains_equal, local_part, needs_smtputf8};
+pub use command::{AuthMechanism, Command};
+pub use data::{DataProgress, DataReader, dot_stuff, is_8bit};
+pub use error::ProtocolError;
+pub use line::{LineScan, scan_line};
+pub use params::{BodyType, DsnRet, MailParams, Notify, Orcpt, RcptParams};
+pub use reply::{EnhancedStatus, Reply, ReplyParse};
+pub use xtext::{xtext_decode, xtext_encode};
+
+/// The longest command or text line in octets, CRLF included (RFC 5321 §4.5.3.1.4 and
+/// §4.5.3.1.6).
+pub const MAX_LINE: usize = 1000;
