@@ -1,1 +1,25 @@
-//! strictmx-spool (skeleton; filled in by the owning work item).
+//! strictmx-spool: the durable outbound queue on redb. It stores envelopes, bodies, recipient
+//! states, attempt records and a schedule index, commits concurrent writes together (group
+//! commit) and hands due recipients to the queue runner; delivery, retry policy and DSNs are left
+//! to `strictmx-delivery`, the SMTP dialogue to `strictmx-inbound`.
+#![forbid(unsafe_code)]
+
+mod error;
+mod id;
+mod index;
+mod settings;
+mod spool;
+mod store;
+mod time;
+mod types;
+mod writer;
+
+pub use error::SpoolError;
+pub use id::{MessageId, MessageIdDisplay, format_id, parse_id};
+pub use settings::SpoolSettings;
+pub use spool::Spool;
+pub use types::{
+    AttemptOutcome, AttemptRecord, BouncedMessage, ClientInfo, DueMessage, DueRecipient, Envelope,
+    EnvelopeRecipient, MessageKind, PeerAuth, QueueEntry, QueueRecipient, RecipientState,
+    RecipientUpdate, SpoolStats, StoredMessage,
+};

@@ -1,0 +1,626 @@
+//! The public face of the spool: opening and recovering the store, the async calls that go
+//! through the writer thread, and the read-only queries (due work, listings, bodies) that run
+//! in the caller's thread on redb read transactions. Leases for in-flight recipients live here,
+//! in memory only, so they die with the process. Writing is left to `writer`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::error::SpoolError;
+use crate::id::{MessageId, MessageIdDisplay};
+use crate::index::{Index, Summary};
+use crate::settings::SpoolSettings;
+use crate::store::{
+    self, ATTEMPTS, BODIES, DB_FILE, ENVELOPES, META, META_LAST_ID, META_SCHEMA, RECIPIENTS,
+    SCHEDULE, SCHEMA_VERSION, Slot,
+};
+use crate::types::{
+    AttemptRecord, BouncedMessage, DueMessage, DueRecipient, Envelope, QueueEntry, QueueRecipient,
+    RecipientState, RecipientUpdate, SpoolStats, StoredMessage,
+};
+use crate::writer::{self, AdminAction, Command, Effect, Op, Writer};
+
+/// How long the writer waits for readers to let go of a failed database before reopening it.
+const REOPEN_WAIT: Duration = Duration::from_secs(5);
+
+/// The durable queue. Cheap to clone; all methods take `&self`.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    shared: Arc<Shared>,
+    commands: Option<mpsc::Sender<Command>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer after its current batch; joining it releases the
+        // database file before the spool is gone, so it can be opened again at once.
+        self.commands.take();
+        if let Some(handle) = self.writer.take()
+            && handle.join().is_err()
+        {
+            tracing::error!("spool writer thread panicked");
+        }
+    }
+}
+
+/// State shared by the callers and the writer thread.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    path: PathBuf,
+    db: RwLock<Option<Arc<Database>>>,
+    index: Mutex<Index>,
+    leases: Mutex<HashSet<(MessageId, u32)>>,
+    notify: Arc<Notify>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded data stays consistent across a panic (every update is a single call), so a
+    // poisoned lock is still usable.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    pub(crate) fn database(&self) -> Result<Arc<Database>, SpoolError> {
+        let slot = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        slot.clone().ok_or(SpoolError::Reopening)
+    }
+
+    pub(crate) fn committed(&self, effects: Vec<Effect>, operations: usize, latency: Duration) {
+        let mut wake = false;
+        {
+            let mut index = lock(&self.index);
+            index.committed(operations, latency);
+            for effect in &effects {
+                if let Effect::Summary(id, summary) = effect {
+                    index.set(*id, *summary);
+                }
+            }
+        }
+        {
+            let mut leases = lock(&self.leases);
+            for effect in effects {
+                match effect {
+                    Effect::Unlease(id, indexes) => {
+                        for index in indexes {
+                            leases.remove(&(id, index));
+                        }
+                    }
+                    Effect::UnleaseAll(id) => leases.retain(|(leased, _)| *leased != id),
+                    Effect::Wake => wake = true,
+                    Effect::Summary(..) => {}
+                }
+            }
+        }
+        if wake {
+            self.notify.notify_waiters();
+            self.notify.notify_one();
+        }
+    }
+
+    pub(crate) fn commit_failed(&self) {
+        lock(&self.index).commit_failed();
+    }
+
+    /// Called by the writer thread only. Closes the database and opens it again, then rebuilds the index from what is on disk
+    /// (a failed commit may or may not have reached the file). Readers get `Reopening` meanwhile.
+    pub(crate) fn reopen(&self) -> Result<Arc<Database>, SpoolError> {
+        let taken = self
+            .db
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(mut db) = taken {
+            let deadline = Instant::now() + REOPEN_WAIT;
+            loop {
+                match Arc::try_unwrap(db) {
+                    Ok(db) => {
+                        drop(db);
+                        break;
+                    }
+                    Err(still_shared) if Instant::now() < deadline => {
+                        db = still_shared;
+                        pause_writer_thread(Duration::from_millis(5));
+                    }
+                    Err(still_shared) => {
+                        *self.db.write().unwrap_or_else(PoisonError::into_inner) =
+                            Some(still_shared);
+                        return Err(SpoolError::Reopening);
+                    }
+                }
+            }
+        }
+        let (db, _) = open_database(&self.path)?;
+        let (index, _) = recover(&db)?;
+        {
+            let mut current = lock(&self.index);
+            current.clear_messages();
+            current.absorb(index);
+        }
+        let db = Arc::new(db);
+        *self.db.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&db));
+        tracing::warn!(path = %self.path.display(), "spool store reopened after an i/o failure");
+        Ok(db)
+    }
+}
+
+/// Only ever called on the writer thread, which is a plain OS thread.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "runs on the dedicated writer thread, never on a runtime worker"
+)]
+fn pause_writer_thread(pause: Duration) {
+    std::thread::sleep(pause);
+}
+
+/// Opens (creating if needed) the database file. Returns whether the file was created.
+fn open_database(path: &Path) -> Result<(Database, bool), SpoolError> {
+    let existed = path.exists();
+    let db = Database::create(path).map_err(|source| SpoolError::Open {
+        path: path.to_owned(),
+        source: Box::new(source),
+    })?;
+    Ok((db, !existed))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| SpoolError::SyncDir {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+/// Creates the tables if missing and checks the schema version; returns the last message id.
+fn prepare(db: &Database, path: &Path) -> Result<MessageId, SpoolError> {
+    let fail = SpoolError::storage("preparing the spool tables");
+    let txn = db.begin_write().map_err(|e| fail(e.into()))?;
+    let last_id = {
+        let mut meta = txn.open_table(META).map_err(|e| fail(e.into()))?;
+        for table in [ENVELOPES, BODIES] {
+            txn.open_table(table).map_err(|e| fail(e.into()))?;
+        }
+        for table in [RECIPIENTS, ATTEMPTS] {
+            txn.open_table(table).map_err(|e| fail(e.into()))?;
+        }
+        txn.open_table(SCHEDULE).map_err(|e| fail(e.into()))?;
+        let found = meta
+            .get(META_SCHEMA)
+            .map_err(|e| fail(e.into()))?
+            .map(|v| v.value());
+        match found {
+            None => {
+                meta.insert(META_SCHEMA, SCHEMA_VERSION)
+                    .map_err(|e| fail(e.into()))?;
+            }
+            Some(SCHEMA_VERSION) => {}
+            Some(found) => {
+                return Err(SpoolError::SchemaVersion {
+                    path: path.to_owned(),
+                    found,
+                    expected: SCHEMA_VERSION,
+                });
+            }
+        }
+        meta.get(META_LAST_ID)
+            .map_err(|e| fail(e.into()))?
+            .map_or(0, |v| v.value())
+    };
+    let mut txn = txn;
+    txn.set_durability(Durability::Immediate)
+        .map_err(|e| fail(e.into()))?;
+    txn.commit().map_err(|e| fail(e.into()))?;
+    Ok(last_id)
+}
+
+/// Reads every envelope and recipient state once to rebuild the in-memory index. A message
+/// whose records do not decode is left out of the figures and logged, not fatal.
+fn recover(db: &Database) -> Result<(Index, MessageId), SpoolError> {
+    let fail = SpoolError::storage("recovering the spool");
+    let txn = db.begin_read().map_err(|e| fail(e.into()))?;
+    let envelopes = txn.open_table(ENVELOPES).map_err(|e| fail(e.into()))?;
+    let recipients = txn.open_table(RECIPIENTS).map_err(|e| fail(e.into()))?;
+    let mut index = Index::default();
+    let mut last = 0;
+    for entry in envelopes.iter().map_err(|e| fail(e.into()))? {
+        let (key, value) = entry.map_err(|e| fail(e.into()))?;
+        let id = key.value();
+        last = last.max(id);
+        let summary = store::decode::<store::EnvelopeRecord>("envelopes", id, value.value())
+            .and_then(|record| {
+                let states = store::read_states_for(&recipients, id, &record.envelope)?;
+                Ok(Summary::of(record.envelope.received_at, &states))
+            });
+        match summary {
+            Ok(summary) => index.set(id, Some(summary)),
+            Err(e) => {
+                tracing::error!(msg_id = %MessageIdDisplay(id), error = %e, "damaged message left out of the queue figures")
+            }
+        }
+    }
+    Ok((index, last))
+}
+
+impl Spool {
+    /// Opens the spool in `settings.data_dir` (creating the directory and `spool.redb` if
+    /// needed), rebuilds the in-memory index and starts the writer thread.
+    pub fn open(settings: &SpoolSettings) -> Result<Spool, SpoolError> {
+        let dir = &settings.data_dir;
+        let dir_existed = dir.is_dir();
+        fs::create_dir_all(dir).map_err(|source| SpoolError::CreateDir {
+            path: dir.clone(),
+            source,
+        })?;
+        if !dir_existed && let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+        let path = dir.join(DB_FILE);
+        let (db, created) = open_database(&path)?;
+        if created {
+            // redb fsyncs the file but not the directory entry naming it: without this, the
+            // first acknowledged commits could vanish together with the file's name on power
+            // loss (measured, see docs/storage.md).
+            sync_dir(dir)?;
+        }
+        let last_id = prepare(&db, &path)?;
+        let (index, last_envelope) = recover(&db)?;
+        let stats = index.stats(SystemTime::now());
+        tracing::info!(
+            path = %path.display(),
+            messages = stats.messages,
+            queued = stats.recipients_queued,
+            held = stats.held,
+            "spool opened"
+        );
+        let shared = Arc::new(Shared {
+            path,
+            db: RwLock::new(Some(Arc::new(db))),
+            index: Mutex::new(index),
+            leases: Mutex::new(HashSet::new()),
+            notify: Arc::new(Notify::new()),
+        });
+        let batch_max = settings.commit_batch_max.max(1);
+        let (commands, receiver) = mpsc::channel(batch_max.saturating_mul(4));
+        let writer = Writer::new(Arc::clone(&shared), last_id.max(last_envelope), batch_max);
+        let handle = std::thread::Builder::new()
+            .name("spool-writer".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(|source| SpoolError::CreateDir {
+                path: dir.clone(),
+                source,
+            })?;
+        Ok(Spool {
+            inner: Arc::new(Inner {
+                shared,
+                commands: Some(commands),
+                writer: Some(handle),
+            }),
+        })
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    /// Sends one operation to the writer and waits for the commit that carries it.
+    async fn execute<T, F>(&self, run: F) -> Result<T, SpoolError>
+    where
+        F: FnOnce(&mut writer::Tables<'_>, &mut writer::Ctx) -> Result<T, writer::OpError>
+            + Send
+            + 'static,
+        T: Send + 'static,
+    {
+        let commands = self
+            .inner
+            .commands
+            .as_ref()
+            .ok_or(SpoolError::WriterStopped)?;
+        let (reply, answer) = oneshot::channel();
+        commands
+            .send(Op::command(run, reply))
+            .await
+            .map_err(|_| SpoolError::WriterStopped)?;
+        answer.await.map_err(|_| SpoolError::WriterStopped)?
+    }
+
+    /// Stores a message. Returns its id only after the transaction containing it committed
+    /// with fdatasync; only then may inbound answer `250`.
+    pub async fn submit(&self, envelope: Envelope, body: Vec<u8>) -> Result<MessageId, SpoolError> {
+        let recipients = envelope.recipients.len();
+        let size = body.len();
+        let id = self
+            .execute(move |t, ctx| writer::submit(t, ctx, envelope, body))
+            .await?;
+        tracing::info!(msg_id = %MessageIdDisplay(id), recipients, size, outcome = "queued", "message spooled");
+        Ok(id)
+    }
+
+    /// Applies delivery results and appends attempt records in one transaction, then releases
+    /// the leases of the updated recipients. When the last recipient becomes final, the message
+    /// is deleted in that same transaction. On error nothing is applied and the leases stay, so
+    /// the recipients are not handed out again before a restart or `release_leases`.
+    pub async fn record(
+        &self,
+        id: MessageId,
+        updates: Vec<RecipientUpdate>,
+        attempts: Vec<AttemptRecord>,
+    ) -> Result<(), SpoolError> {
+        self.execute(move |t, ctx| writer::record(t, ctx, id, updates, attempts))
+            .await
+    }
+
+    /// Keeps every queued recipient of the message out of the schedule; returns how many.
+    pub async fn hold(&self, id: MessageId) -> Result<usize, SpoolError> {
+        self.admin(id, AdminAction::Hold).await
+    }
+
+    /// Queues every held recipient of the message for now; returns how many.
+    pub async fn release(&self, id: MessageId) -> Result<usize, SpoolError> {
+        self.admin(id, AdminAction::Release).await
+    }
+
+    /// Makes every queued recipient of the message due now; returns how many.
+    pub async fn retry_now(&self, id: MessageId) -> Result<usize, SpoolError> {
+        self.admin(id, AdminAction::RetryNow).await
+    }
+
+    async fn admin(&self, id: MessageId, action: AdminAction) -> Result<usize, SpoolError> {
+        let changed = self
+            .execute(move |t, ctx| writer::admin(t, ctx, id, action))
+            .await?;
+        tracing::info!(msg_id = %MessageIdDisplay(id), action = ?action, changed, "queue admin");
+        Ok(changed)
+    }
+
+    /// Makes every queued recipient of every message due now; returns how many were moved.
+    pub async fn retry_all(&self) -> Result<usize, SpoolError> {
+        let moved = self.execute(writer::retry_all).await?;
+        tracing::info!(moved, "queue admin retry all");
+        Ok(moved)
+    }
+
+    /// Removes the message without any DSN; returns how many recipients were not final.
+    pub async fn delete(&self, id: MessageId) -> Result<usize, SpoolError> {
+        let dropped = self
+            .execute(move |t, ctx| writer::delete(t, ctx, id))
+            .await?;
+        tracing::warn!(msg_id = %MessageIdDisplay(id), dropped, outcome = "deleted", "message deleted by admin");
+        Ok(dropped)
+    }
+
+    /// Bounces every recipient that is not final ("administratively bounced", 5.0.0) and
+    /// removes the message; returns it, with its body, so the caller can send DSNs.
+    pub async fn bounce(&self, id: MessageId) -> Result<BouncedMessage, SpoolError> {
+        let bounced = self
+            .execute(move |t, ctx| writer::bounce(t, ctx, id))
+            .await?;
+        tracing::warn!(msg_id = %MessageIdDisplay(id), outcome = "bounced", "message bounced by admin");
+        Ok(bounced)
+    }
+
+    /// Clears leases that `due` handed out for recipients the caller will not attempt now.
+    pub fn release_leases(&self, id: MessageId, indexes: &[usize]) {
+        let mut leases = lock(&self.shared().leases);
+        for index in indexes.iter().filter_map(|&i| store::stored_index(i)) {
+            leases.remove(&(id, index));
+        }
+    }
+
+    /// Recipients due at `now`, from the schedule index in time order, grouped by message, at
+    /// most `limit` messages. Each returned recipient is leased: later calls skip it until
+    /// `record` or `release_leases`. A message whose records are damaged is logged and leased
+    /// too (so it is not reported again on every call) until the next restart.
+    pub fn due(&self, now: SystemTime, limit: usize) -> Result<Vec<DueMessage>, SpoolError> {
+        let fail = SpoolError::storage("reading due recipients");
+        let db = self.shared().database()?;
+        let txn = db.begin_read().map_err(|e| fail(e.into()))?;
+        let schedule = txn.open_table(SCHEDULE).map_err(|e| fail(e.into()))?;
+        let envelopes = txn.open_table(ENVELOPES).map_err(|e| fail(e.into()))?;
+        let recipients = txn.open_table(RECIPIENTS).map_err(|e| fail(e.into()))?;
+        let attempts = txn.open_table(ATTEMPTS).map_err(|e| fail(e.into()))?;
+        // Held for the whole call so that concurrent callers never pick the same recipient.
+        let mut leases = lock(&self.shared().leases);
+
+        let end = Slot::new(now, MessageId::MAX, u32::MAX).key();
+        let mut picked: Vec<(MessageId, Vec<u32>)> = Vec::new();
+        let mut positions: BTreeMap<MessageId, usize> = BTreeMap::new();
+        for entry in schedule.range(..=end).map_err(|e| fail(e.into()))? {
+            let (key, _) = entry.map_err(|e| fail(e.into()))?;
+            let (_, id, index) = key.value();
+            if leases.contains(&(id, index)) {
+                continue;
+            }
+            match positions.get(&id) {
+                Some(&at) => picked[at].1.push(index),
+                None if picked.len() >= limit => break,
+                None => {
+                    positions.insert(id, picked.len());
+                    picked.push((id, vec![index]));
+                }
+            }
+        }
+
+        let mut due = Vec::with_capacity(picked.len());
+        for (id, indexes) in picked {
+            leases.extend(indexes.iter().map(|&index| (id, index)));
+            match due_message(&envelopes, &recipients, &attempts, id, &indexes) {
+                Ok(message) => due.push(message),
+                Err(e) => {
+                    tracing::error!(msg_id = %MessageIdDisplay(id), error = %e, "damaged message skipped until restart");
+                }
+            }
+        }
+        Ok(due)
+    }
+
+    /// When the earliest recipient that is neither held nor leased is due. On a read failure
+    /// it answers "now", so that the runner calls `due` and meets the error there.
+    pub fn next_due(&self) -> Option<SystemTime> {
+        match self.next_due_inner() {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the schedule");
+                Some(SystemTime::now())
+            }
+        }
+    }
+
+    fn next_due_inner(&self) -> Result<Option<SystemTime>, SpoolError> {
+        let fail = SpoolError::storage("reading the schedule");
+        let db = self.shared().database()?;
+        let txn = db.begin_read().map_err(|e| fail(e.into()))?;
+        let schedule = txn.open_table(SCHEDULE).map_err(|e| fail(e.into()))?;
+        let leases = lock(&self.shared().leases);
+        for entry in schedule.iter().map_err(|e| fail(e.into()))? {
+            let (key, _) = entry.map_err(|e| fail(e.into()))?;
+            let (at_ms, id, index) = key.value();
+            if !leases.contains(&(id, index)) {
+                return Ok(Some(Slot { at_ms, id, index }.at()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Notified whenever work may have become due: a submit, a release, a retry.
+    pub fn work_notify(&self) -> Arc<Notify> {
+        Arc::clone(&self.shared().notify)
+    }
+
+    /// The body as accepted, read from disk (bodies are never cached in memory).
+    pub fn body(&self, id: MessageId) -> Result<Vec<u8>, SpoolError> {
+        let fail = SpoolError::storage("reading a body");
+        let db = self.shared().database()?;
+        let txn = db.begin_read().map_err(|e| fail(e.into()))?;
+        let bodies = txn.open_table(BODIES).map_err(|e| fail(e.into()))?;
+        store::read_body(&bodies, id)?.ok_or(SpoolError::NotFound {
+            id: MessageIdDisplay(id),
+        })
+    }
+
+    /// Envelope, recipient states and attempt records of a message, if it is queued.
+    pub fn message(&self, id: MessageId) -> Result<Option<StoredMessage>, SpoolError> {
+        let fail = SpoolError::storage("reading a message");
+        let db = self.shared().database()?;
+        let txn = db.begin_read().map_err(|e| fail(e.into()))?;
+        let envelopes = txn.open_table(ENVELOPES).map_err(|e| fail(e.into()))?;
+        let recipients = txn.open_table(RECIPIENTS).map_err(|e| fail(e.into()))?;
+        let attempts = txn.open_table(ATTEMPTS).map_err(|e| fail(e.into()))?;
+        let Some(record) = store::read_envelope(&envelopes, id)? else {
+            return Ok(None);
+        };
+        let states = store::read_states_for(&recipients, id, &record.envelope)?;
+        let attempts = store::read_attempts(&attempts, id)?;
+        Ok(Some(StoredMessage {
+            id,
+            size: record.size,
+            envelope: record.envelope,
+            states,
+            attempts,
+        }))
+    }
+
+    /// Every queued message, oldest id first, for the admin CLI. Reads envelopes and states
+    /// (never bodies); a damaged message fails the listing with its id.
+    pub fn list(&self) -> Result<Vec<QueueEntry>, SpoolError> {
+        let fail = SpoolError::storage("listing the queue");
+        let now = SystemTime::now();
+        let db = self.shared().database()?;
+        let txn = db.begin_read().map_err(|e| fail(e.into()))?;
+        let envelopes = txn.open_table(ENVELOPES).map_err(|e| fail(e.into()))?;
+        let recipients = txn.open_table(RECIPIENTS).map_err(|e| fail(e.into()))?;
+        let mut entries = Vec::new();
+        for entry in envelopes.iter().map_err(|e| fail(e.into()))? {
+            let (key, value) = entry.map_err(|e| fail(e.into()))?;
+            let id = key.value();
+            let record: store::EnvelopeRecord = store::decode("envelopes", id, value.value())?;
+            let states = store::read_states_for(&recipients, id, &record.envelope)?;
+            let envelope = record.envelope;
+            entries.push(QueueEntry {
+                id,
+                sender: envelope.mail_from,
+                next_attempt: states.iter().filter_map(RecipientState::next_attempt).min(),
+                held: states
+                    .iter()
+                    .any(|s| matches!(s, RecipientState::Held { .. })),
+                recipients: envelope
+                    .recipients
+                    .into_iter()
+                    .zip(states)
+                    .map(|(r, state)| QueueRecipient {
+                        address: r.address,
+                        state,
+                    })
+                    .collect(),
+                received_at: envelope.received_at,
+                age: now
+                    .duration_since(envelope.received_at)
+                    .unwrap_or(Duration::ZERO),
+                size: record.size,
+            });
+        }
+        Ok(entries)
+    }
+
+    /// Queue figures and commit timings for metrics; from memory, no disk access.
+    pub fn stats(&self) -> SpoolStats {
+        lock(&self.shared().index).stats(SystemTime::now())
+    }
+}
+
+fn due_message(
+    envelopes: &impl ReadableTable<u64, &'static [u8]>,
+    recipients: &impl ReadableTable<(u64, u32), &'static [u8]>,
+    attempts: &impl ReadableTable<(u64, u32), &'static [u8]>,
+    id: MessageId,
+    indexes: &[u32],
+) -> Result<DueMessage, SpoolError> {
+    let inconsistent = |detail| SpoolError::Inconsistent {
+        table: "schedule",
+        id: MessageIdDisplay(id),
+        detail,
+    };
+    let record = store::read_envelope(envelopes, id)?
+        .ok_or_else(|| inconsistent("schedule entry without envelope"))?;
+    let states = store::read_states_for(recipients, id, &record.envelope)?;
+    let history = store::read_attempts(attempts, id)?;
+    let mut due = Vec::with_capacity(indexes.len());
+    for &index in indexes {
+        let i = index as usize;
+        let (Some(recipient), Some(RecipientState::Queued { attempts, .. })) =
+            (record.envelope.recipients.get(i), states.get(i))
+        else {
+            return Err(inconsistent(
+                "schedule entry for a recipient that is not queued",
+            ));
+        };
+        due.push(DueRecipient {
+            index: i,
+            address: recipient.address.clone(),
+            domain: store::domain_of(&recipient.address),
+            attempts: *attempts,
+            first_attempt: history
+                .iter()
+                .filter(|a| a.recipients.contains(&i))
+                .map(|a| a.at)
+                .min(),
+        });
+    }
+    Ok(DueMessage {
+        id,
+        envelope: Arc::new(record.envelope),
+        recipients: due,
+    })
+}

@@ -1,0 +1,661 @@
+//! The writer thread: the only place that opens write transactions. It takes every queued
+//! operation (up to `commit_batch_max`), applies them in one transaction, commits with
+//! `Durability::Immediate` (fdatasync) and only then answers each caller (group commit).
+//! A failed commit aborts the whole transaction, answers every caller in it with the error and
+//! leaves the thread running. The operations' rules (merging states, deleting finished
+//! messages) live here too; reads for queries are left to `spool`.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::SpoolError;
+use crate::id::{IdAllocator, MessageId, MessageIdDisplay};
+use crate::index::Summary;
+use crate::spool::Shared;
+use crate::store::{
+    self, ATTEMPTS, BODIES, ENVELOPES, EnvelopeRecord, META, META_LAST_ID, RECIPIENTS, SCHEDULE,
+    Slot,
+};
+use crate::types::{
+    AttemptRecord, BouncedMessage, Envelope, RecipientState, RecipientUpdate, StoredMessage,
+};
+
+/// The reply to the administrator for an administrative bounce (RFC 3463 §3.1: X.0.0, other
+/// undefined status).
+pub(crate) const ADMIN_BOUNCE_REPLY: &str = "administratively bounced";
+pub(crate) const ADMIN_BOUNCE_STATUS: &str = "5.0.0";
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
+
+/// One unit of work for the writer, boxed so that each operation keeps its own answer type.
+pub(crate) type Command = Box<dyn Operation>;
+
+/// An operation inside a batch: applied to the open transaction, answered after the commit.
+pub(crate) trait Operation: Send {
+    /// Applies the operation. An `OpError::Rejected` must leave the transaction untouched; an
+    /// `OpError::Abort` aborts the whole batch.
+    fn apply(&mut self, tables: &mut Tables<'_>, ctx: &mut Ctx) -> Result<(), redb::Error>;
+    /// The transaction committed: send the result.
+    fn answer(self: Box<Self>);
+    /// The transaction failed: send `error`, unless the operation was already rejected.
+    fn fail(self: Box<Self>, error: SpoolError);
+}
+
+/// Why an operation did not apply.
+pub(crate) enum OpError {
+    /// Bad input, a missing message or a damaged record, found before anything was written.
+    Rejected(SpoolError),
+    /// A write failed: the transaction is unusable and the batch is aborted.
+    Abort(redb::Error),
+}
+
+impl From<SpoolError> for OpError {
+    fn from(e: SpoolError) -> Self {
+        OpError::Rejected(e)
+    }
+}
+
+impl From<redb::StorageError> for OpError {
+    fn from(e: redb::StorageError) -> Self {
+        OpError::Abort(e.into())
+    }
+}
+
+/// An operation made of a closure and the channel its caller waits on.
+pub(crate) struct Op<F, T> {
+    run: Option<F>,
+    reply: Reply<T>,
+    result: Option<Result<T, SpoolError>>,
+}
+
+impl<F, T> Op<F, T>
+where
+    F: FnOnce(&mut Tables<'_>, &mut Ctx) -> Result<T, OpError> + Send + 'static,
+    T: Send + 'static,
+{
+    pub(crate) fn command(run: F, reply: Reply<T>) -> Command {
+        Box::new(Op {
+            run: Some(run),
+            reply,
+            result: None,
+        })
+    }
+}
+
+impl<F, T> Operation for Op<F, T>
+where
+    F: FnOnce(&mut Tables<'_>, &mut Ctx) -> Result<T, OpError> + Send,
+    T: Send,
+{
+    fn apply(&mut self, tables: &mut Tables<'_>, ctx: &mut Ctx) -> Result<(), redb::Error> {
+        let Some(run) = self.run.take() else {
+            return Ok(());
+        };
+        match run(tables, ctx) {
+            Ok(value) => self.result = Some(Ok(value)),
+            Err(OpError::Rejected(e)) => self.result = Some(Err(e)),
+            Err(OpError::Abort(e)) => return Err(e),
+        }
+        Ok(())
+    }
+
+    fn answer(self: Box<Self>) {
+        let result = self.result.unwrap_or(Err(SpoolError::WriterStopped));
+        // A caller that stopped waiting (a timed-out SMTP session) gets nothing; the operation
+        // is committed regardless, and inbound's own timeout decides what the client hears.
+        let _ = self.reply.send(result);
+    }
+
+    fn fail(self: Box<Self>, error: SpoolError) {
+        let result = match self.result {
+            Some(Err(rejected)) => Err(rejected),
+            _ => Err(error),
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+/// In-memory changes to make once the transaction committed, in order.
+#[derive(Debug)]
+pub(crate) enum Effect {
+    Summary(MessageId, Option<Summary>),
+    Unlease(MessageId, Vec<u32>),
+    UnleaseAll(MessageId),
+    Wake,
+}
+
+/// What operations see besides the tables: the batch's clock, id allocation, effects.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub(crate) now: SystemTime,
+    ids: IdAllocator,
+    effects: Vec<Effect>,
+}
+
+/// The tables of one write transaction.
+pub(crate) struct Tables<'t> {
+    envelopes: Table<'t, u64, &'static [u8]>,
+    bodies: Table<'t, u64, &'static [u8]>,
+    recipients: Table<'t, (u64, u32), &'static [u8]>,
+    attempts: Table<'t, (u64, u32), &'static [u8]>,
+    schedule: Table<'t, (u64, u64, u32), ()>,
+    meta: Table<'t, &'static str, u64>,
+}
+
+impl<'t> Tables<'t> {
+    pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Self, redb::Error> {
+        Ok(Tables {
+            envelopes: txn.open_table(ENVELOPES)?,
+            bodies: txn.open_table(BODIES)?,
+            recipients: txn.open_table(RECIPIENTS)?,
+            attempts: txn.open_table(ATTEMPTS)?,
+            schedule: txn.open_table(SCHEDULE)?,
+            meta: txn.open_table(META)?,
+        })
+    }
+}
+
+/// The writer thread's state.
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    ctx: Ctx,
+    batch_max: usize,
+}
+
+impl Writer {
+    pub(crate) fn new(shared: Arc<Shared>, last_id: MessageId, batch_max: usize) -> Self {
+        Writer {
+            shared,
+            ctx: Ctx {
+                now: SystemTime::now(),
+                ids: IdAllocator::new(last_id),
+                effects: Vec::new(),
+            },
+            batch_max: batch_max.max(1),
+        }
+    }
+
+    /// Runs until every sender is gone (the spool was dropped).
+    pub(crate) fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        while let Some(first) = commands.blocking_recv() {
+            let mut batch = Vec::with_capacity(self.batch_max);
+            batch.push(first);
+            while batch.len() < self.batch_max {
+                match commands.try_recv() {
+                    Ok(command) => batch.push(command),
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(batch);
+        }
+    }
+
+    fn commit_batch(&mut self, mut batch: Vec<Command>) {
+        let started = Instant::now();
+        let operations = batch.len();
+        let db = match self.shared.database() {
+            Ok(db) => db,
+            Err(_) => match self.shared.reopen() {
+                Ok(db) => db,
+                Err(e) => {
+                    tracing::error!(error = %e, outcome = "failed", "spool store unavailable");
+                    for op in batch {
+                        op.fail(SpoolError::Reopening);
+                    }
+                    return;
+                }
+            },
+        };
+        self.ctx.now = SystemTime::now();
+        self.ctx.effects.clear();
+        match self.transact(&db, &mut batch) {
+            Ok(()) => {
+                let latency = started.elapsed();
+                let effects = std::mem::take(&mut self.ctx.effects);
+                self.shared.committed(effects, operations, latency);
+                tracing::debug!(
+                    operations,
+                    latency_us = latency.as_micros() as u64,
+                    "spool commit"
+                );
+                for op in batch {
+                    op.answer();
+                }
+            }
+            Err(e) => {
+                let source = Arc::new(e);
+                tracing::error!(error = %source, operations, outcome = "aborted", "spool commit failed");
+                self.shared.commit_failed();
+                drop(db);
+                let latched = matches!(*source, redb::Error::Io(_) | redb::Error::PreviousIo);
+                for op in batch {
+                    op.fail(SpoolError::Commit {
+                        operations,
+                        source: Arc::clone(&source),
+                    });
+                }
+                if latched {
+                    // redb refuses every later operation after an I/O error until the
+                    // database is closed and opened again; do that now so the next batch has
+                    // a chance (a full disk may have space again by then).
+                    if let Err(e) = self.shared.reopen() {
+                        tracing::error!(error = %e, "spool store could not be reopened");
+                    }
+                }
+            }
+        }
+    }
+
+    /// One write transaction over the whole batch. On error the transaction is dropped, which
+    /// aborts it: nothing of the batch reaches the file.
+    fn transact(&mut self, db: &Database, batch: &mut [Command]) -> Result<(), redb::Error> {
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        {
+            let mut tables = Tables::open(&txn)?;
+            for op in batch.iter_mut() {
+                op.apply(&mut tables, &mut self.ctx)?;
+            }
+            tables.meta.insert(META_LAST_ID, self.ctx.ids.last())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+/// The stored facts about one message, read before changing it.
+struct Loaded {
+    record: EnvelopeRecord,
+    states: Vec<RecipientState>,
+}
+
+fn load(tables: &Tables<'_>, id: MessageId) -> Result<Loaded, SpoolError> {
+    let record = store::read_envelope(&tables.envelopes, id)?.ok_or(SpoolError::NotFound {
+        id: MessageIdDisplay(id),
+    })?;
+    let states = store::read_states_for(&tables.recipients, id, &record.envelope)?;
+    Ok(Loaded { record, states })
+}
+
+/// Stores a message and queues each recipient for now.
+pub(crate) fn submit(
+    tables: &mut Tables<'_>,
+    ctx: &mut Ctx,
+    envelope: Envelope,
+    body: Vec<u8>,
+) -> Result<MessageId, OpError> {
+    let count = envelope.recipients.len();
+    if count == 0 {
+        return Err(SpoolError::NoRecipients.into());
+    }
+    let max = u32::MAX as usize;
+    if count > max {
+        return Err(SpoolError::TooManyRecipients { count, max }.into());
+    }
+    let id = ctx.ids.next(ctx.now);
+    let received_at = envelope.received_at;
+    let record = EnvelopeRecord {
+        size: body.len() as u64,
+        envelope,
+    };
+    let record_bytes = store::encode("envelope", id, &record)?;
+    let fresh = RecipientState::fresh(ctx.now);
+    let state_bytes = store::encode("recipient state", id, &fresh)?;
+
+    tables.envelopes.insert(id, record_bytes.as_slice())?;
+    tables.bodies.insert(id, body.as_slice())?;
+    for index in (0..count).filter_map(store::stored_index) {
+        tables
+            .recipients
+            .insert((id, index), state_bytes.as_slice())?;
+        tables
+            .schedule
+            .insert(Slot::new(ctx.now, id, index).key(), ())?;
+    }
+    let states = vec![fresh; count];
+    ctx.effects
+        .push(Effect::Summary(id, Some(Summary::of(received_at, &states))));
+    ctx.effects.push(Effect::Wake);
+    Ok(id)
+}
+
+/// The state a recipient ends up in when `update` arrives while it is in `current`.
+/// Final states never change (a delivery cannot be undone); a recipient an administrator held
+/// while it was being delivered stays held when the attempt only deferred it.
+fn merge(current: &RecipientState, update: RecipientState) -> RecipientState {
+    match (current, update) {
+        (current, _) if current.is_final() => current.clone(),
+        (
+            RecipientState::Held { .. },
+            RecipientState::Queued {
+                attempts,
+                last_reply,
+                delay_dsn_sent,
+                ..
+            },
+        ) => RecipientState::Held {
+            attempts,
+            last_reply,
+            delay_dsn_sent,
+        },
+        (_, update) => update,
+    }
+}
+
+/// Applies delivery results and appends attempt records; deletes the message when its last
+/// recipient became final.
+pub(crate) fn record(
+    tables: &mut Tables<'_>,
+    ctx: &mut Ctx,
+    id: MessageId,
+    updates: Vec<RecipientUpdate>,
+    attempts: Vec<AttemptRecord>,
+) -> Result<(), OpError> {
+    let loaded = load(tables, id)?;
+    let count = loaded.states.len();
+    let mut states = loaded.states.clone();
+    let mut touched = Vec::with_capacity(updates.len());
+    for update in updates {
+        let index = store::stored_index(update.index)
+            .filter(|_| update.index < count)
+            .ok_or(SpoolError::NoSuchRecipient {
+                id: MessageIdDisplay(id),
+                index: update.index,
+                count,
+            })?;
+        states[update.index] = merge(&states[update.index], update.state);
+        touched.push(index);
+    }
+    for attempt in &attempts {
+        if let Some(&index) = attempt.recipients.iter().find(|&&i| i >= count) {
+            return Err(SpoolError::NoSuchRecipient {
+                id: MessageIdDisplay(id),
+                index,
+                count,
+            }
+            .into());
+        }
+    }
+    let encoded: Vec<Vec<u8>> = attempts
+        .iter()
+        .map(|a| store::encode("attempt record", id, a))
+        .collect::<Result<_, _>>()?;
+    let first_seq = store::next_attempt_seq(&tables.attempts, id)?;
+    let changes = plan_changes(id, &loaded.states, &states)?;
+
+    let deleted = write_changes(tables, ctx, id, &loaded, &states, changes)?;
+    if !deleted {
+        for (seq, bytes) in (first_seq..).zip(&encoded) {
+            tables.attempts.insert((id, seq), bytes.as_slice())?;
+        }
+        ctx.effects.push(Effect::Unlease(id, touched));
+    }
+    Ok(())
+}
+
+/// Administrative changes to every recipient of one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AdminAction {
+    Hold,
+    Release,
+    RetryNow,
+}
+
+impl AdminAction {
+    fn apply(self, state: &RecipientState, now: SystemTime) -> RecipientState {
+        match (self, state) {
+            (
+                AdminAction::Hold,
+                RecipientState::Queued {
+                    attempts,
+                    last_reply,
+                    delay_dsn_sent,
+                    ..
+                },
+            ) => RecipientState::Held {
+                attempts: *attempts,
+                last_reply: last_reply.clone(),
+                delay_dsn_sent: *delay_dsn_sent,
+            },
+            (
+                AdminAction::Release,
+                RecipientState::Held {
+                    attempts,
+                    last_reply,
+                    delay_dsn_sent,
+                },
+            )
+            | (
+                AdminAction::RetryNow,
+                RecipientState::Queued {
+                    attempts,
+                    last_reply,
+                    delay_dsn_sent,
+                    ..
+                },
+            ) => RecipientState::Queued {
+                next_attempt: now,
+                attempts: *attempts,
+                last_reply: last_reply.clone(),
+                delay_dsn_sent: *delay_dsn_sent,
+            },
+            (_, other) => other.clone(),
+        }
+    }
+}
+
+/// Holds, releases or retries every recipient the action applies to; returns how many changed.
+pub(crate) fn admin(
+    tables: &mut Tables<'_>,
+    ctx: &mut Ctx,
+    id: MessageId,
+    action: AdminAction,
+) -> Result<usize, OpError> {
+    let loaded = load(tables, id)?;
+    let states: Vec<RecipientState> = loaded
+        .states
+        .iter()
+        .map(|s| action.apply(s, ctx.now))
+        .collect();
+    let changes = plan_changes(id, &loaded.states, &states)?;
+    let changed = changes.len();
+    write_changes(tables, ctx, id, &loaded, &states, changes)?;
+    if action != AdminAction::Hold && changed > 0 {
+        ctx.effects.push(Effect::Wake);
+    }
+    Ok(changed)
+}
+
+/// Makes every queued recipient of every message due now; returns how many were moved.
+/// A record that does not decode is skipped and logged: one damaged message must not block
+/// the others.
+pub(crate) fn retry_all(tables: &mut Tables<'_>, ctx: &mut Ctx) -> Result<usize, OpError> {
+    let now_ms = crate::time::unix_millis(ctx.now);
+    let mut moves = Vec::new();
+    for entry in tables.schedule.range((now_ms.saturating_add(1), 0, 0)..)? {
+        let (key, _) = entry?;
+        let (_, id, index) = key.value();
+        moves.push((id, index));
+    }
+    let mut rewritten = Vec::with_capacity(moves.len());
+    for (id, index) in moves {
+        let Some(bytes) = tables.recipients.get((id, index))? else {
+            tracing::error!(msg_id = %MessageIdDisplay(id), index, "schedule entry without recipient state");
+            continue;
+        };
+        let state: RecipientState = match store::decode("recipients", id, bytes.value()) {
+            Ok(state) => state,
+            Err(e) => {
+                tracing::error!(msg_id = %MessageIdDisplay(id), error = %e, "skipping damaged recipient");
+                continue;
+            }
+        };
+        drop(bytes);
+        let retried = AdminAction::RetryNow.apply(&state, ctx.now);
+        let encoded = store::encode("recipient state", id, &retried)?;
+        rewritten.push((id, index, state, retried, encoded));
+    }
+    for (id, index, old, new, bytes) in &rewritten {
+        write_state(tables, *id, *index, old, new, bytes)?;
+    }
+    if !rewritten.is_empty() {
+        ctx.effects.push(Effect::Wake);
+    }
+    Ok(rewritten.len())
+}
+
+/// Removes a message and everything about it; returns how many recipients were not final.
+pub(crate) fn delete(
+    tables: &mut Tables<'_>,
+    ctx: &mut Ctx,
+    id: MessageId,
+) -> Result<usize, OpError> {
+    let loaded = load(tables, id)?;
+    delete_message(tables, id, &loaded.states)?;
+    ctx.effects.push(Effect::Summary(id, None));
+    ctx.effects.push(Effect::UnleaseAll(id));
+    Ok(loaded.states.iter().filter(|s| !s.is_final()).count())
+}
+
+/// Bounces every recipient that is not final and removes the message; returns what it was.
+pub(crate) fn bounce(
+    tables: &mut Tables<'_>,
+    ctx: &mut Ctx,
+    id: MessageId,
+) -> Result<BouncedMessage, OpError> {
+    let loaded = load(tables, id)?;
+    let attempts = store::read_attempts(&tables.attempts, id)?;
+    let body = store::read_body(&tables.bodies, id)?.ok_or(SpoolError::Inconsistent {
+        table: "bodies",
+        id: MessageIdDisplay(id),
+        detail: "envelope without body",
+    })?;
+    let states: Vec<RecipientState> = loaded
+        .states
+        .iter()
+        .map(|s| match s {
+            s if s.is_final() => s.clone(),
+            _ => RecipientState::Bounced {
+                at: ctx.now,
+                reply: ADMIN_BOUNCE_REPLY.to_owned(),
+                status: ADMIN_BOUNCE_STATUS.to_owned(),
+            },
+        })
+        .collect();
+    let changes = plan_changes(id, &loaded.states, &states)?;
+    write_changes(tables, ctx, id, &loaded, &states, changes)?;
+    Ok(BouncedMessage {
+        message: StoredMessage {
+            id,
+            size: loaded.record.size,
+            envelope: loaded.record.envelope,
+            states,
+            attempts,
+        },
+        body,
+    })
+}
+
+/// A recipient whose state changes, with the new state already encoded.
+struct Change {
+    index: u32,
+    bytes: Vec<u8>,
+}
+
+fn plan_changes(
+    id: MessageId,
+    old: &[RecipientState],
+    new: &[RecipientState],
+) -> Result<Vec<Change>, SpoolError> {
+    let mut changes = Vec::new();
+    for (index, (before, after)) in old.iter().zip(new).enumerate() {
+        if before == after {
+            continue;
+        }
+        let Some(index) = store::stored_index(index) else {
+            continue;
+        };
+        changes.push(Change {
+            index,
+            bytes: store::encode("recipient state", id, after)?,
+        });
+    }
+    Ok(changes)
+}
+
+/// Writes planned changes, or deletes the message when every recipient is now final.
+/// Returns true when the message was deleted. Only writes: it never rejects.
+fn write_changes(
+    tables: &mut Tables<'_>,
+    ctx: &mut Ctx,
+    id: MessageId,
+    loaded: &Loaded,
+    states: &[RecipientState],
+    changes: Vec<Change>,
+) -> Result<bool, redb::StorageError> {
+    if states.iter().all(RecipientState::is_final) {
+        delete_message(tables, id, &loaded.states)?;
+        ctx.effects.push(Effect::Summary(id, None));
+        ctx.effects.push(Effect::UnleaseAll(id));
+        return Ok(true);
+    }
+    for change in changes {
+        let i = change.index as usize;
+        write_state(
+            tables,
+            id,
+            change.index,
+            &loaded.states[i],
+            &states[i],
+            &change.bytes,
+        )?;
+    }
+    let summary = Summary::of(loaded.record.envelope.received_at, states);
+    ctx.effects.push(Effect::Summary(id, Some(summary)));
+    Ok(false)
+}
+
+/// Stores one recipient state and keeps the schedule index in step with it.
+fn write_state(
+    tables: &mut Tables<'_>,
+    id: MessageId,
+    index: u32,
+    old: &RecipientState,
+    new: &RecipientState,
+    bytes: &[u8],
+) -> Result<(), redb::StorageError> {
+    if let Some(at) = old.next_attempt() {
+        tables.schedule.remove(Slot::new(at, id, index).key())?;
+    }
+    if let Some(at) = new.next_attempt() {
+        tables.schedule.insert(Slot::new(at, id, index).key(), ())?;
+    }
+    tables.recipients.insert((id, index), bytes)?;
+    Ok(())
+}
+
+/// Removes envelope, body, states, attempts and schedule entries of a message. `states` are
+/// the stored states, whose schedule entries exist.
+fn delete_message(
+    tables: &mut Tables<'_>,
+    id: MessageId,
+    states: &[RecipientState],
+) -> Result<(), redb::StorageError> {
+    for (index, state) in states.iter().enumerate() {
+        if let (Some(at), Some(index)) = (state.next_attempt(), store::stored_index(index)) {
+            tables.schedule.remove(Slot::new(at, id, index).key())?;
+        }
+    }
+    tables
+        .recipients
+        .retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
+    tables
+        .attempts
+        .retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
+    tables.envelopes.remove(id)?;
+    tables.bodies.remove(id)?;
+    Ok(())
+}
