@@ -17,7 +17,7 @@ mod writer;
 pub use error::SpoolError;
 pub use id::{MessageId, MessageIdDisplay, format_id, parse_id};
 pub use settings::SpoolSettings;
-pub use spool::Spool;
+pub use spool::{FileStore, Spool, StoreOpener};
 pub use types::{
     AttemptOutcome, AttemptRecord, BouncedMessage, ClientInfo, DueMessage, DueRecipient, Envelope,
     EnvelopeRecipient, MessageKind, PeerAuth, QueueEntry, QueueRecipient, RecipientState,

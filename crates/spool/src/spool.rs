@@ -4,6 +4,7 @@
 //! in memory only, so they die with the process. Writing is left to `writer`.
 
 use std::collections::{BTreeMap, HashSet};
+use std::fmt;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -60,6 +61,7 @@ impl Drop for Inner {
 #[derive(Debug)]
 pub(crate) struct Shared {
     path: PathBuf,
+    opener: Arc<dyn StoreOpener>,
     db: RwLock<Option<Arc<Database>>>,
     index: Mutex<Index>,
     leases: Mutex<HashSet<(MessageId, u32)>>,
@@ -142,7 +144,7 @@ impl Shared {
                 }
             }
         }
-        let (db, _) = open_database(&self.path)?;
+        let (db, _) = open_database(self.opener.as_ref(), &self.path)?;
         let (index, _) = recover(&db)?;
         {
             let mut current = lock(&self.index);
@@ -165,10 +167,28 @@ fn pause_writer_thread(pause: Duration) {
     std::thread::sleep(pause);
 }
 
+/// Opens the redb database behind the spool. [`FileStore`] is the one production uses; tests
+/// inject an opener whose backend fails writes on demand, to show that a failed commit leaves
+/// the spool usable.
+pub trait StoreOpener: Send + Sync + fmt::Debug + 'static {
+    /// Opens `path`, creating an empty database when the file is missing or empty.
+    fn open(&self, path: &Path) -> Result<Database, redb::DatabaseError>;
+}
+
+/// Opens `spool.redb` with redb's own file backend.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FileStore;
+
+impl StoreOpener for FileStore {
+    fn open(&self, path: &Path) -> Result<Database, redb::DatabaseError> {
+        Database::create(path)
+    }
+}
+
 /// Opens (creating if needed) the database file. Returns whether the file was created.
-fn open_database(path: &Path) -> Result<(Database, bool), SpoolError> {
+fn open_database(opener: &dyn StoreOpener, path: &Path) -> Result<(Database, bool), SpoolError> {
     let existed = path.exists();
-    let db = Database::create(path).map_err(|source| SpoolError::Open {
+    let db = opener.open(path).map_err(|source| SpoolError::Open {
         path: path.to_owned(),
         source: Box::new(source),
     })?;
@@ -258,6 +278,14 @@ impl Spool {
     /// Opens the spool in `settings.data_dir` (creating the directory and `spool.redb` if
     /// needed), rebuilds the in-memory index and starts the writer thread.
     pub fn open(settings: &SpoolSettings) -> Result<Spool, SpoolError> {
+        Spool::open_with(settings, Arc::new(FileStore))
+    }
+
+    /// [`Spool::open`] with another way to open the database (see [`StoreOpener`]).
+    pub fn open_with(
+        settings: &SpoolSettings,
+        opener: Arc<dyn StoreOpener>,
+    ) -> Result<Spool, SpoolError> {
         let dir = &settings.data_dir;
         let dir_existed = dir.is_dir();
         fs::create_dir_all(dir).map_err(|source| SpoolError::CreateDir {
@@ -268,7 +296,7 @@ impl Spool {
             sync_dir(parent)?;
         }
         let path = dir.join(DB_FILE);
-        let (db, created) = open_database(&path)?;
+        let (db, created) = open_database(opener.as_ref(), &path)?;
         if created {
             // redb fsyncs the file but not the directory entry naming it: without this, the
             // first acknowledged commits could vanish together with the file's name on power
@@ -287,6 +315,7 @@ impl Spool {
         );
         let shared = Arc::new(Shared {
             path,
+            opener,
             db: RwLock::new(Some(Arc::new(db))),
             index: Mutex::new(index),
             leases: Mutex::new(HashSet::new()),

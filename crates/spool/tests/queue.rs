@@ -1,0 +1,476 @@
+//! The queue's lifecycle through the public API on a real redb file: submit, due, record,
+//! deletion, schedule order, leasing, the admin operations and restart recovery.
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use common::*;
+use strictmx_spool::{AttemptOutcome, RecipientState, SpoolError, format_id};
+
+#[tokio::test]
+async fn a_submitted_message_is_due_and_deleted_once_every_recipient_is_final() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spool = open(dir.path());
+    let env = envelope(&["a@Example.NET", "b@example.net"]);
+    let id = spool.submit(env.clone(), body(2048)).await.expect("submit");
+
+    let due = spool.due(SystemTime::now(), 10).expect("due");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].id, id);
+    assert_eq!(*due[0].envelope, env);
+    let domains: Vec<_> = due[0]
+        .recipients
+        .iter()
+        .map(|r| r.domain.as_str())
+        .collect();
+    assert_eq!(domains, ["example.net", "example.net"]);
+    assert_eq!(spool.body(id).expect("body"), body(2048));
+
+    spool
+        .record(
+            id,
+            vec![delivered(0)],
+            vec![attempt(vec![0], AttemptOutcome::Delivered)],
+        )
+        .await
+        .expect("record first delivery");
+    let stored = spool.message(id).expect("read").expect("still queued");
+    assert!(matches!(stored.states[0], RecipientState::Delivered { .. }));
+    assert_eq!(stored.attempts.len(), 1);
+    assert_eq!(spool.stats().recipients_queued, 1);
+
+    spool
+        .record(
+            id,
+            vec![bounced(1)],
+            vec![attempt(vec![1], AttemptOutcome::Bounced)],
+        )
+        .await
+        .expect("record the last recipient");
+    assert!(spool.message(id).expect("read").is_none());
+    assert!(matches!(spool.body(id), Err(SpoolError::NotFound { .. })));
+    assert!(spool.due(SystemTime::now(), 10).expect("due").is_empty());
+    assert_eq!(spool.next_due(), None);
+    let stats = spool.stats();
+    assert_eq!((stats.messages, stats.recipients_queued), (0, 0));
+}
+
+#[tokio::test]
+async fn due_follows_the_schedule_and_never_returns_future_recipients() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spool = open(dir.path());
+    let first = spool
+        .submit(envelope(&["a@one.test"]), body(10))
+        .await
+        .expect("submit");
+    let second = spool
+        .submit(envelope(&["b@two.test"]), body(10))
+        .await
+        .expect("submit");
+    let third = spool
+        .submit(envelope(&["c@three.test"]), body(10))
+        .await
+        .expect("submit");
+    spool.due(SystemTime::now(), 10).expect("lease all three");
+
+    // Reschedule out of submission order: third first, then first, second in the future.
+    let now = SystemTime::now();
+    spool
+        .record(
+            third,
+            vec![deferred(0, now - Duration::from_secs(30), 1)],
+            vec![],
+        )
+        .await
+        .expect("record");
+    spool
+        .record(
+            first,
+            vec![deferred(0, now - Duration::from_secs(10), 1)],
+            vec![],
+        )
+        .await
+        .expect("record");
+    spool
+        .record(second, vec![deferred(0, later(3600), 1)], vec![])
+        .await
+        .expect("record");
+
+    let due = spool.due(SystemTime::now(), 10).expect("due");
+    let order: Vec<_> = due.iter().map(|m| m.id).collect();
+    assert_eq!(order, [third, first]);
+    assert_eq!(due[0].recipients[0].attempts, 1);
+
+    let next = spool.next_due().expect("second is still queued");
+    let expected = later(3600);
+    assert!(next <= expected && next + Duration::from_secs(5) >= expected);
+
+    let limited = {
+        spool.release_leases(third, &[0]);
+        spool.release_leases(first, &[0]);
+        spool.due(SystemTime::now(), 1).expect("due")
+    };
+    assert_eq!(limited.len(), 1, "the limit counts messages");
+    assert_eq!(limited[0].id, third);
+}
+
+#[tokio::test]
+async fn a_leased_recipient_is_not_handed_out_twice_until_recorded_or_released() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spool = open(dir.path());
+    let id = spool
+        .submit(envelope(&["a@x.test", "b@y.test"]), body(10))
+        .await
+        .expect("submit");
+
+    let first = spool.due(SystemTime::now(), 10).expect("due");
+    assert_eq!(first[0].recipients.len(), 2);
+    assert!(spool.due(SystemTime::now(), 10).expect("due").is_empty());
+    assert_eq!(spool.next_due(), None, "leased recipients are not waiting");
+
+    spool.release_leases(id, &[1]);
+    let again = spool.due(SystemTime::now(), 10).expect("due");
+    assert_eq!(again[0].recipients.len(), 1);
+    assert_eq!(again[0].recipients[0].index, 1);
+
+    let past = SystemTime::now() - Duration::from_secs(1);
+    spool
+        .record(
+            id,
+            vec![deferred(0, past, 1)],
+            vec![attempt(vec![0], AttemptOutcome::Deferred)],
+        )
+        .await
+        .expect("record");
+    let after_record = spool.due(SystemTime::now(), 10).expect("due");
+    assert_eq!(after_record[0].recipients.len(), 1);
+    assert_eq!(after_record[0].recipients[0].index, 0);
+    assert!(after_record[0].recipients[0].first_attempt.is_some());
+}
+
+#[tokio::test]
+async fn held_recipients_are_not_due_until_released() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spool = open(dir.path());
+    let id = spool
+        .submit(envelope(&["a@x.test", "b@x.test"]), body(10))
+        .await
+        .expect("submit");
+
+    assert_eq!(spool.hold(id).await.expect("hold"), 2);
+    assert!(spool.due(SystemTime::now(), 10).expect("due").is_empty());
+    let stats = spool.stats();
+    assert_eq!((stats.held, stats.recipients_queued), (2, 0));
+    let listed = spool.list().expect("list");
+    assert!(listed[0].held);
+    assert_eq!(listed[0].next_attempt, None);
+
+    let notify = spool.work_notify();
+    let woken = notify.notified();
+    assert_eq!(spool.release(id).await.expect("release"), 2);
+    tokio::time::timeout(Duration::from_secs(5), woken)
+        .await
+        .expect("release wakes the runner");
+    assert_eq!(
+        spool.due(SystemTime::now(), 10).expect("due")[0]
+            .recipients
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_deferral_arriving_for_a_held_recipient_keeps_it_held() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spool = open(dir.path());
+    let id = spool
+        .submit(envelope(&["a@x.test"]), body(10))
+        .await
+        .expect("submit");
+    spool.due(SystemTime::now(), 10).expect("lease");
+    spool.hold(id).await.expect("hold while in flight");
+    spool
+        .record(id, vec![deferred(0, SystemTime::now(), 1)], vec![])
+        .await
+        .expect("record");
+    let stored = spool.message(id).expect("read").expect("queued");
+    assert!(matches!(
+        stored.states[0],
+        RecipientState::Held { attempts: 1, .. }
+    ));
+    assert!(spool.due(SystemTime::now(), 10).expect("due").is_empty());
+}
+
+#[tokio::test]
+async fn retry_now_and_retry_all_make_deferred_recipients_due_at_once() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spool = open(dir.path());
+    let a = spool
+        .submit(envelope(&["a@x.test"]), body(10))
+        .await
+        .expect("submit");
+    let b = spool
+        .submit(envelope(&["b@y.test"]), body(10))
+        .await
+        .expect("submit");
+    spool.due(SystemTime::now(), 10).expect("lease");
+    spool
+        .record(a, vec![deferred(0, later(600), 1)], vec![])
+        .await
+        .expect("record");
+    spool
+        .record(b, vec![deferred(0, later(600), 1)], vec![])
+        .await
+        .expect("record");
+    assert!(spool.due(SystemTime::now(), 10).expect("due").is_empty());
+
+    assert_eq!(spool.retry_now(a).await.expect("retry"), 1);
+    let due: Vec<_> = spool
+        .due(SystemTime::now(), 10)
+        .expect("due")
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(due, [a]);
+
+    assert_eq!(
+        spool.retry_all().await.expect("retry all"),
+        1,
+        "only b was in the future"
+    );
+    let due: Vec<_> = spool
+        .due(SystemTime::now(), 10)
+        .expect("due")
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(due, [b]);
+}
+
+#[tokio::test]
+async fn delete_removes_a_message_and_its_leases() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spool = open(dir.path());
+    let id = spool
+        .submit(envelope(&["a@x.test", "b@x.test"]), body(10))
+        .await
+        .expect("submit");
+    spool.due(SystemTime::now(), 10).expect("lease");
+    assert_eq!(spool.delete(id).await.expect("delete"), 2);
+    assert!(spool.message(id).expect("read").is_none());
+    assert_eq!(spool.stats().messages, 0);
+    let late = spool.record(id, vec![delivered(0)], vec![]).await;
+    assert!(matches!(late, Err(SpoolError::NotFound { .. })), "{late:?}");
+    assert!(matches!(
+        spool.delete(id).await,
+        Err(SpoolError::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn an_administrative_bounce_returns_the_message_for_dsns_and_removes_it() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spool = open(dir.path());
+    let id = spool
+        .submit(envelope(&["a@x.test", "b@x.test", "c@x.test"]), body(100))
+        .await
+        .expect("submit");
+    spool.due(SystemTime::now(), 10).expect("lease");
+    spool
+        .record(
+            id,
+            vec![delivered(0)],
+            vec![attempt(vec![0], AttemptOutcome::Delivered)],
+        )
+        .await
+        .expect("record");
+    spool.hold(id).await.expect("hold");
+
+    let bounced = spool.bounce(id).await.expect("bounce");
+    assert_eq!(bounced.body, body(100));
+    assert_eq!(bounced.message.attempts.len(), 1);
+    assert!(matches!(
+        bounced.message.states[0],
+        RecipientState::Delivered { .. }
+    ));
+    for state in &bounced.message.states[1..] {
+        let RecipientState::Bounced { reply, status, .. } = state else {
+            panic!("every non-final recipient is bounced: {state:?}");
+        };
+        assert_eq!(
+            (reply.as_str(), status.as_str()),
+            ("administratively bounced", "5.0.0")
+        );
+    }
+    assert!(spool.message(id).expect("read").is_none());
+    assert_eq!(spool.stats().messages, 0);
+}
+
+#[tokio::test]
+async fn bad_operations_are_refused_without_changing_anything() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spool = open(dir.path());
+    let refused = spool.submit(envelope(&[]), body(10)).await;
+    assert!(
+        matches!(refused, Err(SpoolError::NoRecipients)),
+        "{refused:?}"
+    );
+
+    let id = spool
+        .submit(envelope(&["a@x.test"]), body(10))
+        .await
+        .expect("submit");
+    let before = spool.message(id).expect("read");
+    for (updates, attempts) in [
+        (vec![delivered(0), delivered(1)], vec![]),
+        (
+            vec![delivered(0)],
+            vec![attempt(vec![5], AttemptOutcome::Delivered)],
+        ),
+    ] {
+        let result = spool.record(id, updates, attempts).await;
+        assert!(
+            matches!(result, Err(SpoolError::NoSuchRecipient { .. })),
+            "{result:?}"
+        );
+        assert!(!result.as_ref().expect_err("refused").is_transient());
+    }
+    assert_eq!(spool.message(id).expect("read"), before);
+}
+
+#[tokio::test]
+async fn final_states_are_never_overwritten() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spool = open(dir.path());
+    let id = spool
+        .submit(envelope(&["a@x.test", "b@x.test"]), body(10))
+        .await
+        .expect("submit");
+    spool
+        .record(id, vec![delivered(0)], vec![])
+        .await
+        .expect("record");
+    spool
+        .record(id, vec![deferred(0, later(60), 2)], vec![])
+        .await
+        .expect("record");
+    let stored = spool.message(id).expect("read").expect("queued");
+    assert!(matches!(stored.states[0], RecipientState::Delivered { .. }));
+}
+
+#[tokio::test]
+async fn reopening_recovers_messages_states_and_stats_and_forgets_leases() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (kept, held, first_ids) = {
+        let spool = open(dir.path());
+        let kept = spool
+            .submit(envelope(&["a@x.test", "b@x.test"]), body(300))
+            .await
+            .expect("submit");
+        let held = spool
+            .submit(envelope(&["c@y.test"]), body(10))
+            .await
+            .expect("submit");
+        let gone = spool
+            .submit(envelope(&["d@z.test"]), body(10))
+            .await
+            .expect("submit");
+        spool.due(SystemTime::now(), 10).expect("lease everything");
+        spool
+            .record(
+                kept,
+                vec![delivered(0)],
+                vec![attempt(vec![0], AttemptOutcome::Delivered)],
+            )
+            .await
+            .expect("record");
+        spool.hold(held).await.expect("hold");
+        spool
+            .record(gone, vec![delivered(0)], vec![])
+            .await
+            .expect("record");
+        (kept, held, [kept, held, gone])
+    };
+
+    let spool = open(dir.path());
+    let stats = spool.stats();
+    assert_eq!(
+        (stats.messages, stats.recipients_queued, stats.held),
+        (2, 1, 1)
+    );
+    assert!(stats.oldest_age.is_some());
+    let due = spool.due(SystemTime::now(), 10).expect("due");
+    assert_eq!(due.len(), 1, "the lease on b died with the old spool");
+    assert_eq!((due[0].id, due[0].recipients[0].index), (kept, 1));
+    let stored = spool.message(kept).expect("read").expect("queued");
+    assert_eq!(stored.attempts.len(), 1);
+    assert_eq!(stored.size, 300);
+    assert!(spool.message(held).expect("read").is_some());
+
+    let newer = spool
+        .submit(envelope(&["e@x.test"]), body(10))
+        .await
+        .expect("submit");
+    assert!(
+        first_ids.iter().all(|&old| newer > old),
+        "ids never repeat across a restart"
+    );
+    assert_eq!(format_id(newer).len(), 16);
+}
+
+#[tokio::test]
+async fn concurrent_submitters_share_commits() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spool = open(dir.path());
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let spool = spool.clone();
+        tasks.spawn(async move {
+            for _ in 0..30 {
+                spool
+                    .submit(envelope(&["a@x.test"]), body(2048))
+                    .await
+                    .expect("submit");
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("submitter task");
+    }
+    let stats = spool.stats();
+    assert_eq!(stats.messages, 300);
+    assert_eq!(stats.committed_operations, 300);
+    assert!(
+        stats.commits < 300,
+        "{} commits for 300 messages",
+        stats.commits
+    );
+    assert!(stats.last_commit_latency.is_some());
+}
+
+#[tokio::test]
+async fn the_listing_shows_sender_recipients_size_and_next_attempt() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spool = open(dir.path());
+    let id = spool
+        .submit(envelope(&["a@x.test", "b@x.test"]), body(500))
+        .await
+        .expect("submit");
+    spool
+        .record(id, vec![delivered(1)], vec![])
+        .await
+        .expect("record");
+    let listed = spool.list().expect("list");
+    assert_eq!(listed.len(), 1);
+    let entry = &listed[0];
+    assert_eq!(
+        (entry.id, entry.sender.as_str(), entry.size),
+        (id, "sender@example.org", 500)
+    );
+    assert_eq!(entry.recipients.len(), 2);
+    assert!(entry.next_attempt.is_some() && !entry.held);
+    let json = serde_json::to_value(entry).expect("listing serialises");
+    assert_eq!(json["id"], format_id(id));
+    assert_eq!(json["recipients"][1]["state"]["state"], "delivered");
+}
