@@ -1,1 +1,8 @@
-//! strictmx-delivery (skeleton; filled in by the owning work item).
+//! Delivery: executes plans over SMTP (transport) and runs the queue (runner, retries, DSNs).
+//!
+//! Policy decisions come from `strictmx-policy`; facts from `strictmx-resolve`; state from the spool.
+
+pub mod dsn;
+pub mod job;
+pub mod retry;
+pub mod runner;

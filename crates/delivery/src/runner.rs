@@ -1,0 +1,190 @@
+//! The queue runner: one task takes due recipients from the spool, groups them by destination,
+//! runs delivery jobs within the global and per-destination limits, and backs off destinations
+//! that cannot be reached.
+//!
+//! What a job's outcome means for each recipient (retry, bounce, DSN) is `runner::settle`'s;
+//! connecting and speaking SMTP is the transport's (`job::Deliver`).
+
+mod dispatch;
+mod error;
+mod settle;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use strictmx_spool::Spool;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::job::Deliver;
+use crate::retry::RetrySettings;
+use dispatch::{Dispatcher, TaskDone};
+pub use error::QueueError;
+
+/// How the queue is worked: limits, schedule and identity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueSettings {
+    pub retry: RetrySettings,
+    /// Delivery jobs (connections) in flight at once, over all destinations.
+    pub max_connections: usize,
+    /// Delivery jobs in flight at once for one destination domain.
+    pub max_per_destination: usize,
+    /// The most messages taken from the spool at once.
+    pub batch_size: usize,
+    /// strictmx's host name, for DSNs (`Reporting-MTA`, `From: MAILER-DAEMON@…`).
+    pub hostname: String,
+    /// How long a destination whose MX hosts were all unreachable is left alone; doubles with
+    /// each further such failure, up to `retry.max_interval`.
+    pub destination_backoff: Duration,
+    /// The longest one delivery job may run; its recipients are deferred after that.
+    pub job_timeout: Duration,
+    /// On shutdown, how long jobs in flight may take to finish before they are abandoned.
+    pub shutdown_grace: Duration,
+    /// With RET=FULL, originals larger than this are returned as headers only.
+    pub dsn_full_body_limit: usize,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            retry: RetrySettings::default(),
+            max_connections: 100,
+            max_per_destination: 10,
+            batch_size: 100,
+            hostname: "localhost".to_owned(),
+            destination_backoff: Duration::from_secs(60),
+            job_timeout: Duration::from_secs(30 * 60),
+            shutdown_grace: Duration::from_secs(30),
+            dsn_full_body_limit: 10 * 1024 * 1024,
+        }
+    }
+}
+
+/// Where the runner reads the time; the spool stores `SystemTime`, so tests inject their own.
+pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
+    fn now(&self) -> SystemTime;
+}
+
+/// The operating system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// The longest the loop sleeps without looking at the spool again, even with nothing due.
+const MAX_IDLE: Duration = Duration::from_secs(60);
+/// After a spool read failure, or when due work could not be fetched, the loop waits this long.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// What every job task needs; shared, immutable.
+#[derive(Debug)]
+pub(crate) struct Context<D> {
+    pub(crate) spool: Spool,
+    pub(crate) deliver: Arc<D>,
+    pub(crate) settings: QueueSettings,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+/// Works the queue until cancelled. See the module documentation.
+#[derive(Debug)]
+pub struct QueueRunner<D> {
+    spool: Spool,
+    deliver: Arc<D>,
+    settings: QueueSettings,
+    clock: Arc<dyn Clock>,
+}
+
+impl<D: Deliver> QueueRunner<D> {
+    pub fn new(spool: Spool, deliver: Arc<D>, settings: QueueSettings) -> Self {
+        QueueRunner {
+            spool,
+            deliver,
+            settings,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Replaces the system clock, for tests that move time without sleeping.
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        QueueRunner { clock, ..self }
+    }
+
+    /// Runs the loop until `shutdown` is cancelled, then waits up to `shutdown_grace` for the
+    /// jobs in flight. Recipients not yet attempted stay queued; leases die with the process.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let context = Arc::new(Context {
+            spool: self.spool,
+            deliver: self.deliver,
+            settings: self.settings,
+            clock: self.clock,
+        });
+        let notify = context.spool.work_notify();
+        let mut tasks: JoinSet<TaskDone> = JoinSet::new();
+        let mut dispatcher = Dispatcher::new(&context.settings);
+        tracing::info!(
+            max_connections = context.settings.max_connections,
+            max_per_destination = context.settings.max_per_destination,
+            "queue runner started"
+        );
+        loop {
+            // Registered before looking at the spool, so that a submit meanwhile still wakes us.
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+
+            let fetched = dispatcher.fill(&context, &mut tasks);
+            dispatcher.dispatch(&context, &mut tasks);
+            let pause = wake_after(&context, fetched);
+
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = &mut notified => {}
+                () = tokio::time::sleep(pause) => {}
+                Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    dispatcher.finish(&context, done);
+                }
+            }
+        }
+        dispatcher.abandon(&context);
+        drain(&context, tasks).await;
+        tracing::info!("queue runner stopped");
+    }
+}
+
+/// How long to sleep before looking at the spool again.
+fn wake_after<D>(context: &Context<D>, fetched: dispatch::Fetched) -> Duration {
+    match fetched {
+        // A full batch came back: there may be more due right now.
+        dispatch::Fetched::Full => Duration::ZERO,
+        dispatch::Fetched::Failed | dispatch::Fetched::NoRoom => RETRY_PAUSE,
+        dispatch::Fetched::Some => {
+            let now = context.clock.now();
+            context.spool.next_due().map_or(MAX_IDLE, |due| {
+                due.duration_since(now)
+                    .unwrap_or(Duration::ZERO)
+                    .min(MAX_IDLE)
+            })
+        }
+    }
+}
+
+/// Waits for the jobs in flight, at most `shutdown_grace`; then abandons the rest.
+async fn drain<D>(context: &Context<D>, mut tasks: JoinSet<TaskDone>) {
+    let grace = context.settings.shutdown_grace;
+    let in_flight = tasks.len();
+    let waited =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if waited.is_err() {
+        tracing::warn!(
+            in_flight,
+            left = tasks.len(),
+            grace_secs = grace.as_secs(),
+            "delivery jobs abandoned at shutdown; their recipients stay queued"
+        );
+        tasks.abort_all();
+    }
+}

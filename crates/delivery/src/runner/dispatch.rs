@@ -1,0 +1,373 @@
+//! The runner's in-memory view of destinations: due work waiting for a connection slot, the
+//! global and per-destination semaphores, and destination-wide backoff. Owned by the loop task
+//! alone; what a job does with its messages is `settle`'s.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use strictmx_spool::{DueMessage, DueRecipient, Envelope, MessageId, MessageIdDisplay};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::{Id, JoinError, JoinSet};
+
+use super::{Context, QueueError, QueueSettings, settle};
+use crate::job::Deliver;
+
+/// Due work held in memory (leased, bodies not loaded) is bounded by this many batches.
+const PENDING_BATCHES: usize = 4;
+/// A destination without work, failures or jobs is forgotten after this long.
+const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// What one look at the spool found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fetched {
+    /// As many messages as asked for: more may be due right away.
+    Full,
+    /// Fewer: the spool has nothing more due now.
+    Some,
+    /// The in-memory backlog is full; jobs must finish first.
+    NoRoom,
+    /// The spool could not be read.
+    Failed,
+}
+
+/// What the loop learns when a task ends.
+#[derive(Debug)]
+pub(super) enum TaskDone {
+    Job { domain: String, reach: Reach },
+    Rescheduled,
+}
+
+/// What a job found out about its destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reach {
+    Reachable,
+    /// No MX host could be reached at all (`DeliveryReport::destination_unreachable`).
+    Unreachable,
+    /// The job said nothing either way (it timed out, or had nothing to send).
+    Unknown,
+}
+
+/// The recipients of one message at one destination, leased and waiting for a job.
+#[derive(Debug)]
+pub(super) struct PendingMessage {
+    pub(super) id: MessageId,
+    pub(super) envelope: Arc<Envelope>,
+    pub(super) recipients: Vec<DueRecipient>,
+}
+
+#[derive(Debug)]
+struct Destination {
+    slots: Arc<Semaphore>,
+    pending: VecDeque<PendingMessage>,
+    /// Consecutive jobs that found no MX host reachable.
+    failures: u32,
+    not_before: Option<SystemTime>,
+    /// The last job connected; until then one probe job at a time.
+    reachable: bool,
+    last_used: SystemTime,
+}
+
+impl Destination {
+    fn new(max_per_destination: usize, now: SystemTime) -> Self {
+        Destination {
+            slots: Arc::new(Semaphore::new(max_per_destination)),
+            pending: VecDeque::new(),
+            failures: 0,
+            not_before: None,
+            reachable: false,
+            last_used: now,
+        }
+    }
+
+    fn backed_off(&self, now: SystemTime) -> Option<SystemTime> {
+        self.not_before.filter(|until| *until > now)
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct Dispatcher {
+    global: Arc<Semaphore>,
+    destinations: HashMap<String, Destination>,
+    /// Task id → destination, to name the destination of a job that panicked.
+    running: HashMap<Id, String>,
+    pending_messages: usize,
+    pending_limit: usize,
+    max_per_destination: usize,
+}
+
+impl Dispatcher {
+    pub(super) fn new(settings: &QueueSettings) -> Self {
+        let batch = settings.batch_size.max(1);
+        Dispatcher {
+            global: Arc::new(Semaphore::new(settings.max_connections.max(1))),
+            destinations: HashMap::new(),
+            running: HashMap::new(),
+            pending_messages: 0,
+            pending_limit: batch.saturating_mul(PENDING_BATCHES),
+            max_per_destination: settings.max_per_destination.max(1),
+        }
+    }
+
+    /// Takes due recipients from the spool into the per-destination backlog; recipients of a
+    /// destination in backoff are rescheduled to its end without connecting.
+    pub(super) fn fill<D: Deliver>(
+        &mut self,
+        context: &Arc<Context<D>>,
+        tasks: &mut JoinSet<TaskDone>,
+    ) -> Fetched {
+        let room = self.pending_limit.saturating_sub(self.pending_messages);
+        if room == 0 {
+            return Fetched::NoRoom;
+        }
+        let limit = room.min(context.settings.batch_size.max(1));
+        let now = context.clock.now();
+        let due = match context.spool.due(now, limit) {
+            Ok(due) => due,
+            Err(source) => {
+                tracing::error!(error = %QueueError::Due { source }, "queue runner cannot read the spool");
+                return Fetched::Failed;
+            }
+        };
+        let fetched = if due.len() >= limit {
+            Fetched::Full
+        } else {
+            Fetched::Some
+        };
+        for message in due {
+            self.accept(context, tasks, message, now);
+        }
+        fetched
+    }
+
+    fn accept<D: Deliver>(
+        &mut self,
+        context: &Arc<Context<D>>,
+        tasks: &mut JoinSet<TaskDone>,
+        message: DueMessage,
+        now: SystemTime,
+    ) {
+        let mut by_domain: BTreeMap<String, Vec<DueRecipient>> = BTreeMap::new();
+        for recipient in message.recipients {
+            by_domain
+                .entry(recipient.domain.clone())
+                .or_default()
+                .push(recipient);
+        }
+        for (domain, recipients) in by_domain {
+            let destination = self
+                .destinations
+                .entry(domain.clone())
+                .or_insert_with(|| Destination::new(self.max_per_destination, now));
+            destination.last_used = now;
+            if let Some(until) = destination.backed_off(now) {
+                let indexes = recipients.iter().map(|r| r.index).collect();
+                let handle = tasks.spawn(settle::reschedule(
+                    Arc::clone(context),
+                    vec![(message.id, indexes)],
+                    until,
+                ));
+                self.running.insert(handle.id(), domain);
+                continue;
+            }
+            destination.pending.push_back(PendingMessage {
+                id: message.id,
+                envelope: Arc::clone(&message.envelope),
+                recipients,
+            });
+            self.pending_messages += 1;
+        }
+    }
+
+    /// Starts jobs for backlogged destinations while connection slots are free. A destination
+    /// not known to be reachable gets one probe job with one message; the rest waits for its
+    /// outcome, so a destination that is down sees one connection attempt per backoff period.
+    pub(super) fn dispatch<D: Deliver>(
+        &mut self,
+        context: &Arc<Context<D>>,
+        tasks: &mut JoinSet<TaskDone>,
+    ) {
+        let now = context.clock.now();
+        for (domain, destination) in &mut self.destinations {
+            if destination.pending.is_empty() {
+                continue;
+            }
+            if let Some(until) = destination.backed_off(now) {
+                let work: Vec<_> = destination
+                    .pending
+                    .drain(..)
+                    .map(|m| (m.id, m.recipients.iter().map(|r| r.index).collect()))
+                    .collect();
+                self.pending_messages = self.pending_messages.saturating_sub(work.len());
+                let handle = tasks.spawn(settle::reschedule(Arc::clone(context), work, until));
+                self.running.insert(handle.id(), domain.clone());
+                continue;
+            }
+            let free = destination.slots.available_permits();
+            let in_flight = self.max_per_destination.saturating_sub(free);
+            let jobs = match (destination.reachable, in_flight) {
+                (true, _) => free,
+                (false, 0) => 1,
+                (false, _) => 0,
+            };
+            for started in 0..jobs {
+                if destination.pending.is_empty() {
+                    break;
+                }
+                let Some(permits) = acquire(&self.global, &destination.slots) else {
+                    break;
+                };
+                let take = if destination.reachable {
+                    destination.pending.len().div_ceil(jobs - started)
+                } else {
+                    1
+                };
+                let messages: Vec<_> = destination.pending.drain(..take).collect();
+                self.pending_messages = self.pending_messages.saturating_sub(messages.len());
+                destination.last_used = now;
+                let handle = tasks.spawn(settle::run_job(
+                    Arc::clone(context),
+                    domain.clone(),
+                    messages,
+                    permits,
+                ));
+                self.running.insert(handle.id(), domain.clone());
+            }
+        }
+    }
+
+    /// Takes in what a finished task learnt about its destination.
+    pub(super) fn finish<D>(
+        &mut self,
+        context: &Context<D>,
+        done: Result<(Id, TaskDone), JoinError>,
+    ) {
+        let now = context.clock.now();
+        match done {
+            Ok((id, TaskDone::Job { domain, reach })) => {
+                self.running.remove(&id);
+                if let Some(destination) = self.destinations.get_mut(&domain) {
+                    learn(&context.settings, destination, &domain, reach, now);
+                }
+            }
+            Ok((id, TaskDone::Rescheduled)) => {
+                self.running.remove(&id);
+            }
+            Err(source) => {
+                let domain = self.running.remove(&source.id()).unwrap_or_default();
+                let error = QueueError::JobAborted { domain, source };
+                tracing::error!(error = %error, "delivery task failed");
+            }
+        }
+        self.forget_idle(&context.settings, now);
+    }
+
+    /// On shutdown: the backlog is dropped and its leases released, so that a runner started
+    /// again on the same spool (tests, a restart of the component) sees the work.
+    pub(super) fn abandon<D>(&mut self, context: &Context<D>) {
+        for destination in self.destinations.values_mut() {
+            for message in destination.pending.drain(..) {
+                let indexes: Vec<usize> = message.recipients.iter().map(|r| r.index).collect();
+                context.spool.release_leases(message.id, &indexes);
+                tracing::debug!(msg_id = %MessageIdDisplay(message.id), "left queued at shutdown");
+            }
+        }
+        self.pending_messages = 0;
+    }
+
+    fn forget_idle(&mut self, settings: &QueueSettings, now: SystemTime) {
+        let max_per_destination = self.max_per_destination;
+        let backoff_horizon = settings.retry.max_interval.max(FORGET_AFTER);
+        self.destinations.retain(|_, destination| {
+            let idle = destination.pending.is_empty()
+                && destination.slots.available_permits() == max_per_destination
+                && now
+                    .duration_since(destination.last_used)
+                    .is_ok_and(|idle| idle >= FORGET_AFTER);
+            let backoff_over = destination.not_before.is_none_or(|until| {
+                now.duration_since(until)
+                    .is_ok_and(|past| past >= backoff_horizon)
+            });
+            !(idle && backoff_over)
+        });
+    }
+}
+
+/// One global and one per-destination connection slot, or nothing.
+fn acquire(
+    global: &Arc<Semaphore>,
+    destination: &Arc<Semaphore>,
+) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
+    let global = Arc::clone(global).try_acquire_owned().ok()?;
+    let destination = Arc::clone(destination).try_acquire_owned().ok()?;
+    Some((global, destination))
+}
+
+/// Destination-wide backoff: `destination_backoff` doubled per consecutive unreachable job,
+/// capped at the retry schedule's longest interval.
+fn learn(
+    settings: &QueueSettings,
+    destination: &mut Destination,
+    domain: &str,
+    reach: Reach,
+    now: SystemTime,
+) {
+    match reach {
+        Reach::Reachable => {
+            destination.failures = 0;
+            destination.not_before = None;
+            destination.reachable = true;
+        }
+        Reach::Unreachable => {
+            destination.failures = destination.failures.saturating_add(1);
+            destination.reachable = false;
+            let backoff = destination_backoff(settings, destination.failures);
+            destination.not_before = Some(now + backoff);
+            tracing::warn!(
+                domain,
+                failures = destination.failures,
+                backoff_secs = backoff.as_secs(),
+                outcome = "unreachable",
+                "destination backed off"
+            );
+        }
+        Reach::Unknown => {}
+    }
+}
+
+pub(super) fn destination_backoff(settings: &QueueSettings, failures: u32) -> Duration {
+    let cap = settings
+        .retry
+        .max_interval
+        .max(settings.destination_backoff);
+    let doublings = failures.saturating_sub(1).min(32);
+    settings
+        .destination_backoff
+        .checked_mul(1u32 << doublings.min(31))
+        .map_or(cap, |backoff| backoff.min(cap))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destination_backoff_doubles_from_one_minute_up_to_the_retry_cap() {
+        let settings = QueueSettings::default();
+        let table = [
+            (1, 60),
+            (2, 120),
+            (3, 240),
+            (8, 7680),
+            (9, 14400),
+            (40, 14400),
+        ];
+        for (failures, secs) in table {
+            assert_eq!(
+                destination_backoff(&settings, failures),
+                Duration::from_secs(secs),
+                "failures {failures}"
+            );
+        }
+    }
+}
