@@ -70,7 +70,7 @@ class HttpsHost:
             )
             writer.write(self.answer(method, path, headers))
             await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, ssl.SSLError, ValueError):
+        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError):
             pass
         finally:
             writer.close()

@@ -76,7 +76,7 @@ class Receiver:
     async def session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             await Session(self, reader, writer).run()
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, ssl.SSLError, ValueError):
+        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError):
             pass
         finally:
             writer.close()
