@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ssl
 import time
 
 from lablib.smtp import append_record, server_context

@@ -6,6 +6,7 @@ Usage: python3 -m lablib.selftest RUN_DIR
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import socket
@@ -381,7 +382,7 @@ def main(run_dir: Path) -> int:
         url = urllib.parse.urlparse(t["https_url"])
         body = json.dumps({"organization-name": "selftest", "report-id": tag}).encode()
         status, _, _ = https(hosts[url.hostname]["ip"], url.hostname, url.path, ca, "POST", body, "application/tlsrpt+json")
-        got = [r for r in records(t["https_records"]) if tag.encode() in __import__("base64").b64decode(r["body"])]
+        got = [r for r in records(t["https_records"]) if tag.encode() in base64.b64decode(r["body"])]
         return status == 200 and len(got) == 1, f"status {status}, {len(got)} kept"
 
     check("TLSRPT https collector keeps a POSTed report", https_collector)
