@@ -130,8 +130,16 @@ fn content_type(message: &Message<'_>, index: usize) -> String {
 #[test]
 fn dsns_follow_the_notify_rules_of_rfc_3461() {
     use DsnKind::{Delay, Failure, Success};
-    // (mail_from, kind, NOTIFY, DSN kind, wanted, why)
-    let table: Vec<(&str, MessageKind, Option<Notify>, DsnKind, bool, &str)> = vec![
+    // (MAIL FROM, message kind, NOTIFY, DSN kind, wanted, why)
+    type Row = (
+        &'static str,
+        MessageKind,
+        Option<Notify>,
+        DsnKind,
+        bool,
+        &'static str,
+    );
+    let table: Vec<Row> = vec![
         (
             "a@x",
             MessageKind::Normal,
