@@ -507,9 +507,9 @@ mod tests {
         assert!(err.to_string().contains("no outcome within"), "{err}");
     }
 
-    /// Needs the running lab (`tests/lab/up`); CI runs it after the lab's self-test.
+    /// Needs the running lab: fails, never skips, when `tests/lab/up` has not run (CI runs
+    /// `tests/run-all`, which starts the lab first).
     #[test]
-    #[ignore = "needs the lab: run tests/lab/up, then cargo test -- --ignored"]
     fn the_running_lab_answers_and_describes_its_hosts() {
         let lab = Lab::get().unwrap();
         assert!(lab.ca_bundle().exists() && lab.trust_anchor().exists());
