@@ -6,3 +6,4 @@ pub mod dsn;
 pub mod job;
 pub mod retry;
 pub mod runner;
+pub mod transport;

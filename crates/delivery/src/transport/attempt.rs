@@ -1,0 +1,115 @@
+//! The one place where a delivery attempt becomes an `AttemptRecord`, a log record and a metric.
+//!
+//! Deciding the outcome is the delivery run's job; this module only writes it down, the same way
+//! every time, so that the spool, the logs and the metrics can never disagree.
+
+use std::net::IpAddr;
+use std::time::{Instant, SystemTime};
+
+use strictmx_spool::{AttemptOutcome, AttemptRecord, MessageId, MessageIdDisplay, PeerAuth};
+
+use crate::transport::tls::TlsInfo;
+
+/// What is known about one connection attempt while it runs.
+#[derive(Debug, Clone)]
+pub(crate) struct AttemptScope {
+    pub(crate) domain: String,
+    pub(crate) policy: &'static str,
+    /// The TLS requirement applied to this host, for the log.
+    pub(crate) requirement: Option<&'static str>,
+    pub(crate) mx: Option<String>,
+    pub(crate) ip: Option<IpAddr>,
+    pub(crate) tls: Option<TlsInfo>,
+    at: SystemTime,
+    started: Instant,
+}
+
+impl AttemptScope {
+    pub(crate) fn new(domain: &str, policy: &'static str) -> Self {
+        AttemptScope {
+            domain: domain.to_owned(),
+            policy,
+            requirement: None,
+            mx: None,
+            ip: None,
+            tls: None,
+            at: SystemTime::now(),
+            started: Instant::now(),
+        }
+    }
+
+    pub(crate) fn for_host(
+        domain: &str,
+        policy: &'static str,
+        requirement: &'static str,
+        mx: &str,
+        ip: Option<IpAddr>,
+    ) -> Self {
+        AttemptScope {
+            requirement: Some(requirement),
+            mx: Some(mx.to_owned()),
+            ip,
+            ..AttemptScope::new(domain, policy)
+        }
+    }
+}
+
+/// Records what one attempt did for one message: the typed record, one `info!` line and the
+/// `strictmx_delivery_attempts_total{outcome, tls}` counter.
+pub(crate) fn record_attempt(
+    scope: &AttemptScope,
+    msg_id: MessageId,
+    recipients: Vec<usize>,
+    outcome: AttemptOutcome,
+    reply: &str,
+) -> AttemptRecord {
+    let duration_ms = u64::try_from(scope.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let outcome_label = match outcome {
+        AttemptOutcome::Delivered => "delivered",
+        AttemptOutcome::Deferred => "deferred",
+        AttemptOutcome::Bounced => "bounced",
+    };
+    let tls_label = scope
+        .tls
+        .as_ref()
+        .map_or("none", |tls| tls.version.as_str());
+    tracing::info!(
+        msg_id = %MessageIdDisplay(msg_id),
+        domain = %scope.domain,
+        mx = scope.mx.as_deref().unwrap_or("-"),
+        ip = %scope.ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
+        tls = tls_label,
+        cipher = scope.tls.as_ref().map_or("-", |tls| tls.cipher.as_str()),
+        cert_verified = ?scope.tls.as_ref().map(TlsInfo::cert_verified),
+        requirement = scope.requirement.unwrap_or("-"),
+        auth = "none",
+        policy = scope.policy,
+        recipients = recipients.len(),
+        outcome = outcome_label,
+        reply,
+        duration_ms,
+        "delivery attempt"
+    );
+    metrics::counter!(
+        "strictmx_delivery_attempts_total",
+        "outcome" => outcome_label,
+        "tls" => if scope.tls.is_some() { "tls" } else { "none" },
+    )
+    .increment(1);
+    AttemptRecord {
+        at: scope.at,
+        domain: scope.domain.clone(),
+        mx: scope.mx.clone(),
+        ip: scope.ip,
+        tls_version: scope.tls.as_ref().map(|tls| tls.version.clone()),
+        cipher: scope.tls.as_ref().map(|tls| tls.cipher.clone()),
+        cert_verified: scope.tls.as_ref().map(TlsInfo::cert_verified),
+        // DANE and MTA-STS do not exist yet: no peer is authenticated by them.
+        auth: PeerAuth::None,
+        policy: scope.policy.to_owned(),
+        recipients,
+        outcome,
+        reply: reply.to_owned(),
+        duration_ms,
+    }
+}

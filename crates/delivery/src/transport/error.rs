@@ -1,0 +1,203 @@
+//! The transport's error type: building the TLS setup, and everything that ends an SMTP session.
+//!
+//! Each variant carries the facts and classifies itself; turning a failure into a recipient
+//! outcome (defer, bounce, next host) is done by the delivery run, never from the text.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use strictmx_protocol::{ProtocolError, Reply};
+
+/// The step of the SMTP dialogue where something went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Connect,
+    Greeting,
+    Ehlo,
+    Helo,
+    StartTls,
+    Handshake,
+    Mail,
+    Rcpt,
+    Data,
+    EndOfData,
+    Rset,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Connect => "connect",
+            Stage::Greeting => "greeting",
+            Stage::Ehlo => "ehlo",
+            Stage::Helo => "helo",
+            Stage::StartTls => "starttls",
+            Stage::Handshake => "tls handshake",
+            Stage::Mail => "mail from",
+            Stage::Rcpt => "rcpt to",
+            Stage::Data => "data",
+            Stage::EndOfData => "end of data",
+            Stage::Rset => "rset",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The extra CA bundle could not be read or holds no usable certificate.
+    #[error("cannot load ca bundle {path}")]
+    CaBundle {
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+
+    /// A certificate of the extra CA bundle was rejected as a trust anchor.
+    #[error("ca bundle {path} holds an unusable certificate")]
+    CaCertificate {
+        path: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+
+    /// The certificate verifier could not be built from the root store.
+    #[error("cannot build the certificate verifier")]
+    Verifier(#[from] rustls::client::VerifierBuilderError),
+
+    /// The TLS client configuration could not be built (no usable protocol version).
+    #[error("cannot build the tls client configuration")]
+    TlsConfig(#[source] rustls::Error),
+
+    /// TCP connect failed (refused, unreachable, bind of the source address failed).
+    #[error("connect to {addr} failed")]
+    Connect {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The peer did not answer within the configured time.
+    #[error("timeout at {stage} after {after:?}")]
+    Timeout { stage: Stage, after: Duration },
+
+    /// Reading or writing the connection failed.
+    #[error("i/o error at {stage}")]
+    Io {
+        stage: Stage,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The peer closed the connection.
+    #[error("connection closed by the server at {stage}")]
+    Closed { stage: Stage },
+
+    /// The peer sent something that is not an SMTP reply (or one beyond our bounds).
+    #[error("malformed reply at {stage}")]
+    MalformedReply {
+        stage: Stage,
+        #[source]
+        source: ProtocolError,
+    },
+
+    /// The server answered a session-level command with a failure (greeting, EHLO, STARTTLS,
+    /// RSET), or with a code that makes no sense at that step.
+    #[error("server replied {} at {stage}", .reply.code)]
+    Rejected { stage: Stage, reply: Reply },
+
+    /// The plan requires TLS and the server does not offer STARTTLS.
+    #[error("the server does not offer starttls and the plan requires tls")]
+    StartTlsNotOffered,
+
+    /// The server sent data after its 220 to STARTTLS, before the handshake: a command
+    /// injection attempt (CVE-2011-0411 class); the connection is dropped.
+    #[error("the server sent data before the tls handshake")]
+    DataBeforeHandshake,
+
+    /// The TLS handshake failed; under a `Verified` plan this includes certificate failures.
+    #[error("tls handshake failed")]
+    Handshake(#[source] io::Error),
+
+    /// A session that does not meet the plan's TLS requirement was asked to carry mail.
+    #[error("the session does not meet the {requirement} tls requirement")]
+    RequirementNotMet { requirement: &'static str },
+}
+
+impl TransportError {
+    /// Whether this failure ends the session without any final answer about the mail.
+    ///
+    /// Every session failure is transient: the next host or a later attempt may succeed. Only
+    /// setup errors (CA bundle, verifier) are not, and those stop the transport from starting.
+    pub fn is_transient(&self) -> bool {
+        !matches!(
+            self,
+            TransportError::CaBundle { .. }
+                | TransportError::CaCertificate { .. }
+                | TransportError::Verifier(_)
+                | TransportError::TlsConfig(_)
+        )
+    }
+
+    /// The server's reply that caused this error, when there was one.
+    pub fn smtp_reply(&self) -> Option<&Reply> {
+        match self {
+            TransportError::Rejected { reply, .. } => Some(reply),
+            _ => None,
+        }
+    }
+
+    /// Whether no SMTP session was reached: nothing (or no greeting) came from the host.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            TransportError::Connect { .. } => true,
+            TransportError::Timeout { stage, .. }
+            | TransportError::Io { stage, .. }
+            | TransportError::Closed { stage } => {
+                matches!(stage, Stage::Connect | Stage::Greeting)
+            }
+            _ => false,
+        }
+    }
+
+    /// The enhanced status code (RFC 3463) that describes this failure for a DSN.
+    pub fn status(&self) -> String {
+        if let Some(reply) = self.smtp_reply() {
+            return reply_status(reply);
+        }
+        match self {
+            // X.4.1: no answer from host; X.4.2: bad connection.
+            TransportError::Connect { .. } => "4.4.1".to_owned(),
+            TransportError::Timeout { stage, .. } if *stage == Stage::Connect => "4.4.1".to_owned(),
+            // X.7.4: security features not supported; X.7.5: cryptographic failure.
+            TransportError::StartTlsNotOffered | TransportError::RequirementNotMet { .. } => {
+                "4.7.4".to_owned()
+            }
+            TransportError::Handshake(_) | TransportError::DataBeforeHandshake => {
+                "4.7.5".to_owned()
+            }
+            _ => "4.4.2".to_owned(),
+        }
+    }
+}
+
+/// The enhanced status of a reply, or the class default (`4.0.0`, `5.0.0`) when it has none.
+pub(crate) fn reply_status(reply: &Reply) -> String {
+    match reply.status {
+        Some(status) => status.to_string(),
+        None => format!("{}.0.0", reply.code / 100),
+    }
+}
+
+/// A reply in wire form without the final CRLF, multi-line replies joined by `\n`.
+pub(crate) fn reply_text(reply: &Reply) -> String {
+    reply.to_string().trim_end().replace("\r\n", "\n")
+}

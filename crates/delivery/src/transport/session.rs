@@ -1,0 +1,584 @@
+//! The SMTP client session as typestate: `PlainSession` → `starttls(self)` → `SecureSession`,
+//! and a `MailSession` that alone can send `MAIL FROM`.
+//!
+//! A `MailSession` comes only from `SecureSession::into_mail_session` or from
+//! `PlainSession::into_mail_session_if_allowed`, which refuses unless the plan allows plaintext,
+//! so a plan that requires TLS cannot reach `MAIL FROM` over a plaintext connection. Which host
+//! to try and what the replies mean for each recipient is left to the delivery run.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use strictmx_policy::TlsRequirement;
+use strictmx_protocol::{BodyType, DsnRet, MailParams, Notify, RcptParams, Reply, xtext_encode};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::client::TlsStream;
+
+use crate::transport::TransportSettings;
+use crate::transport::error::{Stage, TransportError};
+use crate::transport::tls::{TlsInfo, TlsSetup, version_name};
+use crate::transport::wire::{Capabilities, Conn};
+
+/// The time limits of one session, copied from the settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub(crate) connect: Duration,
+    pub(crate) greeting: Duration,
+    pub(crate) command: Duration,
+    pub(crate) data: Duration,
+}
+
+impl Timeouts {
+    pub(crate) fn from_settings(settings: &TransportSettings) -> Self {
+        Timeouts {
+            connect: settings.connect_timeout,
+            greeting: settings.greeting_timeout,
+            command: settings.command_timeout,
+            data: settings.data_timeout,
+        }
+    }
+}
+
+/// Where and as whom to connect.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint<'a> {
+    pub(crate) addr: SocketAddr,
+    pub(crate) helo_name: &'a str,
+    pub(crate) source: Option<IpAddr>,
+    /// May EHLO fall back to HELO after a 5xx (only when the plan allows plaintext)?
+    pub(crate) allow_helo: bool,
+}
+
+/// Greeted and introduced, no TLS. Cannot send mail on its own.
+#[derive(Debug)]
+pub struct PlainSession {
+    conn: Conn<TcpStream>,
+    caps: Capabilities,
+    timeouts: Timeouts,
+    helo_name: String,
+}
+
+/// TLS established and EHLO repeated over it (RFC 3207 §4.2).
+#[derive(Debug)]
+pub struct SecureSession {
+    conn: Conn<TlsStream<TcpStream>>,
+    caps: Capabilities,
+    timeouts: Timeouts,
+    tls: TlsInfo,
+}
+
+/// A session allowed to carry mail under the plan. Its fields are private to this module: the
+/// only ways to get one are the two checked conversions.
+#[derive(Debug)]
+pub struct MailSession<S> {
+    conn: Conn<S>,
+    caps: Capabilities,
+    timeouts: Timeouts,
+}
+
+/// Why STARTTLS did not give a TLS session.
+#[derive(Debug)]
+pub enum StartTlsError {
+    /// The server answered STARTTLS with something other than 220; the plaintext session
+    /// is still usable (under an opportunistic plan).
+    Refused {
+        session: Box<PlainSession>,
+        reply: Reply,
+    },
+    /// The connection is unusable (handshake failed, injection attempt, I/O error).
+    Broken(TransportError),
+}
+
+impl PlainSession {
+    /// Connects, reads the greeting and introduces itself with EHLO (or HELO, see `Endpoint`).
+    pub(crate) async fn open(
+        endpoint: &Endpoint<'_>,
+        timeouts: Timeouts,
+    ) -> Result<PlainSession, TransportError> {
+        let stream = connect(endpoint, timeouts.connect).await?;
+        let mut conn = Conn::new(stream);
+        let greeting = conn.read_reply(Stage::Greeting, timeouts.greeting).await?;
+        if greeting.code != 220 {
+            return Err(TransportError::Rejected {
+                stage: Stage::Greeting,
+                reply: greeting,
+            });
+        }
+        let ehlo = format!("EHLO {}", endpoint.helo_name);
+        let reply = conn.command(Stage::Ehlo, &ehlo, timeouts.command).await?;
+        let caps = if reply.code == 250 {
+            Capabilities::from_ehlo(&reply)
+        } else if reply.is_permanent() && endpoint.allow_helo {
+            // RFC 5321 §3.2: a client whose EHLO is rejected may fall back to HELO.
+            let helo = format!("HELO {}", endpoint.helo_name);
+            let reply = conn.command(Stage::Helo, &helo, timeouts.command).await?;
+            if reply.code != 250 {
+                return Err(TransportError::Rejected {
+                    stage: Stage::Helo,
+                    reply,
+                });
+            }
+            Capabilities::default()
+        } else {
+            return Err(TransportError::Rejected {
+                stage: Stage::Ehlo,
+                reply,
+            });
+        };
+        Ok(PlainSession {
+            conn,
+            caps,
+            timeouts,
+            helo_name: endpoint.helo_name.to_owned(),
+        })
+    }
+
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    /// Upgrades to TLS (RFC 3207). SNI is `sni_host`; the certificate is checked against `names`
+    /// and, with `enforce`, a failed check fails the handshake.
+    pub(crate) async fn starttls(
+        mut self,
+        setup: &TlsSetup,
+        sni_host: &str,
+        names: &[String],
+        enforce: bool,
+    ) -> Result<SecureSession, StartTlsError> {
+        let command = self.timeouts.command;
+        let reply = self
+            .conn
+            .command(Stage::StartTls, "STARTTLS", command)
+            .await
+            .map_err(StartTlsError::Broken)?;
+        if reply.code != 220 {
+            return Err(StartTlsError::Refused {
+                session: Box::new(self),
+                reply,
+            });
+        }
+        // RFC 3207 §6 (and CVE-2011-0411): anything the server sent after its 220 would be
+        // taken as coming from inside TLS; refuse rather than discard it.
+        let stream = self
+            .conn
+            .into_stream_if_drained()
+            .map_err(StartTlsError::Broken)?;
+        let (connector, check) = setup
+            .connector(names, enforce)
+            .map_err(StartTlsError::Broken)?;
+        let server_name = ServerName::try_from(sni_host.to_owned()).map_err(|error| {
+            StartTlsError::Broken(TransportError::Handshake(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                error,
+            )))
+        })?;
+        let tls_stream = tokio::time::timeout(command, connector.connect(server_name, stream))
+            .await
+            .map_err(|_| {
+                StartTlsError::Broken(TransportError::Timeout {
+                    stage: Stage::Handshake,
+                    after: command,
+                })
+            })?
+            .map_err(|error| StartTlsError::Broken(TransportError::Handshake(error)))?;
+        let (_, connection) = tls_stream.get_ref();
+        let tls = TlsInfo {
+            version: version_name(connection.protocol_version()),
+            cipher: connection
+                .negotiated_cipher_suite()
+                .map_or_else(|| "unknown".to_owned(), |s| format!("{:?}", s.suite())),
+            certificate: check.take(),
+        };
+        let mut conn = Conn::new(tls_stream);
+        // RFC 3207 §4.2: forget what was learnt before TLS and ask again.
+        let ehlo = format!("EHLO {}", self.helo_name);
+        let reply = conn
+            .command(Stage::Ehlo, &ehlo, command)
+            .await
+            .map_err(StartTlsError::Broken)?;
+        if reply.code != 250 {
+            return Err(StartTlsError::Broken(TransportError::Rejected {
+                stage: Stage::Ehlo,
+                reply,
+            }));
+        }
+        Ok(SecureSession {
+            caps: Capabilities::from_ehlo(&reply),
+            conn,
+            timeouts: self.timeouts,
+            tls,
+        })
+    }
+
+    /// A mail session over plaintext, only when `requirement` allows plaintext.
+    pub fn into_mail_session_if_allowed(
+        self,
+        requirement: &TlsRequirement,
+    ) -> Result<MailSession<TcpStream>, (Box<PlainSession>, TransportError)> {
+        if !requirement.allows_plaintext() {
+            return Err((
+                Box::new(self),
+                TransportError::RequirementNotMet {
+                    requirement: requirement.as_str(),
+                },
+            ));
+        }
+        Ok(MailSession {
+            conn: self.conn,
+            caps: self.caps,
+            timeouts: self.timeouts,
+        })
+    }
+
+    pub(crate) async fn quit(self) {
+        self.conn.quit(self.timeouts.command).await;
+    }
+}
+
+impl SecureSession {
+    pub fn tls(&self) -> &TlsInfo {
+        &self.tls
+    }
+
+    /// A mail session over TLS; refused when the plan needs a verified certificate and this
+    /// one did not verify (the verifier already fails such handshakes; this is the second lock).
+    pub fn into_mail_session(
+        self,
+        requirement: &TlsRequirement,
+    ) -> Result<MailSession<TlsStream<TcpStream>>, (Box<SecureSession>, TransportError)> {
+        if requirement.required_names().is_some() && !self.tls.cert_verified() {
+            return Err((
+                Box::new(self),
+                TransportError::RequirementNotMet {
+                    requirement: requirement.as_str(),
+                },
+            ));
+        }
+        Ok(MailSession {
+            conn: self.conn,
+            caps: self.caps,
+            timeouts: self.timeouts,
+        })
+    }
+
+    pub(crate) async fn quit(self) {
+        self.conn.quit(self.timeouts.command).await;
+    }
+}
+
+/// One message as it goes on the wire to this server.
+#[derive(Debug)]
+pub(crate) struct Outgoing<'a> {
+    pub(crate) mail_from: &'a str,
+    pub(crate) params: &'a MailParams,
+    pub(crate) smtputf8: bool,
+    pub(crate) eight_bit: bool,
+    /// (index into the envelope, address, parameters)
+    pub(crate) recipients: Vec<(usize, &'a str, &'a RcptParams)>,
+    pub(crate) body: &'a [u8],
+}
+
+/// The server's replies to one transaction, in order.
+#[derive(Debug, Clone)]
+pub(crate) struct TransactionReplies {
+    pub(crate) mail: Reply,
+    /// One reply per recipient sent, by envelope index.
+    pub(crate) rcpts: Vec<(usize, Reply)>,
+    /// The reply to DATA, when it was sent.
+    pub(crate) data: Option<Reply>,
+    /// The reply to the end of data, when the content was sent.
+    pub(crate) end: Option<Reply>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> MailSession<S> {
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    /// MAIL, RCPT per recipient, DATA and the content; pipelined (RFC 2920) when offered.
+    pub(crate) async fn transaction(
+        &mut self,
+        message: &Outgoing<'_>,
+    ) -> Result<TransactionReplies, TransportError> {
+        let mail_line = mail_command(&self.caps, message);
+        let rcpt_lines: Vec<String> = message
+            .recipients
+            .iter()
+            .map(|(_, address, params)| rcpt_command(&self.caps, address, params))
+            .collect();
+        let command = self.timeouts.command;
+        if self.caps.pipelining {
+            let mut batch = format!("{mail_line}\r\n");
+            for line in &rcpt_lines {
+                batch.push_str(line);
+                batch.push_str("\r\n");
+            }
+            batch.push_str("DATA\r\n");
+            tracing::debug!(commands = rcpt_lines.len() + 2, "send pipelined");
+            self.conn
+                .send(Stage::Mail, batch.as_bytes(), command)
+                .await?;
+            let mail = self.conn.read_reply(Stage::Mail, command).await?;
+            let mut rcpts = Vec::with_capacity(rcpt_lines.len());
+            for (index, _, _) in &message.recipients {
+                rcpts.push((*index, self.conn.read_reply(Stage::Rcpt, command).await?));
+            }
+            let data = self.conn.read_reply(Stage::Data, command).await?;
+            let accepted = mail.is_positive() && rcpts.iter().any(|(_, r)| r.is_positive());
+            let end = self.finish_data(&data, accepted, message.body).await?;
+            return Ok(TransactionReplies {
+                mail,
+                rcpts,
+                data: Some(data),
+                end,
+            });
+        }
+        let mail = self.conn.command(Stage::Mail, &mail_line, command).await?;
+        let mut replies = TransactionReplies {
+            mail,
+            rcpts: Vec::new(),
+            data: None,
+            end: None,
+        };
+        if !replies.mail.is_positive() {
+            return Ok(replies);
+        }
+        for ((index, _, _), line) in message.recipients.iter().zip(&rcpt_lines) {
+            let reply = self.conn.command(Stage::Rcpt, line, command).await?;
+            replies.rcpts.push((*index, reply));
+        }
+        if !replies.rcpts.iter().any(|(_, r)| r.is_positive()) {
+            return Ok(replies);
+        }
+        let data = self.conn.command(Stage::Data, "DATA", command).await?;
+        replies.end = self.finish_data(&data, true, message.body).await?;
+        replies.data = Some(data);
+        Ok(replies)
+    }
+
+    /// After the reply to DATA: send the content when it is wanted, or end a DATA the server
+    /// opened although no recipient was accepted (RFC 2920 §3.1) with an empty message.
+    async fn finish_data(
+        &mut self,
+        data: &Reply,
+        accepted: bool,
+        body: &[u8],
+    ) -> Result<Option<Reply>, TransportError> {
+        if data.code != 354 {
+            return Ok(None);
+        }
+        let limit = self.timeouts.data;
+        if !accepted {
+            self.conn.send(Stage::EndOfData, b".\r\n", limit).await?;
+            self.conn.read_reply(Stage::EndOfData, limit).await?;
+            return Ok(None);
+        }
+        // RFC 5321 §4.5.2: dot-stuffing; the content then ends with CRLF "." CRLF.
+        let mut content = strictmx_protocol::dot_stuff(body);
+        content.extend_from_slice(b".\r\n");
+        self.conn.send(Stage::Data, &content, limit).await?;
+        Ok(Some(self.conn.read_reply(Stage::EndOfData, limit).await?))
+    }
+
+    /// RSET between two messages on one connection.
+    pub(crate) async fn reset(&mut self) -> Result<(), TransportError> {
+        let reply = self
+            .conn
+            .command(Stage::Rset, "RSET", self.timeouts.command)
+            .await?;
+        if reply.code == 250 {
+            Ok(())
+        } else {
+            Err(TransportError::Rejected {
+                stage: Stage::Rset,
+                reply,
+            })
+        }
+    }
+
+    pub(crate) async fn quit(self) {
+        self.conn.quit(self.timeouts.command).await;
+    }
+}
+
+async fn connect(endpoint: &Endpoint<'_>, limit: Duration) -> Result<TcpStream, TransportError> {
+    let addr = endpoint.addr;
+    let io_error = |source| TransportError::Connect { addr, source };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(io_error)?;
+    if let Some(source) = endpoint.source {
+        socket.bind(SocketAddr::new(source, 0)).map_err(io_error)?;
+    }
+    tokio::time::timeout(limit, socket.connect(addr))
+        .await
+        .map_err(|_| TransportError::Timeout {
+            stage: Stage::Connect,
+            after: limit,
+        })?
+        .map_err(io_error)
+}
+
+/// `MAIL FROM:<...>` with the parameters this server understands.
+fn mail_command(caps: &Capabilities, message: &Outgoing<'_>) -> String {
+    let mut line = format!("MAIL FROM:<{}>", message.mail_from);
+    if caps.size {
+        // RFC 1870 §6: the size of the message content.
+        line.push_str(&format!(" SIZE={}", message.body.len()));
+    }
+    if caps.eight_bit_mime && (message.eight_bit || message.params.body != BodyType::SevenBit) {
+        line.push_str(" BODY=8BITMIME");
+    }
+    if caps.smtputf8 && message.smtputf8 {
+        line.push_str(" SMTPUTF8");
+    }
+    // RFC 3461 §4: DSN parameters go only to a server that advertises DSN.
+    if caps.dsn {
+        match message.params.ret {
+            Some(DsnRet::Full) => line.push_str(" RET=FULL"),
+            Some(DsnRet::Headers) => line.push_str(" RET=HDRS"),
+            None => {}
+        }
+        if let Some(envid) = &message.params.envid {
+            line.push_str(&format!(" ENVID={}", xtext_encode(envid)));
+        }
+    }
+    line
+}
+
+/// `RCPT TO:<...>` with NOTIFY and ORCPT when the server advertises DSN.
+fn rcpt_command(caps: &Capabilities, address: &str, params: &RcptParams) -> String {
+    let mut line = format!("RCPT TO:<{address}>");
+    if !caps.dsn {
+        return line;
+    }
+    if let Some(notify) = params.notify {
+        line.push_str(&format!(" NOTIFY={}", notify_value(notify)));
+    }
+    if let Some(orcpt) = &params.orcpt {
+        // RFC 3461 §4.2: addr-type is an atom; anything else cannot be forwarded safely.
+        let atom = !orcpt.addr_type.is_empty()
+            && orcpt
+                .addr_type
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if atom {
+            line.push_str(&format!(
+                " ORCPT={};{}",
+                orcpt.addr_type,
+                xtext_encode(&orcpt.address)
+            ));
+        }
+    }
+    line
+}
+
+/// RFC 3461 §4.1: NEVER alone, or a comma-separated list of SUCCESS, FAILURE, DELAY.
+fn notify_value(notify: Notify) -> String {
+    if notify.never {
+        return "NEVER".to_owned();
+    }
+    let mut words = Vec::new();
+    if notify.success {
+        words.push("SUCCESS");
+    }
+    if notify.failure {
+        words.push("FAILURE");
+    }
+    if notify.delay {
+        words.push("DELAY");
+    }
+    if words.is_empty() {
+        return "NEVER".to_owned();
+    }
+    words.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use strictmx_protocol::Orcpt;
+
+    use super::*;
+
+    fn all_caps() -> Capabilities {
+        Capabilities {
+            starttls: true,
+            pipelining: true,
+            eight_bit_mime: true,
+            smtputf8: true,
+            dsn: true,
+            size_limit: Some(10_000),
+            size: true,
+        }
+    }
+
+    #[test]
+    fn mail_from_carries_only_the_parameters_the_server_advertised() {
+        let params = MailParams {
+            size: Some(5),
+            body: BodyType::EightBitMime,
+            smtputf8: true,
+            requiretls: false,
+            ret: Some(DsnRet::Headers),
+            envid: Some("id+1 x".to_owned()),
+        };
+        let message = Outgoing {
+            mail_from: "a@example.org",
+            params: &params,
+            smtputf8: true,
+            eight_bit: true,
+            recipients: Vec::new(),
+            body: b"hello",
+        };
+        assert_eq!(
+            mail_command(&all_caps(), &message),
+            // RFC 3461 §4.4: ENVID is xtext ("+" and space are encoded).
+            "MAIL FROM:<a@example.org> SIZE=5 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=id+2B1+20x"
+        );
+        assert_eq!(
+            mail_command(&Capabilities::default(), &message),
+            "MAIL FROM:<a@example.org>"
+        );
+    }
+
+    #[test]
+    fn rcpt_to_forwards_notify_and_orcpt_only_to_dsn_servers() {
+        let params = RcptParams {
+            notify: Some(Notify {
+                success: true,
+                failure: true,
+                delay: false,
+                never: false,
+            }),
+            orcpt: Some(Orcpt {
+                addr_type: "rfc822".to_owned(),
+                address: "b+x@example.org".to_owned(),
+            }),
+        };
+        assert_eq!(
+            rcpt_command(&all_caps(), "b@example.org", &params),
+            "RCPT TO:<b@example.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b+2Bx@example.org"
+        );
+        assert_eq!(
+            rcpt_command(&Capabilities::default(), "b@example.org", &params),
+            "RCPT TO:<b@example.org>"
+        );
+    }
+
+    #[test]
+    fn notify_never_excludes_everything_else() {
+        let notify = Notify {
+            success: true,
+            failure: false,
+            delay: false,
+            never: true,
+        };
+        assert_eq!(notify_value(notify), "NEVER");
+    }
+}

@@ -1,0 +1,78 @@
+//! Settings of the outbound SMTP client, with defaults taken from RFC 5321 §4.5.3.2.
+//!
+//! `strictmx-config` builds these from TOML; the transport only reads them.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use strictmx_policy::PolicySettings;
+
+/// Sends one destination domain to a fixed next hop instead of its MX hosts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The recipient domain, lowercase ASCII.
+    pub domain: String,
+    /// An IP address, or a host name resolved with A/AAAA.
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportSettings {
+    /// The name sent in EHLO/HELO.
+    pub helo_name: String,
+    /// Local addresses to connect from; the system chooses when unset.
+    pub source_ipv4: Option<Ipv4Addr>,
+    pub source_ipv6: Option<Ipv6Addr>,
+    /// TCP connect; RFC 5321 sets no minimum.
+    pub connect_timeout: Duration,
+    /// Waiting for the 220 greeting (RFC 5321 §4.5.3.2.1: 5 minutes).
+    pub greeting_timeout: Duration,
+    /// Each command's reply: EHLO, STARTTLS, MAIL, RCPT, DATA, RSET (RFC 5321 §4.5.3.2.2-4:
+    /// 5 minutes for MAIL and RCPT, 2 for DATA; the longest one applies to all).
+    pub command_timeout: Duration,
+    /// Sending the message and waiting for the reply to its end (RFC 5321 §4.5.3.2.5-6: 3 minutes
+    /// per block, 10 minutes for the final reply; the longer one applies).
+    pub data_timeout: Duration,
+    /// PEM bundle of CA certificates trusted in addition to the web PKI roots.
+    pub extra_ca_file: Option<PathBuf>,
+    pub routes: Vec<Route>,
+    /// The port of MX hosts.
+    pub smtp_port: u16,
+    /// Messages sent over one connection before it is closed (at least 1).
+    pub max_messages_per_connection: usize,
+    pub policy: PolicySettings,
+}
+
+impl Default for TransportSettings {
+    fn default() -> Self {
+        TransportSettings {
+            helo_name: "localhost".to_owned(),
+            source_ipv4: None,
+            source_ipv6: None,
+            connect_timeout: Duration::from_secs(30),
+            greeting_timeout: Duration::from_secs(5 * 60),
+            command_timeout: Duration::from_secs(5 * 60),
+            data_timeout: Duration::from_secs(10 * 60),
+            extra_ca_file: None,
+            routes: Vec::new(),
+            smtp_port: 25,
+            max_messages_per_connection: 20,
+            policy: PolicySettings::default(),
+        }
+    }
+}
+
+impl TransportSettings {
+    /// The route for `domain`, if one is configured (domains compare case-insensitively).
+    pub fn route_for(&self, domain: &str) -> Option<&Route> {
+        let domain = domain.trim_end_matches('.');
+        self.routes.iter().find(|route| {
+            route
+                .domain
+                .trim_end_matches('.')
+                .eq_ignore_ascii_case(domain)
+        })
+    }
+}
