@@ -5,6 +5,7 @@
 //! What a job's outcome means for each recipient (retry, bounce, DSN) is `runner::settle`'s;
 //! connecting and speaking SMTP is the transport's (`job::Deliver`).
 
+mod admin;
 mod dispatch;
 mod error;
 mod settle;
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::job::Deliver;
 use crate::retry::RetrySettings;
 use dispatch::{Dispatcher, TaskDone};
+pub use admin::bounce_with_dsns;
 pub use error::QueueError;
 
 /// How the queue is worked: limits, schedule and identity.
