@@ -6,6 +6,8 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use strictmx_protocol::replies;
+
 use crate::id::MessageIdDisplay;
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +120,16 @@ impl SpoolError {
         }
     }
 
+    /// What inbound answers a submitter when `submit` fails. Always a 4xx: a spool failure is
+    /// ours, and the client keeps the message and tries again (RFC 5321 §4.2.5).
+    pub fn smtp_reply(&self) -> strictmx_protocol::Reply {
+        match self {
+            SpoolError::TooManyRecipients { .. } => replies::too_many_recipients(),
+            e if e.is_transient() => replies::storage_unavailable(),
+            _ => replies::local_error(),
+        }
+    }
+
     pub(crate) fn storage(action: &'static str) -> impl Fn(redb::Error) -> SpoolError + Copy {
         move |source| SpoolError::Storage {
             action,
@@ -153,6 +165,28 @@ mod tests {
         ];
         for (error, transient) in cases {
             assert_eq!(error.is_transient(), transient, "{error}");
+        }
+    }
+
+    #[test]
+    fn every_failure_is_answered_with_a_temporary_reply() {
+        let cases = [
+            (SpoolError::WriterStopped, 452, (4, 3, 1)),
+            (
+                SpoolError::TooManyRecipients { count: 5, max: 4 },
+                452,
+                (4, 5, 3),
+            ),
+            (SpoolError::NoRecipients, 451, (4, 3, 0)),
+        ];
+        for (error, code, (class, subject, detail)) in cases {
+            let reply = error.smtp_reply();
+            assert_eq!(reply.code, code, "{error}");
+            let status = reply.status.expect("replies carry enhanced codes");
+            assert_eq!(
+                (status.class, status.subject, status.detail),
+                (class, subject, detail)
+            );
         }
     }
 

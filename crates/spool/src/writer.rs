@@ -659,3 +659,115 @@ fn delete_message(
     tables.bodies.remove(id)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    fn queued(attempts: u32) -> RecipientState {
+        RecipientState::Queued {
+            next_attempt: UNIX_EPOCH + Duration::from_secs(100),
+            attempts,
+            last_reply: None,
+            delay_dsn_sent: false,
+        }
+    }
+
+    fn held(attempts: u32) -> RecipientState {
+        RecipientState::Held {
+            attempts,
+            last_reply: None,
+            delay_dsn_sent: false,
+        }
+    }
+
+    fn delivered() -> RecipientState {
+        RecipientState::Delivered {
+            at: UNIX_EPOCH,
+            mx: "mx.example.net".into(),
+            reply: "250 ok".into(),
+        }
+    }
+
+    fn bounced() -> RecipientState {
+        RecipientState::Bounced {
+            at: UNIX_EPOCH,
+            reply: "550 5.1.1 no".into(),
+            status: "5.1.1".into(),
+        }
+    }
+
+    #[test]
+    fn updates_merge_into_the_current_state_by_the_spool_rules() {
+        let cases = [
+            (
+                "a deferral replaces a queued state",
+                queued(0),
+                queued(1),
+                queued(1),
+            ),
+            (
+                "a delivery ends a queued recipient",
+                queued(0),
+                delivered(),
+                delivered(),
+            ),
+            (
+                "a delivery ends a held recipient",
+                held(0),
+                delivered(),
+                delivered(),
+            ),
+            (
+                "a deferral keeps a held recipient held",
+                held(0),
+                queued(2),
+                held(2),
+            ),
+            (
+                "a delivered recipient stays delivered",
+                delivered(),
+                queued(3),
+                delivered(),
+            ),
+            (
+                "a bounced recipient stays bounced",
+                bounced(),
+                delivered(),
+                bounced(),
+            ),
+        ];
+        for (why, current, update, expected) in cases {
+            assert_eq!(merge(&current, update), expected, "{why}");
+        }
+    }
+
+    #[test]
+    fn admin_actions_touch_only_the_states_they_apply_to() {
+        let now = UNIX_EPOCH + Duration::from_secs(500);
+        let due_now = RecipientState::Queued {
+            next_attempt: now,
+            attempts: 1,
+            last_reply: None,
+            delay_dsn_sent: false,
+        };
+        let cases = [
+            (AdminAction::Hold, queued(1), held(1)),
+            (AdminAction::Hold, delivered(), delivered()),
+            (AdminAction::Release, held(1), due_now.clone()),
+            (AdminAction::Release, queued(1), queued(1)),
+            (AdminAction::RetryNow, queued(1), due_now),
+            (AdminAction::RetryNow, held(1), held(1)),
+            (AdminAction::RetryNow, bounced(), bounced()),
+        ];
+        for (action, before, after) in cases {
+            assert_eq!(
+                action.apply(&before, now),
+                after,
+                "{action:?} on {before:?}"
+            );
+        }
+    }
+}
