@@ -1,1 +1,20 @@
-//! strictmx-inbound (skeleton; filled in by the owning work item).
+//! strictmx-inbound: the SMTP listeners (relay, submission, submissions), the server-side
+//! session state machine, AUTH, trusted networks and limits. Messages go to a `Queue` (the
+//! spool); what happens to them afterwards is left to the spool and delivery crates.
+#![forbid(unsafe_code)]
+
+mod error;
+mod headers;
+mod io;
+mod queue;
+mod server;
+mod session;
+mod settings;
+mod tls;
+mod users;
+
+pub use error::InboundError;
+pub use queue::{Queue, QueueError};
+pub use server::Inbound;
+pub use settings::{InboundSettings, Limits, ListenerSettings, Role, ServerTlsSettings, User};
+pub use users::hash_password;

@@ -1,0 +1,269 @@
+//! Header work on accepted messages: the `Received:` trace field (RFC 5321 §4.4), and
+//! `Message-ID:` and `Date:` when the submitter left them out (RFC 6409 §8.2, §8.3). Parsing of
+//! MIME structure is left to others; only the header block's field names are read.
+
+use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rand::RngCore;
+
+/// What the `Received:` field records about the session.
+#[derive(Debug)]
+pub(crate) struct Trace<'a> {
+    pub(crate) helo: &'a str,
+    pub(crate) ip: IpAddr,
+    pub(crate) hostname: &'a str,
+    /// RFC 3848 / RFC 6531 §3.7.3 protocol name: ESMTP, ESMTPSA, UTF8SMTPS, ...
+    pub(crate) protocol: String,
+    pub(crate) tls: Option<&'a str>,
+    pub(crate) now: SystemTime,
+}
+
+/// The `with` protocol name for `Received:` (RFC 3848, RFC 6531 §3.7.3).
+pub(crate) fn protocol_name(extended: bool, tls: bool, authenticated: bool, utf8: bool) -> String {
+    let base = match (extended, utf8) {
+        (false, _) => "SMTP",
+        (true, false) => "ESMTP",
+        (true, true) => "UTF8SMTP",
+    };
+    let mut name = base.to_owned();
+    if extended && tls {
+        name.push('S');
+    }
+    if extended && authenticated {
+        name.push('A');
+    }
+    name
+}
+
+/// Prepend `Received:` and add `Message-ID:`/`Date:` at the end of the header block if missing.
+pub(crate) fn prepare(body: Vec<u8>, trace: &Trace<'_>) -> Vec<u8> {
+    let header_end = header_block_end(&body);
+    let present = |name: &str| has_field(&body[..header_end], name);
+    let mut added = String::new();
+    if !present("message-id") {
+        added.push_str(&format!("Message-ID: {}\r\n", message_id(trace)));
+    }
+    if !present("date") {
+        added.push_str(&format!("Date: {}\r\n", rfc5322_date(trace.now)));
+    }
+    let received = received(trace);
+    let mut out = Vec::with_capacity(received.len() + body.len() + added.len());
+    out.extend_from_slice(received.as_bytes());
+    out.extend_from_slice(&body[..header_end]);
+    out.extend_from_slice(added.as_bytes());
+    out.extend_from_slice(&body[header_end..]);
+    out
+}
+
+fn received(trace: &Trace<'_>) -> String {
+    let ip = match trace.ip {
+        IpAddr::V4(v4) => format!("[{v4}]"),
+        IpAddr::V6(v6) => format!("[IPv6:{v6}]"),
+    };
+    let tls = trace
+        .tls
+        .map(|tls| format!(" ({})", sanitize(tls)))
+        .unwrap_or_default();
+    format!(
+        "Received: from {helo} ({ip})\r\n\tby {host} (strictmx) with {protocol}{tls};\r\n\t{date}\r\n",
+        helo = sanitize(trace.helo),
+        host = trace.hostname,
+        protocol = trace.protocol,
+        date = rfc5322_date(trace.now),
+    )
+}
+
+/// The client's HELO name is peer input: keep only characters that cannot break the field.
+fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && !matches!(c, '(' | ')' | ';' | '\\') || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+/// Octet offset just past the last header line, before the empty line that ends the block
+/// (RFC 5322 §2.1). The block also ends at the first line that is neither a field nor a
+/// continuation, so a message without headers gets none misread.
+fn header_block_end(body: &[u8]) -> usize {
+    let mut offset = 0;
+    while offset < body.len() {
+        let rest = &body[offset..];
+        let line_end = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(rest.len(), |pos| pos + 2);
+        let line = &rest[..line_end];
+        let is_continuation = offset > 0 && matches!(line.first(), Some(b' ' | b'\t'));
+        if !is_continuation && field_name(line).is_none() {
+            break;
+        }
+        offset += line_end;
+    }
+    offset
+}
+
+/// The name of a header field line: printable ASCII up to the colon (RFC 5322 §2.2).
+fn field_name(line: &[u8]) -> Option<&[u8]> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    let name = &line[..colon];
+    let valid = !name.is_empty() && name.iter().all(|&b| (33..=126).contains(&b));
+    valid.then_some(name)
+}
+
+fn has_field(headers: &[u8], wanted: &str) -> bool {
+    headers
+        .split(|&b| b == b'\n')
+        .filter_map(field_name)
+        .any(|name| name.eq_ignore_ascii_case(wanted.as_bytes()))
+}
+
+fn message_id(trace: &Trace<'_>) -> String {
+    let mut random = [0u8; 12];
+    rand::rng().fill_bytes(&mut random);
+    let unique: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let seconds = trace
+        .now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    format!("<{seconds}.{unique}@{}>", trace.hostname)
+}
+
+/// RFC 5322 §3.3 date-time in UTC, e.g. `Sun, 22 Nov 2026 15:20:45 +0000`.
+pub(crate) fn rfc5322_date(now: SystemTime) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let seconds = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    let days = seconds / 86_400;
+    let (year, month, day) = civil_from_days(days);
+    let in_day = seconds % 86_400;
+    format!(
+        "{}, {day} {} {year} {:02}:{:02}:{:02} +0000",
+        DAYS[usize::try_from(days % 7).unwrap_or(0)],
+        MONTHS[usize::try_from(month - 1).unwrap_or(0)],
+        in_day / 3600,
+        in_day % 3600 / 60,
+        in_day % 60,
+    )
+}
+
+/// Days since 1970-01-01 to (year, month 1..=12, day 1..=31) in the proleptic Gregorian
+/// calendar, by counting 400-year eras from 0000-03-01.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let shifted = days + 719_468;
+    let era = shifted / 146_097;
+    let day_of_era = shifted % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn trace(now: SystemTime) -> Trace<'static> {
+        Trace {
+            helo: "client.example",
+            ip: IpAddr::from([192, 0, 2, 1]),
+            hostname: "mx.example.org",
+            protocol: "ESMTPSA".into(),
+            tls: Some("TLSv1.3 TLS13_AES_256_GCM_SHA384"),
+            now,
+        }
+    }
+
+    #[test]
+    fn dates_are_formatted_as_rfc5322_in_utc() {
+        let cases = [
+            (0, "Thu, 1 Jan 1970 00:00:00 +0000"),
+            (951_782_400, "Tue, 29 Feb 2000 00:00:00 +0000"),
+            (1_795_360_845, "Sun, 22 Nov 2026 15:20:45 +0000"),
+            (4_107_542_399, "Sun, 28 Feb 2100 23:59:59 +0000"),
+        ];
+        for (seconds, expected) in cases {
+            let now = UNIX_EPOCH + Duration::from_secs(seconds);
+            assert_eq!(rfc5322_date(now), expected, "{seconds}");
+        }
+    }
+
+    // RFC 3848 and RFC 6531 §3.7.3 name the transmission types.
+    #[test]
+    fn protocol_names_follow_rfc_3848() {
+        let cases = [
+            ((false, false, false, false), "SMTP"),
+            ((true, false, false, false), "ESMTP"),
+            ((true, true, false, false), "ESMTPS"),
+            ((true, false, true, false), "ESMTPA"),
+            ((true, true, true, false), "ESMTPSA"),
+            ((true, true, true, true), "UTF8SMTPSA"),
+        ];
+        for ((extended, tls, auth, utf8), name) in cases {
+            assert_eq!(protocol_name(extended, tls, auth, utf8), name);
+        }
+    }
+
+    #[test]
+    fn missing_message_id_and_date_are_added_at_the_end_of_the_header_block() {
+        let body = b"From: a@example.org\r\nSubject: hi\r\n there\r\n\r\nbody\r\n".to_vec();
+        let out = String::from_utf8(prepare(body, &trace(UNIX_EPOCH))).expect("ascii");
+        assert!(out.starts_with("Received: from client.example ([192.0.2.1])\r\n\tby mx.example.org (strictmx) with ESMTPSA (TLSv1.3 TLS13_AES_256_GCM_SHA384);\r\n\tThu, 1 Jan 1970 00:00:00 +0000\r\n"), "{out}");
+        let (headers, rest) = out.split_once("\r\n\r\n").expect("a header block");
+        assert_eq!(rest, "body\r\n");
+        assert!(
+            headers.contains("\r\nSubject: hi\r\n there\r\nMessage-ID: <0."),
+            "{headers}"
+        );
+        assert!(headers.ends_with("@mx.example.org>\r\nDate: Thu, 1 Jan 1970 00:00:00 +0000"));
+    }
+
+    #[test]
+    fn present_message_id_and_date_are_kept_whatever_their_case() {
+        let body = b"message-id: <x@y>\r\nDATE: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\nb\r\n";
+        let out = prepare(body.to_vec(), &trace(UNIX_EPOCH));
+        let text = String::from_utf8(out).expect("ascii");
+        assert_eq!(text.matches("essage-").count(), 1, "{text}");
+        assert!(text.ends_with(std::str::from_utf8(body).expect("ascii")));
+    }
+
+    #[test]
+    fn a_message_without_headers_gets_them_before_its_text() {
+        let out = prepare(b"just text\r\n".to_vec(), &trace(UNIX_EPOCH));
+        let text = String::from_utf8(out).expect("ascii");
+        assert!(
+            text.contains("Date: Thu, 1 Jan 1970 00:00:00 +0000\r\njust text\r\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn hostile_helo_names_cannot_break_the_received_field() {
+        let mut trace = trace(UNIX_EPOCH);
+        trace.helo = "evil) by fake;\u{7f}";
+        let text = received(&trace);
+        assert!(
+            text.starts_with("Received: from evil? by fake?? ([192.0.2.1])"),
+            "{text}"
+        );
+    }
+}

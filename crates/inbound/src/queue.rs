@@ -1,0 +1,41 @@
+//! Where accepted messages go: the `Queue` trait, implemented for the spool. Tests inject an
+//! in-memory queue; durability and group commit are the spool's business.
+
+use std::future::Future;
+
+use strictmx_spool::{Envelope, MessageId, Spool, SpoolError};
+
+/// A failed submission, classified so the session can answer 452 or 451.
+pub trait QueueError: std::error::Error + Send + Sync + 'static {
+    /// True when the same message may be accepted later (answered with `452 4.3.1`).
+    fn is_transient(&self) -> bool;
+}
+
+impl QueueError for SpoolError {
+    fn is_transient(&self) -> bool {
+        SpoolError::is_transient(self)
+    }
+}
+
+/// Takes a message and returns only once it is durable; the session answers 250 after that.
+pub trait Queue: Send + Sync + 'static {
+    type Error: QueueError;
+
+    fn submit(
+        &self,
+        envelope: Envelope,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<MessageId, Self::Error>> + Send;
+}
+
+impl Queue for Spool {
+    type Error = SpoolError;
+
+    fn submit(
+        &self,
+        envelope: Envelope,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<MessageId, SpoolError>> + Send {
+        Spool::submit(self, envelope, body)
+    }
+}

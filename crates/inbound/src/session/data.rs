@@ -1,0 +1,126 @@
+//! DATA (RFC 5321 §4.1.1.4): reads the content to its end whatever happens, refuses it for size,
+//! line length or bare line ends, adds trace headers, hands it to the queue and answers 250 only
+//! once the queue says it is durable. Durability itself is the queue's.
+
+use std::time::SystemTime;
+
+use strictmx_protocol::{DataReader, Reply, replies};
+use strictmx_spool::{ClientInfo, Envelope, MessageKind, format_id};
+use tracing::{error, info, warn};
+
+use super::{Session, State, Step, Transaction};
+use crate::headers::{self, Trace};
+use crate::io::Io;
+use crate::queue::{Queue, QueueError};
+
+impl<Q: Queue> Session<Q> {
+    pub(super) async fn data(&mut self, io: &mut Io) -> Step {
+        let transaction = match std::mem::replace(&mut self.state, State::Greeted) {
+            State::RcptGiven(transaction) => transaction,
+            other @ State::MailGiven(_) => {
+                self.state = other;
+                return self.reject(io, replies::bad_sequence("need RCPT before DATA"));
+            }
+            other @ (State::Connected | State::Greeted) => {
+                self.state = other;
+                return self.reject(io, replies::bad_sequence("need MAIL before DATA"));
+            }
+        };
+        io.send(&replies::start_data());
+        let limits = &self.shared.settings.limits;
+        let max_size = usize::try_from(limits.max_message_size).unwrap_or(usize::MAX);
+        let mut reader = DataReader::new(max_size);
+        let read = io
+            .read_data(&mut reader, limits.data_timeout, &self.stop)
+            .await;
+        if let Err(error) = read {
+            return self.end_on_read_error(io, error);
+        }
+        if let Some((reason, reply)) = refusal(&reader) {
+            info!(ip = %self.peer.ip(), outcome = reason, size = reader.size(), "message refused");
+            metrics::counter!("strictmx_messages_rejected_total", "reason" => reason).increment(1);
+            return self.reply(io, reply);
+        }
+        let reply = self.submit(transaction, reader.into_body()).await;
+        self.reply(io, reply)
+    }
+
+    async fn submit(&self, transaction: Transaction, content: Vec<u8>) -> Reply {
+        let now = SystemTime::now();
+        let helo = self.helo.as_ref().map_or("", |helo| helo.name.as_str());
+        let trace = Trace {
+            helo,
+            ip: self.peer.ip(),
+            hostname: &self.shared.settings.hostname,
+            protocol: headers::protocol_name(
+                self.extended(),
+                self.tls.is_some(),
+                self.auth_user.is_some(),
+                transaction.params.smtputf8,
+            ),
+            tls: self.tls.as_deref(),
+            now,
+        };
+        let body = headers::prepare(content, &trace);
+        let size = body.len();
+        let rcpt_count = transaction.recipients.len();
+        let from = transaction.from.clone();
+        let envelope = Envelope {
+            mail_from: transaction.from,
+            params: transaction.params,
+            recipients: transaction.recipients,
+            received_at: now,
+            client: ClientInfo {
+                ip: self.peer.ip(),
+                helo: helo.to_owned(),
+                auth_user: self.auth_user.clone(),
+                tls: self.tls.clone(),
+            },
+            kind: MessageKind::Normal,
+        };
+        match self.shared.queue.submit(envelope, body).await {
+            Ok(id) => {
+                let msg_id = format_id(id);
+                info!(
+                    msg_id = %msg_id,
+                    ip = %self.peer.ip(),
+                    from = %from,
+                    rcpt_count,
+                    size,
+                    tls = self.tls.as_deref().unwrap_or("none"),
+                    outcome = "queued",
+                    "message accepted"
+                );
+                metrics::counter!("strictmx_messages_accepted_total").increment(1);
+                replies::queued(&msg_id)
+            }
+            Err(failure) if failure.is_transient() => {
+                warn!(ip = %self.peer.ip(), error = %failure, outcome = "deferred", "queue cannot take the message now");
+                metrics::counter!("strictmx_messages_rejected_total", "reason" => "queue_unavailable")
+                    .increment(1);
+                replies::storage_unavailable()
+            }
+            Err(failure) => {
+                error!(ip = %self.peer.ip(), error = %failure, outcome = "deferred", "queue failed");
+                metrics::counter!("strictmx_messages_rejected_total", "reason" => "queue_error")
+                    .increment(1);
+                replies::local_error()
+            }
+        }
+    }
+}
+
+/// Why the content read is refused, if it is: the metric reason and the reply.
+fn refusal(reader: &DataReader) -> Option<(&'static str, Reply)> {
+    if reader.is_too_big() {
+        // RFC 1870 §6.3: the whole message was read, then refused with 552.
+        return Some(("size", replies::message_too_big()));
+    }
+    if reader.has_long_line() {
+        return Some(("line_length", replies::data_line_too_long()));
+    }
+    if reader.has_bare_line_ending() {
+        return Some(("bare_line_ending", replies::bare_line_ending()));
+    }
+    None
+}
