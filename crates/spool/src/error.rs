@@ -30,6 +30,11 @@ pub enum SpoolError {
         #[source]
         source: Box<redb::DatabaseError>,
     },
+    #[error("cannot start the spool writer thread")]
+    WriterThread {
+        #[source]
+        source: io::Error,
+    },
     #[error("spool database {path} has schema version {found}, this build reads {expected}")]
     SchemaVersion {
         path: PathBuf,
@@ -104,6 +109,7 @@ impl SpoolError {
             SpoolError::CreateDir { .. }
             | SpoolError::SyncDir { .. }
             | SpoolError::Open { .. }
+            | SpoolError::WriterThread { .. }
             | SpoolError::Storage { .. }
             | SpoolError::Commit { .. }
             | SpoolError::WriterStopped

@@ -327,10 +327,7 @@ impl Spool {
         let handle = std::thread::Builder::new()
             .name("spool-writer".into())
             .spawn(move || writer.run(receiver))
-            .map_err(|source| SpoolError::CreateDir {
-                path: dir.clone(),
-                source,
-            })?;
+            .map_err(|source| SpoolError::WriterThread { source })?;
         Ok(Spool {
             inner: Arc::new(Inner {
                 shared,

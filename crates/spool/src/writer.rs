@@ -35,8 +35,9 @@ pub(crate) type Command = Box<dyn Operation>;
 
 /// An operation inside a batch: applied to the open transaction, answered after the commit.
 pub(crate) trait Operation: Send {
-    /// Applies the operation. An `OpError::Rejected` must leave the transaction untouched; an
-    /// `OpError::Abort` aborts the whole batch.
+    /// Applies the operation. A rejection (bad input, missing message, damaged record) is kept
+    /// as this operation's answer and has written nothing; an error returned here is a failed
+    /// write, and the caller aborts the whole batch.
     fn apply(&mut self, tables: &mut Tables<'_>, ctx: &mut Ctx) -> Result<(), redb::Error>;
     /// The transaction committed: send the result.
     fn answer(self: Box<Self>);
