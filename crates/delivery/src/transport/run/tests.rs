@@ -159,7 +159,16 @@ fn servers_lacking_an_extension_refuse_the_messages_that_need_it() {
         size: true,
         ..Capabilities::default()
     };
-    let rows: Vec<(&str, Capabilities, bool, bool, usize, Option<&str>)> = vec![
+    /// (rule, server capabilities, needs SMTPUTF8, 8-bit content, size, expected status)
+    type Row = (
+        &'static str,
+        Capabilities,
+        bool,
+        bool,
+        usize,
+        Option<&'static str>,
+    );
+    let rows: Vec<Row> = vec![
         (
             "RFC 6531 §3.4: SMTPUTF8 needed, not offered",
             Capabilities::default(),

@@ -1,0 +1,797 @@
+//! The transport against real SMTP receivers on 127.0.0.1:0 written here: plain, STARTTLS with
+//! rcgen certificates, refusing, pipelining. Routes point the test domain at them.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use strictmx_delivery::job::{
+    Deliver, DeliveryJob, DeliveryReport, Diagnostic, JobMessage, JobRecipient, RecipientOutcome,
+};
+use strictmx_delivery::transport::{Route, Transport, TransportSettings};
+use strictmx_policy::{DefaultRequirement, PolicySettings};
+use strictmx_protocol::{MailParams, RcptParams};
+use strictmx_resolve::{DnsResolver, ResolverSettings};
+use strictmx_spool::{AttemptOutcome, ClientInfo, Envelope, EnvelopeRecipient, MessageKind};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+const DOMAIN: &str = "dest.test";
+
+/// What a receiver saw of one mail transaction.
+#[derive(Debug, Clone, Default)]
+struct Transaction {
+    mail: String,
+    rcpts: Vec<String>,
+    body: Vec<u8>,
+    tls: bool,
+    pipelined: bool,
+}
+
+#[derive(Debug, Default)]
+struct Log {
+    connections: usize,
+    commands: Vec<String>,
+    transactions: Vec<Transaction>,
+}
+
+type RcptReply = Arc<dyn Fn(&str) -> &'static str + Send + Sync>;
+
+/// How a test receiver behaves.
+#[derive(Clone)]
+struct Behaviour {
+    extensions: Vec<&'static str>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// Replaces the EHLO reply, e.g. to reject it.
+    ehlo_reply: Option<&'static str>,
+    mail_reply: &'static str,
+    rcpt_reply: RcptReply,
+    end_reply: &'static str,
+    /// Read MAIL..DATA before answering anything: only a pipelining client gets through.
+    demand_pipelining: bool,
+}
+
+impl Behaviour {
+    fn plain() -> Self {
+        Behaviour {
+            extensions: vec!["8BITMIME", "SMTPUTF8", "SIZE 100000", "DSN"],
+            tls: None,
+            ehlo_reply: None,
+            mail_reply: "250 2.1.0 ok",
+            rcpt_reply: Arc::new(|_| "250 2.1.5 ok"),
+            end_reply: "250 2.0.0 queued as 1",
+            demand_pipelining: false,
+        }
+    }
+
+    fn with_tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+}
+
+struct Receiver {
+    addr: SocketAddr,
+    log: Arc<Mutex<Log>>,
+}
+
+impl Receiver {
+    async fn start(behaviour: Behaviour) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let log = Arc::new(Mutex::new(Log::default()));
+        let shared = log.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                shared.lock().expect("log").connections += 1;
+                let behaviour = behaviour.clone();
+                let log = shared.clone();
+                tokio::spawn(async move {
+                    let _ = stream.set_nodelay(true);
+                    let Some(stream) = serve(stream, &behaviour, &log, false).await else {
+                        return;
+                    };
+                    let Some(config) = behaviour.tls.clone() else {
+                        return;
+                    };
+                    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                    if let Ok(tls) = acceptor.accept(stream).await {
+                        serve(tls, &behaviour, &log, true).await;
+                    }
+                });
+            }
+        });
+        Receiver { addr, log }
+    }
+
+    fn transactions(&self) -> Vec<Transaction> {
+        self.log.lock().expect("log").transactions.clone()
+    }
+
+    fn connections(&self) -> usize {
+        self.log.lock().expect("log").connections
+    }
+
+    fn commands(&self) -> Vec<String> {
+        self.log.lock().expect("log").commands.clone()
+    }
+}
+
+async fn read_line<S: AsyncRead + AsyncWrite + Unpin>(reader: &mut BufReader<S>) -> Option<String> {
+    let mut line = Vec::new();
+    let read = reader.read_until(b'\n', &mut line).await.ok()?;
+    if read == 0 {
+        return None;
+    }
+    Some(String::from_utf8_lossy(&line).trim_end().to_owned())
+}
+
+async fn write<S: AsyncRead + AsyncWrite + Unpin>(reader: &mut BufReader<S>, text: &str) {
+    let _ = reader
+        .get_mut()
+        .write_all(format!("{text}\r\n").as_bytes())
+        .await;
+}
+
+/// Reads DATA content up to the lone dot, undoing dot-stuffing (RFC 5321 §4.5.2).
+async fn read_body<S: AsyncRead + AsyncWrite + Unpin>(reader: &mut BufReader<S>) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        if reader.read_until(b'\n', &mut line).await.unwrap_or(0) == 0 {
+            return body;
+        }
+        if line == b".\r\n" {
+            return body;
+        }
+        let content = if line.starts_with(b"..") {
+            &line[1..]
+        } else {
+            &line[..]
+        };
+        body.extend_from_slice(content);
+    }
+}
+
+/// One SMTP dialogue; returns the stream when the client asked for STARTTLS.
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    behaviour: &Behaviour,
+    log: &Mutex<Log>,
+    tls: bool,
+) -> Option<S> {
+    let mut reader = BufReader::new(stream);
+    if !tls {
+        write(&mut reader, "220 sink.test ESMTP").await;
+    }
+    let mut current: Option<Transaction> = None;
+    let mut accepted = 0;
+    while let Some(line) = read_line(&mut reader).await {
+        log.lock().expect("log").commands.push(line.clone());
+        let verb = line
+            .split([' ', ':'])
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        match verb.as_str() {
+            "EHLO" => {
+                if let Some(reply) = behaviour.ehlo_reply {
+                    write(&mut reader, reply).await;
+                    continue;
+                }
+                let mut lines = vec!["sink.test".to_owned()];
+                if !tls && behaviour.tls.is_some() {
+                    lines.push("STARTTLS".to_owned());
+                }
+                if behaviour.demand_pipelining {
+                    lines.push("PIPELINING".to_owned());
+                }
+                lines.extend(behaviour.extensions.iter().map(|e| (*e).to_owned()));
+                let last = lines.len() - 1;
+                for (i, text) in lines.iter().enumerate() {
+                    let sep = if i == last { ' ' } else { '-' };
+                    write(&mut reader, &format!("250{sep}{text}")).await;
+                }
+            }
+            "HELO" => write(&mut reader, "250 sink.test").await,
+            "STARTTLS" => {
+                write(&mut reader, "220 2.0.0 ready for tls").await;
+                return Some(reader.into_inner());
+            }
+            "MAIL" if behaviour.demand_pipelining => {
+                let mut transaction = Transaction {
+                    mail: line.clone(),
+                    tls,
+                    ..Transaction::default()
+                };
+                // Wait for the whole batch before answering: a client that waits for the
+                // MAIL reply never sends DATA, and the transaction is not recorded.
+                let batch = tokio::time::timeout(Duration::from_secs(2), async {
+                    let mut rcpts = Vec::new();
+                    while let Some(next) = read_line(&mut reader).await {
+                        if next.eq_ignore_ascii_case("DATA") {
+                            return Some(rcpts);
+                        }
+                        rcpts.push(next);
+                    }
+                    None
+                })
+                .await;
+                let Ok(Some(rcpts)) = batch else {
+                    return None;
+                };
+                transaction.pipelined = true;
+                write(&mut reader, behaviour.mail_reply).await;
+                for rcpt in &rcpts {
+                    write(&mut reader, (behaviour.rcpt_reply)(rcpt)).await;
+                }
+                transaction.rcpts = rcpts;
+                write(&mut reader, "354 go ahead").await;
+                transaction.body = read_body(&mut reader).await;
+                write(&mut reader, behaviour.end_reply).await;
+                log.lock().expect("log").transactions.push(transaction);
+            }
+            "MAIL" => {
+                current = Some(Transaction {
+                    mail: line.clone(),
+                    tls,
+                    ..Transaction::default()
+                });
+                accepted = 0;
+                write(&mut reader, behaviour.mail_reply).await;
+            }
+            "RCPT" => {
+                let reply = (behaviour.rcpt_reply)(&line);
+                if reply.starts_with('2') {
+                    accepted += 1;
+                    if let Some(t) = current.as_mut() {
+                        t.rcpts.push(line.clone());
+                    }
+                }
+                write(&mut reader, reply).await;
+            }
+            "DATA" => {
+                let Some(mut transaction) = current.take().filter(|_| accepted > 0) else {
+                    write(&mut reader, "554 5.5.1 no valid recipients").await;
+                    continue;
+                };
+                write(&mut reader, "354 go ahead").await;
+                transaction.body = read_body(&mut reader).await;
+                write(&mut reader, behaviour.end_reply).await;
+                log.lock().expect("log").transactions.push(transaction);
+            }
+            "RSET" => {
+                current = None;
+                write(&mut reader, "250 2.0.0 reset").await;
+            }
+            "QUIT" => {
+                write(&mut reader, "221 2.0.0 bye").await;
+                return None;
+            }
+            _ => write(&mut reader, "502 5.5.2 unknown command").await,
+        }
+    }
+    None
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it; returns (server config, CA PEM).
+fn certificates() -> (Arc<rustls::ServerConfig>, String) {
+    let ca_key = rcgen::KeyPair::generate().expect("ca key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("ca");
+    let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
+    let leaf_params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("leaf params");
+    let leaf = leaf_params.signed_by(&leaf_key, &ca).expect("leaf");
+    let key =
+        rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).expect("key der");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone()], key)
+        .expect("server config");
+    (Arc::new(config), ca.pem())
+}
+
+fn settings(port: u16, default_requirement: DefaultRequirement) -> TransportSettings {
+    TransportSettings {
+        helo_name: "client.test".to_owned(),
+        connect_timeout: Duration::from_secs(5),
+        greeting_timeout: Duration::from_secs(10),
+        command_timeout: Duration::from_secs(10),
+        data_timeout: Duration::from_secs(10),
+        routes: vec![Route {
+            domain: DOMAIN.to_owned(),
+            host: "127.0.0.1".to_owned(),
+            port,
+        }],
+        policy: PolicySettings {
+            default_requirement,
+            insecure_plaintext_fallback: false,
+        },
+        ..TransportSettings::default()
+    }
+}
+
+fn transport(settings: TransportSettings) -> Transport {
+    // Routes point at IP literals, so this resolver is never asked anything.
+    let resolver = DnsResolver::new(&ResolverSettings {
+        nameservers: vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9)],
+        timeout: Duration::from_millis(200),
+        attempts: 1,
+    })
+    .expect("resolver");
+    Transport::new(settings, resolver).expect("transport")
+}
+
+fn message(id: u64, from: &str, rcpts: &[&str], body: &[u8]) -> JobMessage {
+    let envelope = Envelope {
+        mail_from: from.to_owned(),
+        params: MailParams::default(),
+        recipients: rcpts
+            .iter()
+            .map(|address| EnvelopeRecipient {
+                address: (*address).to_owned(),
+                params: RcptParams::default(),
+            })
+            .collect(),
+        received_at: SystemTime::now(),
+        client: ClientInfo {
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            helo: "submitter.test".to_owned(),
+            auth_user: None,
+            tls: None,
+        },
+        kind: MessageKind::Normal,
+    };
+    JobMessage {
+        id,
+        envelope: Arc::new(envelope),
+        recipients: rcpts
+            .iter()
+            .enumerate()
+            .map(|(index, address)| JobRecipient {
+                index,
+                address: (*address).to_owned(),
+            })
+            .collect(),
+        body: Arc::new(body.to_vec()),
+    }
+}
+
+fn job(messages: Vec<JobMessage>) -> DeliveryJob {
+    DeliveryJob {
+        domain: DOMAIN.to_owned(),
+        messages,
+    }
+}
+
+fn outcomes(report: &DeliveryReport, message: usize) -> Vec<RecipientOutcome> {
+    let mut results = report.messages[message].recipients.clone();
+    results.sort_by_key(|r| r.index);
+    results.into_iter().map(|r| r.outcome).collect()
+}
+
+fn status(outcome: &RecipientOutcome) -> &str {
+    match outcome {
+        RecipientOutcome::Delivered { .. } => "delivered",
+        RecipientOutcome::Deferred { status, .. } | RecipientOutcome::Bounced { status, .. } => {
+            status
+        }
+    }
+}
+
+const BODY: &[u8] = b"Subject: hi\r\n\r\n.leading dot\r\n..two dots\r\nend\r\n";
+
+#[tokio::test]
+async fn a_plain_receiver_gets_the_envelope_and_the_dot_unstuffed_body() {
+    let receiver = Receiver::start(Behaviour::plain()).await;
+    let transport = transport(settings(
+        receiver.addr.port(),
+        DefaultRequirement::Opportunistic,
+    ));
+    let report = transport
+        .deliver(job(vec![message(
+            1,
+            "alice@src.test",
+            &["bob@dest.test"],
+            BODY,
+        )]))
+        .await;
+
+    let seen = receiver.transactions();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].mail,
+        format!("MAIL FROM:<alice@src.test> SIZE={}", BODY.len())
+    );
+    assert_eq!(seen[0].rcpts, ["RCPT TO:<bob@dest.test>"]);
+    assert_eq!(seen[0].body, BODY);
+    assert!(!seen[0].tls);
+
+    assert!(!report.destination_unreachable);
+    assert_eq!(
+        outcomes(&report, 0),
+        [RecipientOutcome::Delivered {
+            remote_mta: "127.0.0.1".to_owned(),
+            reply: "250 2.0.0 queued as 1".to_owned(),
+        }]
+    );
+    let attempts = &report.messages[0].attempts;
+    assert_eq!(attempts.len(), 1);
+    let attempt = &attempts[0];
+    assert_eq!(attempt.domain, DOMAIN);
+    assert_eq!(attempt.mx.as_deref(), Some("127.0.0.1"));
+    assert_eq!(attempt.ip, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    assert_eq!(attempt.tls_version, None);
+    assert_eq!(attempt.cert_verified, None);
+    assert_eq!(attempt.policy, "route");
+    assert_eq!(attempt.recipients, [0]);
+    assert_eq!(attempt.outcome, AttemptOutcome::Delivered);
+    assert_eq!(attempt.reply, "250 2.0.0 queued as 1");
+}
+
+#[tokio::test]
+async fn opportunistic_starttls_accepts_an_untrusted_certificate_and_records_it() {
+    let (config, _) = certificates();
+    let receiver = Receiver::start(Behaviour::plain().with_tls(config)).await;
+    let transport = transport(settings(
+        receiver.addr.port(),
+        DefaultRequirement::Opportunistic,
+    ));
+    let report = transport
+        .deliver(job(vec![message(
+            1,
+            "alice@src.test",
+            &["bob@dest.test"],
+            BODY,
+        )]))
+        .await;
+
+    let seen = receiver.transactions();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].tls, "the mail went over TLS");
+    // RFC 3207 §4.2: EHLO again after the handshake.
+    let ehlos = receiver
+        .commands()
+        .iter()
+        .filter(|c| c.starts_with("EHLO"))
+        .count();
+    assert_eq!(ehlos, 2);
+    let attempt = &report.messages[0].attempts[0];
+    assert_eq!(attempt.outcome, AttemptOutcome::Delivered);
+    assert!(
+        attempt
+            .tls_version
+            .as_deref()
+            .is_some_and(|v| v.starts_with("TLSv1."))
+    );
+    assert!(attempt.cipher.is_some());
+    assert_eq!(attempt.cert_verified, Some(false));
+}
+
+#[tokio::test]
+async fn verified_plans_deliver_when_the_certificate_chains_to_the_extra_ca() {
+    let (config, ca_pem) = certificates();
+    let receiver = Receiver::start(Behaviour::plain().with_tls(config)).await;
+    let dir = std::env::temp_dir().join(format!("strictmx-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let ca_file = dir.join("verified-ca.pem");
+    std::fs::write(&ca_file, ca_pem).expect("write ca");
+    let mut settings = settings(receiver.addr.port(), DefaultRequirement::Verified);
+    settings.extra_ca_file = Some(ca_file);
+    let report = transport(settings)
+        .deliver(job(vec![message(
+            1,
+            "alice@src.test",
+            &["bob@dest.test"],
+            BODY,
+        )]))
+        .await;
+
+    assert_eq!(status(&outcomes(&report, 0)[0]), "delivered");
+    let attempt = &report.messages[0].attempts[0];
+    assert_eq!(attempt.cert_verified, Some(true));
+    assert!(receiver.transactions()[0].tls);
+}
+
+#[tokio::test]
+async fn verified_plans_never_send_mail_when_the_certificate_does_not_verify() {
+    let (config, _) = certificates();
+    let receiver = Receiver::start(Behaviour::plain().with_tls(config)).await;
+    let report = transport(settings(receiver.addr.port(), DefaultRequirement::Verified))
+        .deliver(job(vec![message(
+            1,
+            "alice@src.test",
+            &["bob@dest.test"],
+            BODY,
+        )]))
+        .await;
+
+    assert!(receiver.transactions().is_empty());
+    assert!(!receiver.commands().iter().any(|c| c.starts_with("MAIL")));
+    let outcome = &outcomes(&report, 0)[0];
+    // RFC 3463 X.7.5: cryptographic failure; deferred, then the runner retries.
+    assert_eq!(status(outcome), "4.7.5");
+    assert!(matches!(outcome, RecipientOutcome::Deferred { .. }));
+    assert_eq!(
+        report.messages[0].attempts[0].outcome,
+        AttemptOutcome::Deferred
+    );
+}
+
+#[tokio::test]
+async fn encrypted_plans_never_send_mail_in_plaintext_when_starttls_is_missing() {
+    let receiver = Receiver::start(Behaviour::plain()).await;
+    let report = transport(settings(
+        receiver.addr.port(),
+        DefaultRequirement::Encrypted,
+    ))
+    .deliver(job(vec![message(
+        1,
+        "alice@src.test",
+        &["bob@dest.test"],
+        BODY,
+    )]))
+    .await;
+
+    assert!(!receiver.commands().iter().any(|c| c.starts_with("MAIL")));
+    let outcome = &outcomes(&report, 0)[0];
+    assert!(matches!(outcome, RecipientOutcome::Deferred { .. }));
+    // RFC 3463 X.7.4: security features not supported.
+    assert_eq!(status(outcome), "4.7.4");
+    assert!(!report.destination_unreachable, "the host answered");
+}
+
+#[tokio::test]
+async fn a_4xx_to_rcpt_defers_that_recipient_and_the_others_are_delivered() {
+    let mut behaviour = Behaviour::plain();
+    behaviour.rcpt_reply = Arc::new(|line| {
+        if line.contains("busy@") {
+            "452 4.2.2 mailbox full"
+        } else if line.contains("gone@") {
+            "550 5.1.1 no such user"
+        } else {
+            "250 2.1.5 ok"
+        }
+    });
+    let receiver = Receiver::start(behaviour).await;
+    let report = transport(settings(
+        receiver.addr.port(),
+        DefaultRequirement::Opportunistic,
+    ))
+    .deliver(job(vec![message(
+        1,
+        "alice@src.test",
+        &["busy@dest.test", "gone@dest.test", "bob@dest.test"],
+        BODY,
+    )]))
+    .await;
+
+    let outcomes = outcomes(&report, 0);
+    assert_eq!(
+        outcomes[0],
+        RecipientOutcome::Deferred {
+            remote_mta: Some("127.0.0.1".to_owned()),
+            diagnostic: Diagnostic::Smtp("452 4.2.2 mailbox full".to_owned()),
+            status: "4.2.2".to_owned(),
+        }
+    );
+    assert_eq!(
+        outcomes[1],
+        RecipientOutcome::Bounced {
+            remote_mta: Some("127.0.0.1".to_owned()),
+            diagnostic: Diagnostic::Smtp("550 5.1.1 no such user".to_owned()),
+            status: "5.1.1".to_owned(),
+        }
+    );
+    assert_eq!(status(&outcomes[2]), "delivered");
+    assert_eq!(
+        receiver.transactions()[0].rcpts,
+        ["RCPT TO:<bob@dest.test>"]
+    );
+    assert_eq!(
+        report.messages[0].attempts[0].outcome,
+        AttemptOutcome::Deferred
+    );
+}
+
+#[tokio::test]
+async fn a_5xx_to_every_rcpt_bounces_them_without_sending_data() {
+    let mut behaviour = Behaviour::plain();
+    behaviour.rcpt_reply = Arc::new(|_| "550 5.1.1 no such user");
+    let receiver = Receiver::start(behaviour).await;
+    let report = transport(settings(
+        receiver.addr.port(),
+        DefaultRequirement::Opportunistic,
+    ))
+    .deliver(job(vec![message(
+        1,
+        "alice@src.test",
+        &["gone@dest.test"],
+        BODY,
+    )]))
+    .await;
+
+    assert_eq!(status(&outcomes(&report, 0)[0]), "5.1.1");
+    assert!(!receiver.commands().iter().any(|c| c == "DATA"));
+    assert_eq!(
+        report.messages[0].attempts[0].outcome,
+        AttemptOutcome::Bounced
+    );
+}
+
+#[tokio::test]
+async fn a_message_needing_smtputf8_bounces_at_a_server_without_it() {
+    let mut behaviour = Behaviour::plain();
+    behaviour.extensions = vec!["8BITMIME"];
+    let receiver = Receiver::start(behaviour).await;
+    let report = transport(settings(
+        receiver.addr.port(),
+        DefaultRequirement::Opportunistic,
+    ))
+    .deliver(job(vec![message(
+        1,
+        "alice@src.test",
+        &["jörg@dest.test"],
+        BODY,
+    )]))
+    .await;
+
+    // RFC 6531 §3.4: never send an SMTPUTF8 message to a server that did not offer it.
+    let outcome = &outcomes(&report, 0)[0];
+    assert!(matches!(outcome, RecipientOutcome::Bounced { .. }));
+    assert_eq!(status(outcome), "5.6.7");
+    assert!(!receiver.commands().iter().any(|c| c.starts_with("MAIL")));
+}
+
+#[tokio::test]
+async fn a_pipelining_server_gets_mail_rcpt_and_data_in_one_batch() {
+    let mut behaviour = Behaviour::plain();
+    behaviour.demand_pipelining = true;
+    let receiver = Receiver::start(behaviour).await;
+    let report = transport(settings(
+        receiver.addr.port(),
+        DefaultRequirement::Opportunistic,
+    ))
+    .deliver(job(vec![message(
+        1,
+        "alice@src.test",
+        &["bob@dest.test", "carol@dest.test"],
+        BODY,
+    )]))
+    .await;
+
+    let seen = receiver.transactions();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].pipelined);
+    assert_eq!(seen[0].rcpts.len(), 2);
+    assert_eq!(seen[0].body, BODY);
+    assert!(
+        outcomes(&report, 0)
+            .iter()
+            .all(|o| status(o) == "delivered")
+    );
+}
+
+#[tokio::test]
+async fn messages_of_one_job_share_a_connection_with_rset_between_them() {
+    let receiver = Receiver::start(Behaviour::plain()).await;
+    let report = transport(settings(
+        receiver.addr.port(),
+        DefaultRequirement::Opportunistic,
+    ))
+    .deliver(job(vec![
+        message(1, "alice@src.test", &["bob@dest.test"], b"one\r\n"),
+        message(2, "", &["carol@dest.test"], b"two\r\n"),
+    ]))
+    .await;
+
+    assert_eq!(receiver.connections(), 1);
+    let seen = receiver.transactions();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].mail, "MAIL FROM:<> SIZE=5", "null sender kept");
+    assert_eq!(seen[1].body, b"two\r\n");
+    assert_eq!(
+        receiver.commands().iter().filter(|c| *c == "RSET").count(),
+        1
+    );
+    assert_eq!(report.messages.len(), 2);
+    assert!(report.messages.iter().all(|m| m.attempts.len() == 1));
+}
+
+#[tokio::test]
+async fn the_per_connection_limit_opens_a_new_connection() {
+    let receiver = Receiver::start(Behaviour::plain()).await;
+    let mut settings = settings(receiver.addr.port(), DefaultRequirement::Opportunistic);
+    settings.max_messages_per_connection = 1;
+    transport(settings)
+        .deliver(job(vec![
+            message(1, "a@src.test", &["bob@dest.test"], b"one\r\n"),
+            message(2, "a@src.test", &["bob@dest.test"], b"two\r\n"),
+        ]))
+        .await;
+    assert_eq!(receiver.connections(), 2);
+    assert_eq!(receiver.transactions().len(), 2);
+}
+
+#[tokio::test]
+async fn an_ehlo_rejected_with_5xx_falls_back_to_helo_under_an_opportunistic_plan() {
+    let mut behaviour = Behaviour::plain();
+    behaviour.ehlo_reply = Some("502 5.5.1 what is EHLO");
+    let receiver = Receiver::start(behaviour).await;
+    let report = transport(settings(
+        receiver.addr.port(),
+        DefaultRequirement::Opportunistic,
+    ))
+    .deliver(job(vec![message(
+        1,
+        "alice@src.test",
+        &["bob@dest.test"],
+        b"hi\r\n",
+    )]))
+    .await;
+
+    assert!(receiver.commands().iter().any(|c| c == "HELO client.test"));
+    assert_eq!(status(&outcomes(&report, 0)[0]), "delivered");
+    assert_eq!(
+        receiver.transactions()[0].mail,
+        "MAIL FROM:<alice@src.test>"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_destination_is_reported_as_such() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    let report = transport(settings(port, DefaultRequirement::Opportunistic))
+        .deliver(job(vec![message(
+            1,
+            "alice@src.test",
+            &["bob@dest.test"],
+            BODY,
+        )]))
+        .await;
+
+    assert!(report.destination_unreachable);
+    let outcome = &outcomes(&report, 0)[0];
+    assert!(matches!(outcome, RecipientOutcome::Deferred { .. }));
+    // RFC 3463 X.4.1: no answer from host.
+    assert_eq!(status(outcome), "4.4.1");
+    let attempt = &report.messages[0].attempts[0];
+    assert_eq!(attempt.outcome, AttemptOutcome::Deferred);
+    assert_eq!(attempt.ip, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+}
+
+#[tokio::test]
+async fn a_421_greeting_defers_without_sending_anything() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let _ = stream.write_all(b"421 4.3.2 too busy\r\n").await;
+        }
+    });
+    let report = transport(settings(port, DefaultRequirement::Opportunistic))
+        .deliver(job(vec![message(
+            1,
+            "alice@src.test",
+            &["bob@dest.test"],
+            BODY,
+        )]))
+        .await;
+    let outcome = &outcomes(&report, 0)[0];
+    assert_eq!(
+        *outcome,
+        RecipientOutcome::Deferred {
+            remote_mta: Some("127.0.0.1".to_owned()),
+            diagnostic: Diagnostic::Smtp("421 4.3.2 too busy".to_owned()),
+            status: "4.3.2".to_owned(),
+        }
+    );
+    assert!(!report.destination_unreachable, "the host answered");
+}
