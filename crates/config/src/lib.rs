@@ -1,1 +1,114 @@
-//! strictmx-config (skeleton; filled in by the owning work item).
+//! strictmx configuration: the TOML schema, the defaults, and validation into each crate's settings.
+//!
+//! Reading is two-staged: `raw` mirrors the file and rejects unknown keys; `validate` turns it
+//! into the settings types the other crates own, reporting every problem with file, line and key.
+//! This crate holds no behaviour of its own beyond that.
+
+mod error;
+mod raw;
+mod validate;
+mod values;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::{ConfigError, ConfigErrors};
+
+use strictmx_delivery::runner::QueueSettings;
+use strictmx_delivery::transport::TransportSettings;
+use strictmx_inbound::InboundSettings;
+use strictmx_resolve::ResolverSettings;
+use strictmx_spool::SpoolSettings;
+
+/// The validated configuration of one strictmx instance.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from; `None` for the embedded defaults.
+    pub source: Option<PathBuf>,
+    /// This host's name: EHLO, `Received:`, DSN `Reporting-MTA`.
+    pub hostname: String,
+    pub data_dir: PathBuf,
+    /// How long `serve` waits for sessions and deliveries to finish after SIGTERM.
+    pub shutdown_grace: Duration,
+    pub log: LogSettings,
+    /// Where the Prometheus exporter listens; off when `None`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The Unix socket the queue commands use to reach the running server.
+    pub control_socket: PathBuf,
+    pub spool: SpoolSettings,
+    pub inbound: InboundSettings,
+    pub resolver: ResolverSettings,
+    pub transport: TransportSettings,
+    pub queue: QueueSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// An `EnvFilter` directive such as `info` or `info,strictmx_delivery=debug`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+impl Config {
+    /// The configuration `strictmx serve` runs on without a file: a relay listener on
+    /// 127.0.0.1:2525 trusting 127.0.0.0/8, the spool in `./data`, opportunistic TLS outbound.
+    pub fn embedded_default() -> Config {
+        let raw = raw::RawConfig::default();
+        let mut source = error::Source::new(PathBuf::from("<embedded defaults>"), "");
+        let config = validate::build(&raw, &mut source, None);
+        assert!(
+            source.errors.is_empty(),
+            "the embedded defaults must validate: {:?}",
+            source.errors
+        );
+        config
+    }
+
+    /// Reads and validates a file. Relative paths in it are relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                key: String::new(),
+                message: format!("cannot read the file: {e}"),
+            }])
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Validates `text` as if it were the file at `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+        let mut source = error::Source::new(path.to_path_buf(), text);
+        let raw: raw::RawConfig = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => return Err(ConfigErrors(vec![source.toml_error(&e)])),
+        };
+        let base = path.parent().map(Path::to_path_buf);
+        let config = validate::build(&raw, &mut source, base.as_deref());
+        if source.errors.is_empty() {
+            Ok(Config {
+                source: Some(path.to_path_buf()),
+                ..config
+            })
+        } else {
+            Err(ConfigErrors(source.errors))
+        }
+    }
+
+    /// The effective configuration as TOML, every key with the value in force.
+    pub fn render(&self) -> String {
+        validate::render(self)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -57,17 +57,22 @@ impl Relay {
     /// Writes `dir/strictmx.toml` as `[server]`, `[log]` and `[control]` tables pointing into
     /// `dir`, followed by `rest` (listeners, routes, retry settings...), and starts the server.
     /// Without a `[[listener]]` in `rest`, the embedded default listener is replaced by one on
-    /// 127.0.0.1 port 0.
+    /// 127.0.0.1 port 0. A `[log]` table in `rest` replaces the default one; it must keep the JSON
+    /// format and at least the info level, which the harness reads.
     pub async fn start(bin: &Path, dir: &Path, rest: &str) -> anyhow::Result<Relay> {
         let listener = if rest.contains("[[listener]]") {
             ""
         } else {
             "[[listener]]\naddress = \"127.0.0.1:0\"\nrole = \"relay\"\n\n"
         };
+        let log = if rest.contains("[log]") {
+            ""
+        } else {
+            "[log]\nformat = \"json\"\nlevel = \"info,strictmx_delivery=debug\"\n\n"
+        };
         let config = format!(
             "[server]\nhostname = \"relay.test\"\ndata_dir = \"{d}/data\"\nshutdown_grace = \"5s\"\n\n\
-             [log]\nformat = \"json\"\nlevel = \"info,strictmx_delivery=debug\"\n\n\
-             [control]\nsocket = \"{d}/control.sock\"\n\n{listener}{rest}\n",
+             {log}[control]\nsocket = \"{d}/control.sock\"\n\n{listener}{rest}\n",
             d = dir.display()
         );
         let config_path = dir.join("strictmx.toml");
@@ -138,6 +143,11 @@ impl Relay {
             .first()
             .context("the server logged no listening address")?;
         Ok(())
+    }
+
+    /// The server's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Every log record so far (JSON objects; event fields at the top level).

@@ -1,0 +1,168 @@
+//! The TOML file as written: `Raw*` structs that mirror it key for key.
+//!
+//! Every table rejects unknown keys (`deny_unknown_fields`; no `flatten`, which would disable
+//! that). Values that validation must check keep their place in the file (`Spanned`), so an error
+//! names the line. Turning these into settings is `validate.rs`'s job; defaults live there too.
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+type S<T> = Option<Spanned<T>>;
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub server: Option<RawServer>,
+    pub log: Option<RawLog>,
+    pub metrics: Option<RawMetrics>,
+    pub control: Option<RawControl>,
+    pub spool: Option<RawSpool>,
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<RawListener>,
+    pub tls: Option<RawTls>,
+    pub relay: Option<RawRelay>,
+    pub auth: Option<RawAuth>,
+    pub limits: Option<RawLimits>,
+    pub dns: Option<RawDns>,
+    pub delivery: Option<RawDelivery>,
+    pub retry: Option<RawRetry>,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub hostname: S<String>,
+    pub data_dir: S<String>,
+    pub shutdown_grace: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: S<String>,
+    pub level: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub listen: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawControl {
+    pub socket: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpool {
+    pub commit_batch_max: S<i64>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub address: Spanned<String>,
+    pub role: S<String>,
+    pub insecure_allow_plaintext_auth: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub certificate: S<String>,
+    pub private_key: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRelay {
+    pub trusted_networks: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub users_file: S<String>,
+    #[serde(default, rename = "user")]
+    pub users: Vec<RawUser>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub name: Spanned<String>,
+    pub password_hash: Spanned<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_message_size: S<RawSize>,
+    pub max_recipients: S<i64>,
+    pub command_timeout: S<String>,
+    pub data_timeout: S<String>,
+    pub max_sessions: S<i64>,
+    pub max_sessions_per_ip: S<i64>,
+    pub max_bad_commands: S<i64>,
+    pub max_auth_failures: S<i64>,
+    pub auth_failure_delay: S<String>,
+}
+
+/// A size: a number of bytes, or a string with a unit (`"25MiB"`, `"10MB"`, `"512KiB"`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum RawSize {
+    Bytes(i64),
+    Text(String),
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    pub nameservers: Option<Vec<Spanned<String>>>,
+    pub timeout: S<String>,
+    pub attempts: S<i64>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDelivery {
+    pub helo_name: S<String>,
+    pub source_ipv4: S<String>,
+    pub source_ipv6: S<String>,
+    pub extra_ca_file: S<String>,
+    pub smtp_port: S<i64>,
+    pub connect_timeout: S<String>,
+    pub greeting_timeout: S<String>,
+    pub command_timeout: S<String>,
+    pub data_timeout: S<String>,
+    pub max_connections: S<i64>,
+    pub max_per_destination: S<i64>,
+    pub max_messages_per_connection: S<i64>,
+    pub default_tls: S<String>,
+    pub insecure_plaintext_fallback: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub initial: S<String>,
+    pub factor: S<f64>,
+    pub max_interval: S<String>,
+    pub jitter: S<f64>,
+    pub max_lifetime: S<String>,
+    pub delay_dsn_after: S<String>,
+    pub destination_backoff: S<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub domain: Spanned<String>,
+    pub next_hop: Spanned<String>,
+}

@@ -1,0 +1,851 @@
+//! From `RawConfig` to `Config`: defaults, checks, and the effective configuration as TOML.
+//!
+//! Defaults come from each crate's `Default` for its settings, so there is one place per value;
+//! values that depend on others (the EHLO name follows `server.hostname`) are derived here.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use strictmx_delivery::runner::QueueSettings;
+use strictmx_delivery::transport::{Route, TransportSettings};
+use strictmx_inbound::{InboundSettings, ListenerSettings, Role, ServerTlsSettings, User};
+use strictmx_policy::DefaultRequirement;
+use strictmx_resolve::ResolverSettings;
+use strictmx_spool::SpoolSettings;
+
+use crate::error::Source;
+use crate::raw::*;
+use crate::values;
+use crate::{Config, LogFormat, LogSettings};
+
+/// Reads an optional spanned value through `parse`; on failure records the error and keeps `default`.
+fn opt<T, R>(
+    src: &mut Source<'_>,
+    key: &str,
+    value: &Option<Spanned<R>>,
+    default: T,
+    parse: impl FnOnce(&R) -> Result<T, String>,
+) -> T {
+    match value {
+        None => default,
+        Some(v) => match parse(v.get_ref()) {
+            Ok(t) => t,
+            Err(message) => {
+                src.error(v.span(), key, message);
+                default
+            }
+        },
+    }
+}
+
+fn req<T, R>(
+    src: &mut Source<'_>,
+    key: &str,
+    value: &Spanned<R>,
+    default: T,
+    parse: impl FnOnce(&R) -> Result<T, String>,
+) -> T {
+    match parse(value.get_ref()) {
+        Ok(t) => t,
+        Err(message) => {
+            src.error(value.span(), key, message);
+            default
+        }
+    }
+}
+
+fn dur(s: &impl AsRef<str>) -> Result<Duration, String> {
+    values::duration(s.as_ref())
+}
+
+fn path_in(base: Option<&Path>) -> impl Fn(&String) -> Result<PathBuf, String> + '_ {
+    move |s: &String| {
+        if s.is_empty() {
+            return Err("a path must not be empty".into());
+        }
+        let p = PathBuf::from(s);
+        Ok(match base {
+            Some(b) if p.is_relative() => b.join(p),
+            _ => p,
+        })
+    }
+}
+
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| values::domain(s).is_ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+pub(crate) fn build(raw: &RawConfig, src: &mut Source<'_>, base: Option<&Path>) -> Config {
+    let server = raw.server.as_ref();
+    let hostname = opt(
+        src,
+        "server.hostname",
+        &server.and_then(|s| s.hostname.clone()),
+        system_hostname(),
+        |s| values::domain(s),
+    );
+    let data_dir = opt(
+        src,
+        "server.data_dir",
+        &server.and_then(|s| s.data_dir.clone()),
+        PathBuf::from("data"),
+        path_in(base),
+    );
+    let shutdown_grace = opt(
+        src,
+        "server.shutdown_grace",
+        &server.and_then(|s| s.shutdown_grace.clone()),
+        Duration::from_secs(30),
+        dur,
+    );
+
+    let log = build_log(raw.log.as_ref(), src);
+    let metrics_listen = raw.metrics.as_ref().and_then(|m| {
+        m.listen.as_ref().map(|l| {
+            req(src, "metrics.listen", l, None, |s| {
+                values::socket_addr(s).map(Some)
+            })
+        })
+    });
+    let metrics_listen = metrics_listen.flatten();
+    let control_socket = opt(
+        src,
+        "control.socket",
+        &raw.control.as_ref().and_then(|c| c.socket.clone()),
+        data_dir.join("control.sock"),
+        path_in(base),
+    );
+
+    let mut spool = SpoolSettings {
+        data_dir: data_dir.clone(),
+        ..SpoolSettings::default()
+    };
+    if let Some(s) = &raw.spool {
+        spool.commit_batch_max = opt(
+            src,
+            "spool.commit_batch_max",
+            &s.commit_batch_max,
+            spool.commit_batch_max,
+            |n| values::count(*n, 1),
+        );
+    }
+
+    let inbound = build_inbound(raw, src, base, &hostname);
+    let resolver = build_dns(raw.dns.as_ref(), src);
+    let transport = build_transport(raw, src, base, &hostname);
+    let queue = build_queue(raw, src, &hostname);
+
+    Config {
+        source: None,
+        hostname,
+        data_dir,
+        shutdown_grace,
+        log,
+        metrics_listen,
+        control_socket,
+        spool,
+        inbound,
+        resolver,
+        transport,
+        queue,
+    }
+}
+
+fn build_log(raw: Option<&RawLog>, src: &mut Source<'_>) -> LogSettings {
+    let format = opt(
+        src,
+        "log.format",
+        &raw.and_then(|l| l.format.clone()),
+        LogFormat::Human,
+        |s| match s.as_str() {
+            "human" => Ok(LogFormat::Human),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "`{other}` is not a log format: use \"human\" or \"json\""
+            )),
+        },
+    );
+    let level = opt(
+        src,
+        "log.level",
+        &raw.and_then(|l| l.level.clone()),
+        "info".to_string(),
+        |s| {
+            let ok = s.split(',').all(|d| {
+                let level = d.rsplit('=').next().unwrap_or("");
+                matches!(
+                    level.trim(),
+                    "error" | "warn" | "info" | "debug" | "trace" | "off"
+                )
+            });
+            if ok {
+                Ok(s.clone())
+            } else {
+                Err(format!(
+                    "`{s}` is not a log level such as \"info\" or \"info,strictmx_delivery=debug\""
+                ))
+            }
+        },
+    );
+    LogSettings { format, level }
+}
+
+fn build_inbound(
+    raw: &RawConfig,
+    src: &mut Source<'_>,
+    base: Option<&Path>,
+    hostname: &str,
+) -> InboundSettings {
+    let mut s = InboundSettings {
+        hostname: hostname.to_string(),
+        ..InboundSettings::default()
+    };
+    if !raw.listeners.is_empty() {
+        s.listeners = raw
+            .listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let key = format!("listener[{i}]");
+                let address = req(src, &format!("{key}.address"), &l.address, ([127, 0, 0, 1], 2525).into(), |a| values::socket_addr(a));
+                let role = opt(src, &format!("{key}.role"), &l.role, Role::Relay, |r| match r.as_str() {
+                    "relay" => Ok(Role::Relay),
+                    "submission" => Ok(Role::Submission),
+                    "submissions" => Ok(Role::Submissions),
+                    other => Err(format!("`{other}` is not a listener role: use \"relay\", \"submission\" or \"submissions\"")),
+                });
+                ListenerSettings {
+                    address,
+                    role,
+                    insecure_allow_plaintext_auth: l.insecure_allow_plaintext_auth.unwrap_or(false),
+                }
+            })
+            .collect();
+    }
+    if let Some(tls) = &raw.tls {
+        let cert = opt(src, "tls.certificate", &tls.certificate, None, |p| {
+            path_in(base)(p).map(Some)
+        });
+        let key = opt(src, "tls.private_key", &tls.private_key, None, |p| {
+            path_in(base)(p).map(Some)
+        });
+        match (cert, key) {
+            (Some(cert_path), Some(key_path)) => {
+                s.tls = Some(ServerTlsSettings {
+                    cert_path,
+                    key_path,
+                })
+            }
+            (None, None) => {}
+            (Some(_), None) => src.error(
+                tls.certificate.as_ref().map_or(0..0, |c| c.span()),
+                "tls.private_key",
+                "a certificate needs its private key: set tls.private_key",
+            ),
+            (None, Some(_)) => src.error(
+                tls.private_key.as_ref().map_or(0..0, |c| c.span()),
+                "tls.certificate",
+                "a private key needs its certificate: set tls.certificate",
+            ),
+        }
+    }
+    for (i, l) in s.listeners.iter().enumerate() {
+        if l.role == Role::Submissions && s.tls.is_none() {
+            let span = raw.listeners.get(i).map_or(0..0, |l| l.address.span());
+            src.error(span, format!("listener[{i}].role"), "a \"submissions\" listener speaks TLS from the first byte (RFC 8314) and needs [tls] certificate and private_key");
+        }
+    }
+    if let Some(nets) = raw.relay.as_ref().and_then(|r| r.trusted_networks.as_ref()) {
+        s.trusted_networks = nets
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| match values::network(n.get_ref()) {
+                Ok(net) => Some(net),
+                Err(m) => {
+                    src.error(n.span(), format!("relay.trusted_networks[{i}]"), m);
+                    None
+                }
+            })
+            .collect();
+    }
+    if let Some(auth) = &raw.auth {
+        s.users = build_users(auth, src, base);
+    }
+    if let Some(l) = &raw.limits {
+        let d = s.limits.clone();
+        s.limits.max_message_size = opt(
+            src,
+            "limits.max_message_size",
+            &l.max_message_size,
+            d.max_message_size,
+            |v| {
+                values::size(v).and_then(|n| {
+                    if n < 1024 {
+                        Err(format!("{n} bytes is too small for a mail message"))
+                    } else {
+                        Ok(n)
+                    }
+                })
+            },
+        );
+        s.limits.max_recipients = opt(
+            src,
+            "limits.max_recipients",
+            &l.max_recipients,
+            d.max_recipients,
+            |n| values::count(*n, 1),
+        );
+        s.limits.command_timeout = opt(
+            src,
+            "limits.command_timeout",
+            &l.command_timeout,
+            d.command_timeout,
+            dur,
+        );
+        s.limits.data_timeout = opt(
+            src,
+            "limits.data_timeout",
+            &l.data_timeout,
+            d.data_timeout,
+            dur,
+        );
+        s.limits.max_sessions = opt(
+            src,
+            "limits.max_sessions",
+            &l.max_sessions,
+            d.max_sessions,
+            |n| values::count(*n, 1),
+        );
+        s.limits.max_sessions_per_ip = opt(
+            src,
+            "limits.max_sessions_per_ip",
+            &l.max_sessions_per_ip,
+            d.max_sessions_per_ip,
+            |n| values::count(*n, 1),
+        );
+        s.limits.max_bad_commands = opt(
+            src,
+            "limits.max_bad_commands",
+            &l.max_bad_commands,
+            d.max_bad_commands,
+            |n| values::count(*n, 1),
+        );
+        s.limits.max_auth_failures = opt(
+            src,
+            "limits.max_auth_failures",
+            &l.max_auth_failures,
+            d.max_auth_failures,
+            |n| values::count(*n, 1),
+        );
+        s.limits.auth_failure_delay = opt(
+            src,
+            "limits.auth_failure_delay",
+            &l.auth_failure_delay,
+            d.auth_failure_delay,
+            dur,
+        );
+    }
+    s
+}
+
+/// Users from `[[auth.user]]` and from `auth.users_file` (lines `name:$argon2id$...`; `#` comments).
+fn build_users(auth: &RawAuth, src: &mut Source<'_>, base: Option<&Path>) -> Vec<User> {
+    let mut users = Vec::new();
+    for (i, u) in auth.users.iter().enumerate() {
+        let name = u.name.get_ref().trim();
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            src.error(
+                u.name.span(),
+                format!("auth.user[{i}].name"),
+                "a user name must be non-empty and without spaces",
+            );
+            continue;
+        }
+        if let Err(m) = check_hash(u.password_hash.get_ref()) {
+            src.error(
+                u.password_hash.span(),
+                format!("auth.user[{i}].password_hash"),
+                m,
+            );
+            continue;
+        }
+        users.push(User {
+            name: name.to_string(),
+            argon2_phc_hash: u.password_hash.get_ref().clone(),
+        });
+    }
+    if let Some(file) = &auth.users_file {
+        let Ok(path) = path_in(base)(file.get_ref()) else {
+            src.error(file.span(), "auth.users_file", "a path must not be empty");
+            return users;
+        };
+        match std::fs::read_to_string(&path) {
+            Err(e) => src.error(
+                file.span(),
+                "auth.users_file",
+                format!("cannot read {}: {e}", path.display()),
+            ),
+            Ok(text) => {
+                for (n, line) in text.lines().enumerate() {
+                    let line = line.trim();
+                    if line.is_empty() || line.starts_with('#') {
+                        continue;
+                    }
+                    let parsed = line
+                        .split_once(':')
+                        .ok_or_else(|| "expected `name:$argon2id$...`".to_string())
+                        .and_then(|(name, hash)| check_hash(hash).map(|()| (name, hash)));
+                    match parsed {
+                        Ok((name, hash)) => users.push(User {
+                            name: name.to_string(),
+                            argon2_phc_hash: hash.to_string(),
+                        }),
+                        Err(m) => src.error(
+                            file.span(),
+                            "auth.users_file",
+                            format!("{} line {}: {m}", path.display(), n + 1),
+                        ),
+                    }
+                }
+            }
+        }
+    }
+    users
+}
+
+fn check_hash(hash: &str) -> Result<(), String> {
+    if hash.starts_with("$argon2id$")
+        || hash.starts_with("$argon2i$")
+        || hash.starts_with("$argon2d$")
+    {
+        Ok(())
+    } else {
+        Err("the password hash must be an argon2 PHC string ($argon2id$...); make one with `strictmx hash-password`".into())
+    }
+}
+
+fn build_dns(raw: Option<&RawDns>, src: &mut Source<'_>) -> ResolverSettings {
+    let mut s = ResolverSettings::default();
+    let Some(raw) = raw else { return s };
+    if let Some(ns) = &raw.nameservers {
+        s.nameservers = ns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| {
+                let text = n.get_ref();
+                let parsed = values::socket_addr(text)
+                    .or_else(|_| values::ip(text).map(|ip| (ip, 53).into()));
+                match parsed {
+                    Ok(a) => Some(a),
+                    Err(m) => {
+                        src.error(n.span(), format!("dns.nameservers[{i}]"), m);
+                        None
+                    }
+                }
+            })
+            .collect();
+    }
+    s.timeout = opt(src, "dns.timeout", &raw.timeout, s.timeout, dur);
+    s.attempts = opt(src, "dns.attempts", &raw.attempts, s.attempts, |n| {
+        values::count(*n, 1)
+    });
+    s
+}
+
+fn build_transport(
+    raw: &RawConfig,
+    src: &mut Source<'_>,
+    base: Option<&Path>,
+    hostname: &str,
+) -> TransportSettings {
+    let mut s = TransportSettings {
+        helo_name: hostname.to_string(),
+        ..TransportSettings::default()
+    };
+    if let Some(d) = &raw.delivery {
+        s.helo_name = opt(
+            src,
+            "delivery.helo_name",
+            &d.helo_name,
+            s.helo_name.clone(),
+            |h| values::domain(h),
+        );
+        s.source_ipv4 = opt(
+            src,
+            "delivery.source_ipv4",
+            &d.source_ipv4,
+            s.source_ipv4,
+            |t| {
+                t.parse()
+                    .map(Some)
+                    .map_err(|_| format!("`{t}` is not an IPv4 address"))
+            },
+        );
+        s.source_ipv6 = opt(
+            src,
+            "delivery.source_ipv6",
+            &d.source_ipv6,
+            s.source_ipv6,
+            |t| {
+                t.parse()
+                    .map(Some)
+                    .map_err(|_| format!("`{t}` is not an IPv6 address"))
+            },
+        );
+        s.extra_ca_file = opt(
+            src,
+            "delivery.extra_ca_file",
+            &d.extra_ca_file,
+            s.extra_ca_file.clone(),
+            |p| {
+                let p = path_in(base)(p)?;
+                if p.is_file() {
+                    Ok(Some(p))
+                } else {
+                    Err(format!("{} does not exist or is not a file", p.display()))
+                }
+            },
+        );
+        s.smtp_port = opt(src, "delivery.smtp_port", &d.smtp_port, s.smtp_port, |n| {
+            u16::try_from(*n)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("{n} is not a port number"))
+        });
+        s.connect_timeout = opt(
+            src,
+            "delivery.connect_timeout",
+            &d.connect_timeout,
+            s.connect_timeout,
+            dur,
+        );
+        s.greeting_timeout = opt(
+            src,
+            "delivery.greeting_timeout",
+            &d.greeting_timeout,
+            s.greeting_timeout,
+            dur,
+        );
+        s.command_timeout = opt(
+            src,
+            "delivery.command_timeout",
+            &d.command_timeout,
+            s.command_timeout,
+            dur,
+        );
+        s.data_timeout = opt(
+            src,
+            "delivery.data_timeout",
+            &d.data_timeout,
+            s.data_timeout,
+            dur,
+        );
+        s.max_messages_per_connection = opt(
+            src,
+            "delivery.max_messages_per_connection",
+            &d.max_messages_per_connection,
+            s.max_messages_per_connection,
+            |n| values::count(*n, 1),
+        );
+        s.policy.default_requirement = opt(
+            src,
+            "delivery.default_tls",
+            &d.default_tls,
+            s.policy.default_requirement,
+            |t| match t.as_str() {
+                "opportunistic" => Ok(DefaultRequirement::Opportunistic),
+                "encrypted" => Ok(DefaultRequirement::Encrypted),
+                "verified" => Ok(DefaultRequirement::Verified),
+                other => Err(format!(
+                    "`{other}` is not a TLS requirement: use \"opportunistic\", \"encrypted\" or \"verified\""
+                )),
+            },
+        );
+        if let Some(f) = d.insecure_plaintext_fallback {
+            s.policy.insecure_plaintext_fallback = f;
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        let domain = req(src, &format!("route[{i}].domain"), &r.domain, None, |d| {
+            values::domain(d).map(Some)
+        });
+        let hop = req(
+            src,
+            &format!("route[{i}].next_hop"),
+            &r.next_hop,
+            None,
+            |h| values::next_hop(h).map(Some),
+        );
+        if let (Some(domain), Some((host, port))) = (domain, hop) {
+            if !seen.insert(domain.clone()) {
+                src.error(
+                    r.domain.span(),
+                    format!("route[{i}].domain"),
+                    format!("`{domain}` already has a route"),
+                );
+                continue;
+            }
+            s.routes.push(Route { domain, host, port });
+        }
+    }
+    s
+}
+
+fn build_queue(raw: &RawConfig, src: &mut Source<'_>, hostname: &str) -> QueueSettings {
+    let mut q = QueueSettings {
+        hostname: hostname.to_string(),
+        ..QueueSettings::default()
+    };
+    if let Some(d) = &raw.delivery {
+        q.max_connections = opt(
+            src,
+            "delivery.max_connections",
+            &d.max_connections,
+            q.max_connections,
+            |n| values::count(*n, 1),
+        );
+        q.max_per_destination = opt(
+            src,
+            "delivery.max_per_destination",
+            &d.max_per_destination,
+            q.max_per_destination,
+            |n| values::count(*n, 1),
+        );
+    }
+    if let Some(r) = &raw.retry {
+        let d = q.retry.clone();
+        q.retry.initial = opt(src, "retry.initial", &r.initial, d.initial, dur);
+        q.retry.factor = opt(src, "retry.factor", &r.factor, d.factor, |f| {
+            if (1.0..=10.0).contains(f) {
+                Ok(*f)
+            } else {
+                Err(format!("{f} is outside 1.0 to 10.0"))
+            }
+        });
+        q.retry.max_interval = opt(
+            src,
+            "retry.max_interval",
+            &r.max_interval,
+            d.max_interval,
+            dur,
+        );
+        q.retry.jitter = opt(src, "retry.jitter", &r.jitter, d.jitter, |f| {
+            if (0.0..=0.5).contains(f) {
+                Ok(*f)
+            } else {
+                Err(format!("{f} is outside 0.0 to 0.5"))
+            }
+        });
+        q.retry.max_lifetime = opt(
+            src,
+            "retry.max_lifetime",
+            &r.max_lifetime,
+            d.max_lifetime,
+            dur,
+        );
+        q.retry.delay_dsn_after = opt(
+            src,
+            "retry.delay_dsn_after",
+            &r.delay_dsn_after,
+            d.delay_dsn_after,
+            |t| {
+                if t == "never" {
+                    Ok(None)
+                } else {
+                    dur(t).map(Some)
+                }
+            },
+        );
+        q.destination_backoff = opt(
+            src,
+            "retry.destination_backoff",
+            &r.destination_backoff,
+            q.destination_backoff,
+            dur,
+        );
+        if q.retry.max_interval < q.retry.initial {
+            let span: Range<usize> = r.max_interval.as_ref().map_or(0..0, |s| s.span());
+            src.error(
+                span,
+                "retry.max_interval",
+                "must not be shorter than retry.initial",
+            );
+        }
+    }
+    q
+}
+
+pub(crate) fn render(c: &Config) -> String {
+    use std::fmt::Write;
+    let d = |d: Duration| humantime::format_duration(d).to_string();
+    let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let mut out = String::new();
+    let o = &mut out;
+    let source = c
+        .source
+        .as_ref()
+        .map_or("<embedded defaults>".to_string(), |p| {
+            p.display().to_string()
+        });
+    let _ = writeln!(o, "# effective configuration (from {source})\n");
+    let _ = writeln!(
+        o,
+        "[server]\nhostname = {}\ndata_dir = {}\nshutdown_grace = {}\n",
+        q(&c.hostname),
+        q(&c.data_dir.display().to_string()),
+        q(&d(c.shutdown_grace))
+    );
+    let _ = writeln!(
+        o,
+        "[log]\nformat = {}\nlevel = {}\n",
+        q(match c.log.format {
+            LogFormat::Human => "human",
+            LogFormat::Json => "json",
+        }),
+        q(&c.log.level)
+    );
+    match c.metrics_listen {
+        Some(a) => {
+            let _ = writeln!(o, "[metrics]\nlisten = {}\n", q(&a.to_string()));
+        }
+        None => {
+            let _ = writeln!(o, "# [metrics] is off\n");
+        }
+    }
+    let _ = writeln!(
+        o,
+        "[control]\nsocket = {}\n",
+        q(&c.control_socket.display().to_string())
+    );
+    let _ = writeln!(
+        o,
+        "[spool]\ncommit_batch_max = {}\n",
+        c.spool.commit_batch_max
+    );
+    let i = &c.inbound;
+    for l in &i.listeners {
+        let role = match l.role {
+            Role::Relay => "relay",
+            Role::Submission => "submission",
+            Role::Submissions => "submissions",
+        };
+        let _ = writeln!(
+            o,
+            "[[listener]]\naddress = {}\nrole = {}\ninsecure_allow_plaintext_auth = {}\n",
+            q(&l.address.to_string()),
+            q(role),
+            l.insecure_allow_plaintext_auth
+        );
+    }
+    match &i.tls {
+        Some(t) => {
+            let _ = writeln!(
+                o,
+                "[tls]\ncertificate = {}\nprivate_key = {}\n",
+                q(&t.cert_path.display().to_string()),
+                q(&t.key_path.display().to_string())
+            );
+        }
+        None => {
+            let _ = writeln!(o, "# [tls] is not set: no STARTTLS offered to submitters\n");
+        }
+    }
+    let nets: Vec<String> = i
+        .trusted_networks
+        .iter()
+        .map(|n| q(&n.to_string()))
+        .collect();
+    let _ = writeln!(o, "[relay]\ntrusted_networks = [{}]\n", nets.join(", "));
+    let _ = writeln!(o, "[auth]\n# {} user(s) configured\n", i.users.len());
+    let l = &i.limits;
+    let _ = writeln!(
+        o,
+        "[limits]\nmax_message_size = {}\nmax_recipients = {}\ncommand_timeout = {}\ndata_timeout = {}\nmax_sessions = {}\nmax_sessions_per_ip = {}\nmax_bad_commands = {}\nmax_auth_failures = {}\nauth_failure_delay = {}\n",
+        l.max_message_size,
+        l.max_recipients,
+        q(&d(l.command_timeout)),
+        q(&d(l.data_timeout)),
+        l.max_sessions,
+        l.max_sessions_per_ip,
+        l.max_bad_commands,
+        l.max_auth_failures,
+        q(&d(l.auth_failure_delay))
+    );
+    let ns: Vec<String> = c
+        .resolver
+        .nameservers
+        .iter()
+        .map(|n| q(&n.to_string()))
+        .collect();
+    let _ = writeln!(
+        o,
+        "[dns]\nnameservers = [{}]{}\ntimeout = {}\nattempts = {}\n",
+        ns.join(", "),
+        if ns.is_empty() {
+            " # from /etc/resolv.conf"
+        } else {
+            ""
+        },
+        q(&d(c.resolver.timeout)),
+        c.resolver.attempts
+    );
+    let t = &c.transport;
+    let default_tls = match t.policy.default_requirement {
+        DefaultRequirement::Opportunistic => "opportunistic",
+        DefaultRequirement::Encrypted => "encrypted",
+        DefaultRequirement::Verified => "verified",
+    };
+    let _ = writeln!(o, "[delivery]\nhelo_name = {}", q(&t.helo_name));
+    if let Some(a) = t.source_ipv4 {
+        let _ = writeln!(o, "source_ipv4 = {}", q(&a.to_string()));
+    }
+    if let Some(a) = t.source_ipv6 {
+        let _ = writeln!(o, "source_ipv6 = {}", q(&a.to_string()));
+    }
+    if let Some(p) = &t.extra_ca_file {
+        let _ = writeln!(o, "extra_ca_file = {}", q(&p.display().to_string()));
+    }
+    let _ = writeln!(
+        o,
+        "smtp_port = {}\nconnect_timeout = {}\ngreeting_timeout = {}\ncommand_timeout = {}\ndata_timeout = {}\nmax_connections = {}\nmax_per_destination = {}\nmax_messages_per_connection = {}\ndefault_tls = {}\ninsecure_plaintext_fallback = {}\n",
+        t.smtp_port,
+        q(&d(t.connect_timeout)),
+        q(&d(t.greeting_timeout)),
+        q(&d(t.command_timeout)),
+        q(&d(t.data_timeout)),
+        c.queue.max_connections,
+        c.queue.max_per_destination,
+        t.max_messages_per_connection,
+        q(default_tls),
+        t.policy.insecure_plaintext_fallback
+    );
+    let r = &c.queue.retry;
+    let _ = writeln!(
+        o,
+        "[retry]\ninitial = {}\nfactor = {}\nmax_interval = {}\njitter = {}\nmax_lifetime = {}\ndelay_dsn_after = {}\ndestination_backoff = {}\n",
+        q(&d(r.initial)),
+        r.factor,
+        q(&d(r.max_interval)),
+        r.jitter,
+        q(&d(r.max_lifetime)),
+        q(&r.delay_dsn_after.map_or("never".to_string(), d)),
+        q(&d(c.queue.destination_backoff))
+    );
+    for route in &t.routes {
+        let _ = writeln!(
+            o,
+            "[[route]]\ndomain = {}\nnext_hop = {}\n",
+            q(&route.domain),
+            q(&format!("{}:{}", route.host, route.port))
+        );
+    }
+    out
+}

@@ -1,0 +1,382 @@
+//! The control socket: `strictmx queue ...` talks to the running server over a Unix socket,
+//! never to the spool file (redb allows one process, and the server owns the queue's leases).
+//!
+//! One JSON request per line, one JSON answer per line. The socket is created mode 0600 in the
+//! data directory; whoever can open it can administer the queue.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use strictmx_delivery::runner::{QueueSettings, bounce_with_dsns};
+use strictmx_spool::{Spool, parse_id};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// How long a client may take to send its request, and the server to answer.
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest request line accepted.
+const MAX_REQUEST: usize = 4096;
+
+#[derive(Debug, Subcommand)]
+pub enum QueueAction {
+    /// Every queued message: id, age, size, sender, recipients and their states.
+    List,
+    /// One message: envelope, recipient states, every delivery attempt.
+    Show { id: String },
+    /// Make a message (or, with --all, every queued recipient) due now.
+    Retry {
+        id: Option<String>,
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+    /// Keep a message's queued recipients out of delivery until released.
+    Hold { id: String },
+    /// Put a held message back on the schedule, due now.
+    Release { id: String },
+    /// Remove a message without delivering it and without a DSN.
+    Delete { id: String },
+    /// Give up on a message now: its undelivered recipients bounce, with DSNs to the sender.
+    Bounce { id: String },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Request {
+    List,
+    Show { id: String },
+    Retry { id: String },
+    RetryAll,
+    Hold { id: String },
+    Release { id: String },
+    Delete { id: String },
+    Bounce { id: String },
+}
+
+/// The server side, bound before the server starts serving.
+#[derive(Debug)]
+pub struct Server {
+    listener: UnixListener,
+    path: PathBuf,
+    spool: Spool,
+    queue: QueueSettings,
+}
+
+impl Server {
+    pub fn bind(path: &Path, spool: Spool, queue: QueueSettings) -> anyhow::Result<Server> {
+        if path.exists() {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                bail!("another strictmx is already serving on this control socket");
+            }
+            std::fs::remove_file(path).context("removing a stale control socket")?;
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let listener = UnixListener::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        Ok(Server {
+            listener,
+            path: path.to_path_buf(),
+            spool,
+            queue,
+        })
+    }
+
+    pub async fn run(self, token: CancellationToken) {
+        loop {
+            let stream = tokio::select! {
+                _ = token.cancelled() => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        warn!(error = %e, "control socket accept failed");
+                        continue;
+                    }
+                },
+            };
+            let spool = self.spool.clone();
+            let queue = self.queue.clone();
+            tokio::spawn(async move {
+                if let Err(e) = tokio::time::timeout(TIMEOUT, answer(stream, spool, queue)).await {
+                    warn!(error = %e, "control request timed out");
+                }
+            });
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn answer(stream: UnixStream, spool: Spool, queue: QueueSettings) {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = BufReader::new(read.take(MAX_REQUEST as u64));
+    let reply = match reader.read_line(&mut line).await {
+        Err(e) => json!({ "ok": false, "error": format!("cannot read the request: {e}") }),
+        Ok(_) => match serde_json::from_str::<Request>(&line) {
+            Err(e) => json!({ "ok": false, "error": format!("malformed request: {e}") }),
+            Ok(request) => match execute(request, &spool, &queue).await {
+                Ok(result) => json!({ "ok": true, "result": result }),
+                Err(e) => json!({ "ok": false, "error": format!("{e:#}") }),
+            },
+        },
+    };
+    let mut out = reply.to_string();
+    out.push('\n');
+    let _ = write.write_all(out.as_bytes()).await;
+}
+
+async fn execute(request: Request, spool: &Spool, queue: &QueueSettings) -> anyhow::Result<Value> {
+    let id = |text: &str| parse_id(text).with_context(|| format!("`{text}` is not a message id"));
+    Ok(match request {
+        Request::List => serde_json::to_value(spool.list()?)?,
+        Request::Show { id: text } => match spool.message(id(&text)?)? {
+            Some(message) => serde_json::to_value(message)?,
+            None => bail!("no message {text} in the queue"),
+        },
+        Request::Retry { id: text } => json!({ "recipients": spool.retry_now(id(&text)?).await? }),
+        Request::RetryAll => json!({ "recipients": spool.retry_all().await? }),
+        Request::Hold { id: text } => json!({ "recipients": spool.hold(id(&text)?).await? }),
+        Request::Release { id: text } => json!({ "recipients": spool.release(id(&text)?).await? }),
+        Request::Delete { id: text } => {
+            let n = spool.delete(id(&text)?).await?;
+            info!(msg_id = %text, "deleted by an administrator");
+            json!({ "recipients": n })
+        }
+        Request::Bounce { id: text } => {
+            let dsns = bounce_with_dsns(spool, id(&text)?, queue).await?;
+            info!(msg_id = %text, dsns, "bounced by an administrator");
+            json!({ "dsns": dsns })
+        }
+    })
+}
+
+/// `strictmx queue ...`: one request to the running server, its answer printed.
+pub fn run_client(socket: &Path, action: QueueAction, json_output: bool) -> ExitCode {
+    let request = match action {
+        QueueAction::List => Request::List,
+        QueueAction::Show { id } => Request::Show { id },
+        QueueAction::Retry { all: true, .. } => Request::RetryAll,
+        QueueAction::Retry { id: Some(id), .. } => Request::Retry { id },
+        QueueAction::Retry {
+            id: None,
+            all: false,
+        } => {
+            eprintln!("queue retry: give a message id, or --all");
+            return ExitCode::from(64);
+        }
+        QueueAction::Hold { id } => Request::Hold { id },
+        QueueAction::Release { id } => Request::Release { id },
+        QueueAction::Delete { id } => Request::Delete { id },
+        QueueAction::Bounce { id } => Request::Bounce { id },
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let answer = runtime.block_on(ask(socket, &request));
+    match answer {
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+        Ok(v) if v["ok"] == true => {
+            let result = &v["result"];
+            if json_output {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(result).unwrap_or_default()
+                );
+            } else {
+                print!("{}", render(&request, result));
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(v) => {
+            eprintln!(
+                "{}",
+                v["error"]
+                    .as_str()
+                    .unwrap_or("the server refused the request")
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn ask(socket: &Path, request: &Request) -> anyhow::Result<Value> {
+    let stream = UnixStream::connect(socket).await.with_context(|| {
+        format!(
+            "cannot reach the server's control socket {} (is `strictmx serve` running with this configuration?)",
+            socket.display()
+        )
+    })?;
+    let (read, mut write) = stream.into_split();
+    let mut line = serde_json::to_string(request)?;
+    line.push('\n');
+    write.write_all(line.as_bytes()).await?;
+    let mut answer = String::new();
+    tokio::time::timeout(TIMEOUT, BufReader::new(read).read_line(&mut answer))
+        .await
+        .context("the server did not answer in time")??;
+    serde_json::from_str(&answer).context("the server's answer is not JSON")
+}
+
+fn render(request: &Request, result: &Value) -> String {
+    match request {
+        Request::List => render_list(result),
+        Request::Show { .. } => render_show(result),
+        Request::Bounce { .. } => format!("bounced; {} DSN(s) queued\n", result["dsns"]),
+        _ => format!("{} recipient(s) affected\n", result["recipients"]),
+    }
+}
+
+fn render_list(result: &Value) -> String {
+    let entries = result.as_array().cloned().unwrap_or_default();
+    let mut out = format!(
+        "{:<16}  {:>8}  {:>9}  {:<5}  {}\n",
+        "ID", "AGE", "SIZE", "HELD", "SENDER -> RECIPIENTS (STATE)"
+    );
+    for e in &entries {
+        let rcpts: Vec<String> = e["recipients"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .map(|r| format!("{} ({})", text(&r["address"]), text(&r["state"]["state"])))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let sender = match text(&e["sender"]) {
+            s if s.is_empty() => "<>".to_string(),
+            s => s,
+        };
+        out.push_str(&format!(
+            "{:<16}  {:>8}  {:>9}  {:<5}  {} -> {}\n",
+            text(&e["id"]),
+            humantime::format_duration(Duration::from_secs(e["age"].as_u64().unwrap_or(0)))
+                .to_string(),
+            e["size"],
+            if e["held"] == true { "yes" } else { "no" },
+            sender,
+            rcpts.join(", ")
+        ));
+    }
+    out.push_str(&format!("{} message(s)\n", entries.len()));
+    out
+}
+
+fn render_show(m: &Value) -> String {
+    let env = &m["envelope"];
+    let mut out = format!(
+        "id:        {}\nfrom:      <{}>\nreceived:  {} from {} (helo {})\nsize:      {}\n",
+        text(&m["id"]),
+        text(&env["mail_from"]),
+        time_secs(&env["received_at"]),
+        text(&env["client"]["ip"]),
+        text(&env["client"]["helo"]),
+        m["size"],
+    );
+    out.push_str("recipients:\n");
+    let states = m["states"].as_array().cloned().unwrap_or_default();
+    for (r, s) in env["recipients"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .zip(&states)
+    {
+        out.push_str(&format!("  {}: {}", text(&r["address"]), text(&s["state"])));
+        for key in ["attempts", "mx", "reply", "status", "last_reply"] {
+            if !s[key].is_null() {
+                out.push_str(&format!(", {key} {}", s[key]));
+            }
+        }
+        if let Some(ms) = s["next_attempt"].as_u64() {
+            out.push_str(&format!(", next attempt {}", time_millis(ms)));
+        }
+        out.push('\n');
+    }
+    out.push_str("attempts:\n");
+    for a in m["attempts"].as_array().cloned().unwrap_or_default() {
+        out.push_str(&format!(
+            "  {}  {}  mx={} ip={} tls={} cipher={} verified={} auth={} policy={} -> {} ({} ms): {}\n",
+            a["at"].as_u64().map(time_millis).unwrap_or_default(),
+            text(&a["domain"]),
+            or_dash(&a["mx"]),
+            or_dash(&a["ip"]),
+            or_dash(&a["tls_version"]),
+            or_dash(&a["cipher"]),
+            or_dash(&a["cert_verified"]),
+            text(&a["auth"]),
+            text(&a["policy"]),
+            text(&a["outcome"]),
+            a["duration_ms"],
+            text(&a["reply"]),
+        ));
+    }
+    out
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn or_dash(v: &Value) -> String {
+    match v {
+        Value::Null => "-".to_string(),
+        other => text(other),
+    }
+}
+
+fn time_secs(v: &Value) -> String {
+    v.as_u64()
+        .map(|s| time_millis(s * 1000))
+        .unwrap_or_default()
+}
+
+fn time_millis(ms: u64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_travel_as_tagged_json() {
+        let r = serde_json::to_string(&Request::Hold {
+            id: "00000000000000ab".into(),
+        })
+        .unwrap();
+        assert_eq!(r, r#"{"op":"hold","id":"00000000000000ab"}"#);
+        assert!(matches!(
+            serde_json::from_str::<Request>(r#"{"op":"retry_all"}"#),
+            Ok(Request::RetryAll)
+        ));
+        assert!(serde_json::from_str::<Request>(r#"{"op":"format_disk"}"#).is_err());
+    }
+
+    #[test]
+    fn attempt_times_render_as_rfc3339() {
+        assert_eq!(time_millis(0), "1970-01-01T00:00:00Z");
+        assert_eq!(time_millis(1_700_000_000_123), "2023-11-14T22:13:20Z");
+    }
+}

@@ -1,0 +1,25 @@
+//! Log output: human-readable or JSON lines on standard error, filtered by `log.level` or RUST_LOG.
+//!
+//! What gets logged, with which fields, is each crate's business; this only installs the sink.
+
+use strictmx_config::{LogFormat, LogSettings};
+use tracing_subscriber::EnvFilter;
+
+pub fn init(settings: &LogSettings) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(settings.level.as_str()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match settings.format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+    };
+    if let Err(e) = result {
+        eprintln!("logging was already set up: {e}");
+    }
+}

@@ -1,0 +1,25 @@
+//! End-to-end tests: the real `strictmx` binary, real SMTP clients and receivers, real sockets on
+//! loopback. Tests marked as needing the lab expect `tests/lab/up` to have run (tests/run-all
+//! does it) and fail with a clear message otherwise.
+
+mod cli;
+mod crash;
+mod relay;
+
+use std::path::{Path, PathBuf};
+
+pub fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_strictmx"))
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A plain message with the given subject; no Message-ID or Date, so the relay adds them.
+pub fn message(from: &str, to: &str, subject: &str) -> Vec<u8> {
+    format!(
+        "From: <{from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\n\r\nHello from the end-to-end tests.\r\n.leading dot line\r\n"
+    )
+    .into_bytes()
+}

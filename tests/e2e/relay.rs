@@ -1,0 +1,371 @@
+//! The relay core end to end: accept, deliver to a next hop, retry, bounce with DSNs, refuse to
+//! relay for strangers, AUTH, the queue commands, and a clean stop on SIGTERM.
+
+use std::time::Duration;
+
+use strictmx_test_support::relay::{Relay, TestDir};
+use strictmx_test_support::smtp::{Client, RcptScript, Sink};
+
+use crate::{bin, message};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn route(domain: &str, sink: &Sink) -> String {
+    format!(
+        "[[route]]\ndomain = \"{domain}\"\nnext_hop = \"{}\"\n\n",
+        sink.addr
+    )
+}
+
+/// Retries come quickly so that tests do not wait minutes.
+const FAST_RETRY: &str = "[retry]\ninitial = \"1s\"\nmax_interval = \"2s\"\njitter = 0.0\ndestination_backoff = \"1s\"\n\n";
+
+#[tokio::test]
+async fn accepted_mail_reaches_the_next_hop_with_received_message_id_and_date_added() {
+    let dir = TestDir::new("deliver").unwrap();
+    let sink = Sink::start(RcptScript::Accept).await.unwrap();
+    let relay = Relay::start(bin(), dir.path(), &route("dest.test", &sink))
+        .await
+        .unwrap();
+
+    let mut c = Client::connect(relay.smtp).await.unwrap();
+    let reply = c
+        .send_mail(
+            "app@src.test",
+            &["alice@dest.test", "bob@dest.test"],
+            &message("app@src.test", "alice@dest.test", "hello"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.code, 250, "{reply:?}");
+    assert!(reply.text.contains("queued as"), "{reply:?}");
+
+    let got = sink.wait_for(1, WAIT).await.unwrap();
+    let m = &got[0];
+    assert_eq!(m.mail_from, "app@src.test");
+    assert_eq!(
+        m.rcpts,
+        vec!["alice@dest.test", "bob@dest.test"],
+        "both recipients in one transaction"
+    );
+    let body = m.body_text();
+    assert!(
+        body.starts_with("Received: from "),
+        "Received: is the first header: {body}"
+    );
+    assert!(
+        body.contains("\r\nMessage-ID: <") || body.contains("\r\nMessage-Id: <"),
+        "{body}"
+    );
+    assert!(body.contains("\r\nDate: "), "{body}");
+    assert!(
+        body.contains("\r\n.leading dot line\r\n"),
+        "dot-stuffing undone on both hops: {body}"
+    );
+
+    let attempt = relay
+        .wait_log(WAIT, |v| v["outcome"] == "delivered" && v["mx"].is_string())
+        .await
+        .unwrap();
+    assert_eq!(attempt["domain"], "dest.test");
+}
+
+#[tokio::test]
+async fn a_recipient_deferred_with_4xx_is_retried_and_then_delivered() {
+    let dir = TestDir::new("retry").unwrap();
+    let sink = Sink::start(RcptScript::TempFailFirst).await.unwrap();
+    let relay = Relay::start(
+        bin(),
+        dir.path(),
+        &format!("{FAST_RETRY}{}", route("grey.test", &sink)),
+    )
+    .await
+    .unwrap();
+
+    let mut c = Client::connect(relay.smtp).await.unwrap();
+    let reply = c
+        .send_mail(
+            "app@src.test",
+            &["carol@grey.test"],
+            &message("app@src.test", "carol@grey.test", "retry me"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.code, 250);
+
+    let got = sink.wait_for(1, WAIT).await.unwrap();
+    assert_eq!(got[0].rcpts, vec!["carol@grey.test"]);
+    let deferred = relay
+        .wait_log(WAIT, |v| v["outcome"] == "deferred")
+        .await
+        .unwrap();
+    assert!(
+        deferred["reply"].as_str().unwrap_or("").contains("451"),
+        "{deferred}"
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_recipient_bounces_with_a_dsn_to_the_sender() {
+    let dir = TestDir::new("bounce").unwrap();
+    let reject = Sink::start(RcptScript::Reject).await.unwrap();
+    let sender_mx = Sink::start(RcptScript::Accept).await.unwrap();
+    let config = format!(
+        "{}{}",
+        route("nowhere.test", &reject),
+        route("src.test", &sender_mx)
+    );
+    let relay = Relay::start(bin(), dir.path(), &config).await.unwrap();
+
+    let mut c = Client::connect(relay.smtp).await.unwrap();
+    let reply = c
+        .send_mail(
+            "app@src.test",
+            &["ghost@nowhere.test"],
+            &message("app@src.test", "ghost@nowhere.test", "to a ghost"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.code, 250);
+
+    let dsns = sender_mx.wait_for(1, WAIT).await.unwrap();
+    let dsn = &dsns[0];
+    assert_eq!(
+        dsn.mail_from, "",
+        "DSNs come from the null sender (RFC 3464 section 2)"
+    );
+    assert_eq!(dsn.rcpts, vec!["app@src.test"]);
+    let body = dsn.body_text();
+    assert!(body.contains("multipart/report"), "{body}");
+    assert!(
+        body.contains("report-type=delivery-status")
+            || body.contains("report-type=\"delivery-status\""),
+        "{body}"
+    );
+    assert!(
+        body.contains("Final-Recipient: rfc822; ghost@nowhere.test")
+            || body.contains("Final-Recipient: rfc822;ghost@nowhere.test"),
+        "{body}"
+    );
+    assert!(body.contains("Action: failed"), "{body}");
+    assert!(body.contains("Status: 5.1.1"), "{body}");
+    assert!(
+        body.contains("550 5.1.1"),
+        "the remote diagnostic is quoted: {body}"
+    );
+    assert!(reject.received().is_empty());
+}
+
+#[tokio::test]
+async fn null_sender_messages_never_get_a_dsn() {
+    let dir = TestDir::new("nulldsn").unwrap();
+    let reject = Sink::start(RcptScript::Reject).await.unwrap();
+    let relay = Relay::start(bin(), dir.path(), &route("nowhere.test", &reject))
+        .await
+        .unwrap();
+
+    let mut c = Client::connect(relay.smtp).await.unwrap();
+    let reply = c
+        .send_mail(
+            "",
+            &["ghost@nowhere.test"],
+            &message("mailer-daemon@src.test", "ghost@nowhere.test", "a bounce"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.code, 250);
+    relay
+        .wait_log(WAIT, |v| v["outcome"] == "bounced")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let out = relay.cli(&["queue", "list", "--json"]).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        list.as_array().map(Vec::len),
+        Some(0),
+        "no DSN was queued: {list}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_outside_the_trusted_networks_without_auth_cannot_relay() {
+    let dir = TestDir::new("openrelay").unwrap();
+    let relay = Relay::start(
+        bin(),
+        dir.path(),
+        "[relay]\ntrusted_networks = [\"10.99.0.0/16\"]\n",
+    )
+    .await
+    .unwrap();
+    let mut c = Client::connect(relay.smtp).await.unwrap();
+    assert_eq!(c.command("EHLO stranger.test").await.unwrap().code, 250);
+    assert_eq!(
+        c.command("MAIL FROM:<spammer@src.test>")
+            .await
+            .unwrap()
+            .code,
+        250
+    );
+    let rcpt = c.command("RCPT TO:<victim@dest.test>").await.unwrap();
+    assert_eq!(rcpt.code, 550, "{rcpt:?}");
+    assert!(rcpt.text.starts_with("5.7.1"), "{rcpt:?}");
+}
+
+#[tokio::test]
+async fn an_authenticated_submitter_outside_the_trusted_networks_may_relay() {
+    let dir = TestDir::new("auth").unwrap();
+    let sink = Sink::start(RcptScript::Accept).await.unwrap();
+    let hash = {
+        use std::io::Write;
+        let mut child = std::process::Command::new(bin())
+            .arg("hash-password")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"s3cret-Pass\n")
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let config = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nrole = \"submission\"\ninsecure_allow_plaintext_auth = true\n\n\
+         [relay]\ntrusted_networks = [\"10.99.0.0/16\"]\n\n\
+         [[auth.user]]\nname = \"billing\"\npassword_hash = \"{hash}\"\n\n{}",
+        route("dest.test", &sink)
+    );
+    let relay = Relay::start(bin(), dir.path(), &config).await.unwrap();
+
+    let mut c = Client::connect(relay.smtp).await.unwrap();
+    assert_eq!(c.command("EHLO app.test").await.unwrap().code, 250);
+    assert_eq!(
+        c.command("AUTH PLAIN AGJpbGxpbmcAd3JvbmctcGFzcw==")
+            .await
+            .unwrap()
+            .code,
+        535,
+        "wrong password"
+    );
+    // "\0billing\0s3cret-Pass"
+    let ok = c
+        .command("AUTH PLAIN AGJpbGxpbmcAczNjcmV0LVBhc3M=")
+        .await
+        .unwrap();
+    assert_eq!(ok.code, 235, "{ok:?}");
+    let reply = c
+        .transaction(
+            "billing@src.test",
+            &["dave@dest.test"],
+            &message("billing@src.test", "dave@dest.test", "invoice"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.code, 250, "{reply:?}");
+    let got = sink.wait_for(1, WAIT).await.unwrap();
+    assert!(
+        got[0].body_text().contains("ESMTPA"),
+        "Received: records the authenticated submission"
+    );
+}
+
+#[tokio::test]
+async fn the_queue_commands_list_show_hold_release_and_delete_a_stuck_message() {
+    let dir = TestDir::new("queuecli").unwrap();
+    // Nothing listens on the next hop: the message stays queued.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config =
+        format!("{FAST_RETRY}[[route]]\ndomain = \"down.test\"\nnext_hop = \"{closed}\"\n");
+    let relay = Relay::start(bin(), dir.path(), &config).await.unwrap();
+
+    let mut c = Client::connect(relay.smtp).await.unwrap();
+    let reply = c
+        .send_mail(
+            "app@src.test",
+            &["erin@down.test"],
+            &message("app@src.test", "erin@down.test", "stuck"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.code, 250);
+    relay
+        .wait_log(WAIT, |v| v["outcome"] == "deferred")
+        .await
+        .unwrap();
+
+    let json = |args: &[&str]| {
+        let out = relay.cli(args).unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let list = json(&["queue", "list", "--json"]);
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(list[0]["sender"], "app@src.test");
+
+    let shown = json(&["queue", "show", &id, "--json"]);
+    let attempt = &shown["attempts"][0];
+    assert_eq!(attempt["domain"], "down.test");
+    assert_eq!(attempt["outcome"], "deferred");
+    assert_eq!(attempt["ip"], "127.0.0.1");
+
+    let text = relay.cli(&["queue", "show", &id]).unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("erin@down.test"));
+
+    json(&["queue", "hold", &id, "--json"]);
+    assert_eq!(json(&["queue", "list", "--json"])[0]["held"], true);
+    json(&["queue", "release", &id, "--json"]);
+    assert_eq!(json(&["queue", "list", "--json"])[0]["held"], false);
+    json(&["queue", "delete", &id, "--json"]);
+    assert_eq!(
+        json(&["queue", "list", "--json"]).as_array().map(Vec::len),
+        Some(0)
+    );
+
+    let missing = relay.cli(&["queue", "show", &id]).unwrap();
+    assert!(!missing.status.success());
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_cleanly_and_the_queue_survives_it() {
+    let dir = TestDir::new("sigterm").unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = format!("[[route]]\ndomain = \"down.test\"\nnext_hop = \"{closed}\"\n");
+    let mut relay = Relay::start(bin(), dir.path(), &config).await.unwrap();
+    let mut c = Client::connect(relay.smtp).await.unwrap();
+    let reply = c
+        .send_mail(
+            "app@src.test",
+            &["frank@down.test"],
+            &message("app@src.test", "frank@down.test", "kept"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.code, 250);
+    c.quit().await.unwrap();
+
+    assert_eq!(relay.terminate().await.unwrap(), Some(0));
+    relay.restart().await.unwrap();
+    let out = relay.cli(&["queue", "list", "--json"]).unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+}
