@@ -10,6 +10,9 @@ from lablib.model import HttpsCollector, Receiver, Record, Stripper, StsPolicy, 
 
 AUTHORITATIVE = "127.77.0.2"  # nsd, every zone, port 53
 RESOLVER = "127.77.0.3"  # unbound, validating with the lab root as trust anchor, port 53
+# unbound without validation: passes signatures (broken ones too) through, for strictmx's
+# in-process validation mode, which must find the bogus zone bogus by itself.
+NONVALIDATING = "127.77.0.4"
 
 ZONES = [
     Zone("."),  # the lab's private root: its DNSKEYs are the trust anchor
@@ -160,6 +163,7 @@ RECORDS = [
 WORLD = World(
     authoritative=AUTHORITATIVE,
     resolver=RESOLVER,
+    nonvalidating=NONVALIDATING,
     zones=ZONES,
     records=RECORDS,
     receivers=RECEIVERS,

@@ -230,45 +230,53 @@ remote-control:
 {zones}"""
         )
         (ub_dir / "root.hints").write_text(f". 3600000 NS {NS_NAME}\n{NS_NAME} 3600000 A {w.authoritative}\n")
-        (ub_dir / "unbound.conf").write_text(
-            f"""server:
-  interface: {w.resolver}
+        (ub_dir / "unbound.conf").write_text(self.unbound_conf(w.resolver, "validator iterator", "validating"))
+        (ub_dir / "nonvalidating.conf").write_text(self.unbound_conf(w.nonvalidating, "iterator", "nonvalidating"))
+        ksk, zsk = self.keys(next(z for z in self.world.zones if fqdn(z.name) == "."))
+        (r / "trust-anchor.key").write_text(self.dnskey_lines(ksk) + "\n" + self.dnskey_lines(zsk) + "\n")
+        (r / "trust-anchor.ds").write_text(self.ds_line(ksk) + "\n")
+
+    def unbound_conf(self, address: str, modules: str, slug: str) -> str:
+        r, ub_dir = self.run_dir, self.run_dir / "unbound"
+        validation = (
+            f"""  trust-anchor-file: "{r}/trust-anchor.key"
+  trust-anchor-signaling: no
+  root-key-sentinel: no
+  harden-dnssec-stripped: yes
+  val-log-level: 2
+  val-bogus-ttl: 5
+"""
+            if "validator" in modules
+            else ""
+        )
+        return f"""server:
+  interface: {address}
   port: 53
-  outgoing-interface: {w.resolver}
+  outgoing-interface: {address}
   do-ip4: yes
   do-ip6: no
   do-daemonize: no
   username: ""
   chroot: ""
   directory: "{ub_dir}"
-  pidfile: "{ub_dir}/unbound.pid"
+  pidfile: "{ub_dir}/{slug}.pid"
   use-syslog: no
   logfile: ""
   verbosity: 1
-  val-log-level: 2
   num-threads: 1
   so-reuseport: no
   access-control: 127.0.0.0/8 allow
   do-not-query-localhost: no
   root-hints: "{ub_dir}/root.hints"
-  trust-anchor-file: "{r}/trust-anchor.key"
-  module-config: "validator iterator"
-  harden-dnssec-stripped: yes
-  trust-anchor-signaling: no
-  root-key-sentinel: no
-  aggressive-nsec: no
+  module-config: "{modules}"
+{validation}  aggressive-nsec: no
   prefetch: no
   cache-max-ttl: 30
   cache-max-negative-ttl: 5
-  val-bogus-ttl: 5
   local-zone: "test." nodefault
 remote-control:
   control-enable: no
 """
-        )
-        ksk, zsk = self.keys(next(z for z in self.world.zones if fqdn(z.name) == "."))
-        (r / "trust-anchor.key").write_text(self.dnskey_lines(ksk) + "\n" + self.dnskey_lines(zsk) + "\n")
-        (r / "trust-anchor.ds").write_text(self.ds_line(ksk) + "\n")
 
     # ---- services and tests ---------------------------------------------------------------
 
@@ -347,6 +355,7 @@ remote-control:
             "run_dir": str(r),
             "authoritative": f"{w.authoritative}:53",
             "resolver": f"{w.resolver}:53",
+            "nonvalidating_resolver": f"{w.nonvalidating}:53",
             "ca_bundle": str(r / "pki" / "ca.pem"),
             "trust_anchor": str(r / "trust-anchor.key"),
             "trust_anchor_ds": str(r / "trust-anchor.ds"),

@@ -114,6 +114,7 @@ class HttpsCollector:
 class World:
     authoritative: str
     resolver: str
+    nonvalidating: str
     zones: list[Zone]
     records: list[Record] = field(default_factory=list)
     receivers: list[Receiver] = field(default_factory=list)
@@ -125,10 +126,11 @@ class World:
         """Refuse anything that could send traffic outside loopback, and obvious mistakes."""
         check_loopback(self.authoritative, "authoritative server")
         check_loopback(self.resolver, "resolver")
+        check_loopback(self.nonvalidating, "non-validating resolver")
         seen: dict[str, str] = {}
         for what, ip in self.addresses():
             check_loopback(ip, what)
-            if ip in seen and ip not in (self.authoritative, self.resolver):
+            if ip in seen:
                 raise ValueError(f"{what}: address {ip} already used by {seen[ip]}")
             seen[ip] = what
         for r in self.receivers:
@@ -143,7 +145,7 @@ class World:
                 raise ValueError(f"stripper {s.name}: backend {s.backend} is not a receiver")
 
     def addresses(self) -> list[tuple[str, str]]:
-        out = [("authoritative", self.authoritative), ("resolver", self.resolver)]
+        out = [("authoritative", self.authoritative), ("resolver", self.resolver), ("non-validating resolver", self.nonvalidating)]
         out += [(f"receiver {r.names[0]}", r.ip) for r in self.receivers]
         out += [(f"stripper {s.name}", s.ip) for s in self.strippers]
         out += [(f"mta-sts.{p.domain}", p.ip) for p in self.sts]

@@ -206,6 +206,13 @@ def main(run_dir: Path) -> int:
 
     check("bogus zone TLSA gives SERVFAIL", bogus)
 
+    def passthrough():
+        m = ask(lab["nonvalidating_resolver"].split(":")[0], "_25._tcp.mx.bogus.test.", "TLSA")
+        sigs = [rr for rr in m.answer if rr.rdtype == dns.rdatatype.RRSIG]
+        return m.rcode() == dns.rcode.NOERROR and bool(sigs) and not (m.flags & dns.flags.AD), f"{dns.rcode.to_text(m.rcode())}, {len(sigs)} RRSIG sets"
+
+    check("non-validating resolver passes the bogus TLSA and its broken RRSIG through", passthrough)
+
     def insecure():
         m = ask(resolver, "_25._tcp.mx.insecure.test.", "TLSA")
         texts = answer_texts(m, "TLSA")

@@ -27,6 +27,7 @@ pub struct Lab {
     run_dir: PathBuf,
     authoritative: SocketAddr,
     resolver: SocketAddr,
+    nonvalidating_resolver: SocketAddr,
     ca_bundle: PathBuf,
     trust_anchor: PathBuf,
     trust_anchor_ds: PathBuf,
@@ -166,6 +167,12 @@ impl Lab {
     /// The validating resolver (unbound): AD on signed answers, SERVFAIL on bogus ones.
     pub fn resolver(&self) -> SocketAddr {
         self.resolver
+    }
+
+    /// A recursive resolver (unbound) that does not validate: it passes signatures through,
+    /// broken ones included, so strictmx's in-process validation must judge them itself.
+    pub fn nonvalidating_resolver(&self) -> SocketAddr {
+        self.nonvalidating_resolver
     }
 
     /// The authoritative server (nsd) serving every lab zone.
@@ -391,6 +398,7 @@ mod tests {
     const LAB_JSON: &str = r#"{
       "version": 1, "run_dir": "/nonexistent/run",
       "authoritative": "127.77.0.2:53", "resolver": "127.77.0.3:53",
+      "nonvalidating_resolver": "127.77.0.4:53",
       "ca_bundle": "/r/pki/ca.pem", "trust_anchor": "/r/trust-anchor.key",
       "trust_anchor_ds": "/r/trust-anchor.ds", "dane_ta_ca": "/r/pki/dane-ta-ca/cert.pem",
       "hosts": {
@@ -514,6 +522,7 @@ mod tests {
         let lab = Lab::get().unwrap();
         assert!(lab.ca_bundle().exists() && lab.trust_anchor().exists());
         assert!(lab.addr("mx1.multi.test").unwrap().is_loopback());
+        probe_resolver(lab.nonvalidating_resolver(), RESOLVER_PROBE_TIMEOUT).unwrap();
         lab.received("mx1.multi.test").unwrap();
         lab.sts_requests().unwrap();
         lab.tlsrpt_https_reports().unwrap();
