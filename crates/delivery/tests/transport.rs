@@ -49,6 +49,8 @@ struct Behaviour {
     end_reply: &'static str,
     /// Read MAIL..DATA before answering anything: only a pipelining client gets through.
     demand_pipelining: bool,
+    /// Answer STARTTLS with 220, then send garbage instead of a handshake.
+    break_tls: bool,
 }
 
 impl Behaviour {
@@ -61,6 +63,7 @@ impl Behaviour {
             rcpt_reply: Arc::new(|_| "250 2.1.5 ok"),
             end_reply: "250 2.0.0 queued as 1",
             demand_pipelining: false,
+            break_tls: false,
         }
     }
 
@@ -88,9 +91,16 @@ impl Receiver {
                 let log = shared.clone();
                 tokio::spawn(async move {
                     let _ = stream.set_nodelay(true);
-                    let Some(stream) = serve(stream, &behaviour, &log, false).await else {
+                    let Some(mut stream) = serve(stream, &behaviour, &log, false).await else {
                         return;
                     };
+                    if behaviour.break_tls {
+                        // Wait for the ClientHello, then answer with something that is not TLS.
+                        let mut hello = [0u8; 512];
+                        let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut hello).await;
+                        let _ = stream.write_all(b"this is not tls\r\n").await;
+                        return;
+                    }
                     let Some(config) = behaviour.tls.clone() else {
                         return;
                     };
@@ -794,4 +804,91 @@ async fn a_421_greeting_defers_without_sending_anything() {
         }
     );
     assert!(!report.destination_unreachable, "the host answered");
+}
+
+fn broken_tls() -> Behaviour {
+    let (config, _) = certificates();
+    let mut behaviour = Behaviour::plain().with_tls(config);
+    behaviour.break_tls = true;
+    behaviour
+}
+
+#[tokio::test]
+async fn a_failed_handshake_never_falls_back_to_plaintext_by_default() {
+    let receiver = Receiver::start(broken_tls()).await;
+    let report = transport(settings(
+        receiver.addr.port(),
+        DefaultRequirement::Opportunistic,
+    ))
+    .deliver(job(vec![message(
+        1,
+        "alice@src.test",
+        &["bob@dest.test"],
+        BODY,
+    )]))
+    .await;
+
+    assert_eq!(receiver.connections(), 1);
+    assert!(receiver.transactions().is_empty());
+    assert_eq!(status(&outcomes(&report, 0)[0]), "4.7.5");
+}
+
+#[tokio::test]
+async fn the_insecure_fallback_retries_in_plaintext_after_a_failed_handshake() {
+    let receiver = Receiver::start(broken_tls()).await;
+    let mut settings = settings(receiver.addr.port(), DefaultRequirement::Opportunistic);
+    settings.policy.insecure_plaintext_fallback = true;
+    let report = transport(settings)
+        .deliver(job(vec![message(
+            1,
+            "alice@src.test",
+            &["bob@dest.test"],
+            BODY,
+        )]))
+        .await;
+
+    assert_eq!(receiver.connections(), 2);
+    let seen = receiver.transactions();
+    assert_eq!(seen.len(), 1);
+    assert!(!seen[0].tls);
+    assert_eq!(status(&outcomes(&report, 0)[0]), "delivered");
+    let attempts: Vec<AttemptOutcome> = report.messages[0]
+        .attempts
+        .iter()
+        .map(|a| a.outcome)
+        .collect();
+    assert_eq!(
+        attempts,
+        [AttemptOutcome::Deferred, AttemptOutcome::Delivered]
+    );
+}
+
+#[tokio::test]
+async fn data_sent_after_the_starttls_reply_ends_the_connection() {
+    use tokio::io::AsyncReadExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = [0u8; 512];
+            let _ = stream.write_all(b"220 sink\r\n").await;
+            let _ = stream.read(&mut buf).await;
+            let _ = stream.write_all(b"250-sink\r\n250 STARTTLS\r\n").await;
+            let _ = stream.read(&mut buf).await;
+            // RFC 3207 §6: a reply injected after the 220 must not be taken as a TLS reply.
+            let _ = stream.write_all(b"220 go\r\n250 injected\r\n").await;
+            let _ = stream.read(&mut buf).await;
+        }
+    });
+    let report = transport(settings(port, DefaultRequirement::Opportunistic))
+        .deliver(job(vec![message(
+            1,
+            "alice@src.test",
+            &["bob@dest.test"],
+            BODY,
+        )]))
+        .await;
+    let outcome = &outcomes(&report, 0)[0];
+    assert!(matches!(outcome, RecipientOutcome::Deferred { .. }));
+    assert_eq!(status(outcome), "4.7.5");
 }

@@ -571,6 +571,62 @@ mod tests {
         );
     }
 
+    /// A server that greets and answers EHLO without STARTTLS, then waits.
+    async fn plaintext_server() -> SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let _ = stream.write_all(b"220 sink\r\n").await;
+                let mut buf = [0u8; 512];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream.write_all(b"250-sink\r\n250 PIPELINING\r\n").await;
+                let _ = stream.read(&mut buf).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_plaintext_session_reaches_mail_from_only_when_the_plan_allows_plaintext() {
+        let addr = plaintext_server().await;
+        let timeouts = Timeouts {
+            connect: Duration::from_secs(5),
+            greeting: Duration::from_secs(5),
+            command: Duration::from_secs(5),
+            data: Duration::from_secs(5),
+        };
+        let endpoint = Endpoint {
+            addr,
+            helo_name: "client.test",
+            source: None,
+            allow_helo: false,
+        };
+        let requirements = [
+            (TlsRequirement::Opportunistic, true),
+            (TlsRequirement::Encrypted, false),
+            (
+                TlsRequirement::Verified {
+                    names: vec!["mx.example".to_owned()],
+                },
+                false,
+            ),
+        ];
+        for (requirement, allowed) in requirements {
+            let session = PlainSession::open(&endpoint, timeouts)
+                .await
+                .expect("session");
+            let result = session.into_mail_session_if_allowed(&requirement);
+            assert_eq!(result.is_ok(), allowed, "{requirement:?}");
+            if let Err((_, error)) = result {
+                assert!(matches!(error, TransportError::RequirementNotMet { .. }));
+            }
+        }
+    }
+
     #[test]
     fn notify_never_excludes_everything_else() {
         let notify = Notify {
