@@ -892,3 +892,159 @@ async fn data_sent_after_the_starttls_reply_ends_the_connection() {
     assert!(matches!(outcome, RecipientOutcome::Deferred { .. }));
     assert_eq!(status(outcome), "4.7.5");
 }
+
+/// A minimal DNS server on 127.0.0.1:0: answers MX and A from `records` (name, type, rdata),
+/// NXDOMAIN for any other name, an empty answer for other types of a known name.
+async fn dns_server(records: Vec<(&'static str, u16, Vec<u8>)>) -> SocketAddr {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind udp");
+    let addr = socket.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while let Ok((len, peer)) = socket.recv_from(&mut buf).await {
+            let query = &buf[..len];
+            let mut at = 12;
+            let mut labels = Vec::new();
+            while let Some(&n) = query.get(at) {
+                at += 1;
+                if n == 0 {
+                    break;
+                }
+                let end = (at + usize::from(n)).min(query.len());
+                labels.push(String::from_utf8_lossy(&query[at..end]).to_ascii_lowercase());
+                at = end;
+            }
+            let (Some(&hi), Some(&lo)) = (query.get(at), query.get(at + 1)) else {
+                continue;
+            };
+            let qtype = u16::from_be_bytes([hi, lo]);
+            let name = labels.join(".");
+            let known = records.iter().any(|(n, _, _)| *n == name);
+            let answers: Vec<&Vec<u8>> = records
+                .iter()
+                .filter(|(n, t, _)| *n == name && *t == qtype)
+                .map(|(_, _, data)| data)
+                .collect();
+            let rcode: u16 = if known { 0 } else { 3 };
+            let mut out = query[0..2].to_vec();
+            out.extend_from_slice(&(0x8180u16 | rcode).to_be_bytes());
+            out.extend_from_slice(&1u16.to_be_bytes());
+            out.extend_from_slice(&u16::try_from(answers.len()).expect("few").to_be_bytes());
+            out.extend_from_slice(&[0, 0, 0, 0]);
+            out.extend_from_slice(&query[12..at + 4]);
+            for data in answers {
+                out.extend_from_slice(&[0xC0, 0x0C]);
+                out.extend_from_slice(&qtype.to_be_bytes());
+                out.extend_from_slice(&[0, 1, 0, 0, 0, 60]);
+                out.extend_from_slice(&u16::try_from(data.len()).expect("small").to_be_bytes());
+                out.extend_from_slice(data);
+            }
+            let _ = socket.send_to(&out, peer).await;
+        }
+    });
+    addr
+}
+
+fn mx_record(preference: u16, exchange: &str) -> Vec<u8> {
+    let mut data = preference.to_be_bytes().to_vec();
+    for label in exchange.split('.') {
+        data.push(u8::try_from(label.len()).expect("short label"));
+        data.extend_from_slice(label.as_bytes());
+    }
+    data.push(0);
+    data
+}
+
+#[tokio::test]
+async fn a_dead_first_mx_is_skipped_for_the_next_one_in_preference_order() {
+    let receiver = Receiver::start(Behaviour::plain()).await;
+    // 127.0.0.2 is loopback too, but nothing listens there on the receiver's port.
+    let dns = dns_server(vec![
+        ("dest.test", 15, mx_record(20, "mx2.dest.test")),
+        ("dest.test", 15, mx_record(10, "mx1.dest.test")),
+        ("mx1.dest.test", 1, vec![127, 0, 0, 2]),
+        ("mx2.dest.test", 1, vec![127, 0, 0, 1]),
+    ])
+    .await;
+    let resolver = DnsResolver::new(&ResolverSettings {
+        nameservers: vec![dns],
+        timeout: Duration::from_millis(500),
+        attempts: 1,
+    })
+    .expect("resolver");
+    let mut settings = settings(receiver.addr.port(), DefaultRequirement::Opportunistic);
+    settings.routes.clear();
+    settings.smtp_port = receiver.addr.port();
+    let report = Transport::new(settings, resolver)
+        .expect("transport")
+        .deliver(job(vec![message(
+            1,
+            "alice@src.test",
+            &["bob@dest.test"],
+            BODY,
+        )]))
+        .await;
+
+    assert_eq!(
+        outcomes(&report, 0),
+        [RecipientOutcome::Delivered {
+            remote_mta: "mx2.dest.test".to_owned(),
+            reply: "250 2.0.0 queued as 1".to_owned(),
+        }]
+    );
+    let tried: Vec<(Option<&str>, AttemptOutcome, &str)> = report.messages[0]
+        .attempts
+        .iter()
+        .map(|a| (a.mx.as_deref(), a.outcome, a.policy.as_str()))
+        .collect();
+    assert_eq!(
+        tried,
+        [
+            (
+                Some("mx1.dest.test"),
+                AttemptOutcome::Deferred,
+                "default-opportunistic"
+            ),
+            (
+                Some("mx2.dest.test"),
+                AttemptOutcome::Delivered,
+                "default-opportunistic"
+            ),
+        ]
+    );
+    assert!(!report.destination_unreachable);
+}
+
+#[tokio::test]
+async fn a_null_mx_bounces_without_any_connection() {
+    let dns = dns_server(vec![("dest.test", 15, vec![0, 0, 0])]).await;
+    let resolver = DnsResolver::new(&ResolverSettings {
+        nameservers: vec![dns],
+        timeout: Duration::from_millis(500),
+        attempts: 1,
+    })
+    .expect("resolver");
+    let mut settings = TransportSettings::default();
+    settings.helo_name = "client.test".to_owned();
+    let report = Transport::new(settings, resolver)
+        .expect("transport")
+        .deliver(job(vec![message(
+            1,
+            "alice@src.test",
+            &["bob@dest.test"],
+            BODY,
+        )]))
+        .await;
+    // RFC 7505 §3: 5.1.10, and no attempt to connect anywhere.
+    let outcome = &outcomes(&report, 0)[0];
+    assert!(matches!(
+        outcome,
+        RecipientOutcome::Bounced {
+            remote_mta: None,
+            ..
+        }
+    ));
+    assert_eq!(status(outcome), "5.1.10");
+    assert_eq!(report.messages[0].attempts[0].mx, None);
+}
