@@ -1025,8 +1025,10 @@ async fn a_null_mx_bounces_without_any_connection() {
         attempts: 1,
     })
     .expect("resolver");
-    let mut settings = TransportSettings::default();
-    settings.helo_name = "client.test".to_owned();
+    let settings = TransportSettings {
+        helo_name: "client.test".to_owned(),
+        ..TransportSettings::default()
+    };
     let report = Transport::new(settings, resolver)
         .expect("transport")
         .deliver(job(vec![message(
