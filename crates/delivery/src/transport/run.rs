@@ -13,6 +13,7 @@ use strictmx_spool::{AttemptOutcome, AttemptRecord};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
+use tracing::Instrument;
 
 use crate::job::{
     DeliveryJob, DeliveryReport, Diagnostic, JobMessage, MessageReport, RecipientOutcome,
@@ -409,12 +410,23 @@ async fn deliver_to_address(
             }
         };
         reached = true;
+        let span = tracing::info_span!(
+            "delivery_attempt",
+            domain = %plan.domain,
+            mx = %host.host,
+            ip = %addr.ip(),
+            tls = scope.tls.as_ref().map_or("none", |tls| tls.version.as_str()),
+        );
         let keep_going = match session {
             Established::Plain(session) => {
-                use_session(transport, session, &scope, &host.host, &mut queue, pending).await
+                use_session(transport, session, &scope, &host.host, &mut queue, pending)
+                    .instrument(span)
+                    .await
             }
             Established::Tls(session) => {
-                use_session(transport, *session, &scope, &host.host, &mut queue, pending).await
+                use_session(transport, *session, &scope, &host.host, &mut queue, pending)
+                    .instrument(span)
+                    .await
             }
         };
         if !keep_going {

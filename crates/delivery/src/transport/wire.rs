@@ -11,6 +11,8 @@ use crate::transport::error::{Stage, TransportError};
 /// Bound on buffered, unparsed reply bytes; `Reply::parse` bounds lines and line length too.
 const MAX_REPLY_BYTES: usize = 128 * 1024;
 const READ_CHUNK: usize = 8 * 1024;
+/// QUIT is a courtesy after the work is done: never wait longer than this for its reply.
+const QUIT_WAIT: Duration = Duration::from_secs(30);
 
 /// One SMTP connection (plain TCP or TLS) with its read buffer.
 #[derive(Debug)]
@@ -118,6 +120,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Ends the session politely; failures do not matter any more at this point.
     pub(crate) async fn quit(mut self, limit: Duration) {
+        let limit = limit.min(QUIT_WAIT);
         if self.send(Stage::Rset, b"QUIT\r\n", limit).await.is_ok() {
             let _ = self.read_reply(Stage::Rset, limit).await;
         }
