@@ -4,6 +4,7 @@
 
 mod cli;
 mod crash;
+mod lab_mx;
 mod relay;
 
 use std::path::{Path, PathBuf};

@@ -88,8 +88,6 @@ pub enum Diagnostic {
 
 /// The transport as the runner sees it; tests of the runner inject their own.
 pub trait Deliver: Send + Sync + 'static {
-    fn deliver(
-        &self,
-        job: DeliveryJob,
-    ) -> impl std::future::Future<Output = DeliveryReport> + Send;
+    fn deliver(&self, job: DeliveryJob)
+    -> impl std::future::Future<Output = DeliveryReport> + Send;
 }

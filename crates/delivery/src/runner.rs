@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::job::Deliver;
 use crate::retry::RetrySettings;
-use dispatch::{Dispatcher, TaskDone};
 pub use admin::bounce_with_dsns;
+use dispatch::{Dispatcher, TaskDone};
 pub use error::QueueError;
 
 /// How the queue is worked: limits, schedule and identity.

@@ -750,21 +750,26 @@ fn summarise(outcomes: &[(usize, RecipientOutcome)]) -> AttemptOutcome {
 }
 
 /// The most telling reply of a transaction, for the attempt record.
+/// The reply that best explains the transaction's outcome for the attempt record: the reply to
+/// the end of data, or to DATA when it was refused; when no recipient was accepted, the last
+/// recipient's refusal (a pipelined DATA is then refused for want of recipients, which says
+/// nothing); the MAIL reply when that was refused.
 fn last_reply(replies: &TransactionReplies) -> String {
     let last_rcpt = replies.rcpts.last().map(|(_, r)| r);
-    replies
-        .end
-        .as_ref()
-        .or(replies.data.as_ref().filter(|d| d.code != 354))
-        .or(if replies.mail.is_positive() {
-            last_rcpt
-        } else {
-            None
-        })
-        .unwrap_or(&replies.mail)
-        .to_string()
-        .trim_end()
-        .replace("\r\n", "\n")
+    let any_accepted = replies.rcpts.iter().any(|(_, r)| r.is_positive());
+    let chosen = if !replies.mail.is_positive() {
+        &replies.mail
+    } else if !any_accepted {
+        last_rcpt.unwrap_or(&replies.mail)
+    } else {
+        replies
+            .end
+            .as_ref()
+            .or(replies.data.as_ref().filter(|d| d.code != 354))
+            .or(last_rcpt)
+            .unwrap_or(&replies.mail)
+    };
+    chosen.to_string().trim_end().replace("\r\n", "\n")
 }
 
 #[cfg(test)]
