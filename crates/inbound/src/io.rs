@@ -217,20 +217,17 @@ impl Io {
     /// Wait for more input, answering everything queued first.
     async fn fill(&mut self, timeout: Duration, stop: &Stop, wait: Wait) -> Result<(), ReadError> {
         self.flush().await?;
-        let mut chunk = vec![0u8; READ_CHUNK];
+        self.input.reserve(READ_CHUNK);
         let read = tokio::select! {
             () = stop.soft.cancelled(), if wait == Wait::Idle => return Err(ReadError::Shutdown),
             () = stop.hard.cancelled() => return Err(ReadError::Shutdown),
-            read = tokio::time::timeout(timeout, self.stream.read(&mut chunk)) => read,
+            read = tokio::time::timeout(timeout, self.stream.read_buf(&mut self.input)) => read,
         };
         match read {
             Err(_) => Err(ReadError::Timeout),
             Ok(Err(error)) => Err(ReadError::Failed(error)),
             Ok(Ok(0)) => Err(ReadError::Closed),
-            Ok(Ok(count)) => {
-                self.input.extend_from_slice(&chunk[..count]);
-                Ok(())
-            }
+            Ok(Ok(_)) => Ok(()),
         }
     }
 }
