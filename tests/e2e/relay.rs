@@ -369,3 +369,42 @@ async fn sigterm_stops_the_server_cleanly_and_the_queue_survives_it() {
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
 }
+
+#[tokio::test]
+async fn the_metrics_endpoint_counts_sessions_accepted_messages_and_delivery_attempts() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = TestDir::new("metrics").unwrap();
+    let sink = Sink::start(RcptScript::Accept).await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let config = format!("[metrics]\nlisten = \"{port}\"\n\n{}", route("dest.test", &sink));
+    let relay = Relay::start(bin(), dir.path(), &config).await.unwrap();
+    let mut c = Client::connect(relay.smtp).await.unwrap();
+    let reply = c
+        .send_mail("app@src.test", &["gina@dest.test"], &message("app@src.test", "gina@dest.test", "counted"))
+        .await
+        .unwrap();
+    assert_eq!(reply.code, 250);
+    sink.wait_for(1, WAIT).await.unwrap();
+
+    let scrape = || async {
+        let mut s = tokio::net::TcpStream::connect(port).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).await.unwrap();
+        text
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let text = scrape().await;
+        let has = |name: &str| text.lines().any(|l| l.starts_with(name) && !l.ends_with(" 0"));
+        if has("strictmx_messages_accepted_total")
+            && has("strictmx_delivery_attempts_total")
+            && has("strictmx_sessions_total")
+            && text.contains("strictmx_queue_messages")
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "metrics missing:\n{text}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

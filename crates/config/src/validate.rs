@@ -137,10 +137,12 @@ pub(crate) fn build(raw: &RawConfig, src: &mut Source<'_>, base: Option<&Path>) 
         );
     }
 
-    let inbound = build_inbound(raw, src, base, &hostname);
+    let mut inbound = build_inbound(raw, src, base, &hostname);
+    inbound.shutdown_grace = shutdown_grace;
     let resolver = build_dns(raw.dns.as_ref(), src);
     let transport = build_transport(raw, src, base, &hostname);
-    let queue = build_queue(raw, src, &hostname);
+    let mut queue = build_queue(raw, src, &hostname);
+    queue.shutdown_grace = shutdown_grace;
 
     Config {
         source: None,
