@@ -127,3 +127,18 @@ fn routes_to_the_same_domain_twice_are_refused() {
     let errors = parse(text).unwrap_err().0;
     assert_eq!(errors[0].key, "route[1].domain");
 }
+
+#[test]
+fn the_effective_configuration_printed_by_check_config_reads_back_the_same() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/strictmx.toml");
+    let original = Config::load(&root).unwrap();
+    let rendered = original.render();
+    let again = Config::parse(&rendered, &root).unwrap_or_else(|e| panic!("{e}\n{rendered}"));
+    let settings = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(settings(&again.render()), settings(&rendered));
+}

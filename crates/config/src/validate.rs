@@ -834,9 +834,9 @@ pub(crate) fn render(c: &Config) -> String {
         o,
         "[retry]\ninitial = {}\nfactor = {}\nmax_interval = {}\njitter = {}\nmax_lifetime = {}\ndelay_dsn_after = {}\ndestination_backoff = {}\n",
         q(&d(r.initial)),
-        r.factor,
+        toml::Value::Float(r.factor),
         q(&d(r.max_interval)),
-        r.jitter,
+        toml::Value::Float(r.jitter),
         q(&d(r.max_lifetime)),
         q(&r.delay_dsn_after.map_or("never".to_string(), d)),
         q(&d(c.queue.destination_backoff))
