@@ -61,6 +61,7 @@ pub struct RawControl {
 #[serde(deny_unknown_fields)]
 pub struct RawSpool {
     pub commit_batch_max: S<i64>,
+    pub cache_size: S<RawSize>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

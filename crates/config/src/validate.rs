@@ -135,6 +135,16 @@ pub(crate) fn build(raw: &RawConfig, src: &mut Source<'_>, base: Option<&Path>) 
             spool.commit_batch_max,
             |n| values::count(*n, 1),
         );
+        spool.cache_size = opt(
+            src,
+            "spool.cache_size",
+            &s.cache_size,
+            spool.cache_size,
+            |v| {
+                values::size(v)
+                    .and_then(|n| usize::try_from(n).map_err(|_| format!("{n} is out of range")))
+            },
+        );
     }
 
     let mut inbound = build_inbound(raw, src, base, &hostname);
@@ -729,8 +739,8 @@ pub(crate) fn render(c: &Config) -> String {
     );
     let _ = writeln!(
         o,
-        "[spool]\ncommit_batch_max = {}\n",
-        c.spool.commit_batch_max
+        "[spool]\ncommit_batch_max = {}\ncache_size = {}\n",
+        c.spool.commit_batch_max, c.spool.cache_size
     );
     let i = &c.inbound;
     for l in &i.listeners {

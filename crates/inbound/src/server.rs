@@ -168,6 +168,11 @@ async fn accept_loop<Q: Queue>(
                 continue;
             }
         };
+        // Replies are written whole; without this, a reply that follows another one before the
+        // client's ACK waits out the client's delayed ACK (about 40 ms on Linux).
+        if let Err(error) = tcp.set_nodelay(true) {
+            warn!(%error, "cannot disable Nagle's algorithm on a session");
+        }
         let span =
             info_span!("session", ip = %peer.ip(), port = peer.port(), role = ?settings.role);
         match admit(&shared, peer.ip()) {

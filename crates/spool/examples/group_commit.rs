@@ -161,7 +161,7 @@ async fn main() -> anyhow::Result<()> {
     let fsyncs = fsync_rate(&dir)?;
     let opener: Arc<dyn StoreOpener> = match floor {
         Some(floor) => Arc::new(SlowDiskOpener { floor }),
-        None => Arc::new(FileStore),
+        None => Arc::new(FileStore::default()),
     };
     let settings = SpoolSettings {
         data_dir: dir.join("spool"),

@@ -10,6 +10,9 @@ pub struct SpoolSettings {
     /// The most operations the writer puts into one write transaction (one fdatasync).
     /// Zero is treated as one.
     pub commit_batch_max: usize,
+    /// Bytes of database pages kept in memory (redb's page cache). Memory use does not grow with
+    /// the queue beyond this.
+    pub cache_size: usize,
 }
 
 impl Default for SpoolSettings {
@@ -17,6 +20,7 @@ impl Default for SpoolSettings {
         SpoolSettings {
             data_dir: PathBuf::from("./data"),
             commit_batch_max: 256,
+            cache_size: 32 << 20,
         }
     }
 }

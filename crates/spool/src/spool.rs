@@ -175,13 +175,27 @@ pub trait StoreOpener: Send + Sync + fmt::Debug + 'static {
     fn open(&self, path: &Path) -> Result<Database, redb::DatabaseError>;
 }
 
-/// Opens `spool.redb` with redb's own file backend.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct FileStore;
+/// Opens `spool.redb` with redb's own file backend and a bounded page cache.
+#[derive(Debug, Clone, Copy)]
+pub struct FileStore {
+    /// Bytes of database pages redb may keep in memory. redb's own default (1 GiB) would let the
+    /// process grow with the queue; bodies are read back from disk when a delivery needs them.
+    pub cache_size: usize,
+}
+
+impl Default for FileStore {
+    fn default() -> Self {
+        FileStore {
+            cache_size: SpoolSettings::default().cache_size,
+        }
+    }
+}
 
 impl StoreOpener for FileStore {
     fn open(&self, path: &Path) -> Result<Database, redb::DatabaseError> {
-        Database::create(path)
+        Database::builder()
+            .set_cache_size(self.cache_size)
+            .create(path)
     }
 }
 
@@ -278,7 +292,12 @@ impl Spool {
     /// Opens the spool in `settings.data_dir` (creating the directory and `spool.redb` if
     /// needed), rebuilds the in-memory index and starts the writer thread.
     pub fn open(settings: &SpoolSettings) -> Result<Spool, SpoolError> {
-        Spool::open_with(settings, Arc::new(FileStore))
+        Spool::open_with(
+            settings,
+            Arc::new(FileStore {
+                cache_size: settings.cache_size,
+            }),
+        )
     }
 
     /// [`Spool::open`] with another way to open the database (see [`StoreOpener`]).

@@ -2,6 +2,8 @@
 //!
 //! What gets logged, with which fields, is each crate's business; this only installs the sink.
 
+use std::io::IsTerminal;
+
 use strictmx_config::{LogFormat, LogSettings};
 use tracing_subscriber::EnvFilter;
 
@@ -10,6 +12,7 @@ pub fn init(settings: &LogSettings) {
         .unwrap_or_else(|_| EnvFilter::new(settings.level.as_str()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let result = match settings.format {
         LogFormat::Human => builder.try_init(),

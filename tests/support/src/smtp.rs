@@ -34,6 +34,7 @@ impl Client {
         let tcp = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(addr))
             .await
             .context("connect timed out")??;
+        tcp.set_nodelay(true)?;
         let mut stream = BufReader::new(tcp);
         let greeting = read_reply(&mut stream).await?;
         Ok(Client { stream, greeting })
@@ -204,6 +205,7 @@ impl Sink {
         let s = sink.clone();
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
+                let _ = tcp.set_nodelay(true);
                 *s.connections.lock().expect("sink lock poisoned") += 1;
                 let s = s.clone();
                 let state = state.clone();

@@ -416,6 +416,9 @@ async fn connect(endpoint: &Endpoint<'_>, limit: Duration) -> Result<TcpStream, 
     if let Some(source) = endpoint.source {
         socket.bind(SocketAddr::new(source, 0)).map_err(io_error)?;
     }
+    // Commands and the message go out as whole writes; Nagle's algorithm would only hold back
+    // the end-of-data line behind the body until the peer's delayed ACK (tens of milliseconds).
+    socket.set_nodelay(true).map_err(io_error)?;
     tokio::time::timeout(limit, socket.connect(addr))
         .await
         .map_err(|_| TransportError::Timeout {
