@@ -375,12 +375,22 @@ async fn the_metrics_endpoint_counts_sessions_accepted_messages_and_delivery_att
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = TestDir::new("metrics").unwrap();
     let sink = Sink::start(RcptScript::Accept).await.unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let config = format!("[metrics]\nlisten = \"{port}\"\n\n{}", route("dest.test", &sink));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = format!(
+        "[metrics]\nlisten = \"{port}\"\n\n{}",
+        route("dest.test", &sink)
+    );
     let relay = Relay::start(bin(), dir.path(), &config).await.unwrap();
     let mut c = Client::connect(relay.smtp).await.unwrap();
     let reply = c
-        .send_mail("app@src.test", &["gina@dest.test"], &message("app@src.test", "gina@dest.test", "counted"))
+        .send_mail(
+            "app@src.test",
+            &["gina@dest.test"],
+            &message("app@src.test", "gina@dest.test", "counted"),
+        )
         .await
         .unwrap();
     assert_eq!(reply.code, 250);
@@ -388,7 +398,9 @@ async fn the_metrics_endpoint_counts_sessions_accepted_messages_and_delivery_att
 
     let scrape = || async {
         let mut s = tokio::net::TcpStream::connect(port).await.unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).await.unwrap();
         text
@@ -396,7 +408,10 @@ async fn the_metrics_endpoint_counts_sessions_accepted_messages_and_delivery_att
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let text = scrape().await;
-        let has = |name: &str| text.lines().any(|l| l.starts_with(name) && !l.ends_with(" 0"));
+        let has = |name: &str| {
+            text.lines()
+                .any(|l| l.starts_with(name) && !l.ends_with(" 0"))
+        };
         if has("strictmx_messages_accepted_total")
             && has("strictmx_delivery_attempts_total")
             && has("strictmx_sessions_total")
@@ -404,7 +419,10 @@ async fn the_metrics_endpoint_counts_sessions_accepted_messages_and_delivery_att
         {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "metrics missing:\n{text}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "metrics missing:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
