@@ -239,6 +239,7 @@ impl Harness {
         let spool = Spool::open(&SpoolSettings {
             data_dir: dir.path().to_owned(),
             commit_batch_max: 64,
+            ..SpoolSettings::default()
         })
         .expect("spool opens");
         let transport = Arc::new(transport);
