@@ -8,8 +8,14 @@
 
 mod facts;
 mod plan;
+pub mod report;
+pub mod rules;
+pub mod sts;
 
-pub use facts::{MxFacts, MxHost};
+pub use facts::{
+    AddressFailure, Dnssec, DnssecHealth, DomainFacts, HostFacts, MessageFacts, MxFacts, MxHost,
+    StsFacts, StsFetchFailure, StsPolicyFacts, StsRecordFacts, TlsaFacts, TlsaRecord,
+};
 pub use plan::{
     DefaultRequirement, DeliveryPlan, PlanOutcome, PlannedHost, PolicyLabel, PolicySettings,
     TlsRequirement, plan, plan_route,

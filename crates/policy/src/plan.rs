@@ -103,6 +103,15 @@ pub struct PlannedHost {
     pub host: String,
     pub preference: u16,
     pub requirement: TlsRequirement,
+    /// From rules: the peer's chain must contain one of these (when non-empty).
+    pub pins: Vec<crate::rules::Pin>,
+    /// From rules: the lowest TLS version accepted, when TLS is used.
+    pub min_tls_version: Option<crate::rules::TlsVersion>,
+    /// The policy this host's sessions are reported under (RFC 8460 §4.4).
+    pub report: crate::report::ReportPolicy,
+    /// MTA-STS `testing` (RFC 8461 §5): what enforce mode would have required; evaluated and
+    /// reported, never enforced.
+    pub testing: Option<TlsRequirement>,
 }
 
 /// The ordered candidates for one destination domain and the reasons behind them.
@@ -115,6 +124,8 @@ pub struct DeliveryPlan {
     /// Set only when the settings allow it and the plan is opportunistic (see
     /// [`DeliveryPlan::allows_plaintext_after_failed_handshake`]).
     pub insecure_plaintext_fallback: bool,
+    /// RFC 8689 §4.2: the next hop must advertise REQUIRETLS and receive the parameter.
+    pub requiretls: bool,
     /// Human-readable trail of the decisions taken, in order.
     pub why: Vec<String>,
 }
@@ -265,6 +276,15 @@ fn with_default_requirement(
         .into_iter()
         .map(|host| PlannedHost {
             requirement: default_requirement(settings.default_requirement, &host.name),
+            pins: Vec::new(),
+            min_tls_version: None,
+            report: crate::report::ReportPolicy {
+                policy_type: crate::report::PolicyType::NoPolicyFound,
+                policy_string: Vec::new(),
+                policy_domain: domain.to_owned(),
+                mx_host: Vec::new(),
+            },
+            testing: None,
             host: host.name,
             preference: host.preference,
         })
@@ -279,6 +299,7 @@ fn with_default_requirement(
         candidates,
         policy,
         insecure_plaintext_fallback: fallback,
+        requiretls: false,
         why,
     }
 }
