@@ -187,6 +187,8 @@ fn report(job: &DeliveryJob, answer: Scripted) -> DeliveryReport {
                     cert_verified: None,
                     auth: PeerAuth::None,
                     policy: "test".to_owned(),
+                    requirement: None,
+                    result_type: None,
                     recipients: message.recipients.iter().map(|r| r.index).collect(),
                     outcome: attempt_outcome,
                     reply: "scripted".to_owned(),

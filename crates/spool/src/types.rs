@@ -48,6 +48,8 @@ pub struct ClientInfo {
 pub enum MessageKind {
     Normal,
     Dsn,
+    /// A TLSRPT report (RFC 8460 §5.3): its delivery sessions are not counted in reports.
+    TlsReport,
 }
 
 /// Where one recipient of a message stands. Every recipient is in exactly one state.
@@ -119,12 +121,30 @@ pub struct RecipientUpdate {
 }
 
 /// How the peer's identity was authenticated on a delivery attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PeerAuth {
+    /// A usable TLSA record matched (RFC 7672).
     Dane,
+    /// A web PKI certificate for the MX host name under an MTA-STS policy (RFC 8461 §4.1).
     Sts,
+    /// A web PKI certificate demanded by a local rule or the global default.
+    Webpki,
+    /// Not authenticated: plaintext, or TLS without a check that was required.
+    #[default]
     None,
+}
+
+impl PeerAuth {
+    /// The label used in logs and `queue show`: `dane`, `sts`, `webpki` or `none`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerAuth::Dane => "dane",
+            PeerAuth::Sts => "sts",
+            PeerAuth::Webpki => "webpki",
+            PeerAuth::None => "none",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,7 +167,17 @@ pub struct AttemptRecord {
     pub cipher: Option<String>,
     pub cert_verified: Option<bool>,
     pub auth: PeerAuth,
+    /// The plan's policy label (`dane`, `sts-enforce`, `default-opportunistic`, ...).
     pub policy: String,
+    /// The TLS requirement applied to this host (`opportunistic`, `encrypted`, `verified`,
+    /// `dane`); absent in records written before it was recorded, and for attempts that never
+    /// reached a host.
+    #[serde(default)]
+    pub requirement: Option<String>,
+    /// For a failure of the TLS policy: its RFC 8460 §4.3 result type (`dane-required`,
+    /// `certificate-host-mismatch`, ...).
+    #[serde(default)]
+    pub result_type: Option<String>,
     /// Indexes into the envelope's recipients.
     pub recipients: Vec<usize>,
     pub outcome: AttemptOutcome,
@@ -238,4 +268,34 @@ pub struct SpoolStats {
     /// Time from the start of the last committed transaction to its fdatasync returning.
     pub last_commit_latency: Option<Duration>,
     pub total_commit_latency: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attempt_record_stored_before_requirement_and_result_type_existed_still_loads() {
+        let stored = r#"{"at":1700000000000,"domain":"example.net","mx":"mx.example.net",
+            "ip":"127.0.0.2","tls_version":"TLSv1.3","cipher":"x","cert_verified":true,
+            "auth":"none","policy":"default-opportunistic","recipients":[0],
+            "outcome":"delivered","reply":"250 ok","duration_ms":3}"#;
+        let record: AttemptRecord = serde_json::from_str(stored).expect("old record");
+        assert_eq!(record.requirement, None);
+        assert_eq!(record.result_type, None);
+        assert_eq!(record.auth, PeerAuth::None);
+    }
+
+    #[test]
+    fn peer_auth_is_stored_under_the_names_the_logs_use() {
+        for auth in [
+            PeerAuth::Dane,
+            PeerAuth::Sts,
+            PeerAuth::Webpki,
+            PeerAuth::None,
+        ] {
+            let json = serde_json::to_string(&auth).expect("serialize");
+            assert_eq!(json, format!("\"{}\"", auth.as_str()));
+        }
+    }
 }

@@ -6,6 +6,7 @@
 use std::net::IpAddr;
 use std::time::{Instant, SystemTime};
 
+use strictmx_policy::report::ResultType;
 use strictmx_spool::{AttemptOutcome, AttemptRecord, MessageId, MessageIdDisplay, PeerAuth};
 
 use crate::transport::tls::TlsInfo;
@@ -20,6 +21,10 @@ pub(crate) struct AttemptScope {
     pub(crate) mx: Option<String>,
     pub(crate) ip: Option<IpAddr>,
     pub(crate) tls: Option<TlsInfo>,
+    /// How the peer was authenticated, once the session passed the plan's checks.
+    pub(crate) auth: PeerAuth,
+    /// The RFC 8460 result type of a TLS policy failure on this attempt.
+    pub(crate) result_type: Option<ResultType>,
     at: SystemTime,
     started: Instant,
 }
@@ -33,6 +38,8 @@ impl AttemptScope {
             mx: None,
             ip: None,
             tls: None,
+            auth: PeerAuth::None,
+            result_type: None,
             at: SystemTime::now(),
             started: Instant::now(),
         }
@@ -82,8 +89,9 @@ pub(crate) fn record_attempt(
         cipher = scope.tls.as_ref().map_or("-", |tls| tls.cipher.as_str()),
         cert_verified = ?scope.tls.as_ref().map(TlsInfo::cert_verified),
         requirement = scope.requirement.unwrap_or("-"),
-        auth = "none",
+        auth = scope.auth.as_str(),
         policy = scope.policy,
+        result_type = scope.result_type.map_or("-", ResultType::as_str),
         recipients = recipients.len(),
         outcome = outcome_label,
         reply,
@@ -104,9 +112,10 @@ pub(crate) fn record_attempt(
         tls_version: scope.tls.as_ref().map(|tls| tls.version.clone()),
         cipher: scope.tls.as_ref().map(|tls| tls.cipher.clone()),
         cert_verified: scope.tls.as_ref().map(TlsInfo::cert_verified),
-        // DANE and MTA-STS do not exist yet: no peer is authenticated by them.
-        auth: PeerAuth::None,
+        auth: scope.auth,
         policy: scope.policy.to_owned(),
+        requirement: scope.requirement.map(str::to_owned),
+        result_type: scope.result_type.map(|result| result.as_str().to_owned()),
         recipients,
         outcome,
         reply: reply.to_owned(),

@@ -106,6 +106,8 @@ pub fn attempt(recipients: Vec<usize>, outcome: AttemptOutcome) -> AttemptRecord
         cert_verified: Some(true),
         auth: PeerAuth::Dane,
         policy: "dane".into(),
+        requirement: Some("dane".into()),
+        result_type: None,
         recipients,
         outcome,
         reply: "250 2.0.0 ok".into(),
