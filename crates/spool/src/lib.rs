@@ -11,6 +11,7 @@ mod settings;
 mod spool;
 mod store;
 mod time;
+mod tlsrpt;
 mod types;
 mod writer;
 
@@ -18,6 +19,7 @@ pub use error::SpoolError;
 pub use id::{MessageId, MessageIdDisplay, format_id, parse_id};
 pub use settings::SpoolSettings;
 pub use spool::{FileStore, Spool, StoreOpener};
+pub use tlsrpt::{TlsrptCounters, TlsrptDetailCount, TlsrptFailure, TlsrptSession};
 pub use types::{
     AttemptOutcome, AttemptRecord, BouncedMessage, ClientInfo, DueMessage, DueRecipient, Envelope,
     EnvelopeRecipient, MessageKind, PeerAuth, QueueEntry, QueueRecipient, RecipientState,

@@ -356,12 +356,12 @@ impl Spool {
         })
     }
 
-    fn shared(&self) -> &Shared {
+    pub(crate) fn shared(&self) -> &Shared {
         &self.inner.shared
     }
 
     /// Sends one operation to the writer and waits for the commit that carries it.
-    async fn execute<T, F>(&self, run: F) -> Result<T, SpoolError>
+    pub(crate) async fn execute<T, F>(&self, run: F) -> Result<T, SpoolError>
     where
         F: FnOnce(&mut writer::Tables<'_>, &mut writer::Ctx) -> Result<T, writer::OpError>
             + Send

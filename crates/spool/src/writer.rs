@@ -138,6 +138,9 @@ pub(crate) struct Ctx {
 
 /// The tables of one write transaction.
 pub(crate) struct Tables<'t> {
+    /// For tables an operation opens itself (TLSRPT counters, caches), so that batches which
+    /// do not touch them do not open them.
+    pub(crate) txn: &'t WriteTransaction,
     envelopes: Table<'t, u64, &'static [u8]>,
     bodies: Table<'t, u64, &'static [u8]>,
     recipients: Table<'t, (u64, u32), &'static [u8]>,
@@ -149,6 +152,7 @@ pub(crate) struct Tables<'t> {
 impl<'t> Tables<'t> {
     pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Self, redb::Error> {
         Ok(Tables {
+            txn,
             envelopes: txn.open_table(ENVELOPES)?,
             bodies: txn.open_table(BODIES)?,
             recipients: txn.open_table(RECIPIENTS)?,
