@@ -1,22 +1,35 @@
 //! Pure transport-security decisions: facts about a destination plus settings become a plan.
 //!
 //! This crate decides; it never looks anything up. DNS answers arrive as [`MxFacts`] (produced by
-//! `strictmx-resolve`), and the delivery transport executes the resulting [`DeliveryPlan`].
-//! MTA-STS, DANE and per-domain rules will add facts and precedence steps here later.
+//! `strictmx-resolve`) with the rest of [`DomainFacts`]; [`plan_delivery`] applies REQUIRETLS,
+//! DANE, MTA-STS, administrator rules and the default; the delivery transport executes the
+//! resulting [`DeliveryPlan`] and asks [`judge_peer`] about each TLS session.
 
 #![forbid(unsafe_code)]
 
+mod error;
 mod facts;
+mod peer;
 mod plan;
 pub mod report;
 pub mod rules;
 pub mod sts;
+pub mod tlsa;
 
+pub use error::StsError;
+/// The error of [`sts::parse_record`].
+pub type StsRecordError = StsError;
+/// The error of [`sts::parse_policy`].
+pub type StsPolicyError = StsError;
 pub use facts::{
     AddressFailure, Dnssec, DnssecHealth, DomainFacts, HostFacts, MessageFacts, MxFacts, MxHost,
     StsFacts, StsFetchFailure, StsPolicyFacts, StsRecordFacts, TlsaFacts, TlsaRecord,
 };
+pub use peer::{
+    NoTls, PeerAuth, PeerFacts, PeerFailure, WebpkiVerdict, judge_peer, judge_testing,
+    judge_without_tls, testing_without_tls,
+};
 pub use plan::{
-    DefaultRequirement, DeliveryPlan, PlanOutcome, PlannedHost, PolicyLabel, PolicySettings,
-    TlsRequirement, plan, plan_route,
+    DefaultRequirement, DeliveryPlan, HostPolicyFailure, PlanOutcome, PlannedHost, PolicyLabel,
+    PolicySettings, TlsRequirement, plan, plan_delivery, plan_route, plan_route_delivery,
 };

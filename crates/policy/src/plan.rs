@@ -1,15 +1,21 @@
 //! Builds the `DeliveryPlan` for one destination: which hosts, in which order, with which TLS need.
 //!
-//! Only the core precedence exists so far (routes, MX facts, the global default); MTA-STS, DANE
-//! and per-domain rules slot in as further steps before the default. Executing the plan (connecting,
-//! STARTTLS, verifying) is the delivery transport's job.
+//! [`plan`] and [`plan_route`] apply the global default to MX facts alone; [`plan_delivery`] and
+//! [`plan_route_delivery`] apply the whole precedence (REQUIRETLS, DANE, MTA-STS, rules, the
+//! default, `TLS-Required: No`) to [`DomainFacts`](crate::DomainFacts). Executing the plan
+//! (connecting, STARTTLS, verifying) is the delivery transport's job.
 
 use std::fmt;
 use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::facts::{MxFacts, MxHost};
+use crate::facts::{MxFacts, MxHost, TlsaRecord};
+use crate::report::{ReportPolicy, ResultType};
+
+mod delivery;
+
+pub use delivery::{plan_delivery, plan_route_delivery};
 
 /// What the TLS session with one candidate host must achieve before `MAIL FROM` may be sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -23,6 +29,14 @@ pub enum TlsRequirement {
     /// STARTTLS is mandatory and the certificate must chain to a trusted root and match one of
     /// `names` (RFC 8461 §4.1 style: the MX host name).
     Verified { names: Vec<String> },
+    /// STARTTLS is mandatory and the chain must match one of `records` (RFC 7672 §3.1): the
+    /// usable TLSA records only. `names` are the reference identifiers for DANE-TA(2) (RFC
+    /// 7672 §3.2.2: the TLSA base domain, then the MX host name when different); DANE-EE(3)
+    /// ignores names and validity dates. Judge sessions with [`crate::judge_peer`].
+    Dane {
+        records: Vec<TlsaRecord>,
+        names: Vec<String>,
+    },
 }
 
 impl TlsRequirement {
@@ -31,12 +45,23 @@ impl TlsRequirement {
         matches!(self, TlsRequirement::Opportunistic)
     }
 
-    /// The names a certificate must match when verification is mandatory; `None` otherwise.
+    /// The names a certificate must match when authentication is mandatory; `None` otherwise.
+    ///
+    /// For `Dane` these are the DANE-TA reference identifiers; `Some` there also means "the
+    /// peer must be authenticated", so a caller that only knows web PKI fails closed.
     pub fn required_names(&self) -> Option<&[String]> {
         match self {
-            TlsRequirement::Verified { names } => Some(names),
+            TlsRequirement::Verified { names } | TlsRequirement::Dane { names, .. } => Some(names),
             TlsRequirement::Opportunistic | TlsRequirement::Encrypted => None,
         }
+    }
+
+    /// Whether the peer must be authenticated (web PKI or DANE) before `MAIL FROM`.
+    pub fn requires_authentication(&self) -> bool {
+        matches!(
+            self,
+            TlsRequirement::Verified { .. } | TlsRequirement::Dane { .. }
+        )
     }
 
     /// Short label for logs, metrics and attempt records.
@@ -45,6 +70,7 @@ impl TlsRequirement {
             TlsRequirement::Opportunistic => "opportunistic",
             TlsRequirement::Encrypted => "encrypted",
             TlsRequirement::Verified { .. } => "verified",
+            TlsRequirement::Dane { .. } => "dane",
         }
     }
 }
@@ -66,6 +92,8 @@ pub struct PolicySettings {
     /// Opportunistic plans only: after a failed TLS handshake, reconnect and deliver in
     /// plaintext. Off by default, because an active attacker can force that failure.
     pub insecure_plaintext_fallback: bool,
+    /// Administrator rules, in file order; [`plan_delivery`] combines all that match.
+    pub rules: Vec<crate::rules::Rule>,
 }
 
 /// Which rule produced the plan; recorded in every attempt record and shown by `explain`.
@@ -77,6 +105,20 @@ pub enum PolicyLabel {
     DefaultVerified,
     /// A configured route sent the domain to a fixed next hop instead of its MX.
     Route,
+    /// At least one host is under DANE (RFC 7672).
+    Dane,
+    /// An MTA-STS policy in `enforce` mode (RFC 8461 §5).
+    StsEnforce,
+    /// An MTA-STS policy in `testing` mode: evaluated and reported, not enforced.
+    StsTesting,
+    /// An administrator rule raised the requirement.
+    Rule,
+    /// An administrator rule relaxed a published or default requirement (`insecure_relax`).
+    RuleRelaxed,
+    /// The message demands REQUIRETLS (RFC 8689).
+    Requiretls,
+    /// The message's `TLS-Required: No` was honoured (RFC 8689 §5).
+    TlsRequiredNo,
 }
 
 impl PolicyLabel {
@@ -86,6 +128,13 @@ impl PolicyLabel {
             PolicyLabel::DefaultEncrypted => "default-encrypted",
             PolicyLabel::DefaultVerified => "default-verified",
             PolicyLabel::Route => "route",
+            PolicyLabel::Dane => "dane",
+            PolicyLabel::StsEnforce => "sts-enforce",
+            PolicyLabel::StsTesting => "sts-testing",
+            PolicyLabel::Rule => "rule",
+            PolicyLabel::RuleRelaxed => "rule-relaxed",
+            PolicyLabel::Requiretls => "requiretls",
+            PolicyLabel::TlsRequiredNo => "tls-required-no",
         }
     }
 }
@@ -126,6 +175,9 @@ pub struct DeliveryPlan {
     pub insecure_plaintext_fallback: bool,
     /// RFC 8689 §4.2: the next hop must advertise REQUIRETLS and receive the parameter.
     pub requiretls: bool,
+    /// Hosts policy kept out of `candidates` (`enforced`), or that MTA-STS `testing` would have
+    /// kept out (not `enforced`), with what TLSRPT reports for them.
+    pub policy_failures: Vec<HostPolicyFailure>,
     /// Human-readable trail of the decisions taken, in order.
     pub why: Vec<String>,
 }
@@ -135,6 +187,19 @@ impl DeliveryPlan {
     pub fn allows_plaintext_after_failed_handshake(&self, host: &PlannedHost) -> bool {
         self.insecure_plaintext_fallback && host.requirement.allows_plaintext()
     }
+}
+
+/// A host that policy rejected before any connection, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostPolicyFailure {
+    pub host: String,
+    /// The policy the failure is reported under (RFC 8460 §4.4).
+    pub report: ReportPolicy,
+    /// The RFC 8460 §4.3 result type, when the failure is one TLSRPT reports.
+    pub result_type: Option<ResultType>,
+    pub reason: String,
+    /// `true`: the host was not used; `false`: MTA-STS testing mode, the host was still used.
+    pub enforced: bool,
 }
 
 /// What to do with the mail for one destination.
@@ -156,48 +221,60 @@ pub enum PlanOutcome {
 /// Plans delivery to `domain` from what DNS said about its mail exchangers.
 pub fn plan(domain: &str, facts: &MxFacts, settings: &PolicySettings) -> PlanOutcome {
     let mut why = Vec::new();
+    match mx_candidates(domain, facts, &mut why) {
+        Ok(hosts) => PlanOutcome::Deliver(with_default_requirement(domain, hosts, settings, why)),
+        Err(outcome) => outcome,
+    }
+}
+
+/// The MX hosts delivery may use in order, or the outcome when MX facts allow no delivery.
+fn mx_candidates(
+    domain: &str,
+    facts: &MxFacts,
+    why: &mut Vec<String>,
+) -> Result<Vec<MxHost>, PlanOutcome> {
     let hosts = match facts {
         // RFC 7505 §3: a null MX means the domain accepts no mail: fail at once with 5.1.10.
         MxFacts::Null => {
-            return PlanOutcome::Bounce {
+            return Err(PlanOutcome::Bounce {
                 status: "5.1.10".to_owned(),
                 reason: format!("{domain} publishes a null MX and accepts no mail (RFC 7505)"),
-            };
+            });
         }
         // RFC 5321 §5.1: a non-existent domain "MUST be reported as an error".
         MxFacts::NoSuchDomain => {
-            return PlanOutcome::Bounce {
+            return Err(PlanOutcome::Bounce {
                 status: "5.1.2".to_owned(),
                 reason: format!("{domain} does not exist (NXDOMAIN)"),
-            };
+            });
         }
         // RFC 5321 §5.1: a temporary error means the message "MUST be queued and retried later".
         MxFacts::Unavailable { reason } => {
-            return PlanOutcome::Defer {
+            return Err(PlanOutcome::Defer {
                 reason: format!("mx lookup for {domain} failed: {reason}"),
-            };
+            });
         }
         // RFC 5321 §5.1: no MX records, so the domain itself acts as an MX with preference 0.
         MxFacts::Implicit { host } => {
             why.push(format!("{domain} has no MX records: implicit MX 0 {host}"));
             vec![MxHost {
-                name: host.clone(),
+                name: normalise(host),
                 preference: 0,
             }]
         }
-        MxFacts::Hosts(records) => match usable_mx_hosts(domain, records, &mut why) {
+        MxFacts::Hosts(records) => match usable_mx_hosts(domain, records, why) {
             Some(hosts) => hosts,
             None => {
                 // RFC 5321 §5.1: "If MX records are present, but none of them are usable, this
                 // situation MUST be reported as an error."
-                return PlanOutcome::Bounce {
+                return Err(PlanOutcome::Bounce {
                     status: "5.4.4".to_owned(),
                     reason: format!("no usable MX host for {domain}"),
-                };
+                });
             }
         },
     };
-    PlanOutcome::Deliver(with_default_requirement(domain, hosts, settings, why))
+    Ok(hosts)
 }
 
 /// Plans delivery of `domain` to a configured next hop instead of its MX hosts.
@@ -278,12 +355,7 @@ fn with_default_requirement(
             requirement: default_requirement(settings.default_requirement, &host.name),
             pins: Vec::new(),
             min_tls_version: None,
-            report: crate::report::ReportPolicy {
-                policy_type: crate::report::PolicyType::NoPolicyFound,
-                policy_string: Vec::new(),
-                policy_domain: domain.to_owned(),
-                mx_host: Vec::new(),
-            },
+            report: no_policy_found(domain),
             testing: None,
             host: host.name,
             preference: host.preference,
@@ -300,7 +372,18 @@ fn with_default_requirement(
         policy,
         insecure_plaintext_fallback: fallback,
         requiretls: false,
+        policy_failures: Vec::new(),
         why,
+    }
+}
+
+/// RFC 8460 §4.4: the report identity of a session under no published policy.
+fn no_policy_found(domain: &str) -> ReportPolicy {
+    ReportPolicy {
+        policy_type: crate::report::PolicyType::NoPolicyFound,
+        policy_string: Vec::new(),
+        policy_domain: domain.to_owned(),
+        mx_host: Vec::new(),
     }
 }
 

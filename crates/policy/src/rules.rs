@@ -83,3 +83,79 @@ pub struct Rule {
     pub fail_closed: bool,
     pub insecure_relax: Option<Relax>,
 }
+
+impl DomainPattern {
+    /// Whether the recipient `domain` (lowercase, no trailing dot) matches.
+    pub fn matches(&self, domain: &str) -> bool {
+        match self {
+            DomainPattern::Exact(exact) => domain.eq_ignore_ascii_case(exact),
+            DomainPattern::Below(parent) => domain
+                .to_ascii_lowercase()
+                .strip_suffix(&parent.to_ascii_lowercase())
+                .and_then(|head| head.strip_suffix('.'))
+                .is_some_and(|head| !head.is_empty()),
+        }
+    }
+}
+
+impl SenderPattern {
+    /// Whether the envelope `sender` matches; the null sender matches no pattern.
+    pub fn matches(&self, sender: &str) -> bool {
+        let Some((local, domain)) = sender.rsplit_once('@') else {
+            return false;
+        };
+        match self {
+            SenderPattern::Address(address) => address
+                .rsplit_once('@')
+                .is_some_and(|(l, d)| l == local && d.eq_ignore_ascii_case(domain)),
+            SenderPattern::Domain(pattern) => pattern.eq_ignore_ascii_case(domain),
+        }
+    }
+}
+
+impl Rule {
+    /// Whether this rule applies to mail from `sender` to `domain`: every listed dimension must
+    /// match, and an empty list matches everything.
+    pub fn applies(&self, domain: &str, sender: &str) -> bool {
+        (self.domains.is_empty() || self.domains.iter().any(|d| d.matches(domain)))
+            && (self.senders.is_empty() || self.senders.iter().any(|s| s.matches(sender)))
+    }
+}
+
+/// What all rules matching one message and domain demand together: the strictest of each.
+///
+/// `require` and `min_tls_version` take the highest value, `fail_closed` holds if any rule sets
+/// it; pins come from the first matching rule that lists any (a chain cannot be asked to match
+/// two independent pin sets in a plan that carries one list); `insecure_relax` applies if any
+/// matching rule sets it, and never lowers another rule's `require`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleDemand {
+    /// The names of the matching rules, in file order.
+    pub rules: Vec<String>,
+    pub require: Option<MinRequirement>,
+    pub pins: Vec<Pin>,
+    pub min_tls_version: Option<TlsVersion>,
+    pub fail_closed: bool,
+    /// The relaxing rule's name and how far it relaxes.
+    pub relax: Option<(String, Relax)>,
+}
+
+impl RuleDemand {
+    /// Combines every rule in `rules` that applies to mail from `sender` to `domain`.
+    pub fn collect(rules: &[Rule], domain: &str, sender: &str) -> RuleDemand {
+        let mut demand = RuleDemand::default();
+        for rule in rules.iter().filter(|rule| rule.applies(domain, sender)) {
+            demand.rules.push(rule.name.clone());
+            demand.require = demand.require.max(rule.require);
+            demand.min_tls_version = demand.min_tls_version.max(rule.min_tls_version);
+            demand.fail_closed |= rule.fail_closed;
+            if demand.pins.is_empty() {
+                demand.pins.clone_from(&rule.pins);
+            }
+            if let (None, Some(relax)) = (&demand.relax, rule.insecure_relax) {
+                demand.relax = Some((rule.name.clone(), relax));
+            }
+        }
+        demand
+    }
+}

@@ -12,7 +12,7 @@ fn mx(name: &str, preference: u16) -> MxHost {
 fn settings(default_requirement: DefaultRequirement) -> PolicySettings {
     PolicySettings {
         default_requirement,
-        insecure_plaintext_fallback: false,
+        ..PolicySettings::default()
     }
 }
 
@@ -191,6 +191,7 @@ fn plaintext_fallback_is_granted_only_to_opportunistic_plans_that_enable_it() {
         let settings = PolicySettings {
             default_requirement,
             insecure_plaintext_fallback: fallback,
+            ..PolicySettings::default()
         };
         let PlanOutcome::Deliver(plan) = plan("example.org", &facts, &settings) else {
             panic!("expected a plan");

@@ -1,0 +1,1 @@
+//! Table-driven tests; each row cites the rule it checks.
