@@ -58,6 +58,8 @@ pub(crate) struct Source<'a> {
     pub file: PathBuf,
     pub text: &'a str,
     pub errors: Vec<ConfigError>,
+    /// Valid but dangerous or pointless settings; reported in the same located form.
+    pub warnings: Vec<ConfigError>,
 }
 
 impl<'a> Source<'a> {
@@ -66,6 +68,7 @@ impl<'a> Source<'a> {
             file,
             text,
             errors: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -78,6 +81,19 @@ impl<'a> Source<'a> {
     ) {
         let (line, column) = line_column(self.text, span.start);
         self.errors.push(ConfigError {
+            file: self.file.clone(),
+            line,
+            column,
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Records a setting that is valid but that an operator must know about (`check-config` and
+    /// `serve` print it).
+    pub fn warn(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) {
+        let (line, column) = line_column(self.text, span.start);
+        self.warnings.push(ConfigError {
             file: self.file.clone(),
             line,
             column,

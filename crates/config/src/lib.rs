@@ -6,6 +6,7 @@
 
 mod error;
 mod raw;
+mod rules;
 mod validate;
 mod values;
 
@@ -18,7 +19,7 @@ pub use error::{ConfigError, ConfigErrors};
 use strictmx_delivery::runner::QueueSettings;
 use strictmx_delivery::transport::TransportSettings;
 use strictmx_inbound::InboundSettings;
-use strictmx_resolve::ResolverSettings;
+use strictmx_resolve::{ResolverSettings, StsSettings};
 use strictmx_spool::SpoolSettings;
 
 /// The validated configuration of one strictmx instance.
@@ -40,7 +41,12 @@ pub struct Config {
     pub inbound: InboundSettings,
     pub resolver: ResolverSettings,
     pub transport: TransportSettings,
+    /// `[mta_sts]`; its extra CA file is `delivery.extra_ca_file`.
+    pub mta_sts: StsSettings,
     pub queue: QueueSettings,
+    /// Valid but dangerous or pointless settings (an `insecure_relax` rule, a rule that changes
+    /// nothing), located like errors; `check-config` prints them and `serve` logs them.
+    pub warnings: Vec<ConfigError>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +103,7 @@ impl Config {
         if source.errors.is_empty() {
             Ok(Config {
                 source: Some(path.to_path_buf()),
+                warnings: source.warnings,
                 ..config
             })
         } else {

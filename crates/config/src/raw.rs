@@ -28,6 +28,10 @@ pub struct RawConfig {
     pub retry: Option<RawRetry>,
     #[serde(default, rename = "route")]
     pub routes: Vec<RawRoute>,
+    pub mta_sts: Option<RawMtaSts>,
+    pub policy: Option<RawPolicy>,
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<RawRule>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -128,6 +132,9 @@ pub struct RawDns {
     pub nameservers: Option<Vec<Spanned<String>>>,
     pub timeout: S<String>,
     pub attempts: S<i64>,
+    pub dnssec: S<String>,
+    pub trust_anchor: S<String>,
+    pub trusted_nameservers: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -166,4 +173,37 @@ pub struct RawRetry {
 pub struct RawRoute {
     pub domain: Spanned<String>,
     pub next_hop: Spanned<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMtaSts {
+    pub enabled: Option<bool>,
+    pub fetch_timeout: S<String>,
+    pub connect_timeout: S<String>,
+    pub max_policy_size: S<RawSize>,
+    pub refresh_before: S<String>,
+    pub refresh_interval: S<String>,
+    pub forget_unused_after: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub tls_required_no_users: Option<Vec<Spanned<String>>>,
+    pub tls_required_no_networks: Option<Vec<Spanned<String>>>,
+}
+
+/// One `[[rule]]` table. Lists keep each element's place so an error names its line.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub name: S<String>,
+    pub domains: Option<Spanned<Vec<Spanned<String>>>>,
+    pub senders: Option<Spanned<Vec<Spanned<String>>>>,
+    pub require: S<String>,
+    pub pins: Option<Spanned<Vec<Spanned<String>>>>,
+    pub min_tls_version: S<String>,
+    pub fail_closed: Option<bool>,
+    pub insecure_relax: S<String>,
 }

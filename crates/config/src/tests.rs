@@ -50,6 +50,8 @@ fn an_unknown_key_is_rejected_in_every_table() {
         "[dns]",
         "[delivery]",
         "[retry]",
+        "[mta_sts]",
+        "[policy]",
     ];
     for table in tables {
         let text = format!("{table}\nno_such_key = 1\n");
@@ -68,6 +70,7 @@ fn an_unknown_key_is_rejected_in_every_table() {
         "[[listener]]\naddress = \"127.0.0.1:25\"",
         "[[route]]\ndomain = \"a.test\"\nnext_hop = \"b.test\"",
         "[[auth.user]]\nname = \"a\"\npassword_hash = \"$argon2id$x\"",
+        "[[rule]]\nfail_closed = true",
     ] {
         let text = format!("{array}\nno_such_key = 1\n");
         let errors = parse(&text).expect_err(array).0;
@@ -141,4 +144,298 @@ fn the_effective_configuration_printed_by_check_config_reads_back_the_same() {
             .collect()
     };
     assert_eq!(settings(&again.render()), settings(&rendered));
+}
+
+mod rules {
+    use strictmx_policy::rules::{
+        DomainPattern, MinRequirement, Pin, Relax, SenderPattern, TlsVersion,
+    };
+
+    use super::parse;
+
+    const PIN: &str = "spki-sha256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+
+    #[test]
+    fn every_rule_key_becomes_the_policy_crates_rule() {
+        let text = format!(
+            "[[rule]]\nname = \"bank\"\ndomains = [\"Bank.example\", \"*.bank.example\"]\nsenders = [\"reset@App.example\", \"@app.example\"]\nrequire = \"dane-only\"\npins = [\"{PIN}\", \"cert-sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"]\nmin_tls_version = \"TLSv1.3\"\nfail_closed = true\n"
+        );
+        let c = parse(&text).unwrap();
+        let r = &c.transport.policy.rules[0];
+        assert_eq!(r.name, "bank");
+        assert_eq!(
+            r.domains,
+            vec![
+                DomainPattern::Exact("bank.example".into()),
+                DomainPattern::Below("bank.example".into())
+            ]
+        );
+        assert_eq!(
+            r.senders,
+            vec![
+                SenderPattern::Address("reset@app.example".into()),
+                SenderPattern::Domain("app.example".into())
+            ]
+        );
+        assert_eq!(r.require, Some(MinRequirement::DaneOnly));
+        assert!(matches!(r.pins[0], Pin::Spki { sha256 } if sha256[0] == 0xe3));
+        assert_eq!(r.pins[1], Pin::Certificate { sha256: [0; 32] });
+        assert_eq!(r.min_tls_version, Some(TlsVersion::Tls13));
+        assert!(r.fail_closed);
+        assert_eq!(r.insecure_relax, None);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn a_rule_without_a_name_is_named_after_its_position() {
+        let c = parse("[[rule]]\nrequire = \"encrypted\"\n[[rule]]\nfail_closed = true\n").unwrap();
+        assert_eq!(c.transport.policy.rules[1].name, "rule[1]");
+    }
+
+    #[test]
+    fn each_bad_rule_value_is_reported_at_its_line_and_key() {
+        let text = "[[rule]]\n\
+                    domains = [\"ok.example\",\n  \"bad_domain\"]\n\
+                    senders = [\"nobody\"]\n\
+                    require = \"paranoid\"\n\
+                    pins = [\"spki-sha256:not base64\", \"spki-sha256:AAAA\", \"md5:AAAA\"]\n\
+                    min_tls_version = \"TLSv1.1\"\n\
+                    insecure_relax = \"plaintext\"\n\
+                    [[rule]]\ndomains = [\"a.*.example\"]\nrequire = \"verified\"\n";
+        let errors = parse(text).unwrap_err().0;
+        let found: Vec<(usize, &str)> = errors.iter().map(|e| (e.line, e.key.as_str())).collect();
+        assert_eq!(
+            found,
+            vec![
+                (3, "rule[0].domains[1]"),
+                (4, "rule[0].senders[0]"),
+                (6, "rule[0].pins[0]"),
+                (6, "rule[0].pins[1]"),
+                (6, "rule[0].pins[2]"),
+                (5, "rule[0].require"),
+                (7, "rule[0].min_tls_version"),
+                (8, "rule[0].insecure_relax"),
+                (10, "rule[1].domains[0]"),
+            ]
+        );
+        assert!(errors[4].message.contains("bytes long"), "{:?}", errors[4]);
+    }
+
+    #[test]
+    fn an_empty_list_is_refused_because_it_would_match_everything() {
+        let errors = parse("[[rule]]\nrequire = \"verified\"\nsenders = []\n")
+            .unwrap_err()
+            .0;
+        assert_eq!(
+            (errors[0].line, errors[0].key.as_str()),
+            (3, "rule[0].senders")
+        );
+    }
+
+    #[test]
+    fn insecure_relax_needs_domains_and_must_not_contradict_require() {
+        let errors = parse("[[rule]]\ninsecure_relax = \"encrypted\"\n[[rule]]\ndomains = [\"p.example\"]\nrequire = \"verified\"\ninsecure_relax = \"encrypted\"\n")
+            .unwrap_err()
+            .0;
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec!["rule[0].insecure_relax", "rule[1].insecure_relax"]
+        );
+        assert!(errors[0].message.contains("domains"));
+        assert!(errors[1].message.contains("contradicts"));
+    }
+
+    #[test]
+    fn insecure_relax_is_accepted_with_a_loud_warning() {
+        let c = parse("[[rule]]\nname = \"partner\"\ndomains = [\"partner.example\"]\ninsecure_relax = \"encrypted\"\n").unwrap();
+        assert_eq!(
+            c.transport.policy.rules[0].insecure_relax,
+            Some(Relax::Encrypted)
+        );
+        assert_eq!(c.warnings.len(), 1);
+        assert_eq!(c.warnings[0].line, 4);
+        assert!(c.warnings[0].message.contains("partner.example"));
+        assert!(c.warnings[0].message.contains("not verified"));
+    }
+
+    #[test]
+    fn a_rule_that_demands_nothing_is_a_warning() {
+        let c = parse("[[rule]]\nname = \"idle\"\ndomains = [\"x.example\"]\n").unwrap();
+        assert_eq!(c.warnings[0].key, "rule[0]");
+    }
+
+    #[test]
+    fn two_rules_with_the_same_name_are_refused() {
+        let errors = parse("[[rule]]\nname = \"a\"\nfail_closed = true\n[[rule]]\nname = \"a\"\nfail_closed = true\n")
+            .unwrap_err()
+            .0;
+        assert_eq!(
+            (errors[0].line, errors[0].key.as_str()),
+            (5, "rule[1].name")
+        );
+    }
+}
+
+mod dns {
+    use std::net::SocketAddr;
+    use std::path::Path;
+
+    use strictmx_resolve::DnssecMode;
+
+    use super::{Config, parse};
+
+    #[test]
+    fn dnssec_defaults_to_validating_from_the_embedded_root_anchor() {
+        let c = parse("[dns]\nnameservers = [\"192.0.2.1\"]\n").unwrap();
+        assert_eq!(
+            c.resolver.dnssec,
+            DnssecMode::Validate { trust_anchor: None }
+        );
+        assert_eq!(
+            Config::embedded_default().resolver.dnssec,
+            DnssecMode::Validate { trust_anchor: None }
+        );
+    }
+
+    #[test]
+    fn a_trust_anchor_file_is_relative_to_the_configuration_and_must_exist() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let c = Config::parse(
+            "[dns]\ndnssec = \"validate\"\ntrust_anchor = \"Cargo.toml\"\n",
+            &dir.join("strictmx.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.resolver.dnssec,
+            DnssecMode::Validate {
+                trust_anchor: Some(dir.join("Cargo.toml"))
+            }
+        );
+        let errors = parse("[dns]\ntrust_anchor = \"/no/such/anchor.key\"\n")
+            .unwrap_err()
+            .0;
+        assert_eq!(
+            (errors[0].line, errors[0].key.as_str()),
+            (2, "dns.trust_anchor")
+        );
+    }
+
+    #[test]
+    fn trusting_the_resolver_is_refused_for_a_resolver_off_loopback_unless_listed() {
+        let text = "[dns]\nnameservers = [\"127.0.0.1:53\",\n  \"192.0.2.53\"]\ndnssec = \"trust-resolver\"\n";
+        let errors = parse(text).unwrap_err().0;
+        assert_eq!(
+            (errors[0].line, errors[0].key.as_str()),
+            (3, "dns.nameservers[1]")
+        );
+        assert!(errors[0].message.contains("192.0.2.53:53"), "{errors:?}");
+
+        let text = "[dns]\nnameservers = [\"192.0.2.53\"]\ndnssec = \"trust-resolver\"\ntrusted_nameservers = [\"192.0.2.53:53\"]\n";
+        let c = parse(text).unwrap();
+        assert_eq!(c.resolver.dnssec, DnssecMode::TrustResolver);
+        let trusted: SocketAddr = "192.0.2.53:53".parse().unwrap();
+        assert_eq!(c.resolver.trusted_nameservers, vec![trusted]);
+    }
+
+    #[test]
+    fn the_settings_of_one_dnssec_mode_are_flagged_under_the_other() {
+        let errors =
+            parse("[dns]\ndnssec = \"trust-resolver\"\ntrust_anchor = \"/etc/hostname\"\n")
+                .unwrap_err()
+                .0;
+        assert_eq!(errors[0].key, "dns.trust_anchor");
+        let c = parse("[dns]\ntrusted_nameservers = [\"192.0.2.53\"]\n").unwrap();
+        assert_eq!(c.warnings[0].key, "dns.trusted_nameservers");
+    }
+
+    #[test]
+    fn an_unknown_dnssec_mode_is_an_error_at_its_line() {
+        let errors = parse("[dns]\n\ndnssec = \"hope\"\n").unwrap_err().0;
+        assert_eq!((errors[0].line, errors[0].key.as_str()), (3, "dns.dnssec"));
+        assert!(errors[0].message.contains("trust-resolver"));
+    }
+}
+
+mod mta_sts {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::{Config, parse};
+
+    #[test]
+    fn every_mta_sts_key_reaches_the_resolver_settings() {
+        let c = parse("[mta_sts]\nenabled = false\nfetch_timeout = \"20s\"\nconnect_timeout = \"5s\"\nmax_policy_size = \"32KiB\"\nrefresh_before = \"12h\"\nrefresh_interval = \"10m\"\nforget_unused_after = \"7d\"\n").unwrap();
+        let m = &c.mta_sts;
+        assert!(!m.enabled);
+        assert_eq!(m.fetch_timeout, Duration::from_secs(20));
+        assert_eq!(m.connect_timeout, Duration::from_secs(5));
+        assert_eq!(m.max_policy_size, 32 * 1024);
+        assert_eq!(m.refresh_before, Duration::from_secs(12 * 3600));
+        assert_eq!(m.refresh_interval, Duration::from_secs(600));
+        assert_eq!(m.forget_unused_after, Duration::from_secs(7 * 86400));
+    }
+
+    #[test]
+    fn policy_hosts_trust_the_same_extra_cas_as_receivers() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let c = Config::parse(
+            "[delivery]\nextra_ca_file = \"Cargo.toml\"\n",
+            &dir.join("strictmx.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.mta_sts.extra_ca_file, Some(dir.join("Cargo.toml")));
+        assert!(Config::embedded_default().mta_sts.enabled);
+    }
+
+    #[test]
+    fn bad_mta_sts_values_are_errors_at_their_lines() {
+        let errors = parse(
+            "[mta_sts]\nfetch_timeout = \"5s\"\nconnect_timeout = \"10s\"\nmax_policy_size = 10\n",
+        )
+        .unwrap_err()
+        .0;
+        let found: Vec<(usize, &str)> = errors.iter().map(|e| (e.line, e.key.as_str())).collect();
+        assert_eq!(
+            found,
+            vec![
+                (4, "mta_sts.max_policy_size"),
+                (3, "mta_sts.connect_timeout")
+            ]
+        );
+    }
+}
+
+mod tls_required_no {
+    use super::parse;
+
+    #[test]
+    fn nobody_may_relax_policy_with_tls_required_no_by_default() {
+        let c = parse("").unwrap();
+        assert!(c.transport.tls_required_no.users.is_empty());
+        assert!(c.transport.tls_required_no.networks.is_empty());
+    }
+
+    #[test]
+    fn users_and_networks_are_granted_the_header() {
+        let c = parse("[[auth.user]]\nname = \"ops\"\npassword_hash = \"$argon2id$x\"\n[policy]\ntls_required_no_users = [\"ops\"]\ntls_required_no_networks = [\"10.1.0.0/16\", \"192.0.2.7\"]\n").unwrap();
+        let p = &c.transport.tls_required_no;
+        assert_eq!(p.users, vec!["ops".to_string()]);
+        let nets: Vec<String> = p.networks.iter().map(ToString::to_string).collect();
+        assert_eq!(nets, vec!["10.1.0.0/16", "192.0.2.7/32"]);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn an_unknown_user_is_a_warning_and_a_bad_network_an_error() {
+        let c = parse("[policy]\ntls_required_no_users = [\"ghost\"]\n").unwrap();
+        assert_eq!(c.warnings[0].key, "policy.tls_required_no_users[0]");
+        let errors = parse("[policy]\ntls_required_no_networks = [\"10.1.2.3/8\"]\n")
+            .unwrap_err()
+            .0;
+        assert_eq!(
+            (errors[0].line, errors[0].key.as_str()),
+            (2, "policy.tls_required_no_networks[0]")
+        );
+    }
 }

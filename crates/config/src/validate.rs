@@ -13,7 +13,7 @@ use strictmx_delivery::runner::QueueSettings;
 use strictmx_delivery::transport::{Route, TransportSettings};
 use strictmx_inbound::{InboundSettings, ListenerSettings, Role, ServerTlsSettings, User};
 use strictmx_policy::DefaultRequirement;
-use strictmx_resolve::ResolverSettings;
+use strictmx_resolve::{DnssecMode, ResolverSettings, StsSettings};
 use strictmx_spool::SpoolSettings;
 
 use crate::error::Source;
@@ -149,10 +149,15 @@ pub(crate) fn build(raw: &RawConfig, src: &mut Source<'_>, base: Option<&Path>) 
 
     let mut inbound = build_inbound(raw, src, base, &hostname);
     inbound.shutdown_grace = shutdown_grace;
-    let resolver = build_dns(raw.dns.as_ref(), src);
-    let transport = build_transport(raw, src, base, &hostname);
+    let resolver = build_dns(raw.dns.as_ref(), src, base);
+    let mut transport = build_transport(raw, src, base, &hostname);
+    if let Some(p) = &raw.policy {
+        build_tls_required_no(p, &inbound.users, &mut transport, src);
+    }
+    let mta_sts = build_mta_sts(raw.mta_sts.as_ref(), &transport, src);
     let mut queue = build_queue(raw, src, &hostname);
     queue.shutdown_grace = shutdown_grace;
+    transport.policy.rules = crate::rules::build(&raw.rules, src);
 
     Config {
         source: None,
@@ -166,7 +171,9 @@ pub(crate) fn build(raw: &RawConfig, src: &mut Source<'_>, base: Option<&Path>) 
         inbound,
         resolver,
         transport,
+        mta_sts,
         queue,
+        warnings: Vec::new(),
     }
 }
 
@@ -443,32 +450,111 @@ fn check_hash(hash: &str) -> Result<(), String> {
     }
 }
 
-fn build_dns(raw: Option<&RawDns>, src: &mut Source<'_>) -> ResolverSettings {
+fn build_dns(raw: Option<&RawDns>, src: &mut Source<'_>, base: Option<&Path>) -> ResolverSettings {
     let mut s = ResolverSettings::default();
     let Some(raw) = raw else { return s };
-    if let Some(ns) = &raw.nameservers {
-        s.nameservers = ns
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| {
-                let text = n.get_ref();
-                let parsed = values::socket_addr(text)
-                    .or_else(|_| values::ip(text).map(|ip| (ip, 53).into()));
-                match parsed {
-                    Ok(a) => Some(a),
-                    Err(m) => {
-                        src.error(n.span(), format!("dns.nameservers[{i}]"), m);
-                        None
-                    }
-                }
-            })
-            .collect();
-    }
+    s.nameservers = nameservers(src, "dns.nameservers", raw.nameservers.as_deref());
     s.timeout = opt(src, "dns.timeout", &raw.timeout, s.timeout, dur);
     s.attempts = opt(src, "dns.attempts", &raw.attempts, s.attempts, |n| {
         values::count(*n, 1)
     });
+    s.trusted_nameservers = nameservers(
+        src,
+        "dns.trusted_nameservers",
+        raw.trusted_nameservers.as_deref(),
+    );
+    let trust_anchor = opt(src, "dns.trust_anchor", &raw.trust_anchor, None, |p| {
+        existing_file(base, p).map(Some)
+    });
+    s.dnssec = opt(
+        src,
+        "dns.dnssec",
+        &raw.dnssec,
+        s.dnssec.clone(),
+        |m| match m.as_str() {
+            "validate" => Ok(DnssecMode::Validate {
+                trust_anchor: trust_anchor.clone(),
+            }),
+            "trust-resolver" => Ok(DnssecMode::TrustResolver),
+            other => Err(format!(
+                "`{other}` is not a DNSSEC mode: use \"validate\" or \"trust-resolver\""
+            )),
+        },
+    );
+    if let DnssecMode::Validate { trust_anchor: None } = &s.dnssec {
+        s.dnssec = DnssecMode::Validate { trust_anchor };
+    }
+    check_dnssec_mode(raw, &s, src);
     s
+}
+
+/// The settings of one DNSSEC mode must not appear under the other; and the AD bit is trusted
+/// only from resolvers an attacker on the path cannot impersonate.
+fn check_dnssec_mode(raw: &RawDns, s: &ResolverSettings, src: &mut Source<'_>) {
+    match &s.dnssec {
+        DnssecMode::TrustResolver => {
+            if let Some(anchor) = &raw.trust_anchor {
+                src.error(
+                    anchor.span(),
+                    "dns.trust_anchor",
+                    "a trust anchor is only used with dnssec = \"validate\"; with \"trust-resolver\" the resolver validates",
+                );
+            }
+            let listed = raw.nameservers.iter().flatten();
+            for (i, (text, addr)) in listed.zip(&s.nameservers).enumerate() {
+                if !addr.ip().is_loopback() && !s.trusted_nameservers.contains(addr) {
+                    src.error(
+                        text.span(),
+                        format!("dns.nameservers[{i}]"),
+                        format!("dnssec = \"trust-resolver\" trusts the AD bit only from resolvers on loopback or listed in dns.trusted_nameservers; {addr} is neither"),
+                    );
+                }
+            }
+        }
+        DnssecMode::Validate { .. } => {
+            if let Some(first) = raw.trusted_nameservers.iter().flatten().next() {
+                src.warn(
+                    first.span(),
+                    "dns.trusted_nameservers",
+                    "only used with dnssec = \"trust-resolver\"; strictmx validates DNSSEC itself",
+                );
+            }
+        }
+    }
+}
+
+/// `ip:port` or a bare IP (port 53), each error at its element.
+fn nameservers(
+    src: &mut Source<'_>,
+    key: &str,
+    list: Option<&[Spanned<String>]>,
+) -> Vec<std::net::SocketAddr> {
+    list.unwrap_or_default()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| {
+            let text = n.get_ref();
+            let parsed =
+                values::socket_addr(text).or_else(|_| values::ip(text).map(|ip| (ip, 53).into()));
+            match parsed {
+                Ok(a) => Some(a),
+                Err(m) => {
+                    src.error(n.span(), format!("{key}[{i}]"), m);
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// A path (relative to the configuration file) that must name an existing file.
+fn existing_file(base: Option<&Path>, text: &String) -> Result<PathBuf, String> {
+    let p = path_in(base)(text)?;
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(format!("{} does not exist or is not a file", p.display()))
+    }
 }
 
 fn build_transport(
@@ -607,6 +693,116 @@ fn build_transport(
             }
             s.routes.push(Route { domain, host, port });
         }
+    }
+    s
+}
+
+/// `[policy]`: who may relax recipient-domain policy with `TLS-Required: No` (RFC 8689 §5).
+fn build_tls_required_no(
+    raw: &RawPolicy,
+    users: &[User],
+    transport: &mut TransportSettings,
+    src: &mut Source<'_>,
+) {
+    let permission = &mut transport.tls_required_no;
+    for (i, u) in raw.tls_required_no_users.iter().flatten().enumerate() {
+        let key = format!("policy.tls_required_no_users[{i}]");
+        let name = u.get_ref().trim();
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            src.error(
+                u.span(),
+                key,
+                "a user name must be non-empty and without spaces",
+            );
+            continue;
+        }
+        if !users.iter().any(|known| known.name == name) {
+            src.warn(
+                u.span(),
+                key,
+                format!("`{name}` is not a user of [auth]: no submitter can be this user"),
+            );
+        }
+        permission.users.push(name.to_string());
+    }
+    for (i, n) in raw.tls_required_no_networks.iter().flatten().enumerate() {
+        match values::network(n.get_ref()) {
+            Ok(net) => permission.networks.push(net),
+            Err(m) => src.error(n.span(), format!("policy.tls_required_no_networks[{i}]"), m),
+        }
+    }
+}
+
+/// `[mta_sts]`; policy hosts are verified against the same extra CAs as receivers.
+fn build_mta_sts(
+    raw: Option<&RawMtaSts>,
+    transport: &TransportSettings,
+    src: &mut Source<'_>,
+) -> StsSettings {
+    let mut s = StsSettings {
+        extra_ca_file: transport.extra_ca_file.clone(),
+        ..StsSettings::default()
+    };
+    let Some(raw) = raw else { return s };
+    s.enabled = raw.enabled.unwrap_or(s.enabled);
+    let k = |key: &str| format!("mta_sts.{key}");
+    s.fetch_timeout = opt(
+        src,
+        &k("fetch_timeout"),
+        &raw.fetch_timeout,
+        s.fetch_timeout,
+        dur,
+    );
+    s.connect_timeout = opt(
+        src,
+        &k("connect_timeout"),
+        &raw.connect_timeout,
+        s.connect_timeout,
+        dur,
+    );
+    // RFC 8461 §3.3 names no limit; policies are a few hundred bytes, and 64 KiB is what
+    // other implementations accept.
+    s.max_policy_size = opt(
+        src,
+        &k("max_policy_size"),
+        &raw.max_policy_size,
+        s.max_policy_size,
+        |v| {
+            let n = values::size(v)?;
+            if n < 1024 {
+                return Err(format!("{n} bytes is too small for an MTA-STS policy"));
+            }
+            usize::try_from(n).map_err(|_| format!("{n} is out of range"))
+        },
+    );
+    s.refresh_before = opt(
+        src,
+        &k("refresh_before"),
+        &raw.refresh_before,
+        s.refresh_before,
+        dur,
+    );
+    s.refresh_interval = opt(
+        src,
+        &k("refresh_interval"),
+        &raw.refresh_interval,
+        s.refresh_interval,
+        dur,
+    );
+    s.forget_unused_after = opt(
+        src,
+        &k("forget_unused_after"),
+        &raw.forget_unused_after,
+        s.forget_unused_after,
+        dur,
+    );
+    if s.connect_timeout > s.fetch_timeout {
+        let span = raw.connect_timeout.as_ref().map_or(0..0, Spanned::span);
+        src.error(
+            span,
+            k("connect_timeout"),
+            "must not be longer than mta_sts.fetch_timeout, which bounds the whole fetch",
+        );
     }
     s
 }
@@ -799,7 +995,7 @@ pub(crate) fn render(c: &Config) -> String {
         .collect();
     let _ = writeln!(
         o,
-        "[dns]\nnameservers = [{}]{}\ntimeout = {}\nattempts = {}\n",
+        "[dns]\nnameservers = [{}]{}\ntimeout = {}\nattempts = {}",
         ns.join(", "),
         if ns.is_empty() {
             " # from /etc/resolv.conf"
@@ -809,6 +1005,30 @@ pub(crate) fn render(c: &Config) -> String {
         q(&d(c.resolver.timeout)),
         c.resolver.attempts
     );
+    let (mode, anchor) = match &c.resolver.dnssec {
+        DnssecMode::Validate { trust_anchor } => ("validate", trust_anchor.as_ref()),
+        DnssecMode::TrustResolver => ("trust-resolver", None),
+    };
+    let _ = writeln!(o, "dnssec = {}", q(mode));
+    match anchor {
+        Some(p) => {
+            let _ = writeln!(o, "trust_anchor = {}", q(&p.display().to_string()));
+        }
+        None if mode == "validate" => {
+            let _ = writeln!(
+                o,
+                "# trust_anchor: the IANA root anchor built into strictmx"
+            );
+        }
+        None => {}
+    }
+    let trusted: Vec<String> = c
+        .resolver
+        .trusted_nameservers
+        .iter()
+        .map(|n| q(&n.to_string()))
+        .collect();
+    let _ = writeln!(o, "trusted_nameservers = [{}]\n", trusted.join(", "));
     let t = &c.transport;
     let default_tls = match t.policy.default_requirement {
         DefaultRequirement::Opportunistic => "opportunistic",
@@ -839,6 +1059,18 @@ pub(crate) fn render(c: &Config) -> String {
         q(default_tls),
         t.policy.insecure_plaintext_fallback
     );
+    let m = &c.mta_sts;
+    let _ = writeln!(
+        o,
+        "[mta_sts]\nenabled = {}\nfetch_timeout = {}\nconnect_timeout = {}\nmax_policy_size = {}\nrefresh_before = {}\nrefresh_interval = {}\nforget_unused_after = {}\n",
+        m.enabled,
+        q(&d(m.fetch_timeout)),
+        q(&d(m.connect_timeout)),
+        m.max_policy_size,
+        q(&d(m.refresh_before)),
+        q(&d(m.refresh_interval)),
+        q(&d(m.forget_unused_after)),
+    );
     let r = &c.queue.retry;
     let _ = writeln!(
         o,
@@ -851,6 +1083,16 @@ pub(crate) fn render(c: &Config) -> String {
         q(&r.delay_dsn_after.map_or("never".to_string(), d)),
         q(&d(c.queue.destination_backoff))
     );
+    let p = &t.tls_required_no;
+    let users: Vec<String> = p.users.iter().map(|u| q(u)).collect();
+    let nets: Vec<String> = p.networks.iter().map(|n| q(&n.to_string())).collect();
+    let _ = writeln!(
+        o,
+        "[policy]\ntls_required_no_users = [{}]\ntls_required_no_networks = [{}]\n",
+        users.join(", "),
+        nets.join(", ")
+    );
+    crate::rules::render(&t.policy.rules, o);
     for route in &t.routes {
         let _ = writeln!(
             o,

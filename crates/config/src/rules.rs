@@ -1,0 +1,344 @@
+//! `[[rule]]` tables → `strictmx_policy::rules::Rule`: patterns, requirements, pins, overrides.
+//!
+//! Checks each value where it stands (an error names the rule's line and key) and the rule as a
+//! whole (a relax override needs named domains and cannot sit beside a demand for verification).
+//! What a rule means at delivery time is decided by `strictmx-policy`; rendering the rules back
+//! as TOML for `check-config` is here too, so the two stay in step.
+
+use std::collections::HashSet;
+use std::fmt::Write;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use toml::Spanned;
+
+use strictmx_policy::rules::{
+    DomainPattern, MinRequirement, Pin, Relax, Rule, SenderPattern, TlsVersion,
+};
+
+use crate::error::Source;
+use crate::raw::RawRule;
+use crate::values;
+
+/// Validates every `[[rule]]`; rules with errors are left out (the errors make the file invalid).
+pub(crate) fn build(raw: &[RawRule], src: &mut Source<'_>) -> Vec<Rule> {
+    let mut names = HashSet::new();
+    let mut rules = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let errors_before = src.errors.len();
+        let rule = build_one(i, r, src);
+        if let Some(name) = &r.name
+            && !names.insert(rule.name.clone())
+        {
+            src.error(
+                name.span(),
+                format!("rule[{i}].name"),
+                format!("another rule is already named `{}`", rule.name),
+            );
+        }
+        if src.errors.len() == errors_before {
+            rules.push(rule);
+        }
+    }
+    rules
+}
+
+fn build_one(i: usize, r: &RawRule, src: &mut Source<'_>) -> Rule {
+    let key = |k: &str| format!("rule[{i}].{k}");
+    let name = match &r.name {
+        Some(n) if n.get_ref().trim().is_empty() => {
+            src.error(n.span(), key("name"), "a rule name must not be empty");
+            format!("rule[{i}]")
+        }
+        Some(n) => n.get_ref().trim().to_string(),
+        None => format!("rule[{i}]"),
+    };
+    let domains = list(src, &key("domains"), r.domains.as_ref(), domain_pattern);
+    let senders = list(src, &key("senders"), r.senders.as_ref(), sender_pattern);
+    let pins = list(src, &key("pins"), r.pins.as_ref(), pin);
+    let require = one(src, &key("require"), &r.require, min_requirement);
+    let min_tls_version = one(
+        src,
+        &key("min_tls_version"),
+        &r.min_tls_version,
+        tls_version,
+    );
+    let insecure_relax = one(src, &key("insecure_relax"), &r.insecure_relax, relax);
+    let rule = Rule {
+        name,
+        domains,
+        senders,
+        require,
+        pins,
+        min_tls_version,
+        fail_closed: r.fail_closed.unwrap_or(false),
+        insecure_relax,
+    };
+    check_relax(i, r, &rule, src);
+    if let (Some(message), Some(v)) = (relax_warning(&rule), &r.insecure_relax) {
+        src.warn(v.span(), key("insecure_relax"), message);
+    }
+    let demands_nothing = rule.require.is_none()
+        && rule.pins.is_empty()
+        && rule.min_tls_version.is_none()
+        && !rule.fail_closed
+        && rule.insecure_relax.is_none();
+    if demands_nothing {
+        let span = r.name.as_ref().map_or(0..0, Spanned::span);
+        src.warn(
+            span,
+            format!("rule[{i}]"),
+            "this rule sets none of require, pins, min_tls_version, fail_closed or insecure_relax: it changes nothing",
+        );
+    }
+    rule
+}
+
+/// The relax override loosens what a destination publishes, so it must name its destinations and
+/// must not contradict the same rule's own demand.
+fn check_relax(i: usize, r: &RawRule, rule: &Rule, src: &mut Source<'_>) {
+    let Some(span) = r.insecure_relax.as_ref().map(Spanned::span) else {
+        return;
+    };
+    if rule.insecure_relax.is_none() {
+        return;
+    }
+    let key = format!("rule[{i}].insecure_relax");
+    if rule.domains.is_empty() {
+        src.error(
+            span.clone(),
+            &key,
+            "insecure_relax must be limited to the broken receiver's domains: set `domains`",
+        );
+    }
+    if matches!(
+        rule.require,
+        Some(MinRequirement::Verified | MinRequirement::DaneOnly)
+    ) {
+        src.error(
+            span,
+            &key,
+            "insecure_relax accepts an unverified certificate, which contradicts this rule's `require`",
+        );
+    }
+}
+
+fn list<T>(
+    src: &mut Source<'_>,
+    key: &str,
+    values: Option<&Spanned<Vec<Spanned<String>>>>,
+    parse: fn(&str) -> Result<T, String>,
+) -> Vec<T> {
+    let Some(values) = values else {
+        return Vec::new();
+    };
+    if values.get_ref().is_empty() {
+        // An empty list reads like "nothing" but would mean "everything": make the author omit it.
+        src.error(
+            values.span(),
+            key,
+            "an empty list is not allowed here: omit the key to match everything",
+        );
+        return Vec::new();
+    }
+    values
+        .get_ref()
+        .iter()
+        .enumerate()
+        .filter_map(|(n, v)| match parse(v.get_ref()) {
+            Ok(t) => Some(t),
+            Err(m) => {
+                src.error(v.span(), format!("{key}[{n}]"), m);
+                None
+            }
+        })
+        .collect()
+}
+
+fn one<T>(
+    src: &mut Source<'_>,
+    key: &str,
+    value: &Option<Spanned<String>>,
+    parse: fn(&str) -> Result<T, String>,
+) -> Option<T> {
+    let v = value.as_ref()?;
+    match parse(v.get_ref()) {
+        Ok(t) => Some(t),
+        Err(m) => {
+            src.error(v.span(), key, m);
+            None
+        }
+    }
+}
+
+/// `bank.example` (that domain) or `*.bank.example` (any name below it, not itself).
+pub(crate) fn domain_pattern(text: &str) -> Result<DomainPattern, String> {
+    match text.strip_prefix("*.") {
+        Some(parent) => values::domain(parent).map(DomainPattern::Below),
+        None if text.contains('*') => Err(format!(
+            "`{text}` is not a domain pattern: a wildcard is only allowed as the whole first label, as in \"*.example.com\""
+        )),
+        None => values::domain(text).map(DomainPattern::Exact),
+    }
+}
+
+/// `reset@app.example` (that address) or `@app.example` (anyone in that domain).
+pub(crate) fn sender_pattern(text: &str) -> Result<SenderPattern, String> {
+    let Some((local, domain)) = text.rsplit_once('@') else {
+        return Err(format!(
+            "`{text}` is not a sender pattern: use an address (\"reset@app.example\") or a domain (\"@app.example\")"
+        ));
+    };
+    let domain = values::domain(domain)?;
+    if local.is_empty() {
+        return Ok(SenderPattern::Domain(domain));
+    }
+    if local.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err(format!("`{text}` has spaces in its local part"));
+    }
+    Ok(SenderPattern::Address(format!("{local}@{domain}")))
+}
+
+/// `spki-sha256:<base64>` or `cert-sha256:<base64>`, the digest 32 bytes long.
+pub(crate) fn pin(text: &str) -> Result<Pin, String> {
+    let (kind, encoded) = text.split_once(':').ok_or_else(|| {
+        format!("`{text}` is not a pin: use \"spki-sha256:<base64>\" or \"cert-sha256:<base64>\"")
+    })?;
+    let digest = STANDARD
+        .decode(encoded.trim())
+        .map_err(|e| format!("the digest in `{text}` is not base64 ({e})"))?;
+    let sha256: [u8; 32] = digest.as_slice().try_into().map_err(|_| {
+        format!(
+            "the digest in `{text}` is {} bytes long; a SHA-256 digest is 32",
+            digest.len()
+        )
+    })?;
+    match kind {
+        "spki-sha256" => Ok(Pin::Spki { sha256 }),
+        "cert-sha256" => Ok(Pin::Certificate { sha256 }),
+        other => Err(format!(
+            "`{other}` is not a pin kind: use \"spki-sha256\" or \"cert-sha256\""
+        )),
+    }
+}
+
+fn min_requirement(text: &str) -> Result<MinRequirement, String> {
+    match text {
+        "opportunistic" => Ok(MinRequirement::Opportunistic),
+        "encrypted" => Ok(MinRequirement::Encrypted),
+        "verified" => Ok(MinRequirement::Verified),
+        "dane-only" => Ok(MinRequirement::DaneOnly),
+        other => Err(format!(
+            "`{other}` is not a requirement: use \"opportunistic\", \"encrypted\", \"verified\" or \"dane-only\""
+        )),
+    }
+}
+
+fn tls_version(text: &str) -> Result<TlsVersion, String> {
+    match text {
+        "TLSv1.2" => Ok(TlsVersion::Tls12),
+        "TLSv1.3" => Ok(TlsVersion::Tls13),
+        other => Err(format!(
+            "`{other}` is not a TLS version: use \"TLSv1.2\" or \"TLSv1.3\""
+        )),
+    }
+}
+
+fn relax(text: &str) -> Result<Relax, String> {
+    match text {
+        "encrypted" => Ok(Relax::Encrypted),
+        other => Err(format!(
+            "`{other}` is not a relax level: the only one is \"encrypted\" (TLS stays mandatory, the certificate is not checked)"
+        )),
+    }
+}
+
+/// The warning an operator must see whenever a rule relaxes published policy.
+pub(crate) fn relax_warning(rule: &Rule) -> Option<String> {
+    rule.insecure_relax?;
+    let domains: Vec<String> = rule.domains.iter().map(domain_text).collect();
+    Some(format!(
+        "rule `{}` relaxes published MTA-STS and DANE policy to \"encrypted\" for {}: certificates of these receivers are not verified{}",
+        rule.name,
+        domains.join(", "),
+        if rule.pins.is_empty() {
+            " and an active attacker can read their mail"
+        } else {
+            " (the rule's pins are still checked)"
+        }
+    ))
+}
+
+fn domain_text(d: &DomainPattern) -> String {
+    match d {
+        DomainPattern::Exact(d) => d.clone(),
+        DomainPattern::Below(d) => format!("*.{d}"),
+    }
+}
+
+fn sender_text(s: &SenderPattern) -> String {
+    match s {
+        SenderPattern::Address(a) => a.clone(),
+        SenderPattern::Domain(d) => format!("@{d}"),
+    }
+}
+
+fn pin_text(p: &Pin) -> String {
+    match p {
+        Pin::Spki { sha256 } => format!("spki-sha256:{}", STANDARD.encode(sha256)),
+        Pin::Certificate { sha256 } => format!("cert-sha256:{}", STANDARD.encode(sha256)),
+    }
+}
+
+fn requirement_text(r: MinRequirement) -> &'static str {
+    match r {
+        MinRequirement::Opportunistic => "opportunistic",
+        MinRequirement::Encrypted => "encrypted",
+        MinRequirement::Verified => "verified",
+        MinRequirement::DaneOnly => "dane-only",
+    }
+}
+
+/// The rules as `[[rule]]` tables that validate back into the same rules.
+pub(crate) fn render(rules: &[Rule], out: &mut String) {
+    let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let qs = |items: Vec<String>| {
+        let quoted: Vec<String> = items.iter().map(|s| q(s)).collect();
+        format!("[{}]", quoted.join(", "))
+    };
+    for r in rules {
+        let _ = writeln!(out, "[[rule]]\nname = {}", q(&r.name));
+        if !r.domains.is_empty() {
+            let _ = writeln!(
+                out,
+                "domains = {}",
+                qs(r.domains.iter().map(domain_text).collect())
+            );
+        }
+        if !r.senders.is_empty() {
+            let _ = writeln!(
+                out,
+                "senders = {}",
+                qs(r.senders.iter().map(sender_text).collect())
+            );
+        }
+        if let Some(req) = r.require {
+            let _ = writeln!(out, "require = {}", q(requirement_text(req)));
+        }
+        if !r.pins.is_empty() {
+            let _ = writeln!(out, "pins = {}", qs(r.pins.iter().map(pin_text).collect()));
+        }
+        if let Some(v) = r.min_tls_version {
+            let v = match v {
+                TlsVersion::Tls12 => "TLSv1.2",
+                TlsVersion::Tls13 => "TLSv1.3",
+            };
+            let _ = writeln!(out, "min_tls_version = {}", q(v));
+        }
+        let _ = writeln!(out, "fail_closed = {}", r.fail_closed);
+        if let Some(Relax::Encrypted) = r.insecure_relax {
+            let _ = writeln!(out, "insecure_relax = \"encrypted\"");
+        }
+        out.push('\n');
+    }
+}
