@@ -1,12 +1,17 @@
-//! The one error type of the resolve crate; each variant knows whether a retry can help.
+//! The one error type of the resolve crate; each variant knows whether a retry can help and,
+//! for MTA-STS fetches, which TLSRPT result type it is.
 //!
-//! Callers decide with `is_transient()` (defer) versus a permanent answer (bounce); they never
-//! look at the text.
+//! Callers decide with `is_transient()` (defer) versus a permanent answer (bounce), and with
+//! `tlsrpt_result()` what to report; they never look at the text.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use hickory_resolver::net::NetError;
-use strictmx_policy::MxFacts;
+use strictmx_policy::report::ResultType;
+use strictmx_policy::{Dnssec, MxFacts};
+use strictmx_spool::SpoolError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
@@ -46,13 +51,83 @@ pub enum ResolveError {
         response_code: String,
     },
 
-    /// Any other lookup failure (network error, malformed answer, bogus DNSSEC data).
+    /// Any other lookup failure (network error, malformed answer).
     #[error("{record_type} lookup for {name} failed")]
     Lookup {
         name: String,
         record_type: &'static str,
         #[source]
         source: Box<NetError>,
+    },
+
+    /// The answer is signed but does not validate (RFC 4035 §5.5): an attack or a broken zone.
+    #[error("{record_type} answer for {name} is DNSSEC-bogus")]
+    Bogus {
+        name: String,
+        record_type: &'static str,
+    },
+
+    /// The trust anchor file could not be read or holds no DNSKEY record.
+    #[error("cannot use DNSSEC trust anchor {path}: {reason}")]
+    TrustAnchor { path: PathBuf, reason: String },
+
+    /// The `resolver` DNSSEC mode trusts the AD bit only from resolvers on loopback or listed
+    /// as trusted, because anyone on the path could set it.
+    #[error(
+        "DNSSEC mode \"resolver\" trusts the AD bit of {nameserver}, which is neither on loopback nor in dns.trusted_nameservers"
+    )]
+    UntrustedResolver { nameserver: SocketAddr },
+
+    /// The extra CA bundle for MTA-STS policy hosts could not be used.
+    #[error("cannot use CA bundle {path}: {reason}")]
+    CaBundle { path: PathBuf, reason: String },
+
+    /// The HTTPS client could not be built.
+    #[error("cannot build the HTTPS client")]
+    HttpsClient {
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// The policy host could not be reached or the transfer failed (RFC 8461 §3.3).
+    #[error("MTA-STS policy fetch for {domain} failed")]
+    StsTransport {
+        domain: String,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// The policy host's certificate did not verify (RFC 8461 §3.3: web PKI, host name
+    /// `mta-sts.<domain>`).
+    #[error("MTA-STS policy host mta-sts.{domain} presented an invalid certificate: {reason}")]
+    StsCertificate { domain: String, reason: String },
+
+    /// Anything but 200, redirects included (RFC 8461 §3.3).
+    #[error("MTA-STS policy host mta-sts.{domain} answered HTTP {status}")]
+    StsStatus { domain: String, status: u16 },
+
+    /// The body was not `text/plain` (RFC 8461 §3.3).
+    #[error("MTA-STS policy for {domain} has media type {found:?}, not text/plain")]
+    StsContentType { domain: String, found: String },
+
+    /// The body exceeded the configured size cap.
+    #[error("MTA-STS policy for {domain} is larger than {limit} bytes")]
+    StsTooLarge { domain: String, limit: usize },
+
+    /// The body is not UTF-8 or does not parse as an RFC 8461 §3.2 policy.
+    #[error("MTA-STS policy for {domain} is invalid: {reason}")]
+    StsInvalid { domain: String, reason: String },
+
+    /// The whole fetch took longer than the configured time.
+    #[error("MTA-STS policy fetch for {domain} timed out after {elapsed:?}")]
+    StsTimeout { domain: String, elapsed: Duration },
+
+    /// The policy cache in the spool failed.
+    #[error("MTA-STS policy cache failed for {domain}")]
+    StsCache {
+        domain: String,
+        #[source]
+        source: SpoolError,
     },
 }
 
@@ -65,11 +140,65 @@ impl ResolveError {
         match self {
             ResolveError::NoSuchDomain { .. }
             | ResolveError::InvalidName { .. }
-            | ResolveError::NoAddresses { .. } => false,
+            | ResolveError::NoAddresses { .. }
+            | ResolveError::TrustAnchor { .. }
+            | ResolveError::UntrustedResolver { .. }
+            | ResolveError::CaBundle { .. }
+            | ResolveError::HttpsClient { .. } => false,
+            // RFC 7672 §2.1.1: a bogus answer is treated like a lookup failure, never as
+            // "no DNSSEC"; the zone may be repaired.
             ResolveError::NoNameservers { .. }
             | ResolveError::Timeout { .. }
             | ResolveError::ServerFailure { .. }
-            | ResolveError::Lookup { .. } => true,
+            | ResolveError::Lookup { .. }
+            | ResolveError::Bogus { .. }
+            | ResolveError::StsTransport { .. }
+            | ResolveError::StsCertificate { .. }
+            | ResolveError::StsStatus { .. }
+            | ResolveError::StsContentType { .. }
+            | ResolveError::StsTooLarge { .. }
+            | ResolveError::StsInvalid { .. }
+            | ResolveError::StsTimeout { .. }
+            | ResolveError::StsCache { .. } => true,
+        }
+    }
+
+    /// The RFC 8460 §4.3.2 result type of a failed MTA-STS policy fetch; `None` for errors
+    /// that are not about fetching a policy.
+    pub fn tlsrpt_result(&self) -> Option<ResultType> {
+        match self {
+            // §4.3.2 "sts-webpki-invalid": the policy host could not be authenticated.
+            ResolveError::StsCertificate { .. } => Some(ResultType::StsWebpkiInvalid),
+            // §4.3.2 "sts-policy-invalid": a policy was retrieved but does not validate.
+            ResolveError::StsContentType { .. } | ResolveError::StsInvalid { .. } => {
+                Some(ResultType::StsPolicyInvalid)
+            }
+            // §4.3.2 "sts-policy-fetch-error": the policy could not be retrieved.
+            ResolveError::StsTransport { .. }
+            | ResolveError::StsStatus { .. }
+            | ResolveError::StsTooLarge { .. }
+            | ResolveError::StsTimeout { .. }
+            | ResolveError::NoSuchDomain { .. }
+            | ResolveError::NoAddresses { .. }
+            | ResolveError::Timeout { .. }
+            | ResolveError::ServerFailure { .. }
+            | ResolveError::Lookup { .. }
+            | ResolveError::Bogus { .. } => Some(ResultType::StsPolicyFetchError),
+            ResolveError::NoNameservers { .. }
+            | ResolveError::InvalidName { .. }
+            | ResolveError::TrustAnchor { .. }
+            | ResolveError::UntrustedResolver { .. }
+            | ResolveError::CaBundle { .. }
+            | ResolveError::HttpsClient { .. }
+            | ResolveError::StsCache { .. } => None,
+        }
+    }
+
+    /// The DNSSEC status this failure implies for the answer that was asked for.
+    pub fn dnssec(&self) -> Dnssec {
+        match self {
+            ResolveError::Bogus { .. } => Dnssec::Bogus,
+            _ => Dnssec::Indeterminate,
         }
     }
 

@@ -1,9 +1,14 @@
-//! The DNS client: MX and A/AAAA lookups through hickory with failures classified.
+//! The DNS client: MX, A/AAAA, TLSA and TXT lookups, each answer with its DNSSEC status, in one
+//! of two modes (in-process validation from a trust anchor, or the AD bit of a trusted
+//! validating resolver), plus the startup self-test of that mode.
 //!
-//! Answers are returned as facts; DNSSEC status (for DANE) will be added to them in a later issue.
-//! Planning and connecting are left to `strictmx-policy` and the delivery transport.
+//! Answers are returned as facts; deciding what they mean for delivery is left to
+//! `strictmx-policy`, and which lookups to make for a domain to `gather`.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_resolver::config::{
@@ -11,15 +16,48 @@ use hickory_resolver::config::{
 };
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::dnssec::TrustAnchors;
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use hickory_resolver::{Resolver, TokioResolver};
-use strictmx_policy::MxHost;
+use strictmx_policy::{Dnssec, DnssecHealth, MxHost, TlsaRecord};
 
+use crate::ad_client::AdClient;
+use crate::answer::{Answer, from_proof, weakest_of};
 use crate::error::ResolveError;
 use crate::mx::MxAnswer;
 
 const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// The IANA root KSKs (20326, 38696) in zone-file form, the default trust anchor.
+const ROOT_ANCHORS: &str = include_str!("root-anchors.key");
+
+/// How DNSSEC status is established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DnssecMode {
+    /// Validate in-process from a trust anchor file of DNSKEY records in zone-file form;
+    /// `None` is the embedded IANA root anchor.
+    Validate { trust_anchor: Option<PathBuf> },
+    /// Trust the AD bit of the configured resolvers, which must each be on loopback or in
+    /// `trusted_nameservers` (the path to them must not be able to forge it).
+    TrustResolver,
+}
+
+impl DnssecMode {
+    /// The name used in config, logs and `explain`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DnssecMode::Validate { .. } => "validate",
+            DnssecMode::TrustResolver => "resolver",
+        }
+    }
+}
+
+impl Default for DnssecMode {
+    fn default() -> Self {
+        DnssecMode::Validate { trust_anchor: None }
+    }
+}
 
 /// How to reach DNS; built by `strictmx-config`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +68,10 @@ pub struct ResolverSettings {
     pub timeout: Duration,
     /// How many times a query is sent before giving up.
     pub attempts: usize,
+    pub dnssec: DnssecMode,
+    /// Resolvers off loopback whose AD bit `TrustResolver` may trust (the path to them must be
+    /// protected, e.g. a resolver on the same host's private network).
+    pub trusted_nameservers: Vec<SocketAddr>,
 }
 
 impl Default for ResolverSettings {
@@ -38,14 +80,41 @@ impl Default for ResolverSettings {
             nameservers: Vec::new(),
             timeout: Duration::from_secs(5),
             attempts: 2,
+            dnssec: DnssecMode::default(),
+            trusted_nameservers: Vec::new(),
         }
     }
 }
 
-/// A caching DNS client; cheap to clone.
+/// A value from DNS with the DNSSEC status of the answer it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secured<T> {
+    pub value: T,
+    pub dnssec: Dnssec,
+}
+
+/// The addresses of one host and how they were found.
+#[derive(Debug)]
+pub struct AddressAnswer {
+    pub addresses: Result<Vec<IpAddr>, ResolveError>,
+    /// The weakest status of the A and AAAA answers.
+    pub dnssec: Dnssec,
+    /// Where the CNAME chain ended, when the host name is an alias.
+    pub canonical: Option<String>,
+}
+
+/// Who answers the questions.
+#[derive(Clone)]
+enum Backend {
+    Validating(Arc<TokioResolver>),
+    TrustAd(Arc<AdClient>),
+}
+
+/// A DNS client; cheap to clone.
 #[derive(Clone)]
 pub struct DnsResolver {
-    inner: TokioResolver,
+    backend: Backend,
+    mode: &'static str,
     /// Upper bound on one lookup, whatever the library does internally.
     deadline: Duration,
 }
@@ -53,61 +122,70 @@ pub struct DnsResolver {
 impl std::fmt::Debug for DnsResolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DnsResolver")
+            .field("mode", &self.mode)
             .field("deadline", &self.deadline)
             .finish_non_exhaustive()
     }
 }
 
 impl DnsResolver {
+    /// Builds the client; refuses `TrustResolver` with a resolver that is neither on loopback
+    /// nor listed as trusted, and a trust anchor file without DNSKEY records.
     pub fn new(settings: &ResolverSettings) -> Result<Self, ResolveError> {
-        let nameservers = if settings.nameservers.is_empty() {
-            let text = std::fs::read_to_string(RESOLV_CONF).map_err(|error| {
-                ResolveError::NoNameservers {
-                    reason: format!("cannot read {RESOLV_CONF}: {error}"),
-                }
-            })?;
-            system_nameservers(&text)
-        } else {
-            settings.nameservers.clone()
-        };
-        if nameservers.is_empty() {
-            return Err(ResolveError::NoNameservers {
-                reason: format!("none configured and none usable in {RESOLV_CONF}"),
-            });
-        }
-        let servers = nameservers.iter().map(|addr| {
-            let mut udp = ConnectionConfig::udp();
-            udp.port = addr.port();
-            let mut tcp = ConnectionConfig::tcp();
-            tcp.port = addr.port();
-            NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
-        });
-        let config = ResolverConfig::from_name_servers(servers.collect());
-        let mut options = ResolverOpts::default();
-        options.timeout = settings.timeout;
-        options.attempts = settings.attempts.max(1);
-        // Mail routing comes from DNS alone; /etc/hosts must not redirect an MX host.
-        options.use_hosts_file = ResolveHosts::Never;
-        options.ndots = 0;
-        let inner = Resolver::builder_with_config(config, TokioRuntimeProvider::default())
-            .with_options(options)
-            .build()
-            .map_err(|error| ResolveError::NoNameservers {
-                reason: error.to_string(),
-            })?;
+        let nameservers = configured_nameservers(settings)?;
         let tries = u32::try_from(settings.attempts.max(1)).unwrap_or(u32::MAX);
         let deadline = settings
             .timeout
             .saturating_mul(tries.saturating_add(1))
             .saturating_mul(u32::try_from(nameservers.len()).unwrap_or(u32::MAX));
-        Ok(DnsResolver { inner, deadline })
+        let backend = match &settings.dnssec {
+            DnssecMode::Validate { trust_anchor } => {
+                let anchors = trust_anchors(trust_anchor.as_ref())?;
+                Backend::Validating(Arc::new(validating(&nameservers, settings, anchors)?))
+            }
+            DnssecMode::TrustResolver => {
+                if let Some(untrusted) = nameservers.iter().find(|server| {
+                    !server.ip().is_loopback() && !settings.trusted_nameservers.contains(server)
+                }) {
+                    return Err(ResolveError::UntrustedResolver {
+                        nameserver: *untrusted,
+                    });
+                }
+                Backend::TrustAd(Arc::new(AdClient {
+                    servers: nameservers,
+                    timeout: settings.timeout,
+                    attempts: settings.attempts.max(1),
+                }))
+            }
+        };
+        Ok(DnsResolver {
+            backend,
+            mode: settings.dnssec.as_str(),
+            deadline,
+        })
+    }
+
+    /// `validate` or `resolver`.
+    pub fn mode(&self) -> &'static str {
+        self.mode
     }
 
     /// The MX answer for `domain`: hosts in try order, a null MX, or an implicit MX.
     pub async fn mx(&self, domain: &str) -> Result<MxAnswer, ResolveError> {
-        let lookup = self.query(domain, RecordType::MX).await?;
-        let records = lookup
-            .into_iter()
+        self.mx_secured(domain).await.map(|answer| answer.value)
+    }
+
+    /// The MX answer with its DNSSEC status (for an implicit MX: the status of the denial of
+    /// MX records). A bogus answer is an error, never an answer.
+    pub async fn mx_secured(&self, domain: &str) -> Result<Secured<MxAnswer>, ResolveError> {
+        let answer = self.query(domain, RecordType::MX).await?;
+        if answer.nxdomain {
+            return Err(ResolveError::NoSuchDomain {
+                name: domain.to_owned(),
+            });
+        }
+        let records = answer
+            .data_of(RecordType::MX)
             .filter_map(|data| match data {
                 RData::MX(mx) => Some(MxHost {
                     name: mx.exchange.to_ascii(),
@@ -116,79 +194,292 @@ impl DnsResolver {
                 _ => None,
             })
             .collect();
-        Ok(MxAnswer::from_records(domain, records, &mut rand::rng()))
+        Ok(Secured {
+            value: MxAnswer::from_records(domain, records, &mut rand::rng()),
+            dnssec: answer.dnssec,
+        })
     }
 
     /// The IPv4 then IPv6 addresses of `host`. Both families are asked; one failing while the
     /// other answers still yields the addresses found.
     pub async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError> {
+        self.host_addresses(host).await.addresses
+    }
+
+    /// The addresses of `host` with the weakest DNSSEC status of its A and AAAA answers and
+    /// the end of its CNAME chain.
+    pub async fn host_addresses(&self, host: &str) -> AddressAnswer {
         let (v4, v6) = tokio::join!(
             self.query(host, RecordType::A),
             self.query(host, RecordType::AAAA)
         );
         let mut found = Vec::new();
         let mut failure = None;
+        let mut statuses = Vec::new();
+        let mut canonical = None;
+        let mut nxdomain = false;
         for answer in [v4, v6] {
             match answer {
-                Ok(data) => found.extend(data.into_iter().filter_map(|data| match data {
-                    RData::A(a) => Some(IpAddr::V4(a.0)),
-                    RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
-                    _ => None,
-                })),
+                Ok(answer) => {
+                    statuses.push(answer.dnssec);
+                    nxdomain |= answer.nxdomain;
+                    canonical = canonical.or_else(|| answer.canonical_name(host));
+                    found.extend(answer.records.iter().filter_map(|r| match &r.data {
+                        RData::A(a) => Some(IpAddr::V4(a.0)),
+                        RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
+                        _ => None,
+                    }));
+                }
                 Err(error) => {
                     tracing::debug!(domain = host, %error, "address lookup failed");
+                    statuses.push(error.dnssec());
                     failure.get_or_insert(error);
                 }
             }
         }
-        if !found.is_empty() {
-            return Ok(found);
+        let dnssec = weakest_of(statuses, Dnssec::Indeterminate);
+        let addresses = if !found.is_empty() {
+            Ok(found)
+        } else if let Some(error) = failure {
+            Err(error)
+        } else if nxdomain {
+            Err(ResolveError::NoSuchDomain {
+                name: host.to_owned(),
+            })
+        } else {
+            Err(ResolveError::NoAddresses {
+                host: host.to_owned(),
+            })
+        };
+        AddressAnswer {
+            addresses,
+            dnssec,
+            canonical,
         }
-        Err(failure.unwrap_or_else(|| ResolveError::NoAddresses {
-            host: host.to_owned(),
-        }))
     }
 
-    /// One lookup with a hard deadline. "No records" (NOERROR, empty) is an empty answer;
-    /// NXDOMAIN is `NoSuchDomain`.
-    async fn query(&self, name: &str, record_type: RecordType) -> Result<Vec<RData>, ResolveError> {
+    /// The TLSA records at `name` (e.g. `_25._tcp.mx.example`), empty when there are none
+    /// (NODATA or NXDOMAIN), with the status of the answer or of the denial.
+    pub async fn tlsa(&self, name: &str) -> Result<Secured<Vec<TlsaRecord>>, ResolveError> {
+        let answer = self.query(name, RecordType::TLSA).await?;
+        let value = answer
+            .data_of(RecordType::TLSA)
+            .filter_map(|data| match data {
+                RData::TLSA(tlsa) => Some(TlsaRecord {
+                    usage: u8::from(tlsa.cert_usage),
+                    selector: u8::from(tlsa.selector),
+                    matching_type: u8::from(tlsa.matching),
+                    data: tlsa.cert_data.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
+        Ok(Secured {
+            value,
+            dnssec: answer.dnssec,
+        })
+    }
+
+    /// The TXT strings at `name`, each record's character-strings joined (RFC 7208 §3.3 style,
+    /// as RFC 8461 §3.1 and RFC 8460 §3 expect); empty when there are none.
+    pub async fn txt(&self, name: &str) -> Result<Secured<Vec<String>>, ResolveError> {
+        let answer = self.query(name, RecordType::TXT).await?;
+        let value = answer
+            .data_of(RecordType::TXT)
+            .filter_map(|data| match data {
+                RData::TXT(txt) => Some(
+                    txt.txt_data
+                        .iter()
+                        .map(|part| String::from_utf8_lossy(part))
+                        .collect::<String>(),
+                ),
+                _ => None,
+            })
+            .collect();
+        Ok(Secured {
+            value,
+            dnssec: answer.dnssec,
+        })
+    }
+
+    /// Startup check of the DNSSEC mode: the root zone's DNSKEY RRset must come back secure.
+    /// It is signed by the very keys the trust anchor names (or, in `resolver` mode, by the
+    /// keys the resolver trusts), so anything else means validation cannot work here.
+    pub async fn self_test(&self) -> DnssecHealth {
+        let mode = self.mode.to_owned();
+        match self.query(".", RecordType::DNSKEY).await {
+            Ok(answer) if answer.dnssec == Dnssec::Secure && !answer.records.is_empty() => {
+                DnssecHealth::Working { mode }
+            }
+            Ok(answer) => DnssecHealth::Broken {
+                mode,
+                reason: format!(
+                    "the root DNSKEY answer is {:?} with {} records, expected secure",
+                    answer.dnssec,
+                    answer.records.len()
+                ),
+            },
+            Err(error) => DnssecHealth::Broken {
+                mode,
+                reason: format!("the root DNSKEY lookup failed: {error}"),
+            },
+        }
+    }
+
+    /// One lookup with a hard deadline. NODATA and NXDOMAIN are answers (with their status);
+    /// bogus data and server failures are errors.
+    async fn query(&self, name: &str, record_type: RecordType) -> Result<Answer, ResolveError> {
         let fqdn = fully_qualified(name)?;
         let started = Instant::now();
-        let result = tokio::time::timeout(self.deadline, self.inner.lookup(fqdn, record_type))
+        let lookup = async {
+            match &self.backend {
+                Backend::Validating(resolver) => {
+                    let result = resolver.lookup(fqdn, record_type).await;
+                    classify(name, record_type, result, started.elapsed())
+                }
+                Backend::TrustAd(client) => client.query(&fqdn, record_type).await,
+            }
+        };
+        tokio::time::timeout(self.deadline, lookup)
             .await
             .map_err(|_| ResolveError::Timeout {
                 name: name.to_owned(),
                 record_type: record_type_label(record_type),
                 elapsed: started.elapsed(),
-            })?;
-        match result {
-            Ok(lookup) => Ok(lookup
-                .answers()
-                .iter()
-                .map(|record| record.data.clone())
-                .collect()),
-            Err(error) => classify(name, record_type, error, started.elapsed()),
-        }
+            })?
     }
 }
 
+fn configured_nameservers(settings: &ResolverSettings) -> Result<Vec<SocketAddr>, ResolveError> {
+    let nameservers = if settings.nameservers.is_empty() {
+        let text =
+            std::fs::read_to_string(RESOLV_CONF).map_err(|error| ResolveError::NoNameservers {
+                reason: format!("cannot read {RESOLV_CONF}: {error}"),
+            })?;
+        system_nameservers(&text)
+    } else {
+        settings.nameservers.clone()
+    };
+    if nameservers.is_empty() {
+        return Err(ResolveError::NoNameservers {
+            reason: format!("none configured and none usable in {RESOLV_CONF}"),
+        });
+    }
+    Ok(nameservers)
+}
+
+/// The trust anchor file's DNSKEYs, or the embedded IANA root KSKs.
+fn trust_anchors(path: Option<&PathBuf>) -> Result<TrustAnchors, ResolveError> {
+    let (text, path) = match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| ResolveError::TrustAnchor {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            (text, path.clone())
+        }
+        None => (
+            ROOT_ANCHORS.to_owned(),
+            PathBuf::from("(embedded IANA root)"),
+        ),
+    };
+    let anchors = TrustAnchors::from_str(&text).map_err(|e| ResolveError::TrustAnchor {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    if anchors.is_empty() {
+        return Err(ResolveError::TrustAnchor {
+            path,
+            reason: "no DNSKEY record for the root zone".into(),
+        });
+    }
+    Ok(anchors)
+}
+
+/// hickory's resolver with validation on. `ResolverOpts::trust_anchor` is ignored by hickory
+/// 0.26 (DEPENDENCIES.md), so the anchors go through the builder.
+fn validating(
+    nameservers: &[SocketAddr],
+    settings: &ResolverSettings,
+    anchors: TrustAnchors,
+) -> Result<TokioResolver, ResolveError> {
+    let servers = nameservers.iter().map(|addr| {
+        let mut udp = ConnectionConfig::udp();
+        udp.port = addr.port();
+        let mut tcp = ConnectionConfig::tcp();
+        tcp.port = addr.port();
+        NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
+    });
+    let config = ResolverConfig::from_name_servers(servers.collect());
+    let mut options = ResolverOpts::default();
+    options.timeout = settings.timeout;
+    options.attempts = settings.attempts.max(1);
+    // Mail routing comes from DNS alone; /etc/hosts must not redirect an MX host.
+    options.use_hosts_file = ResolveHosts::Never;
+    options.ndots = 0;
+    options.validate = true;
+    // CNAMEs stay in the answer: RFC 7672 §2.2.2 needs the chain and its status.
+    options.preserve_intermediates = true;
+    Resolver::builder_with_config(config, TokioRuntimeProvider::default())
+        .with_options(options)
+        .with_trust_anchor(Arc::new(anchors))
+        .build()
+        .map_err(|error| ResolveError::NoNameservers {
+            reason: error.to_string(),
+        })
+}
+
+/// hickory's answer or error as an [`Answer`]: the weakest proof of the records (or of the
+/// denial's authority records), NXDOMAIN and NODATA as empty answers.
 fn classify(
     name: &str,
     record_type: RecordType,
-    error: NetError,
+    result: Result<hickory_resolver::lookup::Lookup, NetError>,
     elapsed: Duration,
-) -> Result<Vec<RData>, ResolveError> {
+) -> Result<Answer, ResolveError> {
     let label = record_type_label(record_type);
+    let error = match result {
+        Ok(lookup) => {
+            let records = lookup.answers().to_vec();
+            let dnssec = weakest_of(
+                records.iter().map(|r| from_proof(r.proof)),
+                Dnssec::Indeterminate,
+            );
+            return Ok(Answer {
+                records,
+                dnssec,
+                nxdomain: false,
+            });
+        }
+        Err(error) => error,
+    };
     match error {
         NetError::Dns(DnsError::NoRecordsFound(no_records)) => {
-            if no_records.response_code == ResponseCode::NXDomain {
-                Err(ResolveError::NoSuchDomain {
-                    name: name.to_owned(),
-                })
-            } else {
-                Ok(Vec::new())
-            }
+            let dnssec = weakest_of(
+                no_records
+                    .authorities
+                    .iter()
+                    .flat_map(|records| records.iter())
+                    .map(|r| from_proof(r.proof)),
+                Dnssec::Indeterminate,
+            );
+            Ok(Answer {
+                records: Vec::new(),
+                dnssec,
+                nxdomain: no_records.response_code == ResponseCode::NXDomain,
+            })
         }
+        NetError::Dns(DnsError::Nsec {
+            response, proof, ..
+        }) => Ok(Answer {
+            records: Vec::new(),
+            dnssec: from_proof(proof),
+            nxdomain: response.metadata.response_code == ResponseCode::NXDomain,
+        }),
+        NetError::Dns(DnsError::DnssecBogus) => Err(ResolveError::Bogus {
+            name: name.to_owned(),
+            record_type: label,
+        }),
         NetError::Dns(DnsError::ResponseCode(code)) => Err(ResolveError::ServerFailure {
             name: name.to_owned(),
             record_type: label,
@@ -219,11 +510,14 @@ fn fully_qualified(name: &str) -> Result<Name, ResolveError> {
     })
 }
 
-fn record_type_label(record_type: RecordType) -> &'static str {
+pub(crate) fn record_type_label(record_type: RecordType) -> &'static str {
     match record_type {
         RecordType::MX => "MX",
         RecordType::A => "A",
         RecordType::AAAA => "AAAA",
+        RecordType::TLSA => "TLSA",
+        RecordType::TXT => "TXT",
+        RecordType::DNSKEY => "DNSKEY",
         _ => "other",
     }
 }
@@ -258,6 +552,53 @@ mod tests {
                 "[::1]:53".parse::<SocketAddr>().expect("literal"),
             ]
         );
+    }
+
+    #[test]
+    fn the_embedded_anchor_is_the_iana_root_ksk_set() {
+        let embedded = trust_anchors(None).expect("embedded anchor parses");
+        let reference = TrustAnchors::default();
+        assert_eq!(embedded.len(), 2);
+        for index in 0..2 {
+            let ours = embedded.get(index).expect("key");
+            assert!(
+                reference.contains(ours),
+                "key {index} is not an IANA root KSK"
+            );
+        }
+    }
+
+    #[test]
+    fn the_resolver_mode_refuses_an_ad_bit_from_off_loopback() {
+        let remote: SocketAddr = "192.0.2.53:53".parse().expect("literal");
+        let settings = ResolverSettings {
+            nameservers: vec![remote],
+            dnssec: DnssecMode::TrustResolver,
+            ..ResolverSettings::default()
+        };
+        assert!(matches!(
+            DnsResolver::new(&settings),
+            Err(ResolveError::UntrustedResolver { nameserver }) if nameserver == remote
+        ));
+        let trusted = ResolverSettings {
+            trusted_nameservers: vec![remote],
+            ..settings
+        };
+        assert_eq!(
+            DnsResolver::new(&trusted).expect("trusted").mode(),
+            "resolver"
+        );
+    }
+
+    #[test]
+    fn a_trust_anchor_file_without_keys_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("anchor.key");
+        std::fs::write(&path, "; nothing here\n").expect("write");
+        assert!(matches!(
+            trust_anchors(Some(&path)),
+            Err(ResolveError::TrustAnchor { .. })
+        ));
     }
 
     #[test]

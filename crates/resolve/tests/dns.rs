@@ -1,11 +1,12 @@
-//! Lookups against a tiny in-process DNS server on 127.0.0.1:0 answering from a fixed table.
+//! Lookups against a tiny in-process DNS server on 127.0.0.1:0 answering from a fixed table
+//! (unsigned, through the `resolver` DNSSEC mode's client); DNSSEC itself is tested in `lab.rs`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use strictmx_policy::MxFacts;
-use strictmx_resolve::{DnsResolver, MxAnswer, MxHost, ResolveError, ResolverSettings};
+use strictmx_resolve::{DnsResolver, DnssecMode, MxAnswer, MxHost, ResolveError, ResolverSettings};
 use tokio::net::UdpSocket;
 
 const TYPE_A: u16 = 1;
@@ -172,6 +173,9 @@ async fn resolver() -> DnsResolver {
         nameservers: vec![server],
         timeout: Duration::from_millis(300),
         attempts: 1,
+        // The fixture serves unsigned answers; its AD-less replies read as insecure.
+        dnssec: DnssecMode::TrustResolver,
+        ..ResolverSettings::default()
     })
     .expect("resolver")
 }

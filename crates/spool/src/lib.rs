@@ -10,6 +10,7 @@ mod index;
 mod settings;
 mod spool;
 mod store;
+mod sts_cache;
 mod time;
 mod tlsrpt;
 mod types;
@@ -19,6 +20,7 @@ pub use error::SpoolError;
 pub use id::{MessageId, MessageIdDisplay, format_id, parse_id};
 pub use settings::SpoolSettings;
 pub use spool::{FileStore, Spool, StoreOpener};
+pub use sts_cache::CachedStsPolicy;
 pub use tlsrpt::{TlsrptCounters, TlsrptDetailCount, TlsrptFailure, TlsrptSession};
 pub use types::{
     AttemptOutcome, AttemptRecord, BouncedMessage, ClientInfo, DueMessage, DueRecipient, Envelope,

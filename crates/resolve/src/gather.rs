@@ -1,0 +1,277 @@
+//! Gathers every fact the planner needs about a destination: the MX answer and its DNSSEC
+//! status, each host's addresses and TLSA records (looked up concurrently, bounded, with a
+//! time limit), the MTA-STS facts and the DNSSEC self-test's verdict.
+//!
+//! Deciding from the facts is `strictmx_policy`'s job; the background refresh of MTA-STS
+//! policies and of the self-test runs here too.
+
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use strictmx_policy::{AddressFailure, Dnssec, DnssecHealth, DomainFacts, HostFacts, TlsaFacts};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::answer::normalise;
+use crate::mta_sts::StsSource;
+use crate::mx::MxAnswer;
+use crate::resolver::DnsResolver;
+use crate::tlsa;
+
+/// The SMTP port, where TLSA records of MX hosts live (RFC 7672 §2.2.3: `_25._tcp`).
+const SMTP_PORT: u16 = 25;
+
+/// Limits of fact gathering; built by `strictmx-config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GatherSettings {
+    /// MX hosts looked up at the same time for one domain.
+    pub host_concurrency: usize,
+    /// MX hosts looked up per domain, in MX order; the rest are not used.
+    pub max_hosts: usize,
+    /// Time allowed for one host's address and TLSA lookups together.
+    pub host_timeout: Duration,
+}
+
+impl Default for GatherSettings {
+    fn default() -> Self {
+        GatherSettings {
+            host_concurrency: 4,
+            max_hosts: 10,
+            host_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Gathers [`DomainFacts`] and [`HostFacts`]; cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct FactGatherer {
+    resolver: DnsResolver,
+    sts: StsSource,
+    settings: GatherSettings,
+    health: RwLock<DnssecHealth>,
+}
+
+impl FactGatherer {
+    /// Builds the gatherer and runs the DNSSEC self-test once; a failing test is logged as an
+    /// error and reported in every [`DomainFacts`] until a later test passes.
+    pub async fn new(resolver: DnsResolver, sts: StsSource, settings: GatherSettings) -> Self {
+        let gatherer = FactGatherer {
+            health: RwLock::new(DnssecHealth::Broken {
+                mode: resolver.mode().to_owned(),
+                reason: "the self-test has not run yet".into(),
+            }),
+            resolver,
+            sts,
+            settings,
+        };
+        gatherer.self_test().await;
+        gatherer
+    }
+
+    pub fn resolver(&self) -> &DnsResolver {
+        &self.resolver
+    }
+
+    pub fn sts(&self) -> &StsSource {
+        &self.sts
+    }
+
+    /// The verdict of the last self-test.
+    pub fn dnssec_health(&self) -> DnssecHealth {
+        self.health
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Runs the DNSSEC self-test, keeps and returns its verdict, and logs a change.
+    pub async fn self_test(&self) -> DnssecHealth {
+        let verdict = self.resolver.self_test().await;
+        let previous = std::mem::replace(
+            &mut *self.health.write().unwrap_or_else(PoisonError::into_inner),
+            verdict.clone(),
+        );
+        match &verdict {
+            DnssecHealth::Broken { mode, reason } => tracing::error!(
+                mode,
+                reason,
+                "DNSSEC self-test failed: DANE hosts are deferred until it passes"
+            ),
+            DnssecHealth::Working { mode } if previous != verdict => {
+                tracing::info!(mode, "DNSSEC self-test passed");
+            }
+            DnssecHealth::Working { .. } => {}
+        }
+        verdict
+    }
+
+    /// Everything about `domain`: MX (with status), hosts (addresses, TLSA), MTA-STS, health.
+    pub async fn domain_facts(&self, domain: &str) -> DomainFacts {
+        let domain = normalise(domain);
+        let (mx, sts) = tokio::join!(self.resolver.mx_secured(&domain), self.sts.facts(&domain));
+        let health = self.dnssec_health();
+        let (mx, mx_dnssec, targets, gate) = match mx {
+            Ok(answer) => {
+                let dnssec = answer.dnssec;
+                let (targets, gate) = match &answer.value {
+                    MxAnswer::Hosts(hosts) => (
+                        hosts
+                            .iter()
+                            .filter(|host| !host.name.is_empty())
+                            .take(self.settings.max_hosts)
+                            .map(|host| host.name.clone())
+                            .collect(),
+                        Some(dnssec),
+                    ),
+                    // RFC 7672 §2.2.1: for an implicit MX the address answer alone decides.
+                    MxAnswer::Implicit(host) => (vec![host.clone()], None),
+                    MxAnswer::Null => (Vec::new(), None),
+                };
+                (answer.value.to_facts(), dnssec, targets, gate)
+            }
+            Err(error) => (error.to_mx_facts(), error.dnssec(), Vec::new(), None),
+        };
+        let hosts = self.hosts(targets, SMTP_PORT, gate, &health).await;
+        DomainFacts {
+            domain,
+            mx,
+            mx_dnssec,
+            hosts,
+            sts,
+            dnssec_health: health,
+        }
+    }
+
+    /// The facts of a configured route's host; TLSA at `_<port>._tcp.<host>` when its address
+    /// answer is secure.
+    pub async fn host_facts(&self, host: &str, port: u16) -> HostFacts {
+        let health = self.dnssec_health();
+        let mut hosts = self.hosts(vec![normalise(host)], port, None, &health).await;
+        hosts.pop().unwrap_or_else(|| timed_out(normalise(host)))
+    }
+
+    /// Looks the hosts up at most `host_concurrency` at a time; results in the given order.
+    async fn hosts(
+        &self,
+        names: Vec<String>,
+        port: u16,
+        gate: Option<Dnssec>,
+        health: &DnssecHealth,
+    ) -> Vec<HostFacts> {
+        let permits = Arc::new(Semaphore::new(self.settings.host_concurrency.max(1)));
+        let mut tasks = JoinSet::new();
+        for (index, name) in names.iter().enumerate() {
+            let permits = Arc::clone(&permits);
+            let resolver = self.resolver.clone();
+            let health = health.clone();
+            let name = name.clone();
+            let limit = self.settings.host_timeout;
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let lookup = one_host(&resolver, name.clone(), port, gate, &health);
+                let facts = tokio::time::timeout(limit, lookup)
+                    .await
+                    .unwrap_or_else(|_| timed_out(name));
+                (index, facts)
+            });
+        }
+        let mut found: Vec<Option<HostFacts>> = vec![None; names.len()];
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok((index, facts)) = joined
+                && let Some(slot) = found.get_mut(index)
+            {
+                *slot = Some(facts);
+            }
+        }
+        found
+            .into_iter()
+            .zip(names)
+            .map(|(facts, name)| facts.unwrap_or_else(|| timed_out(name)))
+            .collect()
+    }
+
+    /// The background task: every `refresh_interval`, re-runs the DNSSEC self-test and
+    /// refreshes MTA-STS policies close to expiry, until `token` is cancelled.
+    pub async fn run_refresher(self: Arc<Self>, token: CancellationToken) {
+        let period = self
+            .sts
+            .settings()
+            .refresh_interval
+            .max(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = token.cancelled() => return,
+                () = tokio::time::sleep(period) => {}
+            }
+            self.self_test().await;
+            let refreshed = self.sts.refresh_due().await;
+            if refreshed > 0 {
+                tracing::info!(refreshed, "MTA-STS policies refreshed ahead of expiry");
+            }
+        }
+    }
+}
+
+/// Addresses, then TLSA when the gate allows it.
+async fn one_host(
+    resolver: &DnsResolver,
+    name: String,
+    port: u16,
+    gate: Option<Dnssec>,
+    health: &DnssecHealth,
+) -> HostFacts {
+    let answer = resolver.host_addresses(&name).await;
+    let addresses = answer.addresses.map_err(|error| AddressFailure {
+        transient: error.is_transient(),
+        reason: error.to_string(),
+    });
+    let tlsa = if let Err(failure) = &addresses {
+        TlsaFacts::NotApplicable {
+            reason: format!("no address to connect to: {}", failure.reason),
+        }
+    } else {
+        match tlsa::gate(gate, answer.dnssec, health) {
+            Ok(()) => {
+                let bases = tlsa::base_domains(&name, answer.canonical.as_deref());
+                tlsa::lookup(resolver, &bases, port).await
+            }
+            Err(facts) => facts,
+        }
+    };
+    HostFacts {
+        name,
+        canonical: answer.canonical,
+        addresses,
+        addresses_dnssec: answer.dnssec,
+        tlsa,
+    }
+}
+
+fn timed_out(name: String) -> HostFacts {
+    HostFacts {
+        name,
+        canonical: None,
+        addresses: Err(AddressFailure {
+            transient: true,
+            reason: "the host's lookups did not finish in time".into(),
+        }),
+        addresses_dnssec: Dnssec::Indeterminate,
+        tlsa: TlsaFacts::Failed {
+            dnssec: Dnssec::Indeterminate,
+            reason: "the host's lookups did not finish in time".into(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_that_timed_out_is_unusable_and_never_dane_free() {
+        let facts = timed_out("mx.example".into());
+        assert!(facts.addresses.as_ref().is_err_and(|f| f.transient));
+        assert!(matches!(facts.tlsa, TlsaFacts::Failed { .. }));
+    }
+}

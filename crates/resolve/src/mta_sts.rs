@@ -1,0 +1,326 @@
+//! MTA-STS discovery and caching (RFC 8461 §3, §5.1, §10.2): the `_mta-sts` TXT record, a fetch
+//! when its id differs from the cached policy's (or nothing usable is cached), the spool cache
+//! that survives restarts, and the proactive refresh of policies close to expiry.
+//!
+//! One fetch is `sts_fetch`; parsing is `strictmx_policy::sts`; applying a policy is the
+//! planner's.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use strictmx_policy::report::ResultType;
+use strictmx_policy::sts::{parse_policy, select_record};
+use strictmx_policy::{StsFacts, StsFetchFailure, StsPolicyFacts, StsRecordFacts};
+use strictmx_spool::{CachedStsPolicy, Spool};
+
+use crate::answer::normalise;
+use crate::error::ResolveError;
+use crate::https::{HttpsTimeouts, https_client_with};
+use crate::resolver::DnsResolver;
+use crate::sts_fetch::fetch_policy;
+
+/// MTA-STS behaviour; built by `strictmx-config` from `[mta_sts]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StsSettings {
+    /// Off: no lookups, every domain is treated as publishing no policy.
+    pub enabled: bool,
+    /// Whole policy fetch (connect, TLS, request, body).
+    pub fetch_timeout: Duration,
+    /// TCP connect plus TLS handshake to the policy host.
+    pub connect_timeout: Duration,
+    /// Largest policy body accepted, in bytes.
+    pub max_policy_size: usize,
+    /// Cached policies expiring within this window are refreshed in the background.
+    pub refresh_before: Duration,
+    /// How often the background refresher looks at the cache.
+    pub refresh_interval: Duration,
+    /// Policies of domains no mail went to for this long are no longer refreshed, and are
+    /// dropped from the cache once expired.
+    pub forget_unused_after: Duration,
+    /// PEM file of CAs trusted for policy hosts on top of the web PKI roots.
+    pub extra_ca_file: Option<PathBuf>,
+}
+
+impl Default for StsSettings {
+    fn default() -> Self {
+        StsSettings {
+            enabled: true,
+            fetch_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            max_policy_size: 64 * 1024,
+            refresh_before: Duration::from_secs(24 * 3600),
+            refresh_interval: Duration::from_secs(3600),
+            forget_unused_after: Duration::from_secs(30 * 24 * 3600),
+            extra_ca_file: None,
+        }
+    }
+}
+
+/// Finds, fetches and caches MTA-STS policies.
+#[derive(Debug)]
+pub struct StsSource {
+    resolver: DnsResolver,
+    client: reqwest::Client,
+    spool: Spool,
+    settings: StsSettings,
+    /// Last time mail asked about each domain, Unix seconds; a domain missing here counts as
+    /// used when this process started.
+    used: Mutex<HashMap<String, u64>>,
+    started: u64,
+}
+
+/// Unix seconds now.
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// An error with its causes, for the human-readable `reason` fields.
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(current) = cause {
+        text.push_str(": ");
+        text.push_str(&current.to_string());
+        cause = current.source();
+    }
+    text
+}
+
+impl StsSource {
+    pub fn new(
+        resolver: DnsResolver,
+        spool: Spool,
+        settings: StsSettings,
+    ) -> Result<Self, ResolveError> {
+        let client = https_client_with(
+            &resolver,
+            settings.extra_ca_file.as_deref(),
+            HttpsTimeouts {
+                connect: settings.connect_timeout,
+                total: settings.fetch_timeout,
+            },
+        )?;
+        Ok(StsSource {
+            resolver,
+            client,
+            spool,
+            settings,
+            used: Mutex::new(HashMap::new()),
+            started: now(),
+        })
+    }
+
+    /// The HTTPS client policy fetches use (shared with TLSRPT's `https:` reports).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    pub fn settings(&self) -> &StsSettings {
+        &self.settings
+    }
+
+    /// The MTA-STS facts of `domain` for one delivery decision (RFC 8461 §5.1).
+    pub async fn facts(&self, domain: &str) -> StsFacts {
+        let domain = normalise(domain);
+        if !self.settings.enabled {
+            return StsFacts {
+                record: StsRecordFacts::Absent,
+                policy: None,
+                fetch_failure: None,
+            };
+        }
+        self.touch(&domain);
+        let cached = self.cached(&domain);
+        let record = self.record(&domain).await;
+        let StsRecordFacts::Present { id } = &record else {
+            // RFC 8461 §5.1: without a usable TXT record (absent, invalid, or not obtainable
+            // now) a cached, unexpired policy stays in force.
+            return StsFacts {
+                record,
+                policy: cached,
+                fetch_failure: None,
+            };
+        };
+        // RFC 8461 §3.1: an unchanged id means the cached policy is current.
+        if let Some(policy) = &cached
+            && policy.id == *id
+        {
+            return StsFacts {
+                record,
+                policy: cached,
+                fetch_failure: None,
+            };
+        }
+        match self.fetch_and_store(&domain, id).await {
+            Ok(policy) => StsFacts {
+                record,
+                policy: Some(policy),
+                fetch_failure: None,
+            },
+            // RFC 8461 §5.1: a failed refresh leaves the cached policy in force until it expires.
+            Err(error) => StsFacts {
+                record,
+                policy: cached,
+                fetch_failure: Some(failure(&error)),
+            },
+        }
+    }
+
+    /// The `_mta-sts` TXT record of `domain` (RFC 8461 §3.1; the resolver follows CNAMEs).
+    async fn record(&self, domain: &str) -> StsRecordFacts {
+        match self.resolver.txt(&format!("_mta-sts.{domain}")).await {
+            Ok(answer) => select_record(&answer.value),
+            Err(error) => StsRecordFacts::LookupFailed {
+                reason: describe(&error),
+            },
+        }
+    }
+
+    /// The cached policy of `domain` if it is unexpired and still parses.
+    fn cached(&self, domain: &str) -> Option<StsPolicyFacts> {
+        let entry = match self.spool.sts_cache_get(domain) {
+            Ok(entry) => entry?,
+            Err(error) => {
+                tracing::warn!(domain, error = %describe(&error), "MTA-STS policy cache unreadable");
+                return None;
+            }
+        };
+        // RFC 8461 §5.1: an expired policy is no policy.
+        if entry.expires_at <= now() {
+            return None;
+        }
+        match parse_policy(&entry.text) {
+            Ok(policy) => Some(StsPolicyFacts {
+                policy,
+                text: entry.text,
+                id: entry.id,
+                fetched_at: entry.fetched_at,
+                expires_at: entry.expires_at,
+                from_cache: true,
+            }),
+            Err(error) => {
+                tracing::warn!(domain, %error, "cached MTA-STS policy no longer parses; ignored");
+                None
+            }
+        }
+    }
+
+    /// Fetches the policy of `domain` published under TXT id `id` and caches it.
+    async fn fetch_and_store(
+        &self,
+        domain: &str,
+        id: &str,
+    ) -> Result<StsPolicyFacts, ResolveError> {
+        let fetched = fetch_policy(
+            &self.client,
+            domain,
+            self.settings.max_policy_size,
+            self.settings.fetch_timeout,
+        )
+        .await
+        .inspect_err(|error| {
+            tracing::warn!(domain, error = %describe(error), "MTA-STS policy fetch failed");
+        })?;
+        let fetched_at = now();
+        let expires_at = fetched_at.saturating_add(fetched.policy.max_age);
+        let entry = CachedStsPolicy {
+            domain: domain.to_owned(),
+            text: fetched.text.clone(),
+            id: id.to_owned(),
+            fetched_at,
+            expires_at,
+        };
+        // A policy that cannot be cached is still this delivery's policy.
+        if let Err(error) = self.spool.sts_cache_put(entry).await {
+            tracing::warn!(domain, error = %describe(&error), "MTA-STS policy not cached");
+        }
+        tracing::info!(
+            domain,
+            id,
+            mode = fetched.policy.mode.as_str(),
+            "MTA-STS policy fetched"
+        );
+        Ok(StsPolicyFacts {
+            policy: fetched.policy,
+            text: fetched.text,
+            id: id.to_owned(),
+            fetched_at,
+            expires_at,
+            from_cache: false,
+        })
+    }
+
+    fn touch(&self, domain: &str) {
+        let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
+        used.insert(domain.to_owned(), now());
+    }
+
+    fn last_used(&self, domain: &str) -> u64 {
+        let used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
+        used.get(domain).copied().unwrap_or(self.started)
+    }
+
+    /// One pass of the background refresher; returns how many policies were fetched again.
+    ///
+    /// RFC 8461 §10.2: refreshing cached policies before they expire (whatever the TXT id)
+    /// keeps an attacker who blocks the TXT lookup at expiry time from stripping the policy.
+    pub async fn refresh_due(&self) -> usize {
+        if !self.settings.enabled {
+            return 0;
+        }
+        let entries = match self.spool.sts_cache_all() {
+            Ok(entries) => entries,
+            Err(error) => {
+                tracing::warn!(error = %describe(&error), "MTA-STS policy cache unreadable");
+                return 0;
+            }
+        };
+        let mut refreshed = 0;
+        for entry in entries {
+            let now = now();
+            let idle = now.saturating_sub(self.last_used(&entry.domain));
+            if idle > self.settings.forget_unused_after.as_secs() {
+                self.forget_if_expired(&entry, now).await;
+                continue;
+            }
+            let window = now.saturating_add(self.settings.refresh_before.as_secs());
+            if entry.expires_at > window {
+                continue;
+            }
+            if let StsRecordFacts::Present { id } = self.record(&entry.domain).await
+                && self.fetch_and_store(&entry.domain, &id).await.is_ok()
+            {
+                refreshed += 1;
+            }
+        }
+        refreshed
+    }
+
+    async fn forget_if_expired(&self, entry: &CachedStsPolicy, now: u64) {
+        if entry.expires_at > now {
+            return;
+        }
+        match self.spool.sts_cache_remove(&entry.domain).await {
+            Ok(_) => {
+                tracing::info!(domain = %entry.domain, "unused, expired MTA-STS policy dropped")
+            }
+            Err(error) => {
+                tracing::warn!(domain = %entry.domain, error = %describe(&error), "MTA-STS policy not dropped");
+            }
+        }
+    }
+}
+
+/// The RFC 8460 §4.3.2 result type and a reason for a failed fetch.
+fn failure(error: &ResolveError) -> StsFetchFailure {
+    StsFetchFailure {
+        result_type: error
+            .tlsrpt_result()
+            .unwrap_or(ResultType::StsPolicyFetchError),
+        reason: describe(error),
+    }
+}
