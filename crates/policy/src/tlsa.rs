@@ -197,4 +197,4 @@ fn der_element(input: &[u8], tag: u8) -> Option<(DerElement<'_>, &[u8])> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
