@@ -1,1 +1,252 @@
-//! Table-driven tests; each row cites the rule it checks.
+//! Table-driven tests of peer judgement; each row cites the rule it checks.
+
+use super::*;
+use crate::report::ReportPolicy;
+use crate::tlsa::tests::{certificate, record, sha256_of, spki_of_key};
+
+fn host(requirement: TlsRequirement, policy_type: PolicyType) -> PlannedHost {
+    PlannedHost {
+        host: "mx.example".to_owned(),
+        preference: 10,
+        requirement,
+        pins: Vec::new(),
+        min_tls_version: None,
+        report: ReportPolicy {
+            policy_type,
+            policy_string: Vec::new(),
+            policy_domain: "example".to_owned(),
+            mx_host: Vec::new(),
+        },
+        testing: None,
+    }
+}
+
+fn peer(webpki: WebpkiVerdict) -> PeerFacts {
+    PeerFacts {
+        tls_version: TlsVersion::Tls13,
+        chain: vec![certificate(b"leaf", 1), certificate(b"issuer", 2)],
+        webpki,
+        dane_ta: None,
+    }
+}
+
+fn verified() -> TlsRequirement {
+    TlsRequirement::Verified {
+        names: vec!["mx.example".to_owned()],
+    }
+}
+
+fn dane(records: Vec<crate::facts::TlsaRecord>) -> TlsRequirement {
+    TlsRequirement::Dane {
+        records,
+        names: vec!["mx.example".to_owned()],
+    }
+}
+
+#[test]
+fn sessions_are_judged_against_their_requirement() {
+    let issuer = certificate(b"issuer", 2);
+    let ee = record(3, 1, 1, sha256_of(&spki_of_key(b"leaf")));
+    let ta = record(2, 0, 1, sha256_of(&issuer));
+    let wrong = record(3, 0, 1, sha256_of(b"another certificate"));
+    struct Row {
+        rule: &'static str,
+        host: PlannedHost,
+        peer: PeerFacts,
+        expected: Result<PeerAuth, ResultType>,
+    }
+    let with_ta = |verdict| PeerFacts {
+        dane_ta: Some(verdict),
+        ..peer(WebpkiVerdict::NotTrusted)
+    };
+    let rows = [
+        Row {
+            rule: "RFC 8461 §5: opportunistic accepts any certificate",
+            host: host(TlsRequirement::Opportunistic, PolicyType::NoPolicyFound),
+            peer: peer(WebpkiVerdict::NotTrusted),
+            expected: Ok(PeerAuth::None),
+        },
+        Row {
+            rule: "RFC 8461 §4.1: a valid web PKI certificate under MTA-STS",
+            host: host(verified(), PolicyType::Sts),
+            peer: peer(WebpkiVerdict::Valid),
+            expected: Ok(PeerAuth::Sts),
+        },
+        Row {
+            rule: "RFC 8461 §4.1: verification from a local rule counts as web PKI",
+            host: host(verified(), PolicyType::NoPolicyFound),
+            peer: peer(WebpkiVerdict::Valid),
+            expected: Ok(PeerAuth::Webpki),
+        },
+        Row {
+            rule: "RFC 8460 §4.3.1: an expired certificate is certificate-expired",
+            host: host(verified(), PolicyType::Sts),
+            peer: peer(WebpkiVerdict::Expired),
+            expected: Err(ResultType::CertificateExpired),
+        },
+        Row {
+            rule: "RFC 8460 §4.3.1: an untrusted chain is certificate-not-trusted",
+            host: host(verified(), PolicyType::Sts),
+            peer: peer(WebpkiVerdict::NotTrusted),
+            expected: Err(ResultType::CertificateNotTrusted),
+        },
+        Row {
+            rule: "RFC 8460 §4.3.1: a wrong name is certificate-host-mismatch",
+            host: host(verified(), PolicyType::Sts),
+            peer: peer(WebpkiVerdict::HostMismatch),
+            expected: Err(ResultType::CertificateHostMismatch),
+        },
+        Row {
+            rule: "RFC 7672 §3.1.1: DANE-EE ignores names, dates and trust",
+            host: host(dane(vec![ee.clone()]), PolicyType::Tlsa),
+            peer: peer(WebpkiVerdict::Expired),
+            expected: Ok(PeerAuth::Dane),
+        },
+        Row {
+            rule: "RFC 8461 §2: a failing DANE check is not rescued by a valid web PKI chain",
+            host: host(dane(vec![wrong.clone()]), PolicyType::Tlsa),
+            peer: peer(WebpkiVerdict::Valid),
+            expected: Err(ResultType::ValidationFailure),
+        },
+        Row {
+            rule: "RFC 7672 §3.1.2: DANE-TA with a chain validated to the matched anchor",
+            host: host(dane(vec![ta.clone()]), PolicyType::Tlsa),
+            peer: with_ta(WebpkiVerdict::Valid),
+            expected: Ok(PeerAuth::Dane),
+        },
+        Row {
+            rule: "RFC 7672 §3.2.2: DANE-TA checks the reference identifiers",
+            host: host(dane(vec![ta.clone()]), PolicyType::Tlsa),
+            peer: with_ta(WebpkiVerdict::HostMismatch),
+            expected: Err(ResultType::CertificateHostMismatch),
+        },
+        Row {
+            rule: "RFC 7672 §3.1.2: DANE-TA checks validity dates, unlike DANE-EE",
+            host: host(dane(vec![ta.clone()]), PolicyType::Tlsa),
+            peer: with_ta(WebpkiVerdict::Expired),
+            expected: Err(ResultType::CertificateExpired),
+        },
+        Row {
+            rule: "RFC 7672 §3.1.2: a DANE-TA match whose chain was never validated fails",
+            host: host(dane(vec![ta]), PolicyType::Tlsa),
+            peer: peer(WebpkiVerdict::Valid),
+            expected: Err(ResultType::ValidationFailure),
+        },
+    ];
+    for row in rows {
+        let got = judge_peer(&row.host, &row.peer).map_err(|failure| failure.result_type);
+        assert_eq!(got, row.expected, "{}", row.rule);
+    }
+}
+
+#[test]
+fn pins_and_version_floors_from_rules_are_enforced_after_the_requirement() {
+    let leaf_spki = sha256_of(&spki_of_key(b"leaf"));
+    let issuer_cert = sha256_of(&certificate(b"issuer", 2));
+    let pin = |bytes: &[u8]| bytes.try_into().expect("32 bytes");
+    let rows = [
+        (
+            "an SPKI pin on the leaf matches",
+            vec![Pin::Spki {
+                sha256: pin(&leaf_spki),
+            }],
+            None,
+            true,
+        ),
+        (
+            "a certificate pin on the issuer matches",
+            vec![Pin::Certificate {
+                sha256: pin(&issuer_cert),
+            }],
+            None,
+            true,
+        ),
+        (
+            "a pin matching nothing fails",
+            vec![Pin::Spki { sha256: [7; 32] }],
+            None,
+            false,
+        ),
+        (
+            "a TLS 1.3 session meets a TLS 1.3 floor",
+            Vec::new(),
+            Some(TlsVersion::Tls13),
+            true,
+        ),
+    ];
+    for (rule, pins, floor, accepted) in rows {
+        let mut planned = host(TlsRequirement::Encrypted, PolicyType::NoPolicyFound);
+        planned.pins = pins;
+        planned.min_tls_version = floor;
+        assert_eq!(
+            judge_peer(&planned, &peer(WebpkiVerdict::NotTrusted)).is_ok(),
+            accepted,
+            "{rule}"
+        );
+    }
+    let mut planned = host(TlsRequirement::Encrypted, PolicyType::NoPolicyFound);
+    planned.min_tls_version = Some(TlsVersion::Tls13);
+    let old = PeerFacts {
+        tls_version: TlsVersion::Tls12,
+        ..peer(WebpkiVerdict::Valid)
+    };
+    let failure = judge_peer(&planned, &old).expect_err("TLS 1.2 is below the floor");
+    assert_eq!(failure.result_type, ResultType::ValidationFailure);
+}
+
+#[test]
+fn sessions_without_tls_fail_every_mandatory_requirement() {
+    let rows = [
+        (
+            "RFC 3207 §4: opportunistic delivery may continue in plaintext",
+            TlsRequirement::Opportunistic,
+            NoTls::NotOffered,
+            None,
+        ),
+        (
+            "RFC 8461 §5: no STARTTLS under a policy is starttls-not-supported",
+            verified(),
+            NoTls::NotOffered,
+            Some(ResultType::StarttlsNotSupported),
+        ),
+        (
+            "RFC 7672 §2.2: no STARTTLS at a DANE host is starttls-not-supported",
+            dane(Vec::new()),
+            NoTls::NotOffered,
+            Some(ResultType::StarttlsNotSupported),
+        ),
+        (
+            "RFC 8460 §4.3.1: a failed handshake is a validation-failure",
+            TlsRequirement::Encrypted,
+            NoTls::HandshakeFailed {
+                reason: "alert".to_owned(),
+            },
+            Some(ResultType::ValidationFailure),
+        ),
+    ];
+    for (rule, requirement, what, expected) in rows {
+        let got = judge_without_tls(&host(requirement, PolicyType::NoPolicyFound), &what)
+            .err()
+            .map(|failure| failure.result_type);
+        assert_eq!(got, expected, "{rule}");
+    }
+}
+
+#[test]
+fn testing_mode_reports_what_enforce_would_have_refused_without_refusing() {
+    // RFC 8461 §5: testing delivers as without a policy and reports failures (RFC 8460).
+    let mut planned = host(TlsRequirement::Opportunistic, PolicyType::Sts);
+    planned.testing = Some(verified());
+    let untrusted = peer(WebpkiVerdict::NotTrusted);
+    assert_eq!(judge_peer(&planned, &untrusted), Ok(PeerAuth::None));
+    assert_eq!(
+        judge_testing(&planned, &untrusted).map(|f| f.result_type),
+        Some(ResultType::CertificateNotTrusted)
+    );
+    assert_eq!(judge_testing(&planned, &peer(WebpkiVerdict::Valid)), None);
+    assert_eq!(judge_without_tls(&planned, &NoTls::NotOffered), Ok(()));
+    assert_eq!(
+        testing_without_tls(&planned, &NoTls::NotOffered).map(|f| f.result_type),
+        Some(ResultType::StarttlsNotSupported)
+    );
+}
