@@ -224,10 +224,13 @@ pub fn compose(request: &DsnRequest<'_>) -> Dsn {
 /// RFC 3461 §4.3: RET=FULL returns the message with a failure report; RET=HDRS, no RET and
 /// every other kind of report return the headers only. A binary body (BINARYMIME) or one above
 /// the limit goes back as headers too: it would need BINARYMIME or an oversized DSN on the way
-/// back.
+/// back. RFC 8689 §5: a REQUIRETLS message is reported as if RET=HDRS were given ("If both
+/// RET=FULL and REQUIRETLS are present, the RET=FULL MUST be disregarded"), because the report
+/// may travel a path that does not support REQUIRETLS.
 fn returned_content(request: &DsnRequest<'_>) -> Returned {
     let params = &request.original.params;
     if request.kind == DsnKind::Failure
+        && !params.requiretls
         && params.ret == Some(DsnRet::Full)
         && params.body != BodyType::BinaryMime
         && request.original_body.len() <= request.full_body_limit
@@ -362,8 +365,9 @@ fn dsn_envelope(request: &DsnRequest<'_>, eight_bit: bool) -> Envelope {
                 BodyType::SevenBit
             },
             smtputf8: original.params.smtputf8,
-            // RFC 8689 §5: the report about a REQUIRETLS message carries its content, so it
-            // travels under the same requirement.
+            // RFC 8689 §5: the report about a REQUIRETLS message is sent with REQUIRETLS too;
+            // from the null sender, it is not bounced for a next hop without it (see the
+            // transport's `message_facts`), only sent without the parameter there.
             requiretls: original.params.requiretls,
             ret: None,
             envid: None,

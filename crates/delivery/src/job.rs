@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use strictmx_policy::report::SessionResult;
 use strictmx_spool::{AttemptRecord, Envelope, MessageId};
 
 /// Messages for one destination domain, delivered over as few connections as possible.
@@ -38,6 +39,9 @@ pub struct DeliveryReport {
     /// True when no MX host of the destination could be reached at all (connection refused,
     /// timeouts, DNS failure): the runner then backs off the whole destination.
     pub destination_unreachable: bool,
+    /// One per TLS negotiation attempt (and per policy failure found before connecting), for
+    /// TLSRPT (RFC 8460 §4.4); empty for jobs that carry only TLSRPT reports.
+    pub sessions: Vec<SessionResult>,
 }
 
 #[derive(Debug, Clone)]

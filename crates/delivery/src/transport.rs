@@ -1,69 +1,158 @@
 //! The outbound SMTP transport: turns a `DeliveryJob` into SMTP sessions that execute the plan.
 //!
-//! It resolves the destination (or its configured route), asks `strictmx-policy` for the plan,
-//! tries the candidate hosts in order and reports per recipient, with one `AttemptRecord` per
-//! connection attempt and message. Scheduling, retries and DSNs are left to the queue runner;
-//! the transport never touches the spool.
+//! It gathers the destination's facts once per job (or its configured route's), asks
+//! `strictmx-policy` for a plan per message, runs the messages that share a plan over shared
+//! connections and reports per recipient, with one `AttemptRecord` per connection attempt and
+//! message and one TLSRPT `SessionResult` per TLS negotiation. Scheduling, retries and DSNs are
+//! left to the queue runner; the transport never touches the spool.
 //!
 //! The session types enforce the plan's TLS requirement by construction: `MAIL FROM` exists
 //! only on a [`MailSession`], which a [`PlainSession`] yields only when the plan allows
-//! plaintext, and a [`SecureSession`] yields only when its certificate meets the plan.
+//! plaintext, and a TLS session yields only after the peer passed the policy's judgement.
 
 mod attempt;
 mod error;
+mod facts;
+mod message;
 mod run;
 mod session;
+mod sessions;
 mod settings;
 mod tls;
 mod wire;
 
 use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
 
-use strictmx_policy::{PlanOutcome, plan, plan_route};
+use serde::Serialize;
+use strictmx_policy::{MessageFacts, PlanOutcome, PolicySettings};
 use strictmx_resolve::DnsResolver;
 
 pub use error::{Stage, TransportError};
-pub use session::{MailSession, PlainSession, SecureSession, StartTlsError};
-pub use settings::{Route, TransportSettings};
+pub use facts::{Destination, FactSource};
+pub use session::{MailSession, PlainSession, SecureSession, StartTlsError, TlsSession};
+pub use settings::{Route, TlsRequiredNoPermission, TransportSettings};
 pub use tls::{CertificateCheck, TlsInfo};
 pub use wire::Capabilities;
 
 use crate::job::{Deliver, DeliveryJob, DeliveryReport};
 use tls::TlsSetup;
 
-/// The SMTP client side of delivery; cheap to share behind an `Arc`.
-#[derive(Debug)]
-pub struct Transport {
-    settings: TransportSettings,
-    resolver: DnsResolver,
-    tls: TlsSetup,
+/// What `explain` shows: the facts gathered for a domain and the plan made from them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Explanation {
+    pub domain: String,
+    pub message: MessageFacts,
+    pub facts: Destination,
+    pub outcome: PlanOutcome,
 }
 
-impl Transport {
+/// What may change while the transport runs (`replace_policy`), swapped as a whole.
+#[derive(Debug, Clone)]
+pub(crate) struct LivePolicy {
+    pub(crate) policy: PolicySettings,
+    pub(crate) tls_required_no: TlsRequiredNoPermission,
+}
+
+/// The SMTP client side of delivery; cheap to share behind an `Arc`. `F` gathers the facts:
+/// the fact gatherer of `strictmx-resolve` in the server, a plain resolver in simple tests.
+#[derive(Debug)]
+pub struct Transport<F = DnsResolver> {
+    settings: TransportSettings,
+    facts: F,
+    tls: TlsSetup,
+    live: RwLock<Arc<LivePolicy>>,
+}
+
+impl<F: FactSource> Transport<F> {
     /// Loads the trust roots (webpki-roots plus `extra_ca_file`).
-    pub fn new(settings: TransportSettings, resolver: DnsResolver) -> Result<Self, TransportError> {
+    pub fn new(settings: TransportSettings, facts: F) -> Result<Self, TransportError> {
         let tls = TlsSetup::new(settings.extra_ca_file.as_deref())?;
+        let live = LivePolicy {
+            policy: settings.policy.clone(),
+            tls_required_no: settings.tls_required_no.clone(),
+        };
         Ok(Transport {
             settings,
-            resolver,
+            facts,
             tls,
+            live: RwLock::new(Arc::new(live)),
         })
     }
 
+    /// The settings the transport was built with; `policy` and `tls_required_no` there are
+    /// the initial ones (see [`Transport::policy`]).
     pub fn settings(&self) -> &TransportSettings {
         &self.settings
     }
 
-    /// The plan for `domain`: its route if one is configured, otherwise from its MX answer.
-    pub async fn plan(&self, domain: &str) -> PlanOutcome {
-        if let Some(route) = self.settings.route_for(domain) {
-            return plan_route(domain, &route.host, &self.settings.policy);
+    /// The fact source, for callers that share it (the server's `explain`).
+    pub fn fact_source(&self) -> &F {
+        &self.facts
+    }
+
+    /// The policy in force now.
+    pub fn policy(&self) -> PolicySettings {
+        self.live().policy.clone()
+    }
+
+    /// Replaces the rules and the global default; jobs that start afterwards use them, jobs
+    /// in flight finish under the policy they started with.
+    pub fn replace_policy(&self, policy: PolicySettings) {
+        self.swap(|live| live.policy = policy);
+    }
+
+    /// Replaces who may use `TLS-Required: No`, like `replace_policy`.
+    pub fn replace_tls_required_no(&self, permission: TlsRequiredNoPermission) {
+        self.swap(|live| live.tls_required_no = permission);
+    }
+
+    fn swap(&self, change: impl FnOnce(&mut LivePolicy)) {
+        // A poisoned lock only means a panic elsewhere while swapping an `Arc`; the value
+        // inside is whole either way.
+        let mut guard = self
+            .live
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut next = LivePolicy::clone(&guard);
+        change(&mut next);
+        *guard = Arc::new(next);
+    }
+
+    pub(crate) fn live(&self) -> Arc<LivePolicy> {
+        self.live
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The facts for `domain`: its route's next hop if one is configured, else its MX hosts.
+    pub async fn destination(&self, domain: &str) -> Destination {
+        match self.settings.route_for(domain) {
+            Some(route) => Destination::Route {
+                domain: domain.to_owned(),
+                port: route.port,
+                host: match facts::literal_host(&route.host) {
+                    Some(literal) => literal,
+                    None => self.facts.host_facts(&route.host, route.port).await,
+                },
+            },
+            None => Destination::Mx(self.facts.domain_facts(domain).await),
         }
-        let facts = match self.resolver.mx(domain).await {
-            Ok(answer) => answer.to_facts(),
-            Err(error) => error.to_mx_facts(),
-        };
-        plan(domain, &facts, &self.settings.policy)
+    }
+
+    /// Live lookups for `domain` through the same fact source (and its caches) as delivery,
+    /// then the plan a message with `message`'s facts would get.
+    pub async fn explain(&self, domain: &str, message: MessageFacts) -> Explanation {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let facts = self.destination(&domain).await;
+        let outcome = run::plan_for(&facts, &message, &self.policy());
+        Explanation {
+            domain,
+            message,
+            facts,
+            outcome,
+        }
     }
 
     /// The port to use for `domain`: the route's, or the SMTP port.
@@ -82,7 +171,7 @@ impl Transport {
     }
 }
 
-impl Deliver for Transport {
+impl<F: FactSource> Deliver for Transport<F> {
     async fn deliver(&self, job: DeliveryJob) -> DeliveryReport {
         run::deliver(self, &job).await
     }

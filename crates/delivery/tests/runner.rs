@@ -164,6 +164,7 @@ fn report(job: &DeliveryJob, answer: Scripted) -> DeliveryReport {
     };
     DeliveryReport {
         destination_unreachable: answer == Scripted::Unreachable,
+        sessions: Vec::new(),
         messages: job
             .messages
             .iter()

@@ -11,7 +11,7 @@ use strictmx_delivery::job::{
 use strictmx_delivery::transport::{Route, Transport, TransportSettings};
 use strictmx_policy::{DefaultRequirement, PolicySettings};
 use strictmx_protocol::{MailParams, RcptParams};
-use strictmx_resolve::{DnsResolver, ResolverSettings};
+use strictmx_resolve::{DnsResolver, DnssecMode, ResolverSettings};
 use strictmx_spool::{AttemptOutcome, ClientInfo, Envelope, EnvelopeRecipient, MessageKind};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -321,6 +321,7 @@ fn settings(port: u16, default_requirement: DefaultRequirement) -> TransportSett
         policy: PolicySettings {
             default_requirement,
             insecure_plaintext_fallback: false,
+            ..PolicySettings::default()
         },
         ..TransportSettings::default()
     }
@@ -332,6 +333,9 @@ fn transport(settings: TransportSettings) -> Transport {
         nameservers: vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9)],
         timeout: Duration::from_millis(200),
         attempts: 1,
+        // The scripted DNS server sets no AD bit: every answer is insecure, never validated.
+        dnssec: DnssecMode::TrustResolver,
+        ..ResolverSettings::default()
     })
     .expect("resolver");
     Transport::new(settings, resolver).expect("transport")
@@ -971,6 +975,8 @@ async fn a_dead_first_mx_is_skipped_for_the_next_one_in_preference_order() {
         nameservers: vec![dns],
         timeout: Duration::from_millis(500),
         attempts: 1,
+        dnssec: DnssecMode::TrustResolver,
+        ..ResolverSettings::default()
     })
     .expect("resolver");
     let mut settings = settings(receiver.addr.port(), DefaultRequirement::Opportunistic);
@@ -1023,6 +1029,8 @@ async fn a_null_mx_bounces_without_any_connection() {
         nameservers: vec![dns],
         timeout: Duration::from_millis(500),
         attempts: 1,
+        dnssec: DnssecMode::TrustResolver,
+        ..ResolverSettings::default()
     })
     .expect("resolver");
     let settings = TransportSettings {

@@ -351,6 +351,31 @@ fn ret_full_returns_the_whole_message_as_message_rfc822() {
     );
 }
 
+// RFC 8689 §5: "If both RET=FULL and REQUIRETLS are present, the RET=FULL MUST be
+// disregarded", and the report itself is sent with REQUIRETLS.
+#[test]
+fn a_requiretls_message_is_returned_as_headers_only_and_its_report_requires_tls() {
+    let params = MailParams {
+        ret: Some(DsnRet::Full),
+        requiretls: true,
+        ..MailParams::default()
+    };
+    let original = envelope("alice@example.org", params, None);
+    let recipients = [bounced_bob()];
+    let dsn = compose(&request(DsnKind::Failure, &original, &recipients, ORIGINAL));
+    let message = MessageParser::new()
+        .parse(&dsn.body)
+        .expect("the DSN parses");
+    assert_eq!(content_type(&message, 3), "text/rfc822-headers");
+    assert!(
+        !part_bytes(&message, 3)
+            .windows(7)
+            .any(|w| w == b"figures are")
+    );
+    assert!(dsn.envelope.params.requiretls);
+    assert_eq!(dsn.envelope.mail_from, "");
+}
+
 #[test]
 fn ret_hdrs_and_oversized_or_binary_originals_return_headers_only() {
     let cases = [

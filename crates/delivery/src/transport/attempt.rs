@@ -25,6 +25,9 @@ pub(crate) struct AttemptScope {
     pub(crate) auth: PeerAuth,
     /// The RFC 8460 result type of a TLS policy failure on this attempt.
     pub(crate) result_type: Option<ResultType>,
+    /// Our address on the connection, and the name the server gave (for TLSRPT).
+    pub(crate) local_ip: Option<IpAddr>,
+    pub(crate) peer_helo: Option<String>,
     at: SystemTime,
     started: Instant,
 }
@@ -40,6 +43,8 @@ impl AttemptScope {
             tls: None,
             auth: PeerAuth::None,
             result_type: None,
+            local_ip: None,
+            peer_helo: None,
             at: SystemTime::now(),
             started: Instant::now(),
         }

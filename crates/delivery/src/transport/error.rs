@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use strictmx_policy::report::ResultType;
 use strictmx_protocol::{ProtocolError, Reply};
 
 /// The step of the SMTP dialogue where something went wrong.
@@ -130,6 +131,20 @@ pub enum TransportError {
     /// A session that does not meet the plan's TLS requirement was asked to carry mail.
     #[error("the session does not meet the {requirement} tls requirement")]
     RequirementNotMet { requirement: &'static str },
+
+    /// The policy refused the peer after the handshake (DANE mismatch, certificate, pins,
+    /// TLS version floor); nothing but QUIT was sent over the session.
+    #[error("the peer does not meet the {requirement} requirement: {reason}")]
+    PeerRefused {
+        requirement: &'static str,
+        result_type: ResultType,
+        reason: String,
+    },
+
+    /// RFC 8689 §4.2.1: the message requires REQUIRETLS and the server did not advertise it
+    /// after STARTTLS.
+    #[error("the server does not advertise requiretls after starttls")]
+    RequireTlsNotOffered,
 }
 
 impl TransportError {
@@ -181,11 +196,46 @@ impl TransportError {
             TransportError::StartTlsNotOffered | TransportError::RequirementNotMet { .. } => {
                 "4.7.4".to_owned()
             }
-            TransportError::Handshake(_) | TransportError::DataBeforeHandshake => {
-                "4.7.5".to_owned()
-            }
+            TransportError::Handshake(_)
+            | TransportError::DataBeforeHandshake
+            | TransportError::PeerRefused { .. } => "4.7.5".to_owned(),
+            // RFC 8689 §4.2.1: "REQUIRETLS not supported by server: 5.7.30 REQUIRETLS needed";
+            // class 4 while other hosts or a later attempt may still meet it.
+            TransportError::RequireTlsNotOffered => "4.7.30".to_owned(),
             _ => "4.4.2".to_owned(),
         }
+    }
+
+    /// The RFC 8460 §4.3 result type when this failure is one of the TLS policy.
+    pub fn tlsrpt_result(&self) -> Option<ResultType> {
+        match self {
+            TransportError::StartTlsNotOffered => Some(ResultType::StarttlsNotSupported),
+            TransportError::PeerRefused { result_type, .. } => Some(*result_type),
+            // RFC 8460 §4.3.1: a failed negotiation outside the named categories.
+            TransportError::Handshake(_)
+            | TransportError::Timeout {
+                stage: Stage::Handshake,
+                ..
+            } => Some(ResultType::ValidationFailure),
+            _ => None,
+        }
+    }
+
+    /// RFC 8689 §4.2.1: whether this host failed one of REQUIRETLS's conditions (STARTTLS,
+    /// certificate, REQUIRETLS advertised) rather than for a reason that may pass.
+    pub fn fails_requiretls(&self) -> bool {
+        matches!(
+            self,
+            TransportError::StartTlsNotOffered
+                | TransportError::RequirementNotMet { .. }
+                | TransportError::PeerRefused { .. }
+                | TransportError::RequireTlsNotOffered
+                | TransportError::Handshake(_)
+                | TransportError::Rejected {
+                    stage: Stage::StartTls,
+                    ..
+                }
+        )
     }
 }
 

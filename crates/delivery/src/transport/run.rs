@@ -7,9 +7,12 @@
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
-use strictmx_policy::{DeliveryPlan, PlanOutcome, PlannedHost};
+use strictmx_policy::{
+    AddressFailure, DeliveryPlan, MessageFacts, NoTls, PeerAuth, PlanOutcome, PlannedHost,
+    PolicySettings, plan_delivery, plan_route_delivery,
+};
 use strictmx_protocol::{Reply, is_8bit, needs_smtputf8};
-use strictmx_spool::{AttemptOutcome, AttemptRecord};
+use strictmx_spool::{AttemptOutcome, AttemptRecord, MessageKind};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -19,13 +22,17 @@ use crate::job::{
     DeliveryJob, DeliveryReport, Diagnostic, JobMessage, MessageReport, RecipientOutcome,
     RecipientResult,
 };
-use crate::transport::Transport;
 use crate::transport::attempt::{AttemptScope, record_attempt};
 use crate::transport::error::{Stage, TransportError, reply_status, reply_text};
+use crate::transport::facts::{self, Destination, FactSource};
+use crate::transport::message::message_facts;
 use crate::transport::session::{
-    Endpoint, MailSession, Outgoing, PlainSession, StartTlsError, Timeouts, TransactionReplies,
+    Endpoint, Judgement, MailSession, Outgoing, PlainSession, SecureSession, StartTlsError,
+    Timeouts, TlsSession, TransactionReplies,
 };
+use crate::transport::sessions::SessionLog;
 use crate::transport::wire::Capabilities;
+use crate::transport::{LivePolicy, Transport};
 
 /// A message of the job and what has become of its recipients so far.
 struct Pending<'j> {
@@ -35,6 +42,8 @@ struct Pending<'j> {
     attempts: Vec<AttemptRecord>,
     /// Why the last host could not take it: used when no host is left.
     last_failure: Option<Failure>,
+    /// Whether any host failed for a reason other than a REQUIRETLS condition.
+    transient_failure: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +51,8 @@ struct Failure {
     mx: Option<String>,
     diagnostic: Diagnostic,
     status: String,
+    /// RFC 8689 §4.2.1: the host failed a REQUIRETLS condition (not reachability).
+    requiretls: bool,
 }
 
 impl<'j> Pending<'j> {
@@ -55,6 +66,7 @@ impl<'j> Pending<'j> {
                 .collect(),
             attempts: Vec::new(),
             last_failure: None,
+            transient_failure: false,
         }
     }
 
@@ -98,9 +110,11 @@ impl<'j> Pending<'j> {
     }
 }
 
-pub(crate) async fn deliver(transport: &Transport, job: &DeliveryJob) -> DeliveryReport {
+pub(crate) async fn deliver<F: FactSource>(
+    transport: &Transport<F>,
+    job: &DeliveryJob,
+) -> DeliveryReport {
     let mut pending: Vec<Pending<'_>> = job.messages.iter().map(Pending::new).collect();
-    let mut unreachable = false;
     for message in &mut pending {
         if let Some((status, reason)) = unsendable(message.message) {
             let scope = AttemptScope::new(&job.domain, "local");
@@ -120,48 +134,99 @@ pub(crate) async fn deliver(transport: &Transport, job: &DeliveryJob) -> Deliver
             message.attempts.push(record);
         }
     }
+    let mut sessions = SessionLog::new(&job.domain);
+    let mut unreachable = false;
     if pending.iter().any(|p| !p.is_done()) {
-        match transport.plan(&job.domain).await {
-            PlanOutcome::Deliver(plan) => {
-                unreachable = deliver_plan(transport, &plan, &mut pending).await;
+        let live = transport.live();
+        let destination = transport.destination(&job.domain).await;
+        let groups = group_by_plan(&pending, &destination, &live);
+        // RFC 8460 §3: reports about our own reports would feed on themselves.
+        sessions.counted = pending
+            .iter()
+            .any(|p| !p.is_done() && p.message.envelope.kind != MessageKind::TlsReport);
+        sessions.policy_failures(&destination);
+        let mut slots: Vec<Option<Pending<'_>>> = pending.into_iter().map(Some).collect();
+        let mut reached = false;
+        let mut tried = false;
+        for (outcome, members) in groups {
+            let mut group: Vec<Pending<'_>> =
+                members.iter().filter_map(|i| slots[*i].take()).collect();
+            match outcome {
+                PlanOutcome::Deliver(plan) => {
+                    tried = true;
+                    reached |=
+                        !deliver_plan(transport, &plan, &destination, &mut group, &mut sessions)
+                            .await;
+                }
+                PlanOutcome::Bounce { status, reason } => {
+                    let outcome = RecipientOutcome::Bounced {
+                        remote_mta: None,
+                        diagnostic: Diagnostic::Local(reason.clone()),
+                        status,
+                    };
+                    settle_without_connection(&job.domain, &mut group, &outcome, &reason);
+                }
+                PlanOutcome::Defer { reason } => {
+                    tried = true;
+                    // X.4.3: directory server failure (RFC 3463).
+                    let outcome = RecipientOutcome::Deferred {
+                        remote_mta: None,
+                        diagnostic: Diagnostic::Local(reason.clone()),
+                        status: "4.4.3".to_owned(),
+                    };
+                    settle_without_connection(&job.domain, &mut group, &outcome, &reason);
+                }
             }
-            PlanOutcome::Bounce { status, reason } => {
-                let outcome = RecipientOutcome::Bounced {
-                    remote_mta: None,
-                    diagnostic: Diagnostic::Local(reason.clone()),
-                    status,
-                };
-                settle_without_connection(&job.domain, &mut pending, &outcome, &reason);
-            }
-            PlanOutcome::Defer { reason } => {
-                // X.4.3: directory server failure (RFC 3463).
-                let outcome = RecipientOutcome::Deferred {
-                    remote_mta: None,
-                    diagnostic: Diagnostic::Local(reason.clone()),
-                    status: "4.4.3".to_owned(),
-                };
-                settle_without_connection(&job.domain, &mut pending, &outcome, &reason);
-                unreachable = true;
+            for (index, message) in members.into_iter().zip(group) {
+                slots[index] = Some(message);
             }
         }
+        unreachable = tried && !reached;
+        pending = slots.into_iter().flatten().collect();
     }
     DeliveryReport {
         messages: pending.into_iter().map(Pending::into_report).collect(),
         destination_unreachable: unreachable,
+        sessions: sessions.into_results(),
     }
+}
+
+/// The plan for one message to `destination` under `policy`.
+pub(crate) fn plan_for(
+    destination: &Destination,
+    message: &MessageFacts,
+    policy: &PolicySettings,
+) -> PlanOutcome {
+    match destination {
+        Destination::Mx(facts) => plan_delivery(facts, message, policy),
+        Destination::Route { domain, host, .. } => {
+            plan_route_delivery(domain, host, message, policy)
+        }
+    }
+}
+
+/// The job's open messages grouped by equal plans (indexes into `pending`, in job order), so
+/// that messages with the same plan share connections.
+fn group_by_plan(
+    pending: &[Pending<'_>],
+    destination: &Destination,
+    live: &LivePolicy,
+) -> Vec<(PlanOutcome, Vec<usize>)> {
+    let mut groups: Vec<(PlanOutcome, Vec<usize>)> = Vec::new();
+    for (index, message) in pending.iter().enumerate().filter(|(_, p)| !p.is_done()) {
+        let facts = message_facts(message.message, &live.tls_required_no);
+        let outcome = plan_for(destination, &facts, &live.policy);
+        match groups.iter_mut().find(|(plan, _)| *plan == outcome) {
+            Some((_, members)) => members.push(index),
+            None => groups.push((outcome, vec![index])),
+        }
+    }
+    groups
 }
 
 /// A message this relay must not send anywhere, whatever the server: (status, reason).
 fn unsendable(message: &JobMessage) -> Option<(String, String)> {
     let envelope = &message.envelope;
-    // RFC 8689 §4: a REQUIRETLS message may only travel over a path this relay cannot yet
-    // establish (authenticated MX choice, verified TLS, REQUIRETLS at the next hop).
-    if envelope.params.requiretls {
-        return Some((
-            "5.7.30".to_owned(),
-            "requiretls is not supported by this relay".to_owned(),
-        ));
-    }
     // Addresses go into command lines: a CR, LF or angle bracket would forge commands.
     let unsafe_address = |a: &str| {
         a.bytes()
@@ -237,10 +302,12 @@ fn settle_without_connection(
 }
 
 /// Tries the plan's hosts in order; returns whether the destination was unreachable.
-async fn deliver_plan(
-    transport: &Transport,
+async fn deliver_plan<F: FactSource>(
+    transport: &Transport<F>,
     plan: &DeliveryPlan,
+    destination: &Destination,
     pending: &mut [Pending<'_>],
+    sessions: &mut SessionLog,
 ) -> bool {
     let port = transport.port_for(&plan.domain);
     let mut reached = false;
@@ -249,20 +316,16 @@ async fn deliver_plan(
         if pending.iter().all(Pending::is_done) {
             break;
         }
-        let addresses = match host_addresses(transport, &host.host).await {
+        let addresses = match host_addresses(transport, destination, &host.host, port).await {
             Ok(addresses) => addresses,
-            Err(error) => {
-                only_permanent_dns_failures &= !error.is_transient();
+            Err(failure) => {
+                only_permanent_dns_failures &= !failure.transient;
                 let scope = host_scope(plan, host, None);
                 let failure = Failure {
                     mx: Some(host.host.clone()),
-                    diagnostic: Diagnostic::Local(error.to_string()),
-                    status: if error.is_transient() {
-                        "4.4.3"
-                    } else {
-                        "4.4.4"
-                    }
-                    .to_owned(),
+                    diagnostic: Diagnostic::Local(failure.reason),
+                    status: if failure.transient { "4.4.3" } else { "4.4.4" }.to_owned(),
+                    requiretls: false,
                 };
                 fail_open(&scope, pending, &failure);
                 continue;
@@ -274,7 +337,7 @@ async fn deliver_plan(
                 break;
             }
             let addr = SocketAddr::new(ip, port);
-            reached |= deliver_to_address(transport, plan, host, addr, pending).await;
+            reached |= deliver_to_address(transport, plan, host, addr, pending, sessions).await;
         }
     }
     // RFC 5321 §5.1: MX records present but none usable "MUST be reported as an error".
@@ -295,25 +358,51 @@ async fn deliver_plan(
             mx: None,
             diagnostic: Diagnostic::Local("no host could be tried".to_owned()),
             status: "4.4.1".to_owned(),
+            requiretls: false,
         });
-        message.decide_open(&RecipientOutcome::Deferred {
-            remote_mta: failure.mx,
-            diagnostic: failure.diagnostic,
-            status: failure.status,
-        });
+        message.decide_open(&final_outcome(plan, failure, message.transient_failure));
     }
     !reached
 }
 
-async fn host_addresses(
-    transport: &Transport,
-    host: &str,
-) -> Result<Vec<IpAddr>, strictmx_resolve::ResolveError> {
-    let literal = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = literal.parse::<IpAddr>() {
-        return Ok(vec![ip]);
+/// What becomes of recipients no host took. RFC 8689 §4.2.1: when no MX host meets the
+/// REQUIRETLS conditions, "the client MUST NOT transmit the message" and sends a non-delivery
+/// notification: a REQUIRETLS plan whose hosts all failed those conditions bounces (X.7.30 for
+/// a missing REQUIRETLS, X.7.10 for missing TLS, X.7.4/X.7.5 for authentication). A host that
+/// failed for another reason (unreachable, 4xx) may meet them later: then the message defers.
+fn final_outcome(plan: &DeliveryPlan, failure: Failure, transient_seen: bool) -> RecipientOutcome {
+    if plan.requiretls && failure.requiretls && !transient_seen {
+        let status = match failure.status.as_str() {
+            "4.7.4" => "5.7.10".to_owned(),
+            other => format!("5{}", other.get(1..).unwrap_or(".7.30")),
+        };
+        return RecipientOutcome::Bounced {
+            remote_mta: failure.mx,
+            diagnostic: failure.diagnostic,
+            status,
+        };
     }
-    transport.resolver.addresses(host).await
+    RecipientOutcome::Deferred {
+        remote_mta: failure.mx,
+        diagnostic: failure.diagnostic,
+        status: failure.status,
+    }
+}
+
+/// The addresses of a candidate: from the gathered facts, else looked up now.
+async fn host_addresses<F: FactSource>(
+    transport: &Transport<F>,
+    destination: &Destination,
+    host: &str,
+    port: u16,
+) -> Result<Vec<IpAddr>, AddressFailure> {
+    if let Some(literal) = facts::literal_host(host) {
+        return literal.addresses;
+    }
+    match destination.host(host) {
+        Some(facts) => facts.addresses.clone(),
+        None => transport.facts.host_facts(host, port).await.addresses,
+    }
 }
 
 fn host_scope(plan: &DeliveryPlan, host: &PlannedHost, ip: Option<IpAddr>) -> AttemptScope {
@@ -345,6 +434,7 @@ fn fail_message(scope: &AttemptScope, message: &mut Pending<'_>, failure: &Failu
         &reply,
     );
     message.attempts.push(record);
+    message.transient_failure |= !failure.requiretls;
     message.last_failure = Some(failure.clone());
 }
 
@@ -356,6 +446,7 @@ fn failure_from(host: &str, error: &TransportError) -> Failure {
             None => Diagnostic::Local(error.to_string()),
         },
         status: error.status(),
+        requiretls: error.fails_requiretls(),
     }
 }
 
@@ -367,12 +458,13 @@ enum Established {
 
 /// Delivers what it can through one address, opening as many connections as
 /// `max_messages_per_connection` needs. Returns whether any SMTP greeting was received.
-async fn deliver_to_address(
-    transport: &Transport,
+async fn deliver_to_address<F: FactSource>(
+    transport: &Transport<F>,
     plan: &DeliveryPlan,
     host: &PlannedHost,
     addr: SocketAddr,
     pending: &mut [Pending<'_>],
+    sessions: &mut SessionLog,
 ) -> bool {
     let mut queue: VecDeque<usize> = (0..pending.len())
         .filter(|i| !pending[*i].is_done())
@@ -381,10 +473,21 @@ async fn deliver_to_address(
     let mut plaintext_only = false;
     while !queue.is_empty() {
         let mut scope = host_scope(plan, host, Some(addr.ip()));
-        let session = match establish(transport, host, addr, &mut scope, plaintext_only).await {
+        let established = establish(
+            transport,
+            plan,
+            host,
+            addr,
+            &mut scope,
+            plaintext_only,
+            sessions,
+        )
+        .await;
+        let session = match established {
             Ok(session) => session,
             Err(error) => {
                 reached |= !error.is_unreachable();
+                scope.result_type = error.tlsrpt_result();
                 let failure = failure_from(&host.host, &error);
                 let open: Vec<usize> = queue.iter().copied().collect();
                 for index in open {
@@ -416,6 +519,7 @@ async fn deliver_to_address(
             mx = %host.host,
             ip = %addr.ip(),
             tls = scope.tls.as_ref().map_or("none", |tls| tls.version.as_str()),
+            auth = scope.auth.as_str(),
         );
         let keep_going = match session {
             Established::Plain(session) => {
@@ -436,13 +540,16 @@ async fn deliver_to_address(
     reached
 }
 
-/// Connects and brings the session to the point where the plan lets it carry mail.
-async fn establish(
-    transport: &Transport,
+/// Connects and brings the session to the point where the plan lets it carry mail: the TLS
+/// negotiation and the policy's judgement of the peer, each reported to TLSRPT once.
+async fn establish<F: FactSource>(
+    transport: &Transport<F>,
+    plan: &DeliveryPlan,
     host: &PlannedHost,
     addr: SocketAddr,
     scope: &mut AttemptScope,
     plaintext_only: bool,
+    sessions: &mut SessionLog,
 ) -> Result<Established, TransportError> {
     let requirement = &host.requirement;
     let endpoint = Endpoint {
@@ -453,38 +560,86 @@ async fn establish(
     };
     let timeouts = Timeouts::from_settings(&transport.settings);
     let plain = PlainSession::open(&endpoint, timeouts).await?;
-    if plaintext_only || !plain.capabilities().starttls {
+    scope.local_ip = plain.local_ip();
+    scope.peer_helo = plain.peer_name().map(str::to_owned);
+    if plaintext_only {
+        // The failed handshake before this fallback was reported already.
         return plaintext(plain, requirement).await;
     }
-    let names = requirement
-        .required_names()
-        .map_or_else(|| vec![host.host.clone()], <[String]>::to_vec);
-    let enforce = requirement.required_names().is_some();
-    match plain
-        .starttls(&transport.tls, &host.host, &names, enforce)
-        .await
-    {
-        Ok(secure) => {
-            scope.tls = Some(secure.tls().clone());
-            match secure.into_mail_session(requirement) {
-                Ok(session) => Ok(Established::Tls(Box::new(session))),
-                Err((secure, error)) => {
-                    secure.quit().await;
-                    Err(error)
-                }
-            }
+    if !plain.capabilities().starttls {
+        sessions.without_tls(scope, host, &NoTls::NotOffered);
+        return plaintext(plain, requirement).await;
+    }
+    let secure = match plain.starttls(&transport.tls, host).await {
+        Ok(tls) => {
+            scope.tls = Some(tls.tls().clone());
+            sessions.testing(scope, host, tls.peer());
+            judged(tls, host, scope, sessions).await?
         }
         Err(StartTlsError::Refused { session, reply }) => {
+            sessions.without_tls(scope, host, &NoTls::NotOffered);
             if requirement.allows_plaintext() {
                 return plaintext(*session, requirement).await;
             }
             session.quit().await;
-            Err(TransportError::Rejected {
+            return Err(TransportError::Rejected {
                 stage: Stage::StartTls,
                 reply,
+            });
+        }
+        Err(StartTlsError::Broken(error)) => {
+            if error.tlsrpt_result().is_some() {
+                let what = NoTls::HandshakeFailed {
+                    reason: error.to_string(),
+                };
+                sessions.without_tls(scope, host, &what);
+            }
+            return Err(error);
+        }
+    };
+    match secure.into_mail_session(plan.requiretls) {
+        Ok(session) => Ok(Established::Tls(Box::new(session))),
+        Err((secure, error)) => {
+            secure.quit().await;
+            Err(error)
+        }
+    }
+}
+
+/// The policy's judgement of a TLS session, reported, and the session it yields.
+async fn judged(
+    tls: TlsSession,
+    host: &PlannedHost,
+    scope: &mut AttemptScope,
+    sessions: &mut SessionLog,
+) -> Result<SecureSession, TransportError> {
+    match tls.judge(host).await {
+        Ok(secure) => {
+            scope.auth = spool_auth(secure.auth());
+            sessions.judged(scope, host, None);
+            Ok(secure)
+        }
+        Err(Judgement::Refused { session, failure }) => {
+            tracing::warn!(mx = %host.host, requirement = host.requirement.as_str(), result_type = failure.result_type.as_str(), reason = %failure.reason, "peer refused by policy");
+            sessions.judged(scope, host, Some(&failure));
+            session.quit().await;
+            Err(TransportError::PeerRefused {
+                requirement: host.requirement.as_str(),
+                result_type: failure.result_type,
+                reason: failure.reason,
             })
         }
-        Err(StartTlsError::Broken(error)) => Err(error),
+        Err(Judgement::Broken(error)) => Err(error),
+    }
+}
+
+/// The spool's name for how the policy authenticated the peer.
+fn spool_auth(auth: PeerAuth) -> strictmx_spool::PeerAuth {
+    match auth {
+        PeerAuth::Dane => strictmx_spool::PeerAuth::Dane,
+        PeerAuth::Sts => strictmx_spool::PeerAuth::Sts,
+        PeerAuth::Webpki => strictmx_spool::PeerAuth::Webpki,
+        PeerAuth::None => strictmx_spool::PeerAuth::None,
     }
 }
 
@@ -507,8 +662,8 @@ async fn plaintext(
 
 /// Sends queued messages over one session, up to the per-connection limit. Returns false when
 /// the host must be left (421, connection lost): the messages left go to the next host.
-async fn use_session<S: AsyncRead + AsyncWrite + Unpin>(
-    transport: &Transport,
+async fn use_session<F: FactSource, S: AsyncRead + AsyncWrite + Unpin>(
+    transport: &Transport<F>,
     mut session: MailSession<S>,
     scope: &AttemptScope,
     host: &str,
@@ -566,6 +721,7 @@ fn leave_host(
         mx: Some(host.to_owned()),
         diagnostic: Diagnostic::Local(reason.to_owned()),
         status: "4.4.2".to_owned(),
+        requiretls: false,
     };
     for index in queue.drain(..) {
         fail_message(scope, &mut pending[index], &failure);
@@ -656,7 +812,10 @@ enum Verdict {
 
 impl PartialEq for Failure {
     fn eq(&self, other: &Self) -> bool {
-        self.mx == other.mx && self.diagnostic == other.diagnostic && self.status == other.status
+        self.mx == other.mx
+            && self.diagnostic == other.diagnostic
+            && self.status == other.status
+            && self.requiretls == other.requiretls
     }
 }
 impl Eq for Failure {}
@@ -676,6 +835,7 @@ fn judge(host: &str, replies: &TransactionReplies) -> Verdict {
             mx: Some(host.to_owned()),
             diagnostic: Diagnostic::Smtp(reply_text(mail)),
             status: reply_status_transient(mail),
+            requiretls: false,
         });
     }
     let mut outcomes = Vec::new();

@@ -1,16 +1,19 @@
-//! The SMTP client session as typestate: `PlainSession` → `starttls(self)` → `SecureSession`,
-//! and a `MailSession` that alone can send `MAIL FROM`.
+//! The SMTP client session as typestate: `PlainSession` → `starttls(self)` → `TlsSession` →
+//! `judge(self)` → `SecureSession`, and a `MailSession` that alone can send `MAIL FROM`.
 //!
 //! A `MailSession` comes only from `SecureSession::into_mail_session` or from
 //! `PlainSession::into_mail_session_if_allowed`, which refuses unless the plan allows plaintext,
-//! so a plan that requires TLS cannot reach `MAIL FROM` over a plaintext connection. Which host
-//! to try and what the replies mean for each recipient is left to the delivery run.
+//! so a plan that requires TLS cannot reach `MAIL FROM` over a plaintext connection. A
+//! `SecureSession` exists only for a peer that `strictmx_policy::judge_peer` accepted for its
+//! planned host, and it yields a `MailSession` under a REQUIRETLS plan only when the server
+//! advertised REQUIRETLS. Which host to try and what the replies mean for each recipient is left
+//! to the delivery run.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use strictmx_policy::TlsRequirement;
+use strictmx_policy::{PeerAuth, PeerFacts, PeerFailure, PlannedHost, TlsRequirement, judge_peer};
 use strictmx_protocol::{BodyType, DsnRet, MailParams, Notify, RcptParams, Reply, xtext_encode};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
@@ -18,7 +21,7 @@ use tokio_rustls::client::TlsStream;
 
 use crate::transport::TransportSettings;
 use crate::transport::error::{Stage, TransportError};
-use crate::transport::tls::{TlsInfo, TlsSetup, version_name};
+use crate::transport::tls::{CertificateCheck, CertificateChecks, TlsInfo, TlsSetup, version_name};
 use crate::transport::wire::{Capabilities, Conn};
 
 /// The time limits of one session, copied from the settings.
@@ -58,15 +61,29 @@ pub struct PlainSession {
     caps: Capabilities,
     timeouts: Timeouts,
     helo_name: String,
+    local_ip: Option<IpAddr>,
+    peer_name: Option<String>,
 }
 
-/// TLS established and EHLO repeated over it (RFC 3207 §4.2).
+/// TLS established, the peer not judged yet; nothing but judging can be done with it.
+#[derive(Debug)]
+pub struct TlsSession {
+    conn: Conn<TlsStream<TcpStream>>,
+    timeouts: Timeouts,
+    helo_name: String,
+    tls: TlsInfo,
+    peer: PeerFacts,
+}
+
+/// TLS established, the peer accepted by the policy for its host, and EHLO repeated over it
+/// (RFC 3207 §4.2).
 #[derive(Debug)]
 pub struct SecureSession {
     conn: Conn<TlsStream<TcpStream>>,
     caps: Capabilities,
     timeouts: Timeouts,
     tls: TlsInfo,
+    auth: PeerAuth,
 }
 
 /// A session allowed to carry mail under the plan. Its fields are private to this module: the
@@ -98,6 +115,7 @@ impl PlainSession {
         timeouts: Timeouts,
     ) -> Result<PlainSession, TransportError> {
         let stream = connect(endpoint, timeouts.connect).await?;
+        let local_ip = stream.local_addr().ok().map(|addr| addr.ip());
         let mut conn = Conn::new(stream);
         let greeting = conn.read_reply(Stage::Greeting, timeouts.greeting).await?;
         if greeting.code != 220 {
@@ -108,6 +126,18 @@ impl PlainSession {
         }
         let ehlo = format!("EHLO {}", endpoint.helo_name);
         let reply = conn.command(Stage::Ehlo, &ehlo, timeouts.command).await?;
+        // RFC 5321 §4.1.1.1: the EHLO reply starts with the server's name (TLSRPT's
+        // receiving-mx-helo); the greeting's first word otherwise.
+        let peer_name = [&reply, &greeting]
+            .into_iter()
+            .filter(|r| r.code == 250 || r.code == 220)
+            .find_map(|r| {
+                r.lines
+                    .first()?
+                    .split_ascii_whitespace()
+                    .next()
+                    .map(str::to_owned)
+            });
         let caps = if reply.code == 250 {
             Capabilities::from_ehlo(&reply)
         } else if reply.is_permanent() && endpoint.allow_helo {
@@ -132,22 +162,33 @@ impl PlainSession {
             caps,
             timeouts,
             helo_name: endpoint.helo_name.to_owned(),
+            local_ip,
+            peer_name,
         })
+    }
+
+    /// Our address on this connection (TLSRPT's sending-mta-ip).
+    pub fn local_ip(&self) -> Option<IpAddr> {
+        self.local_ip
+    }
+
+    /// The name the server gave in its EHLO reply or greeting.
+    pub fn peer_name(&self) -> Option<&str> {
+        self.peer_name.as_deref()
     }
 
     pub fn capabilities(&self) -> &Capabilities {
         &self.caps
     }
 
-    /// Upgrades to TLS (RFC 3207). SNI is `sni_host`; the certificate is checked against `names`
-    /// and, with `enforce`, a failed check fails the handshake.
+    /// Upgrades to TLS (RFC 3207) for `host`: SNI is its name; the certificate checks the
+    /// policy needs (web PKI for its names, DANE-TA for its TLSA records) are computed during
+    /// the handshake and judged by [`TlsSession::judge`].
     pub(crate) async fn starttls(
         mut self,
         setup: &TlsSetup,
-        sni_host: &str,
-        names: &[String],
-        enforce: bool,
-    ) -> Result<SecureSession, StartTlsError> {
+        host: &PlannedHost,
+    ) -> Result<TlsSession, StartTlsError> {
         let command = self.timeouts.command;
         let reply = self
             .conn
@@ -166,10 +207,10 @@ impl PlainSession {
             .conn
             .into_stream_if_drained()
             .map_err(StartTlsError::Broken)?;
-        let (connector, check) = setup
-            .connector(names, enforce)
+        let (connector, slot) = setup
+            .connector(checks_for(host))
             .map_err(StartTlsError::Broken)?;
-        let server_name = ServerName::try_from(sni_host.to_owned()).map_err(|error| {
+        let server_name = ServerName::try_from(host.host.clone()).map_err(|error| {
             StartTlsError::Broken(TransportError::Handshake(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 error,
@@ -185,31 +226,24 @@ impl PlainSession {
             })?
             .map_err(|error| StartTlsError::Broken(TransportError::Handshake(error)))?;
         let (_, connection) = tls_stream.get_ref();
+        let version = connection.protocol_version();
+        let findings = slot.take();
         let tls = TlsInfo {
-            version: version_name(connection.protocol_version()),
+            version: version_name(version),
             cipher: connection
                 .negotiated_cipher_suite()
                 .map_or_else(|| "unknown".to_owned(), |s| format!("{:?}", s.suite())),
-            certificate: check.take(),
+            certificate: match &findings.webpki {
+                strictmx_policy::WebpkiVerdict::Valid => CertificateCheck::Verified,
+                problem => CertificateCheck::Failed(format!("{problem:?}")),
+            },
         };
-        let mut conn = Conn::new(tls_stream);
-        // RFC 3207 §4.2: forget what was learnt before TLS and ask again.
-        let ehlo = format!("EHLO {}", self.helo_name);
-        let reply = conn
-            .command(Stage::Ehlo, &ehlo, command)
-            .await
-            .map_err(StartTlsError::Broken)?;
-        if reply.code != 250 {
-            return Err(StartTlsError::Broken(TransportError::Rejected {
-                stage: Stage::Ehlo,
-                reply,
-            }));
-        }
-        Ok(SecureSession {
-            caps: Capabilities::from_ehlo(&reply),
-            conn,
+        Ok(TlsSession {
+            conn: Conn::new(tls_stream),
             timeouts: self.timeouts,
+            helo_name: self.helo_name,
             tls,
+            peer: findings.into_peer_facts(version),
         })
     }
 
@@ -238,24 +272,91 @@ impl PlainSession {
     }
 }
 
+impl TlsSession {
+    pub fn tls(&self) -> &TlsInfo {
+        &self.tls
+    }
+
+    /// What the handshake showed, for the policy.
+    pub fn peer(&self) -> &PeerFacts {
+        &self.peer
+    }
+
+    /// The policy's judgement of this peer for `host` (`judge_peer`: version floor,
+    /// requirement, pins); only an accepted peer is introduced with EHLO and becomes a
+    /// [`SecureSession`].
+    pub(crate) async fn judge(self, host: &PlannedHost) -> Result<SecureSession, Judgement> {
+        let auth = match judge_peer(host, &self.peer) {
+            Ok(auth) => auth,
+            Err(failure) => {
+                return Err(Judgement::Refused {
+                    session: Box::new(self),
+                    failure,
+                });
+            }
+        };
+        let mut conn = self.conn;
+        let command = self.timeouts.command;
+        // RFC 3207 §4.2: forget what was learnt before TLS and ask again.
+        let ehlo = format!("EHLO {}", self.helo_name);
+        let reply = conn
+            .command(Stage::Ehlo, &ehlo, command)
+            .await
+            .map_err(Judgement::Broken)?;
+        if reply.code != 250 {
+            return Err(Judgement::Broken(TransportError::Rejected {
+                stage: Stage::Ehlo,
+                reply,
+            }));
+        }
+        Ok(SecureSession {
+            caps: Capabilities::from_ehlo(&reply),
+            conn,
+            timeouts: self.timeouts,
+            tls: self.tls,
+            auth,
+        })
+    }
+
+    pub(crate) async fn quit(self) {
+        self.conn.quit(self.timeouts.command).await;
+    }
+}
+
+/// Why a TLS session did not become a `SecureSession`.
+#[derive(Debug)]
+pub(crate) enum Judgement {
+    /// The policy refused the peer for this host; the session can only be closed.
+    Refused {
+        session: Box<TlsSession>,
+        failure: PeerFailure,
+    },
+    /// EHLO over TLS failed; the connection is gone.
+    Broken(TransportError),
+}
+
 impl SecureSession {
     pub fn tls(&self) -> &TlsInfo {
         &self.tls
     }
 
-    /// A mail session over TLS; refused when the plan needs a verified certificate and this
-    /// one did not verify (the verifier already fails such handshakes; this is the second lock).
+    /// How the policy authenticated the peer.
+    pub fn auth(&self) -> PeerAuth {
+        self.auth
+    }
+
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    /// A mail session over TLS. RFC 8689 §4.2.1: under a REQUIRETLS plan the server must
+    /// advertise REQUIRETLS after STARTTLS, otherwise this host cannot take the message.
     pub fn into_mail_session(
         self,
-        requirement: &TlsRequirement,
+        requiretls: bool,
     ) -> Result<MailSession<TlsStream<TcpStream>>, (Box<SecureSession>, TransportError)> {
-        if requirement.required_names().is_some() && !self.tls.cert_verified() {
-            return Err((
-                Box::new(self),
-                TransportError::RequirementNotMet {
-                    requirement: requirement.as_str(),
-                },
-            ));
+        if requiretls && !self.caps.requiretls {
+            return Err((Box::new(self), TransportError::RequireTlsNotOffered));
         }
         Ok(MailSession {
             conn: self.conn,
@@ -266,6 +367,30 @@ impl SecureSession {
 
     pub(crate) async fn quit(self) {
         self.conn.quit(self.timeouts.command).await;
+    }
+}
+
+/// What the verifier must compute for `host`'s requirement.
+fn checks_for(host: &PlannedHost) -> CertificateChecks {
+    match &host.requirement {
+        TlsRequirement::Verified { names } => CertificateChecks {
+            names: names.clone(),
+            ..CertificateChecks::default()
+        },
+        TlsRequirement::Dane { records, names } => CertificateChecks {
+            names: vec![host.host.clone()],
+            dane_records: records.clone(),
+            dane_names: names.clone(),
+        },
+        TlsRequirement::Opportunistic | TlsRequirement::Encrypted => CertificateChecks {
+            // MTA-STS testing (RFC 8461 §5) is evaluated against the names it would demand.
+            names: host
+                .testing
+                .as_ref()
+                .and_then(TlsRequirement::required_names)
+                .map_or_else(|| vec![host.host.clone()], <[String]>::to_vec),
+            ..CertificateChecks::default()
+        },
     }
 }
 
@@ -441,6 +566,12 @@ fn mail_command(caps: &Capabilities, message: &Outgoing<'_>) -> String {
     if caps.smtputf8 && message.smtputf8 {
         line.push_str(" SMTPUTF8");
     }
+    // RFC 8689 §4.2.1: a REQUIRETLS message carries the parameter. A plan that requires it
+    // never gets here without the server advertising it; a REQUIRETLS bounce (null sender,
+    // RFC 8689 §5) is sent with it wherever the server takes it, and without it elsewhere.
+    if caps.requiretls && message.params.requiretls {
+        line.push_str(" REQUIRETLS");
+    }
     // RFC 3461 §4: DSN parameters go only to a server that advertises DSN.
     if caps.dsn {
         match message.params.ret {
@@ -518,6 +649,7 @@ mod tests {
             dsn: true,
             size_limit: Some(10_000),
             size: true,
+            requiretls: true,
         }
     }
 

@@ -6,7 +6,30 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use strictmx_policy::PolicySettings;
+use strictmx_spool::ClientInfo;
+
+/// Which submitters may relax recipient-domain policy with `TLS-Required: No` (RFC 8689 §5).
+/// Empty (the default): nobody; the header is then ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsRequiredNoPermission {
+    /// AUTH user names (compared exactly) whose messages may relax.
+    pub users: Vec<String>,
+    /// Client networks whose messages may relax (the submitting client's IP address).
+    pub networks: Vec<IpNet>,
+}
+
+impl TlsRequiredNoPermission {
+    /// Whether the client that submitted a message may relax policy with the header.
+    pub fn allows(&self, client: &ClientInfo) -> bool {
+        let user = client
+            .auth_user
+            .as_deref()
+            .is_some_and(|user| self.users.iter().any(|allowed| allowed == user));
+        user || self.networks.iter().any(|net| net.contains(&client.ip))
+    }
+}
 
 /// Sends one destination domain to a fixed next hop instead of its MX hosts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +65,10 @@ pub struct TransportSettings {
     pub smtp_port: u16,
     /// Messages sent over one connection before it is closed (at least 1).
     pub max_messages_per_connection: usize,
+    /// The rules and the global default; replaced at run time by `Transport::replace_policy`.
     pub policy: PolicySettings,
+    /// Who may use `TLS-Required: No`.
+    pub tls_required_no: TlsRequiredNoPermission,
 }
 
 impl Default for TransportSettings {
@@ -60,6 +86,7 @@ impl Default for TransportSettings {
             smtp_port: 25,
             max_messages_per_connection: 20,
             policy: PolicySettings::default(),
+            tls_required_no: TlsRequiredNoPermission::default(),
         }
     }
 }

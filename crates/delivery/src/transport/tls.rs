@@ -1,8 +1,11 @@
-//! TLS for STARTTLS: trust roots, a certificate verifier that always runs web PKI verification
-//! and records the result, and the facts of a finished handshake.
+//! TLS for STARTTLS: trust roots, a certificate verifier that computes what the policy needs to
+//! judge the peer (the chain, web PKI validation, DANE-TA validation), and the facts of a
+//! finished handshake.
 //!
-//! Whether a failed verification is fatal is the plan's decision, passed in as `enforce`; what
-//! to do after a failed handshake is left to the delivery run.
+//! The verifier never decides: it checks the handshake signatures (so the peer holds the key of
+//! the certificate it shows) and records its findings; `strictmx_policy::judge_peer` decides
+//! after the handshake, before anything but EHLO is sent. What to do after a failed handshake is
+//! left to the delivery run.
 
 use std::fmt;
 use std::path::Path;
@@ -14,8 +17,11 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
-    ClientConfig, DigitallySignedStruct, ProtocolVersion, RootCertStore, SignatureScheme,
+    CertificateError, ClientConfig, DigitallySignedStruct, ProtocolVersion, RootCertStore,
+    SignatureScheme,
 };
+use strictmx_policy::rules::TlsVersion;
+use strictmx_policy::{PeerFacts, TlsaRecord, WebpkiVerdict, tlsa};
 use tokio_rustls::TlsConnector;
 
 use crate::transport::error::TransportError;
@@ -78,21 +84,17 @@ impl TlsSetup {
         Ok(TlsSetup { provider, webpki })
     }
 
-    /// A connector for one handshake. The certificate is checked against `names`; with
-    /// `enforce`, a failed check fails the handshake, otherwise it is only recorded.
+    /// A connector for one handshake that checks the certificate as `check` says and leaves
+    /// its findings in the returned slot.
     pub(crate) fn connector(
         &self,
-        names: &[String],
-        enforce: bool,
+        check: CertificateChecks,
     ) -> Result<(TlsConnector, CheckSlot), TransportError> {
         let slot = CheckSlot::default();
         let verifier = RecordingVerifier {
+            provider: self.provider.clone(),
             webpki: self.webpki.clone(),
-            names: names
-                .iter()
-                .filter_map(|name| ServerName::try_from(name.clone()).ok())
-                .collect(),
-            enforce,
+            check,
             slot: slot.clone(),
         };
         let config = ClientConfig::builder_with_provider(self.provider.clone())
@@ -105,45 +107,177 @@ impl TlsSetup {
     }
 }
 
+/// What the verifier computes for one handshake.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CertificateChecks {
+    /// Web PKI reference identifiers (the `Verified` names, or the MX host name).
+    pub(crate) names: Vec<String>,
+    /// The usable TLSA records of a `Dane` requirement and its reference identifiers for
+    /// DANE-TA (RFC 7672 §3.2.2); empty records: no DANE check.
+    pub(crate) dane_records: Vec<TlsaRecord>,
+    pub(crate) dane_names: Vec<String>,
+}
+
+/// The verifier's findings: the chain and the validation verdicts `PeerFacts` carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Findings {
+    pub(crate) chain: Vec<Vec<u8>>,
+    pub(crate) webpki: WebpkiVerdict,
+    pub(crate) dane_ta: Option<WebpkiVerdict>,
+}
+
+impl Findings {
+    /// The facts for `judge_peer`, with the version the handshake settled on.
+    pub(crate) fn into_peer_facts(self, version: Option<ProtocolVersion>) -> PeerFacts {
+        PeerFacts {
+            // rustls speaks only TLS 1.2 and 1.3; anything else counts as the lower one.
+            tls_version: match version {
+                Some(ProtocolVersion::TLSv1_3) => TlsVersion::Tls13,
+                _ => TlsVersion::Tls12,
+            },
+            chain: self.chain,
+            webpki: self.webpki,
+            dane_ta: self.dane_ta,
+        }
+    }
+}
+
 /// Where the verifier leaves its finding for the session to pick up after the handshake.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct CheckSlot(Arc<Mutex<Option<CertificateCheck>>>);
+pub(crate) struct CheckSlot(Arc<Mutex<Option<Findings>>>);
 
 impl CheckSlot {
-    fn put(&self, check: CertificateCheck) {
+    fn put(&self, findings: Findings) {
         // A poisoned lock only means another thread panicked while holding it; the value is
         // a plain enum and still usable.
         *self
             .0
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(check);
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(findings);
     }
 
-    pub(crate) fn take(&self) -> CertificateCheck {
+    pub(crate) fn take(&self) -> Findings {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take()
-            .unwrap_or_else(|| CertificateCheck::Failed("no certificate was checked".to_owned()))
+            .unwrap_or_else(|| Findings {
+                chain: Vec::new(),
+                webpki: WebpkiVerdict::Invalid {
+                    reason: "no certificate was checked".to_owned(),
+                },
+                dane_ta: None,
+            })
     }
 }
 
-/// Runs webpki verification on every handshake and records the result; rejects only when told
-/// to enforce. Handshake signatures are always verified, so the peer must hold the key of the
-/// certificate it shows even when the certificate itself is not trusted.
+/// Computes the findings on every handshake and accepts any certificate: judging is the
+/// policy's, after the handshake. Handshake signatures are always verified, so the peer must
+/// hold the key of the certificate it shows, which is what a DANE-EE match relies on.
 struct RecordingVerifier {
+    provider: Arc<CryptoProvider>,
     webpki: Arc<WebPkiServerVerifier>,
-    names: Vec<ServerName<'static>>,
-    enforce: bool,
+    check: CertificateChecks,
     slot: CheckSlot,
 }
 
 impl fmt::Debug for RecordingVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RecordingVerifier")
-            .field("names", &self.names)
-            .field("enforce", &self.enforce)
+            .field("check", &self.check)
             .finish_non_exhaustive()
+    }
+}
+
+impl RecordingVerifier {
+    /// Web PKI validation against `verifier`'s roots: valid when any of `names` matches.
+    fn validate(
+        verifier: &WebPkiServerVerifier,
+        names: &[String],
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> WebpkiVerdict {
+        let mut verdict = WebpkiVerdict::Invalid {
+            reason: "no reference identifier to check".to_owned(),
+        };
+        for name in names {
+            let Ok(name) = ServerName::try_from(name.as_str()) else {
+                continue;
+            };
+            match verifier.verify_server_cert(end_entity, intermediates, &name, &[], now) {
+                Ok(_) => return WebpkiVerdict::Valid,
+                Err(error) => verdict = classify(&error),
+            }
+        }
+        verdict
+    }
+
+    /// RFC 7672 §3.2.2: DANE-TA(2): the chain validated up to a presented certificate that a
+    /// usable usage-2 record matches, taken as the only trust anchor, with validity dates and
+    /// the reference identifiers checked. `None` without a candidate.
+    fn dane_ta(
+        &self,
+        chain: &[Vec<u8>],
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Option<WebpkiVerdict> {
+        let candidates = tlsa::dane_ta_candidates(&self.check.dane_records, chain);
+        let mut first_problem = None;
+        for index in candidates {
+            let mut roots = RootCertStore::empty();
+            let anchor = CertificateDer::from(chain.get(index)?.clone());
+            let verdict = match roots.add(anchor) {
+                Err(error) => classify(&error),
+                Ok(()) => match WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    self.provider.clone(),
+                )
+                .build()
+                {
+                    Ok(verifier) => Self::validate(
+                        &verifier,
+                        &self.check.dane_names,
+                        end_entity,
+                        intermediates,
+                        now,
+                    ),
+                    Err(error) => WebpkiVerdict::Invalid {
+                        reason: error.to_string(),
+                    },
+                },
+            };
+            if verdict == WebpkiVerdict::Valid {
+                return Some(verdict);
+            }
+            first_problem.get_or_insert(verdict);
+        }
+        first_problem
+    }
+}
+
+/// The RFC 8460 §4.3.1 reading of a certificate error.
+fn classify(error: &rustls::Error) -> WebpkiVerdict {
+    match error {
+        rustls::Error::InvalidCertificate(problem) => match problem {
+            CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. } => WebpkiVerdict::Expired,
+            CertificateError::UnknownIssuer | CertificateError::BadSignature => {
+                WebpkiVerdict::NotTrusted
+            }
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                WebpkiVerdict::HostMismatch
+            }
+            other => WebpkiVerdict::Invalid {
+                reason: format!("{other:?}"),
+            },
+        },
+        other => WebpkiVerdict::Invalid {
+            reason: other.to_string(),
+        },
     }
 }
 
@@ -153,37 +287,26 @@ impl ServerCertVerifier for RecordingVerifier {
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
+        _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let mut last_error = rustls::Error::General("no name to verify against".to_owned());
-        let names: Vec<&ServerName<'_>> = if self.names.is_empty() {
-            vec![server_name]
+        let chain: Vec<Vec<u8>> = std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|cert| cert.as_ref().to_vec())
+            .collect();
+        let names = if self.check.names.is_empty() {
+            vec![server_name.to_str().into_owned()]
         } else {
-            self.names.iter().collect()
+            self.check.names.clone()
         };
-        for name in names {
-            match self.webpki.verify_server_cert(
-                end_entity,
-                intermediates,
-                name,
-                ocsp_response,
-                now,
-            ) {
-                Ok(verified) => {
-                    self.slot.put(CertificateCheck::Verified);
-                    return Ok(verified);
-                }
-                Err(error) => last_error = error,
-            }
-        }
-        self.slot
-            .put(CertificateCheck::Failed(last_error.to_string()));
-        if self.enforce {
-            Err(last_error)
-        } else {
-            Ok(ServerCertVerified::assertion())
-        }
+        let webpki = Self::validate(&self.webpki, &names, end_entity, intermediates, now);
+        let dane_ta = self.dane_ta(&chain, end_entity, intermediates, now);
+        self.slot.put(Findings {
+            chain,
+            webpki,
+            dane_ta,
+        });
+        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(

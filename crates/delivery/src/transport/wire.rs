@@ -140,6 +140,8 @@ pub struct Capabilities {
     pub size_limit: Option<u64>,
     /// Whether SIZE was advertised at all (then `SIZE=` may be sent).
     pub size: bool,
+    /// RFC 8689 §2: the server takes the REQUIRETLS parameter (meaningful only after STARTTLS).
+    pub requiretls: bool,
 }
 
 impl Capabilities {
@@ -157,6 +159,7 @@ impl Capabilities {
                 "8BITMIME" => caps.eight_bit_mime = true,
                 "SMTPUTF8" => caps.smtputf8 = true,
                 "DSN" => caps.dsn = true,
+                "REQUIRETLS" => caps.requiretls = true,
                 "SIZE" => {
                     caps.size = true;
                     caps.size_limit = words
@@ -193,6 +196,7 @@ mod tests {
             "SMTPUTF8",
             "DSN",
             "SIZE 1000",
+            "RequireTLS",
         ]));
         assert_eq!(
             caps,
@@ -204,6 +208,7 @@ mod tests {
                 dsn: true,
                 size_limit: Some(1000),
                 size: true,
+                requiretls: true,
             }
         );
     }
