@@ -45,12 +45,17 @@ pub fn build(mail: &ReportMail<'_>) -> std::io::Result<(Envelope, Vec<u8>)> {
         file = mail.file_name,
     );
     // RFC 8460 §5.3: the gzip report as application/tlsrpt+gzip, named as §5.1 says.
+    // The file name goes out as one quoted parameter (no RFC 2231 continuations, which simple
+    // report parsers miss); it has no spaces, so folding leaves it whole. No explicit transfer
+    // encoding: with one, mail-builder writes the bytes raw; without, it uses base64.
     let attachment = MimePart::new(
-        ContentType::new("application/tlsrpt+gzip").attribute("name", mail.file_name),
+        ContentType::new("application/tlsrpt+gzip"),
         BodyPart::Binary(mail.gzip.to_vec().into()),
     )
-    .attachment(mail.file_name)
-    .transfer_encoding("base64");
+    .header(
+        "Content-Disposition",
+        Raw::new(format!("attachment; filename=\"{}\"", mail.file_name)),
+    );
     // RFC 8460 §5.3 with RFC 6522: multipart/report, report-type="tlsrpt", human part first.
     let body = MimePart::new(
         ContentType::new("multipart/report").attribute("report-type", "tlsrpt"),
@@ -66,7 +71,12 @@ pub fn build(mail: &ReportMail<'_>) -> std::io::Result<(Envelope, Vec<u8>)> {
             mail.mail_from.to_owned(),
         ))
         .to(Address::new_address(None::<&str>, mail.to.to_owned()))
-        .subject(report::subject(mail.domain, mail.submitter, mail.report_id))
+        // Raw, not `subject()`: the §5.3 subject is ASCII and must not become RFC 2047
+        // encoded-words; mail-builder still folds it at spaces.
+        .header(
+            "Subject",
+            Raw::new(report::subject(mail.domain, mail.submitter, mail.report_id)),
+        )
         .date(Date::new(i64::try_from(secs).unwrap_or(i64::MAX)))
         .message_id(format!("{}@{}", mail.report_id, mail.submitter))
         // RFC 8460 §5.3: the two report headers.
