@@ -32,7 +32,8 @@ pub struct StsSettings {
     pub connect_timeout: Duration,
     /// Largest policy body accepted, in bytes.
     pub max_policy_size: usize,
-    /// Cached policies expiring within this window are refreshed in the background.
+    /// Cached policies expiring within this window (at most half their `max_age`) are
+    /// refreshed in the background.
     pub refresh_before: Duration,
     /// How often the background refresher looks at the cache.
     pub refresh_interval: Duration,
@@ -287,8 +288,7 @@ impl StsSource {
                 self.forget_if_expired(&entry, now).await;
                 continue;
             }
-            let window = now.saturating_add(self.settings.refresh_before.as_secs());
-            if entry.expires_at > window {
+            if !refresh_is_due(&entry, self.settings.refresh_before, now) {
                 continue;
             }
             if let StsRecordFacts::Present { id } = self.record(&entry.domain).await
@@ -315,6 +315,15 @@ impl StsSource {
     }
 }
 
+/// Whether a cached policy is close enough to expiry to fetch again: within `refresh_before`
+/// of it, but never in the first half of its lifetime, so that a short `max_age` does not
+/// make every refresher pass fetch it.
+fn refresh_is_due(entry: &CachedStsPolicy, refresh_before: Duration, now: u64) -> bool {
+    let lifetime = entry.expires_at.saturating_sub(entry.fetched_at);
+    let window = refresh_before.as_secs().min(lifetime / 2);
+    entry.expires_at.saturating_sub(now) <= window
+}
+
 /// The RFC 8460 §4.3.2 result type and a reason for a failed fetch.
 fn failure(error: &ResolveError) -> StsFetchFailure {
     StsFetchFailure {
@@ -322,5 +331,52 @@ fn failure(error: &ResolveError) -> StsFetchFailure {
             .tlsrpt_result()
             .unwrap_or(ResultType::StsPolicyFetchError),
         reason: describe(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(fetched_at: u64, expires_at: u64) -> CachedStsPolicy {
+        CachedStsPolicy {
+            domain: "example.com".into(),
+            text: String::new(),
+            id: "1".into(),
+            fetched_at,
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn policies_are_refreshed_near_expiry_but_not_in_the_first_half_of_their_life() {
+        let day = 86_400;
+        let week = 7 * day;
+        let window = Duration::from_secs(day);
+        let rows = [
+            (
+                "a week-long policy, two days left",
+                entry(0, week),
+                week - 2 * day,
+                false,
+            ),
+            (
+                "a week-long policy, half a day left",
+                entry(0, week),
+                week - day / 2,
+                true,
+            ),
+            ("a day-long policy just fetched", entry(0, day), 60, false),
+            (
+                "a day-long policy past half its life",
+                entry(0, day),
+                day / 2 + 1,
+                true,
+            ),
+            ("an expired policy", entry(0, day), day + 1, true),
+        ];
+        for (case, cached, now, due) in rows {
+            assert_eq!(refresh_is_due(&cached, window, now), due, "{case}");
+        }
     }
 }
