@@ -761,3 +761,6 @@ fn tlsa_report(
         mx_host: vec![mx.name.clone()],
     }
 }
+
+#[cfg(test)]
+mod tests;
