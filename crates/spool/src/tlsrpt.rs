@@ -293,10 +293,16 @@ impl Spool {
     pub fn tlsrpt_day(&self, day: u32) -> Result<Vec<TlsrptCounters>, SpoolError> {
         let db = self.shared().database()?;
         let txn = db.begin_read().map_err(read_fail)?;
-        let (policies, details) = match (txn.open_table(POLICIES), txn.open_table(DETAILS)) {
-            (Ok(p), Ok(d)) => (p, d),
-            (Err(TableError::TableDoesNotExist(_)), _) => return Ok(Vec::new()),
-            (Err(e), _) | (_, Err(e)) => return Err(read_fail(e)),
+        let policies = match txn.open_table(POLICIES) {
+            Ok(table) => table,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(read_fail(e)),
+        };
+        // Created by the first failure: a spool that only saw successes has none.
+        let details = match txn.open_table(DETAILS) {
+            Ok(table) => Some(table),
+            Err(TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(read_fail(e)),
         };
         let mut counters = Vec::new();
         let range = (day, "", 0)..(day.saturating_add(1), "", 0);
@@ -306,13 +312,15 @@ impl Spool {
             let (successes, failures, _, policy) = value.value();
             let mut rows = Vec::new();
             let detail_range = (day, domain, pslot, 0)..=(day, domain, pslot, u64::MAX);
-            for row in details.range(detail_range).map_err(read_fail)? {
-                let (_, value) = row.map_err(read_fail)?;
-                let (count, detail) = value.value();
-                rows.push(TlsrptDetailCount {
-                    detail: detail.to_owned(),
-                    count,
-                });
+            if let Some(details) = &details {
+                for row in details.range(detail_range).map_err(read_fail)? {
+                    let (_, value) = row.map_err(read_fail)?;
+                    let (count, detail) = value.value();
+                    rows.push(TlsrptDetailCount {
+                        detail: detail.to_owned(),
+                        count,
+                    });
+                }
             }
             counters.push(TlsrptCounters {
                 day,

@@ -118,6 +118,19 @@ async fn pruning_removes_only_days_before_the_cutoff() {
 }
 
 #[tokio::test]
+async fn a_spool_that_only_counted_successes_reads_back_without_detail_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = common::open(dir.path());
+    spool
+        .tlsrpt_record(vec![success(4, "a.test", "p")], 100)
+        .await
+        .unwrap();
+    let counters = only(spool.tlsrpt_day(4).unwrap());
+    assert_eq!((counters.successes, counters.failures), (1, 0));
+    assert!(counters.details.is_empty());
+}
+
+#[tokio::test]
 async fn a_fresh_spool_has_no_counters() {
     let dir = tempfile::tempdir().unwrap();
     let spool = common::open(dir.path());
