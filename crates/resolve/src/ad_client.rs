@@ -1,4 +1,4 @@
-//! The `resolver` DNSSEC mode's client: one question to a trusted validating resolver with the
+//! The `trust-resolver` DNSSEC mode's client: one question to a trusted validating resolver with the
 //! DO and AD bits set, the AD bit of the reply read as "secure" (RFC 6840 §5.7, §5.8).
 //!
 //! Deliberately small: UDP with a TCP retry on truncation, servers tried in order, no cache

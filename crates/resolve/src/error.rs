@@ -71,10 +71,10 @@ pub enum ResolveError {
     #[error("cannot use DNSSEC trust anchor {path}: {reason}")]
     TrustAnchor { path: PathBuf, reason: String },
 
-    /// The `resolver` DNSSEC mode trusts the AD bit only from resolvers on loopback or listed
+    /// The `trust-resolver` DNSSEC mode trusts the AD bit only from resolvers on loopback or listed
     /// as trusted, because anyone on the path could set it.
     #[error(
-        "DNSSEC mode \"resolver\" trusts the AD bit of {nameserver}, which is neither on loopback nor in dns.trusted_nameservers"
+        "DNSSEC mode \"trust-resolver\" trusts the AD bit of {nameserver}, which is neither on loopback nor in dns.trusted_nameservers"
     )]
     UntrustedResolver { nameserver: SocketAddr },
 

@@ -48,7 +48,7 @@ impl DnssecMode {
     pub fn as_str(&self) -> &'static str {
         match self {
             DnssecMode::Validate { .. } => "validate",
-            DnssecMode::TrustResolver => "resolver",
+            DnssecMode::TrustResolver => "trust-resolver",
         }
     }
 }
@@ -165,7 +165,7 @@ impl DnsResolver {
         })
     }
 
-    /// `validate` or `resolver`.
+    /// `validate` or `trust-resolver`.
     pub fn mode(&self) -> &'static str {
         self.mode
     }
@@ -303,7 +303,7 @@ impl DnsResolver {
     }
 
     /// Startup check of the DNSSEC mode: the root zone's DNSKEY RRset must come back secure.
-    /// It is signed by the very keys the trust anchor names (or, in `resolver` mode, by the
+    /// It is signed by the very keys the trust anchor names (or, in `trust-resolver` mode, by the
     /// keys the resolver trusts), so anything else means validation cannot work here.
     pub async fn self_test(&self) -> DnssecHealth {
         let mode = self.mode.to_owned();
@@ -586,7 +586,7 @@ mod tests {
         };
         assert_eq!(
             DnsResolver::new(&trusted).expect("trusted").mode(),
-            "resolver"
+            "trust-resolver"
         );
     }
 

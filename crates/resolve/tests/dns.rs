@@ -1,5 +1,5 @@
 //! Lookups against a tiny in-process DNS server on 127.0.0.1:0 answering from a fixed table
-//! (unsigned, through the `resolver` DNSSEC mode's client); DNSSEC itself is tested in `lab.rs`.
+//! (unsigned, through the `trust-resolver` DNSSEC mode's client); DNSSEC itself is tested in `lab.rs`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

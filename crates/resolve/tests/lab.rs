@@ -217,7 +217,7 @@ async fn trusting_a_resolver_that_does_not_validate_fails_the_self_test_and_tlsa
     let gatherer = gatherer(&lab, naive, dir.path()).await;
     assert!(matches!(
         gatherer.dnssec_health(),
-        DnssecHealth::Broken { ref mode, .. } if mode == "resolver"
+        DnssecHealth::Broken { ref mode, .. } if mode == "trust-resolver"
     ));
     // Without AD every answer looks insecure; the broken self-test keeps that from silently
     // turning DANE off: the TLSA facts are a failure, so the planner defers the host.
