@@ -682,6 +682,35 @@ mod tests {
         );
     }
 
+    // RFC 8689 §4.2.1: the parameter goes with a REQUIRETLS message to a server that takes it.
+    #[test]
+    fn mail_from_carries_requiretls_only_for_requiretls_messages_to_servers_advertising_it() {
+        let params = MailParams {
+            requiretls: true,
+            ..MailParams::default()
+        };
+        let message = Outgoing {
+            mail_from: "a@example.org",
+            params: &params,
+            smtputf8: false,
+            eight_bit: false,
+            recipients: Vec::new(),
+            body: b"x",
+        };
+        assert!(mail_command(&all_caps(), &message).contains(" REQUIRETLS"));
+        let without = Capabilities {
+            requiretls: false,
+            ..all_caps()
+        };
+        assert!(!mail_command(&without, &message).contains("REQUIRETLS"));
+        let plain_params = MailParams::default();
+        let ordinary = Outgoing {
+            params: &plain_params,
+            ..message
+        };
+        assert!(!mail_command(&all_caps(), &ordinary).contains("REQUIRETLS"));
+    }
+
     #[test]
     fn rcpt_to_forwards_notify_and_orcpt_only_to_dsn_servers() {
         let params = RcptParams {
