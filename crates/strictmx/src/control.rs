@@ -1,5 +1,6 @@
-//! The control socket: `strictmx queue ...` talks to the running server over a Unix socket,
-//! never to the spool file (redb allows one process, and the server owns the queue's leases).
+//! The control socket: `strictmx queue ...`, `explain` and `reload` talk to the running server
+//! over a Unix socket, never to the spool file (redb allows one process, and the server owns the
+//! queue's leases).
 //!
 //! One JSON request per line, one JSON answer per line. The socket is created mode 0600 in the
 //! data directory; whoever can open it can administer the queue.
@@ -7,6 +8,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
@@ -20,8 +22,14 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// How long a client may take to send its request, and the server to answer.
-const TIMEOUT: Duration = Duration::from_secs(30);
+use crate::explain::Question;
+use crate::reload::Live;
+use crate::tlsrpt_cmd::{self, TlsrptAction, TlsrptRequest};
+use strictmx_tlsrpt::Reporter;
+
+/// How long a client may take to send its request, and the server to answer (`explain` may
+/// wait for DNS and an MTA-STS fetch, each with their own time limits below this).
+const TIMEOUT: Duration = Duration::from_secs(120);
 /// Longest request line accepted.
 const MAX_REQUEST: usize = 4096;
 
@@ -49,15 +57,33 @@ pub enum QueueAction {
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-enum Request {
+pub enum Request {
     List,
-    Show { id: String },
-    Retry { id: String },
+    Show {
+        id: String,
+    },
+    Retry {
+        id: String,
+    },
     RetryAll,
-    Hold { id: String },
-    Release { id: String },
-    Delete { id: String },
-    Bounce { id: String },
+    Hold {
+        id: String,
+    },
+    Release {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
+    Bounce {
+        id: String,
+    },
+    /// The plan a message to a domain would get now.
+    Explain(Question),
+    /// Re-read the configuration file and swap the policy.
+    Reload,
+    /// `strictmx tlsrpt preview|send`.
+    Tlsrpt(TlsrptRequest),
 }
 
 /// The server side, bound before the server starts serving.
@@ -67,10 +93,17 @@ pub struct Server {
     path: PathBuf,
     spool: Spool,
     queue: QueueSettings,
+    live: Arc<Live>,
+    tlsrpt: Option<Reporter>,
 }
 
 impl Server {
-    pub fn bind(path: &Path, spool: Spool, queue: QueueSettings) -> anyhow::Result<Server> {
+    pub fn bind(
+        path: &Path,
+        spool: Spool,
+        queue: QueueSettings,
+        live: Arc<Live>,
+    ) -> anyhow::Result<Server> {
         if path.exists() {
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
                 bail!("another strictmx is already serving on this control socket");
@@ -87,7 +120,19 @@ impl Server {
             path: path.to_path_buf(),
             spool,
             queue,
+            live,
+            tlsrpt: None,
         })
+    }
+
+    /// Answers `tlsrpt` requests with this reporter (without one, they are refused).
+    #[expect(
+        dead_code,
+        reason = "serve wires it once [tlsrpt] is mapped from the configuration (docs/tlsrpt.md)"
+    )]
+    pub fn with_tlsrpt(mut self, reporter: Option<Reporter>) -> Server {
+        self.tlsrpt = reporter;
+        self
     }
 
     pub async fn run(self, token: CancellationToken) {
@@ -104,8 +149,11 @@ impl Server {
             };
             let spool = self.spool.clone();
             let queue = self.queue.clone();
+            let live = self.live.clone();
+            let tlsrpt = self.tlsrpt.clone();
             tokio::spawn(async move {
-                if let Err(e) = tokio::time::timeout(TIMEOUT, answer(stream, spool, queue)).await {
+                let answering = answer(stream, spool, queue, live, tlsrpt);
+                if let Err(e) = tokio::time::timeout(TIMEOUT, answering).await {
                     warn!(error = %e, "control request timed out");
                 }
             });
@@ -114,7 +162,13 @@ impl Server {
     }
 }
 
-async fn answer(stream: UnixStream, spool: Spool, queue: QueueSettings) {
+async fn answer(
+    stream: UnixStream,
+    spool: Spool,
+    queue: QueueSettings,
+    live: Arc<Live>,
+    tlsrpt: Option<Reporter>,
+) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read.take(MAX_REQUEST as u64));
@@ -122,7 +176,7 @@ async fn answer(stream: UnixStream, spool: Spool, queue: QueueSettings) {
         Err(e) => json!({ "ok": false, "error": format!("cannot read the request: {e}") }),
         Ok(_) => match serde_json::from_str::<Request>(&line) {
             Err(e) => json!({ "ok": false, "error": format!("malformed request: {e}") }),
-            Ok(request) => match execute(request, &spool, &queue).await {
+            Ok(request) => match execute(request, &spool, &queue, &live, tlsrpt.as_ref()).await {
                 Ok(result) => json!({ "ok": true, "result": result }),
                 Err(e) => json!({ "ok": false, "error": format!("{e:#}") }),
             },
@@ -133,7 +187,13 @@ async fn answer(stream: UnixStream, spool: Spool, queue: QueueSettings) {
     let _ = write.write_all(out.as_bytes()).await;
 }
 
-async fn execute(request: Request, spool: &Spool, queue: &QueueSettings) -> anyhow::Result<Value> {
+async fn execute(
+    request: Request,
+    spool: &Spool,
+    queue: &QueueSettings,
+    live: &Live,
+    tlsrpt: Option<&Reporter>,
+) -> anyhow::Result<Value> {
     let id = |text: &str| parse_id(text).with_context(|| format!("`{text}` is not a message id"));
     Ok(match request {
         Request::List => serde_json::to_value(spool.list()?)?,
@@ -155,6 +215,18 @@ async fn execute(request: Request, spool: &Spool, queue: &QueueSettings) -> anyh
             info!(msg_id = %text, dsns, "bounced by an administrator");
             json!({ "dsns": dsns })
         }
+        Request::Explain(question) => {
+            let explanation = live
+                .transport()
+                .explain(&question.domain, question.message_facts())
+                .await;
+            crate::explain::to_json(&explanation)?
+        }
+        Request::Reload => match live.reload() {
+            Ok(done) => json!({ "reloaded": true, "changes": done }),
+            Err(errors) => json!({ "reloaded": false, "errors": errors.to_string() }),
+        },
+        Request::Tlsrpt(request) => tlsrpt_cmd::handle(request, tlsrpt).await?,
     })
 }
 
@@ -177,17 +249,19 @@ pub fn run_client(socket: &Path, action: QueueAction, json_output: bool) -> Exit
         QueueAction::Delete { id } => Request::Delete { id },
         QueueAction::Bounce { id } => Request::Bounce { id },
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    run_request(socket, request, json_output)
+}
+
+/// `strictmx tlsrpt ...`: one request to the running server, its answer printed.
+pub fn run_tlsrpt(socket: &Path, action: TlsrptAction, json_output: bool) -> ExitCode {
+    run_request(socket, Request::Tlsrpt(action.into()), json_output)
+}
+
+fn run_request(socket: &Path, request: Request, json_output: bool) -> ExitCode {
+    let answer = match block_on(ask(socket, &request)) {
+        Ok(answer) => answer,
+        Err(code) => return code,
     };
-    let answer = runtime.block_on(ask(socket, &request));
     match answer {
         Err(e) => {
             eprintln!("{e:#}");
@@ -217,6 +291,91 @@ pub fn run_client(socket: &Path, action: QueueAction, json_output: bool) -> Exit
     }
 }
 
+fn block_on<T>(work: impl Future<Output = T>) -> Result<T, ExitCode> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Ok(rt.block_on(work)),
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `strictmx reload`: the server re-reads its file; its errors are printed and exit with 64.
+pub fn run_reload(socket: &Path) -> ExitCode {
+    let answer = match block_on(ask(socket, &Request::Reload)) {
+        Ok(answer) => answer,
+        Err(code) => return code,
+    };
+    let result = match answer {
+        Err(e) => {
+            eprintln!("{e:#}");
+            return ExitCode::FAILURE;
+        }
+        Ok(v) if v["ok"] == true => v["result"].clone(),
+        Ok(v) => {
+            eprintln!("{}", text(&v["error"]));
+            return ExitCode::FAILURE;
+        }
+    };
+    if result["reloaded"] != true {
+        eprintln!("{}", text(&result["errors"]));
+        eprintln!("reload refused: the server keeps running on its current configuration");
+        return ExitCode::from(crate::EXIT_CONFIG);
+    }
+    let changes = &result["changes"];
+    for w in changes["warnings"].as_array().into_iter().flatten() {
+        eprintln!("warning: {}", text(w));
+    }
+    let changed = changes["changed"].as_array().cloned().unwrap_or_default();
+    if changed.is_empty() {
+        println!("reloaded: no policy change");
+    }
+    for c in &changed {
+        println!("reloaded: {}", text(c));
+    }
+    let restart = changes["restart_needed"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if !restart.is_empty() {
+        let names: Vec<String> = restart.iter().map(text).collect();
+        println!(
+            "changed but only applied after a restart: {}",
+            names.join(", ")
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// The result of `request` from the running server, or `None` when no server listens on
+/// `socket` (nothing there, or a stale socket file).
+pub async fn ask_if_serving(socket: &Path, request: &Request) -> anyhow::Result<Option<Value>> {
+    let stream = match UnixStream::connect(socket).await {
+        Ok(stream) => stream,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("connecting to {}", socket.display()));
+        }
+    };
+    let v = exchange(stream, request).await?;
+    if v["ok"] == true {
+        Ok(Some(v["result"].clone()))
+    } else {
+        bail!("the server refused the request: {}", text(&v["error"]))
+    }
+}
+
 async fn ask(socket: &Path, request: &Request) -> anyhow::Result<Value> {
     let stream = UnixStream::connect(socket).await.with_context(|| {
         format!(
@@ -224,6 +383,10 @@ async fn ask(socket: &Path, request: &Request) -> anyhow::Result<Value> {
             socket.display()
         )
     })?;
+    exchange(stream, request).await
+}
+
+async fn exchange(stream: UnixStream, request: &Request) -> anyhow::Result<Value> {
     let (read, mut write) = stream.into_split();
     let mut line = serde_json::to_string(request)?;
     line.push('\n');
@@ -240,6 +403,8 @@ fn render(request: &Request, result: &Value) -> String {
         Request::List => render_list(result),
         Request::Show { .. } => render_show(result),
         Request::Bounce { .. } => format!("bounced; {} DSN(s) queued\n", result["dsns"]),
+        Request::Explain(_) | Request::Reload => format!("{result}\n"),
+        Request::Tlsrpt(request) => tlsrpt_cmd::render(request, result),
         _ => format!("{} recipient(s) affected\n", result["recipients"]),
     }
 }
@@ -312,7 +477,7 @@ fn render_show(m: &Value) -> String {
     out.push_str("attempts:\n");
     for a in m["attempts"].as_array().cloned().unwrap_or_default() {
         out.push_str(&format!(
-            "  {}  {}  mx={} ip={} tls={} cipher={} verified={} auth={} policy={} -> {} ({} ms): {}\n",
+            "  {}  {}  mx={} ip={} tls={} cipher={} verified={} auth={} policy={} requirement={}{} -> {} ({} ms): {}\n",
             a["at"].as_u64().map(time_millis).unwrap_or_default(),
             text(&a["domain"]),
             or_dash(&a["mx"]),
@@ -322,6 +487,11 @@ fn render_show(m: &Value) -> String {
             or_dash(&a["cert_verified"]),
             text(&a["auth"]),
             text(&a["policy"]),
+            or_dash(&a["requirement"]),
+            match text(&a["result_type"]) {
+                r if r.is_empty() => String::new(),
+                r => format!(" result={r}"),
+            },
             text(&a["outcome"]),
             a["duration_ms"],
             text(&a["reply"]),

@@ -1,13 +1,18 @@
 //! The strictmx binary: parses the command line and hands each command to its module.
 //!
 //! Kept thin: configuration is `strictmx-config`'s job, serving is `serve`, the queue commands
-//! talk to the running server through `control`. Exit codes: 0 ok, 1 runtime failure, 64 bad
+//! and `reload` talk to the running server through `control`, `explain` asks the server or
+//! works in-process. Exit codes: 0 ok, 1 runtime failure, 64 bad
 //! configuration or usage.
 
 mod control;
+mod explain;
+mod facts;
 mod logging;
 mod metrics;
+mod reload;
 mod serve;
+mod tlsrpt_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,7 +21,7 @@ use clap::{Parser, Subcommand};
 use strictmx_config::Config;
 
 /// Exit code for a configuration that does not validate (EX_USAGE, as linkerd and others use).
-const EXIT_CONFIG: u8 = 64;
+pub(crate) const EXIT_CONFIG: u8 = 64;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -55,6 +60,41 @@ enum Command {
         #[command(subcommand)]
         action: control::QueueAction,
     },
+    /// Look a destination up now and show the plan a message to it would get, and why.
+    Explain {
+        /// The recipient domain.
+        domain: String,
+        /// The envelope sender (rules can match on it); default: the null sender.
+        #[arg(long)]
+        from: Option<String>,
+        /// Plan as for a message submitted with REQUIRETLS (RFC 8689).
+        #[arg(long)]
+        requiretls: bool,
+        /// Print the facts and the decision as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The configuration file (the running server's control socket is found through it).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Make the running server re-read its configuration file and apply the new policy (rules,
+    /// default TLS, TLS-Required permission) without touching the queue.
+    Reload {
+        /// The server's configuration file (to find its control socket).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// TLSRPT (RFC 8460) reports of the running server: preview or send a day's reports.
+    Tlsrpt {
+        /// The server's configuration file (to find its control socket).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        action: tlsrpt_cmd::TlsrptAction,
+    },
     /// Read a password on standard input and print its argon2id hash for `[[auth.user]]`.
     HashPassword,
 }
@@ -78,6 +118,9 @@ fn main() -> ExitCode {
         },
         Command::CheckConfig { file, quiet } => match Config::load(&file) {
             Ok(config) => {
+                for warning in &config.warnings {
+                    eprintln!("warning: {warning}");
+                }
                 if !quiet {
                     print!("{}", config.render());
                 }
@@ -94,6 +137,35 @@ fn main() -> ExitCode {
             action,
         } => match load(config.as_ref()) {
             Ok(config) => control::run_client(&config.control_socket, action, json),
+            Err(code) => code,
+        },
+        Command::Explain {
+            domain,
+            from,
+            requiretls,
+            json,
+            config,
+        } => match load(config.as_ref()) {
+            Ok(config) => {
+                let question = explain::Question {
+                    domain,
+                    from: from.unwrap_or_default(),
+                    requiretls,
+                };
+                explain::run(&config, question, json)
+            }
+            Err(code) => code,
+        },
+        Command::Reload { config } => match load(config.as_ref()) {
+            Ok(config) => control::run_reload(&config.control_socket),
+            Err(code) => code,
+        },
+        Command::Tlsrpt {
+            config,
+            json,
+            action,
+        } => match load(config.as_ref()) {
+            Ok(config) => control::run_tlsrpt(&config.control_socket, action, json),
             Err(code) => code,
         },
         Command::HashPassword => hash_password(),

@@ -1,8 +1,11 @@
-//! `strictmx serve`: opens the spool, binds every listener, then runs the inbound listeners, the
-//! queue runner, the control socket and the metrics exporter until SIGTERM or SIGINT.
+//! `strictmx serve`: opens the spool, sets up DNS (with its DNSSEC self-test), MTA-STS and the
+//! transport, binds every listener, then runs the inbound listeners, the queue runner, the
+//! MTA-STS refresher, the control socket and the metrics exporter until SIGTERM or SIGINT.
 //!
-//! Everything that can fail on bad configuration or a busy port fails before anything serves.
-//! On a signal it stops accepting, then drains for `server.shutdown_grace`.
+//! Everything that can fail on bad configuration or a busy port fails before anything serves;
+//! a failing DNSSEC self-test does not (it is logged as an error and DANE hosts defer). SIGHUP
+//! reloads the policy (`reload`). On SIGTERM/SIGINT it stops accepting, then drains for
+//! `server.shutdown_grace`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,13 +15,16 @@ use strictmx_config::Config;
 use strictmx_delivery::runner::QueueRunner;
 use strictmx_delivery::transport::Transport;
 use strictmx_inbound::Inbound;
-use strictmx_resolve::DnsResolver;
+use strictmx_policy::DnssecHealth;
+use strictmx_resolve::{DnsResolver, FactGatherer, GatherSettings, StsSource};
 use strictmx_spool::Spool;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::facts::SharedGatherer;
+use crate::reload::Live;
 use crate::{control, logging, metrics};
 
 pub fn run(config: Config) -> ExitCode {
@@ -43,23 +49,31 @@ pub fn run(config: Config) -> ExitCode {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    for warning in &config.warnings {
+        warn!(warning = %warning, "configuration warning");
+    }
     let spool = Spool::open(&config.spool)
         .with_context(|| format!("opening the spool in {}", config.data_dir.display()))?;
-    let resolver = DnsResolver::new(&config.resolver).context("setting up the DNS resolver")?;
+    let gatherer = Arc::new(gatherer(&config, &spool).await?);
     let transport = Arc::new(
-        Transport::new(config.transport.clone(), resolver)
+        Transport::new(config.transport.clone(), SharedGatherer(gatherer.clone()))
             .context("setting up outbound delivery")?,
     );
     let inbound =
         Inbound::bind(config.inbound.clone(), spool.clone()).context("binding the listeners")?;
-    let control =
-        control::Server::bind(&config.control_socket, spool.clone(), config.queue.clone())
-            .with_context(|| {
-                format!(
-                    "binding the control socket {}",
-                    config.control_socket.display()
-                )
-            })?;
+    let live = Arc::new(Live::new(config.clone(), transport.clone()));
+    let control = control::Server::bind(
+        &config.control_socket,
+        spool.clone(),
+        config.queue.clone(),
+        live.clone(),
+    )
+    .with_context(|| {
+        format!(
+            "binding the control socket {}",
+            config.control_socket.display()
+        )
+    })?;
     if let Some(addr) = config.metrics_listen {
         metrics::install(addr)
             .with_context(|| format!("starting the metrics exporter on {addr}"))?;
@@ -67,6 +81,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
 
     for (address, role) in inbound.local_addrs() {
         info!(%address, ?role, "listening");
@@ -77,13 +92,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracker
         .spawn(QueueRunner::new(spool.clone(), transport, config.queue.clone()).run(token.clone()));
     tracker.spawn(control.run(token.clone()));
+    tracker.spawn(gatherer.run_refresher(token.clone()));
     tracker.spawn(metrics::sample_spool(spool.clone(), token.clone()));
     tracker.close();
     info!(hostname = %config.hostname, data_dir = %config.data_dir.display(), "strictmx is serving");
 
-    tokio::select! {
-        _ = sigterm.recv() => info!("SIGTERM: shutting down"),
-        _ = sigint.recv() => info!("SIGINT: shutting down"),
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => break info!("SIGTERM: shutting down"),
+            _ = sigint.recv() => break info!("SIGINT: shutting down"),
+            _ = sighup.recv() => {
+                info!("SIGHUP: reloading the configuration");
+                // Success and failure are both logged by `reload`.
+                let _ = live.reload();
+            }
+        }
     }
     token.cancel();
     if tokio::time::timeout(config.shutdown_grace, tracker.wait())
@@ -94,4 +117,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// The resolver in the configured DNSSEC mode, its self-test (logged; a broken setup never
+/// stops the server, and DANE stays required where published), and MTA-STS on the spool's cache.
+async fn gatherer(config: &Config, spool: &Spool) -> anyhow::Result<FactGatherer> {
+    let resolver = DnsResolver::new(&config.resolver).context("setting up the DNS resolver")?;
+    let sts = StsSource::new(resolver.clone(), spool.clone(), config.mta_sts.clone())
+        .context("setting up MTA-STS")?;
+    let gatherer = FactGatherer::new(resolver, sts, GatherSettings::default()).await;
+    match gatherer.dnssec_health() {
+        DnssecHealth::Working { mode } => info!(mode, "DNSSEC self-test passed at startup"),
+        DnssecHealth::Broken { mode, reason } => error!(
+            mode,
+            reason,
+            "DNSSEC self-test FAILED at startup: DANE cannot be established, so destinations publishing TLSA records are deferred (never delivered without DANE) until it passes; check [dns] nameservers, dnssec and trust_anchor"
+        ),
+    }
+    Ok(gatherer)
 }

@@ -1,0 +1,593 @@
+//! `strictmx explain DOMAIN`: the plan a message to DOMAIN would get now, and why.
+//!
+//! Asks the running server through the control socket when one answers (its resolver, MTA-STS
+//! cache and current rules); otherwise builds the same fact gatherer in-process from the
+//! configuration. The decision is `Transport::explain`'s; this module only gathers and prints.
+
+use std::fmt::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::Context;
+use serde_json::Value;
+use strictmx_config::Config;
+use strictmx_delivery::transport::{Destination, Explanation, Transport};
+use strictmx_policy::{MessageFacts, MxFacts};
+use strictmx_resolve::{DnsResolver, FactGatherer, GatherSettings, StsSource};
+use strictmx_spool::{Spool, SpoolSettings};
+
+use crate::control::{self, Request};
+use crate::facts::SharedGatherer;
+
+/// What the operator asked about.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Question {
+    pub domain: String,
+    /// The envelope sender; empty for the null sender.
+    pub from: String,
+    pub requiretls: bool,
+}
+
+impl Question {
+    pub fn message_facts(&self) -> MessageFacts {
+        MessageFacts {
+            sender: self.from.clone(),
+            requiretls: self.requiretls,
+            tls_required_no: false,
+            submitter_may_relax: false,
+        }
+    }
+}
+
+/// Runs `explain` and prints the answer; 0 when a plan was made, 1 when it could not be.
+pub fn run(config: &Config, question: Question, json: bool) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(answer(config, &question)) {
+        Ok((explanation, source)) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&explanation).unwrap_or_default()
+                );
+                eprintln!("{source}");
+            } else {
+                print!("{}", render(&explanation, &source));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The explanation as JSON, and a line saying where it came from.
+async fn answer(config: &Config, question: &Question) -> anyhow::Result<(Value, String)> {
+    let request = Request::Explain(question.clone());
+    if let Some(reply) = control::ask_if_serving(&config.control_socket, &request).await? {
+        return Ok((
+            reply,
+            "answered by the running server (its resolver, MTA-STS cache and current rules)".into(),
+        ));
+    }
+    in_process(config, question).await
+}
+
+/// No server: the resolver and gatherer from the configuration, the spool's MTA-STS cache when
+/// the spool can be opened.
+async fn in_process(config: &Config, question: &Question) -> anyhow::Result<(Value, String)> {
+    let resolver = DnsResolver::new(&config.resolver).context("setting up the DNS resolver")?;
+    let scratch;
+    let (spool, source) = match open_existing_spool(&config.spool) {
+        Ok(spool) => (
+            spool,
+            format!(
+                "computed in-process (no server answered on {}); MTA-STS cache: the spool in {}",
+                config.control_socket.display(),
+                config.data_dir.display()
+            ),
+        ),
+        Err(reason) => {
+            scratch = tempdir()?;
+            let settings = SpoolSettings {
+                data_dir: scratch.0.clone(),
+                ..config.spool.clone()
+            };
+            let spool = Spool::open(&settings).context("opening a scratch spool")?;
+            (
+                spool,
+                format!(
+                    "computed in-process (no server answered on {}); no MTA-STS cache ({reason}): policies were fetched now and not kept",
+                    config.control_socket.display()
+                ),
+            )
+        }
+    };
+    let sts = StsSource::new(resolver.clone(), spool, config.mta_sts.clone())
+        .context("setting up MTA-STS")?;
+    let gatherer = FactGatherer::new(resolver, sts, GatherSettings::default()).await;
+    let transport = Transport::new(config.transport.clone(), SharedGatherer(Arc::new(gatherer)))
+        .context("setting up outbound delivery")?;
+    let explanation = transport
+        .explain(&question.domain, question.message_facts())
+        .await;
+    let value = to_json(&explanation).context("serializing the explanation")?;
+    Ok((value, source))
+}
+
+/// The explanation as JSON: serde's form of each part, except the MX answer, whose list of
+/// hosts serde cannot put beside its `kind` tag; it is written `{"kind": "hosts", "hosts": [..]}`.
+pub fn to_json(e: &Explanation) -> serde_json::Result<Value> {
+    let facts = match &e.facts {
+        Destination::Mx(f) => {
+            let mx = match &f.mx {
+                MxFacts::Hosts(hosts) => object([
+                    ("kind", Value::from("hosts")),
+                    ("hosts", serde_json::to_value(hosts)?),
+                ]),
+                other => serde_json::to_value(other)?,
+            };
+            object([
+                ("kind", Value::from("mx")),
+                ("domain", Value::from(f.domain.as_str())),
+                ("mx", mx),
+                ("mx_dnssec", serde_json::to_value(f.mx_dnssec)?),
+                ("hosts", serde_json::to_value(&f.hosts)?),
+                ("sts", serde_json::to_value(&f.sts)?),
+                ("dnssec_health", serde_json::to_value(&f.dnssec_health)?),
+            ])
+        }
+        route => serde_json::to_value(route)?,
+    };
+    Ok(object([
+        ("domain", Value::from(e.domain.as_str())),
+        ("message", serde_json::to_value(&e.message)?),
+        ("facts", facts),
+        ("outcome", serde_json::to_value(&e.outcome)?),
+    ]))
+}
+
+fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    Value::Object(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
+}
+
+fn open_existing_spool(settings: &SpoolSettings) -> Result<Spool, String> {
+    if !settings.data_dir.join("spool.redb").is_file() {
+        return Err(format!("no spool in {}", settings.data_dir.display()));
+    }
+    Spool::open(settings).map_err(|e| format!("the spool cannot be opened: {e}"))
+}
+
+/// A private directory for a scratch spool, removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir() -> anyhow::Result<TempDir> {
+    let dir = std::env::temp_dir().join(format!("strictmx-explain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(TempDir(dir))
+}
+
+/// The human-readable explanation.
+pub fn render(e: &Value, source: &str) -> String {
+    let mut o = String::new();
+    let message = &e["message"];
+    let _ = write!(o, "explain {}", text(&e["domain"]));
+    match text(&message["sender"]) {
+        s if s.is_empty() => o.push_str(" (null sender)"),
+        s => {
+            let _ = write!(o, " (from {s})");
+        }
+    }
+    if message["requiretls"] == true {
+        o.push_str(" with REQUIRETLS");
+    }
+    let _ = writeln!(o, "\n  {source}\n");
+    render_facts(&mut o, &e["facts"]);
+    render_outcome(&mut o, &e["outcome"]);
+    o
+}
+
+fn render_facts(o: &mut String, facts: &Value) {
+    if facts["kind"] == "route" {
+        let _ = writeln!(
+            o,
+            "Route: a configured next hop, port {}",
+            facts["port"].as_u64().unwrap_or(25)
+        );
+        render_host(o, &facts["host"]);
+        o.push('\n');
+        return;
+    }
+    match &facts["dnssec_health"] {
+        h if h["kind"] == "working" => {
+            let _ = writeln!(o, "DNSSEC: working (mode {})", text(&h["mode"]));
+        }
+        h => {
+            let _ = writeln!(
+                o,
+                "DNSSEC: BROKEN (mode {}): {}\n  DANE cannot be established: hosts with TLSA records are deferred, rules with fail_closed defer",
+                text(&h["mode"]),
+                text(&h["reason"])
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "MX ({}): {}",
+        text(&facts["mx_dnssec"]),
+        mx_text(&facts["mx"])
+    );
+    let _ = writeln!(o, "MTA-STS: {}", sts_text(&facts["sts"]));
+    let hosts = facts["hosts"].as_array().cloned().unwrap_or_default();
+    if !hosts.is_empty() {
+        o.push_str("Hosts:\n");
+    }
+    for host in &hosts {
+        render_host(o, host);
+    }
+    o.push('\n');
+}
+
+fn mx_text(mx: &Value) -> String {
+    match text(&mx["kind"]).as_str() {
+        "hosts" => {
+            let hosts = mx["hosts"].as_array().cloned().unwrap_or_default();
+            hosts
+                .iter()
+                .map(|h| format!("{} {}", h["preference"], text(&h["name"])))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+        "null" => "null MX: the domain accepts no mail (RFC 7505)".into(),
+        "implicit" => format!("none; implicit MX {}", text(&mx["host"])),
+        "no-such-domain" => "the domain does not exist".into(),
+        "unavailable" => format!("lookup failed: {}", text(&mx["reason"])),
+        _ => mx.to_string(),
+    }
+}
+
+fn sts_text(sts: &Value) -> String {
+    let record = &sts["record"];
+    let mut out = match text(&record["kind"]).as_str() {
+        "absent" => "no _mta-sts record".to_string(),
+        "present" => format!("record id {}", text(&record["id"])),
+        "invalid" => format!("invalid record ({}): no policy", text(&record["reason"])),
+        "lookup-failed" => format!("record lookup failed: {}", text(&record["reason"])),
+        _ => record.to_string(),
+    };
+    if let Some(p) = sts["policy"].as_object() {
+        let policy = &p["policy"];
+        let mx: Vec<String> = policy["mx"]
+            .as_array()
+            .map(|m| m.iter().map(text).collect())
+            .unwrap_or_default();
+        let _ = write!(
+            out,
+            "; policy mode {} mx [{}] max_age {}s ({}, expires {})",
+            text(&policy["mode"]),
+            mx.join(", "),
+            policy["max_age"],
+            if p["from_cache"] == true {
+                "from the cache"
+            } else {
+                "fetched now"
+            },
+            p["expires_at"]
+                .as_u64()
+                .map(|s| {
+                    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s))
+                        .to_string()
+                })
+                .unwrap_or_default()
+        );
+    }
+    if let Some(f) = sts["fetch_failure"].as_object() {
+        let _ = write!(
+            out,
+            "; policy fetch FAILED ({}): {}",
+            text(&f["result_type"]),
+            text(&f["reason"])
+        );
+    }
+    out
+}
+
+fn render_host(o: &mut String, h: &Value) {
+    let addresses = match (&h["addresses"]["Ok"], &h["addresses"]["Err"]) {
+        (Value::Array(a), _) => a.iter().map(text).collect::<Vec<_>>().join(" "),
+        (_, Value::Object(err)) => format!(
+            "no address ({}{})",
+            err.get("reason").map(text).unwrap_or_default(),
+            if err.get("transient") == Some(&Value::Bool(true)) {
+                ", transient"
+            } else {
+                ""
+            }
+        ),
+        _ => h["addresses"].to_string(),
+    };
+    let canonical = match text(&h["canonical"]) {
+        c if c.is_empty() => String::new(),
+        c => format!(" (alias of {c})"),
+    };
+    let _ = writeln!(
+        o,
+        "  {}{canonical}: {addresses} [{}]",
+        text(&h["name"]),
+        text(&h["addresses_dnssec"])
+    );
+    let tlsa = &h["tlsa"];
+    let line = match text(&tlsa["kind"]).as_str() {
+        "records" => format!(
+            "TLSA at _25._tcp.{}: {}",
+            text(&tlsa["base_domain"]),
+            tlsa_list(&tlsa["records"])
+        ),
+        "failed" => format!(
+            "TLSA lookup FAILED ({}): {}",
+            text(&tlsa["dnssec"]),
+            text(&tlsa["reason"])
+        ),
+        "absent" => format!("no TLSA ({})", text(&tlsa["reason"])),
+        "not-applicable" => format!("TLSA not looked up ({})", text(&tlsa["reason"])),
+        _ => tlsa.to_string(),
+    };
+    let _ = writeln!(o, "    {line}");
+}
+
+fn tlsa_list(records: &Value) -> String {
+    records
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .map(|r| {
+                    format!(
+                        "{} {} {} {}",
+                        r["usage"],
+                        r["selector"],
+                        r["matching_type"],
+                        text(&r["data"])
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .unwrap_or_default()
+}
+
+fn render_outcome(o: &mut String, outcome: &Value) {
+    match text(&outcome["kind"]).as_str() {
+        "deliver" => render_plan(o, outcome),
+        "defer" => {
+            let _ = writeln!(
+                o,
+                "Decision: DEFER (try again later): {}",
+                text(&outcome["reason"])
+            );
+        }
+        "bounce" => {
+            let _ = writeln!(
+                o,
+                "Decision: BOUNCE {}: {}",
+                text(&outcome["status"]),
+                text(&outcome["reason"])
+            );
+        }
+        _ => {
+            let _ = writeln!(o, "Decision: {outcome}");
+        }
+    }
+    let why = outcome["why"].as_array().cloned().unwrap_or_default();
+    if !why.is_empty() {
+        o.push_str("\nWhy:\n");
+        for step in &why {
+            let _ = writeln!(o, "  - {}", text(step));
+        }
+    }
+}
+
+fn render_plan(o: &mut String, plan: &Value) {
+    let _ = writeln!(
+        o,
+        "Decision: deliver under policy `{}`{}",
+        text(&plan["policy"]),
+        if plan["requiretls"] == true {
+            ", REQUIRETLS (the next hop must advertise it and receives the parameter)"
+        } else {
+            ""
+        }
+    );
+    if plan["insecure_plaintext_fallback"] == true {
+        o.push_str("  insecure_plaintext_fallback: after a failed handshake, opportunistic hosts are retried in plaintext\n");
+    }
+    o.push_str("MX hosts that may be used, in order:\n");
+    let candidates = plan["candidates"].as_array().cloned().unwrap_or_default();
+    for (n, c) in candidates.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "  {}. {} (preference {}): {}",
+            n + 1,
+            text(&c["host"]),
+            c["preference"],
+            requirement_text(&c["requirement"])
+        );
+        let mut extra = Vec::new();
+        if let Some(pins) = c["pins"].as_array().filter(|p| !p.is_empty()) {
+            extra.push(format!(
+                "pins: the chain must contain one of {} pinned key(s)/certificate(s)",
+                pins.len()
+            ));
+        }
+        if !c["min_tls_version"].is_null() {
+            extra.push(format!(
+                "TLS version at least {}",
+                text(&c["min_tls_version"])
+            ));
+        }
+        if !c["testing"].is_null() {
+            extra.push(format!(
+                "MTA-STS testing: {} is evaluated and reported, not enforced",
+                requirement_text(&c["testing"])
+            ));
+        }
+        let report = &c["report"];
+        extra.push(format!(
+            "reported to TLSRPT as {} for {}",
+            text(&report["policy_type"]),
+            text(&report["policy_domain"])
+        ));
+        for line in extra {
+            let _ = writeln!(o, "     {line}");
+        }
+        let _ = writeln!(o, "     fails if: {}", failure_text(&c["requirement"]));
+    }
+    if candidates.is_empty() {
+        o.push_str("  (none)\n");
+    }
+    o.push_str("When every host fails, the recipients are deferred and retried later.\n");
+}
+
+fn requirement_text(r: &Value) -> String {
+    match text(&r["kind"]).as_str() {
+        "opportunistic" => {
+            "opportunistic: STARTTLS when offered, any certificate; plaintext otherwise".into()
+        }
+        "encrypted" => "encrypted: STARTTLS mandatory, any certificate".into(),
+        "verified" => format!(
+            "verified: STARTTLS mandatory, a web PKI certificate for {}",
+            names(&r["names"])
+        ),
+        "dane" => {
+            let mut s = format!(
+                "dane: STARTTLS mandatory, the certificate must match TLSA {}",
+                tlsa_list(&r["records"])
+            );
+            let dane_ta = r["records"]
+                .as_array()
+                .is_some_and(|rs| rs.iter().any(|rec| rec["usage"] == 2));
+            if dane_ta && r["names"].as_array().is_some_and(|n| !n.is_empty()) {
+                let _ = write!(s, " (usage 2 names: {})", names(&r["names"]));
+            }
+            s
+        }
+        _ => r.to_string(),
+    }
+}
+
+fn failure_text(r: &Value) -> &'static str {
+    match text(&r["kind"]).as_str() {
+        "opportunistic" => "the connection fails (plaintext is accepted)",
+        "encrypted" => "STARTTLS is not offered or the TLS handshake fails",
+        "verified" => {
+            "STARTTLS is not offered, the handshake fails, or the certificate is expired, untrusted or for another name"
+        }
+        "dane" => {
+            "STARTTLS is not offered, the handshake fails, or the certificate matches none of the TLSA records"
+        }
+        _ => "the requirement is not met",
+    }
+}
+
+fn names(v: &Value) -> String {
+    v.as_array()
+        .map(|n| n.iter().map(text).collect::<Vec<_>>().join(", "))
+        .unwrap_or_default()
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_dane_plan_renders_its_hosts_requirements_and_failures() {
+        let e = json!({
+            "domain": "dane-ok.test",
+            "message": {"sender": "a@b.test", "requiretls": false},
+            "facts": {"kind": "mx", "domain": "dane-ok.test",
+                "mx": {"kind": "hosts", "hosts": [{"name": "mx.dane-ok.test", "preference": 10}]},
+                "mx_dnssec": "secure",
+                "hosts": [{"name": "mx.dane-ok.test", "canonical": null,
+                    "addresses": {"Ok": ["127.77.1.30"]}, "addresses_dnssec": "secure",
+                    "tlsa": {"kind": "records", "base_domain": "mx.dane-ok.test",
+                        "records": [{"usage": 3, "selector": 1, "matching_type": 1, "data": "ab12"}]}}],
+                "sts": {"record": {"kind": "absent"}, "policy": null, "fetch_failure": null},
+                "dnssec_health": {"kind": "working", "mode": "validate"}},
+            "outcome": {"kind": "deliver", "domain": "dane-ok.test", "policy": "dane",
+                "requiretls": false, "insecure_plaintext_fallback": false,
+                "candidates": [{"host": "mx.dane-ok.test", "preference": 10,
+                    "requirement": {"kind": "dane", "records": [{"usage": 3, "selector": 1, "matching_type": 1, "data": "ab12"}], "names": []},
+                    "pins": [], "min_tls_version": null, "testing": null,
+                    "report": {"policy_type": "tlsa", "policy_domain": "dane-ok.test"}}],
+                "why": ["mx.dane-ok.test: usable TLSA records (RFC 7672)"]}
+        });
+        let shown = render(&e, "answered by a test");
+        for expected in [
+            "explain dane-ok.test (from a@b.test)",
+            "DNSSEC: working (mode validate)",
+            "MX (secure): 10 mx.dane-ok.test",
+            "TLSA at _25._tcp.mx.dane-ok.test: 3 1 1 ab12",
+            "Decision: deliver under policy `dane`",
+            "1. mx.dane-ok.test (preference 10): dane: STARTTLS mandatory",
+            "fails if: STARTTLS is not offered",
+            "  - mx.dane-ok.test: usable TLSA records (RFC 7672)",
+        ] {
+            assert!(
+                shown.contains(expected),
+                "missing {expected:?} in:\n{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_deferral_and_broken_dnssec_are_said_plainly() {
+        let e = json!({
+            "domain": "x.test", "message": {"sender": "", "requiretls": true},
+            "facts": {"kind": "mx", "mx": {"kind": "unavailable", "reason": "timeout"},
+                "mx_dnssec": "indeterminate", "hosts": [],
+                "sts": {"record": {"kind": "lookup-failed", "reason": "timeout"}},
+                "dnssec_health": {"kind": "broken", "mode": "validate", "reason": "no answer"}},
+            "outcome": {"kind": "defer", "reason": "mx lookup failed"}
+        });
+        let shown = render(&e, "");
+        assert!(shown.contains("(null sender) with REQUIRETLS"), "{shown}");
+        assert!(
+            shown.contains("DNSSEC: BROKEN (mode validate): no answer"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("Decision: DEFER (try again later): mx lookup failed"),
+            "{shown}"
+        );
+    }
+}

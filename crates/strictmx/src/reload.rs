@@ -1,0 +1,259 @@
+//! Reloading the configuration of a running server (SIGHUP, `strictmx reload`): re-read and
+//! validate the file, then swap the policy (rules, default, `TLS-Required: No` permission) into
+//! the transport without touching the queue.
+//!
+//! Only policy changes take effect; any other changed section is named so the operator knows a
+//! restart is needed. A file that fails validation changes nothing.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::Serialize;
+use strictmx_config::{Config, ConfigErrors};
+use strictmx_policy::DefaultRequirement;
+use strictmx_policy::rules::Rule;
+use tracing::{error, info, warn};
+
+use crate::facts::ServerTransport;
+
+/// The running configuration and the transport whose policy it feeds.
+#[derive(Debug)]
+pub struct Live {
+    path: Option<PathBuf>,
+    current: Mutex<Config>,
+    transport: Arc<ServerTransport>,
+}
+
+/// What a successful reload did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Reloaded {
+    /// Policy changes now in force, one line each.
+    pub changed: Vec<String>,
+    /// Sections that differ from the running configuration but need a restart.
+    pub restart_needed: Vec<String>,
+    /// The new file's warnings (an `insecure_relax` rule, ...).
+    pub warnings: Vec<String>,
+}
+
+impl Live {
+    pub fn new(config: Config, transport: Arc<ServerTransport>) -> Live {
+        Live {
+            path: config.source.clone(),
+            current: Mutex::new(config),
+            transport,
+        }
+    }
+
+    pub fn transport(&self) -> &Arc<ServerTransport> {
+        &self.transport
+    }
+
+    /// Re-reads the file; on success swaps the policy and logs what changed; on failure logs
+    /// the errors and keeps everything as it was.
+    pub fn reload(&self) -> Result<Reloaded, ConfigErrors> {
+        let result = self.try_reload();
+        match &result {
+            Ok(done) => log_reloaded(done),
+            Err(errors) => error!(
+                errors = %errors,
+                "configuration reload refused; the running configuration stays"
+            ),
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<Reloaded, ConfigErrors> {
+        let Some(path) = &self.path else {
+            return Err(ConfigErrors(vec![strictmx_config::ConfigError {
+                file: PathBuf::from("<embedded defaults>"),
+                line: 0,
+                column: 0,
+                key: String::new(),
+                message: "the server runs on the embedded defaults: there is no file to reload (start it with --config)".into(),
+            }]));
+        };
+        let next = Config::load(path)?;
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let done = Reloaded {
+            changed: policy_changes(&current, &next),
+            restart_needed: restart_needed(&current, &next),
+            warnings: next.warnings.iter().map(ToString::to_string).collect(),
+        };
+        self.transport.replace_policy(next.transport.policy.clone());
+        self.transport
+            .replace_tls_required_no(next.transport.tls_required_no.clone());
+        // What is kept is what runs: the new policy, and the old values of everything that
+        // needs a restart, so a later reload still reports them.
+        let mut kept = current.clone();
+        kept.transport.policy = next.transport.policy;
+        kept.transport.tls_required_no = next.transport.tls_required_no;
+        kept.warnings = next.warnings;
+        *current = kept;
+        Ok(done)
+    }
+}
+
+fn log_reloaded(done: &Reloaded) {
+    for warning in &done.warnings {
+        warn!(warning = %warning, "configuration warning");
+    }
+    if done.changed.is_empty() {
+        info!("configuration reloaded: no policy change");
+    }
+    for change in &done.changed {
+        info!(change = %change, "configuration reloaded: policy changed");
+    }
+    if !done.restart_needed.is_empty() {
+        warn!(
+            sections = %done.restart_needed.join(", "),
+            "configuration reloaded, but these changed sections take effect only after a restart"
+        );
+    }
+}
+
+fn default_text(d: DefaultRequirement) -> &'static str {
+    match d {
+        DefaultRequirement::Opportunistic => "opportunistic",
+        DefaultRequirement::Encrypted => "encrypted",
+        DefaultRequirement::Verified => "verified",
+    }
+}
+
+/// One line per policy difference: the default, the fallback, each rule, the permission.
+pub fn policy_changes(old: &Config, new: &Config) -> Vec<String> {
+    let (o, n) = (&old.transport, &new.transport);
+    let mut changes = Vec::new();
+    if o.policy.default_requirement != n.policy.default_requirement {
+        changes.push(format!(
+            "delivery.default_tls: {} -> {}",
+            default_text(o.policy.default_requirement),
+            default_text(n.policy.default_requirement)
+        ));
+    }
+    if o.policy.insecure_plaintext_fallback != n.policy.insecure_plaintext_fallback {
+        changes.push(format!(
+            "delivery.insecure_plaintext_fallback: {} -> {}",
+            o.policy.insecure_plaintext_fallback, n.policy.insecure_plaintext_fallback
+        ));
+    }
+    changes.extend(rule_changes(&o.policy.rules, &n.policy.rules));
+    if o.tls_required_no != n.tls_required_no {
+        changes.push(format!(
+            "policy: TLS-Required: No now allowed for users {:?} and networks {:?}",
+            n.tls_required_no.users,
+            n.tls_required_no
+                .networks
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        ));
+    }
+    changes
+}
+
+fn rule_changes(old: &[Rule], new: &[Rule]) -> Vec<String> {
+    let find = |rules: &[Rule], name: &str| rules.iter().position(|r| r.name == name);
+    let mut changes = Vec::new();
+    for (i, r) in new.iter().enumerate() {
+        match find(old, &r.name) {
+            None => changes.push(format!("rule `{}` added", r.name)),
+            Some(j) if old[j] != *r => changes.push(format!("rule `{}` changed", r.name)),
+            Some(j) if j != i => changes.push(format!("rule `{}` moved", r.name)),
+            Some(_) => {}
+        }
+    }
+    for r in old {
+        if find(new, &r.name).is_none() {
+            changes.push(format!("rule `{}` removed", r.name));
+        }
+    }
+    changes
+}
+
+/// The sections of the effective configuration, other than the policy, that differ.
+pub fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
+    let mut comparable = new.clone();
+    comparable.transport.policy = old.transport.policy.clone();
+    comparable.transport.tls_required_no = old.transport.tls_required_no.clone();
+    comparable.source = old.source.clone();
+    let (a, b) = (sections(&old.render()), sections(&comparable.render()));
+    let mut names: Vec<String> = a
+        .keys()
+        .chain(b.keys())
+        .filter(|name| a.get(*name) != b.get(*name))
+        .cloned()
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The rendered configuration by table header, comments left out (repeated tables such as
+/// `[[listener]]` are gathered under one name).
+fn sections(rendered: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut current = String::new();
+    for line in rendered.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with('[') {
+            current = line.to_string();
+        }
+        out.entry(current.clone())
+            .or_default()
+            .push(line.to_string());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn parse(text: &str) -> Config {
+        Config::parse(text, Path::new("/etc/strictmx/strictmx.toml")).unwrap()
+    }
+
+    #[test]
+    fn rule_and_default_changes_are_listed_one_by_one() {
+        let old = parse(
+            "[delivery]\ndefault_tls = \"opportunistic\"\n[[rule]]\nname = \"a\"\nrequire = \"encrypted\"\n[[rule]]\nname = \"b\"\nfail_closed = true\n",
+        );
+        let new = parse(
+            "[delivery]\ndefault_tls = \"encrypted\"\n[[rule]]\nname = \"a\"\nrequire = \"verified\"\n[[rule]]\nname = \"c\"\nfail_closed = true\n",
+        );
+        assert_eq!(
+            policy_changes(&old, &new),
+            vec![
+                "delivery.default_tls: opportunistic -> encrypted",
+                "rule `a` changed",
+                "rule `c` added",
+                "rule `b` removed",
+            ]
+        );
+        assert!(restart_needed(&old, &new).is_empty());
+    }
+
+    #[test]
+    fn sections_outside_the_policy_are_named_as_needing_a_restart() {
+        let old = parse("[dns]\ntimeout = \"5s\"\n[[rule]]\nname = \"a\"\nfail_closed = true\n");
+        let new = parse("[dns]\ntimeout = \"9s\"\n[limits]\nmax_recipients = 5\n");
+        assert_eq!(restart_needed(&old, &new), vec!["[dns]", "[limits]"]);
+        assert_eq!(policy_changes(&old, &new), vec!["rule `a` removed"]);
+    }
+
+    #[test]
+    fn an_unchanged_file_changes_nothing() {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/strictmx.toml"),
+        )
+        .unwrap();
+        let (a, b) = (parse(&text), parse(&text));
+        assert!(policy_changes(&a, &b).is_empty());
+        assert!(restart_needed(&a, &b).is_empty());
+    }
+}
