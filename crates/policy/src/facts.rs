@@ -15,7 +15,7 @@ pub struct MxHost {
 
 /// What is known about the mail exchangers of one domain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[serde(tag = "kind", content = "value", rename_all = "kebab-case")]
 pub enum MxFacts {
     /// The MX RRset, in the order the resolver chose (sorted by preference, shuffled within).
     Hosts(Vec<MxHost>),
@@ -200,4 +200,48 @@ pub struct MessageFacts {
     pub tls_required_no: bool,
     /// Whether configuration lets this message's submitter relax policy with that header.
     pub submitter_may_relax: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_facts_with_mx_hosts_serialize_for_explain() {
+        let facts = DomainFacts {
+            domain: "example.org".to_owned(),
+            mx: MxFacts::Hosts(vec![MxHost {
+                name: "mx.example.org".to_owned(),
+                preference: 10,
+            }]),
+            mx_dnssec: Dnssec::Secure,
+            hosts: vec![HostFacts {
+                name: "mx.example.org".to_owned(),
+                canonical: None,
+                addresses: Ok(vec!["127.0.0.1".parse().expect("literal")]),
+                addresses_dnssec: Dnssec::Secure,
+                tlsa: TlsaFacts::Records {
+                    base_domain: "mx.example.org".to_owned(),
+                    records: vec![TlsaRecord {
+                        usage: 3,
+                        selector: 1,
+                        matching_type: 1,
+                        data: vec![0xab, 0x01],
+                    }],
+                },
+            }],
+            sts: StsFacts {
+                record: StsRecordFacts::Absent,
+                policy: None,
+                fetch_failure: None,
+            },
+            dnssec_health: DnssecHealth::Working {
+                mode: "validate".to_owned(),
+            },
+        };
+        let json = serde_json::to_value(&facts).expect("facts serialize");
+        assert_eq!(json["mx"]["kind"], "hosts");
+        assert_eq!(json["mx"]["value"][0]["name"], "mx.example.org");
+        assert_eq!(json["hosts"][0]["tlsa"]["records"][0]["data"], "ab01");
+    }
 }
