@@ -5,6 +5,7 @@
 mod cli;
 mod crash;
 mod lab_mx;
+mod policy;
 mod relay;
 
 use std::path::{Path, PathBuf};

@@ -79,16 +79,7 @@ impl Config {
 
     /// Reads and validates a file. Relative paths in it are relative to the file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: path.to_path_buf(),
-                line: 0,
-                column: 0,
-                key: String::new(),
-                message: format!("cannot read the file: {e}"),
-            }])
-        })?;
-        Config::parse(&text, path)
+        Config::parse(&read(path)?, path)
     }
 
     /// Validates `text` as if it were the file at `path`.
@@ -111,10 +102,46 @@ impl Config {
         }
     }
 
+    /// Where the server running on the file at `path` has its control socket, read leniently:
+    /// only `[server] data_dir` and `[control] socket` are looked at, so `strictmx reload` can
+    /// reach the server and let it report a file that no longer validates.
+    pub fn control_socket_of(path: &Path) -> Result<PathBuf, ConfigErrors> {
+        let text = read(path)?;
+        let source = error::Source::new(path.to_path_buf(), &text);
+        let table: toml::Table =
+            toml::from_str(&text).map_err(|e| ConfigErrors(vec![source.toml_error(&e)]))?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        let lookup = |section: &str, key: &str| -> Option<String> {
+            table
+                .get(section)?
+                .as_table()?
+                .get(key)?
+                .as_str()
+                .map(str::to_string)
+        };
+        let data_dir = base.join(lookup("server", "data_dir").unwrap_or_else(|| "data".into()));
+        Ok(match lookup("control", "socket") {
+            Some(socket) => base.join(socket),
+            None => data_dir.join("control.sock"),
+        })
+    }
+
     /// The effective configuration as TOML, every key with the value in force.
     pub fn render(&self) -> String {
         validate::render(self)
     }
+}
+
+fn read(path: &Path) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: format!("cannot read the file: {e}"),
+        }])
+    })
 }
 
 #[cfg(test)]

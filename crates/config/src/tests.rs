@@ -125,6 +125,35 @@ fn relative_paths_are_relative_to_the_configuration_file() {
 }
 
 #[test]
+fn the_control_socket_is_found_even_in_a_file_that_no_longer_validates() {
+    let dir = std::env::temp_dir().join(format!("strictmx-config-socket-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("strictmx.toml");
+    std::fs::write(
+        &file,
+        "[server]\ndata_dir = \"spool\"\n[limits]\nmax_recipients = 0\n",
+    )
+    .unwrap();
+    assert!(Config::load(&file).is_err());
+    assert_eq!(
+        Config::control_socket_of(&file).unwrap(),
+        dir.join("spool/control.sock")
+    );
+    std::fs::write(
+        &file,
+        "[control]\nsocket = \"/run/strictmx.sock\"\n[[rule]]\nrequire = 1\n",
+    )
+    .unwrap();
+    assert_eq!(
+        Config::control_socket_of(&file).unwrap(),
+        Path::new("/run/strictmx.sock")
+    );
+    std::fs::write(&file, "[control\n").unwrap();
+    assert_eq!(Config::control_socket_of(&file).unwrap_err().0[0].line, 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn routes_to_the_same_domain_twice_are_refused() {
     let text = "[[route]]\ndomain = \"a.test\"\nnext_hop = \"b.test\"\n[[route]]\ndomain = \"A.test\"\nnext_hop = \"c.test\"\n";
     let errors = parse(text).unwrap_err().0;

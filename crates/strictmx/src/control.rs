@@ -220,7 +220,7 @@ async fn execute(
                 .transport()
                 .explain(&question.domain, question.message_facts())
                 .await;
-            crate::explain::to_json(&explanation)?
+            serde_json::to_value(explanation)?
         }
         Request::Reload => match live.reload() {
             Ok(done) => json!({ "reloaded": true, "changes": done }),

@@ -12,8 +12,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::Context;
 use serde_json::Value;
 use strictmx_config::Config;
-use strictmx_delivery::transport::{Destination, Explanation, Transport};
-use strictmx_policy::{MessageFacts, MxFacts};
+use strictmx_delivery::transport::Transport;
+use strictmx_policy::MessageFacts;
 use strictmx_resolve::{DnsResolver, FactGatherer, GatherSettings, StsSource};
 use strictmx_spool::{Spool, SpoolSettings};
 
@@ -122,49 +122,8 @@ async fn in_process(config: &Config, question: &Question) -> anyhow::Result<(Val
     let explanation = transport
         .explain(&question.domain, question.message_facts())
         .await;
-    let value = to_json(&explanation).context("serializing the explanation")?;
+    let value = serde_json::to_value(&explanation).context("serializing the explanation")?;
     Ok((value, source))
-}
-
-/// The explanation as JSON: serde's form of each part, except the MX answer, whose list of
-/// hosts serde cannot put beside its `kind` tag; it is written `{"kind": "hosts", "hosts": [..]}`.
-pub fn to_json(e: &Explanation) -> serde_json::Result<Value> {
-    let facts = match &e.facts {
-        Destination::Mx(f) => {
-            let mx = match &f.mx {
-                MxFacts::Hosts(hosts) => object([
-                    ("kind", Value::from("hosts")),
-                    ("hosts", serde_json::to_value(hosts)?),
-                ]),
-                other => serde_json::to_value(other)?,
-            };
-            object([
-                ("kind", Value::from("mx")),
-                ("domain", Value::from(f.domain.as_str())),
-                ("mx", mx),
-                ("mx_dnssec", serde_json::to_value(f.mx_dnssec)?),
-                ("hosts", serde_json::to_value(&f.hosts)?),
-                ("sts", serde_json::to_value(&f.sts)?),
-                ("dnssec_health", serde_json::to_value(&f.dnssec_health)?),
-            ])
-        }
-        route => serde_json::to_value(route)?,
-    };
-    Ok(object([
-        ("domain", Value::from(e.domain.as_str())),
-        ("message", serde_json::to_value(&e.message)?),
-        ("facts", facts),
-        ("outcome", serde_json::to_value(&e.outcome)?),
-    ]))
-}
-
-fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
-    Value::Object(
-        fields
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-    )
 }
 
 fn open_existing_spool(settings: &SpoolSettings) -> Result<Spool, String> {
@@ -253,7 +212,7 @@ fn render_facts(o: &mut String, facts: &Value) {
 fn mx_text(mx: &Value) -> String {
     match text(&mx["kind"]).as_str() {
         "hosts" => {
-            let hosts = mx["hosts"].as_array().cloned().unwrap_or_default();
+            let hosts = mx["value"].as_array().cloned().unwrap_or_default();
             hosts
                 .iter()
                 .map(|h| format!("{} {}", h["preference"], text(&h["name"])))
@@ -261,9 +220,9 @@ fn mx_text(mx: &Value) -> String {
                 .join(", ")
         }
         "null" => "null MX: the domain accepts no mail (RFC 7505)".into(),
-        "implicit" => format!("none; implicit MX {}", text(&mx["host"])),
+        "implicit" => format!("none; implicit MX {}", text(&mx["value"]["host"])),
         "no-such-domain" => "the domain does not exist".into(),
-        "unavailable" => format!("lookup failed: {}", text(&mx["reason"])),
+        "unavailable" => format!("lookup failed: {}", text(&mx["value"]["reason"])),
         _ => mx.to_string(),
     }
 }
@@ -535,7 +494,7 @@ mod tests {
             "domain": "dane-ok.test",
             "message": {"sender": "a@b.test", "requiretls": false},
             "facts": {"kind": "mx", "domain": "dane-ok.test",
-                "mx": {"kind": "hosts", "hosts": [{"name": "mx.dane-ok.test", "preference": 10}]},
+                "mx": {"kind": "hosts", "value": [{"name": "mx.dane-ok.test", "preference": 10}]},
                 "mx_dnssec": "secure",
                 "hosts": [{"name": "mx.dane-ok.test", "canonical": null,
                     "addresses": {"Ok": ["127.77.1.30"]}, "addresses_dnssec": "secure",
@@ -573,7 +532,7 @@ mod tests {
     fn a_deferral_and_broken_dnssec_are_said_plainly() {
         let e = json!({
             "domain": "x.test", "message": {"sender": "", "requiretls": true},
-            "facts": {"kind": "mx", "mx": {"kind": "unavailable", "reason": "timeout"},
+            "facts": {"kind": "mx", "mx": {"kind": "unavailable", "value": {"reason": "timeout"}},
                 "mx_dnssec": "indeterminate", "hosts": [],
                 "sts": {"record": {"kind": "lookup-failed", "reason": "timeout"}},
                 "dnssec_health": {"kind": "broken", "mode": "validate", "reason": "no answer"}},

@@ -156,10 +156,21 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Reload { config } => match load(config.as_ref()) {
-            Ok(config) => control::run_reload(&config.control_socket),
-            Err(code) => code,
-        },
+        // The server validates the file; the client only needs to find its socket, also in a
+        // file that no longer validates, so the server can refuse it and say why.
+        Command::Reload { config } => {
+            let socket = match &config {
+                None => Ok(Config::embedded_default().control_socket),
+                Some(path) => Config::control_socket_of(path),
+            };
+            match socket {
+                Ok(socket) => control::run_reload(&socket),
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            }
+        }
         Command::Tlsrpt {
             config,
             json,

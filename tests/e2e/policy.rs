@@ -1,0 +1,314 @@
+//! The policy engine through the real binary in the lab: `explain` against a running server and
+//! in-process, `reload` (valid and invalid files) and SIGHUP, deliveries under MTA-STS enforce
+//! and DANE with the attempt's `auth`, and a rule that tightens. Needs the lab (`tests/lab/up`).
+//!
+//! strictmx validates DNSSEC itself here (`dnssec = "validate"` with the lab's root anchor,
+//! against the lab's non-validating resolver), so the binary's own validation is what is tested.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::Value;
+use strictmx_test_support::lab::{Lab, unique_rcpt, wait_for};
+use strictmx_test_support::relay::{Relay, TestDir};
+use strictmx_test_support::smtp::Client;
+
+use crate::{bin, message};
+
+const WAIT: Duration = Duration::from_secs(45);
+
+/// DNS and CA settings that put the relay in the lab, then `rules`.
+fn lab_config(lab: &Lab, rules: &str) -> String {
+    format!(
+        "[dns]\nnameservers = [\"{}\"]\ntimeout = \"3s\"\ndnssec = \"validate\"\ntrust_anchor = \"{}\"\n\n\
+         [delivery]\nextra_ca_file = \"{}\"\n\n{rules}",
+        lab.nonvalidating_resolver(),
+        lab.trust_anchor().display(),
+        lab.ca_bundle().display()
+    )
+}
+
+const MULTI_DANE_ONLY: &str =
+    "[[rule]]\nname = \"multi-dane-only\"\ndomains = [\"multi.test\"]\nrequire = \"dane-only\"\n";
+
+async fn relay_in_lab(lab: &Lab, dir: &TestDir, rules: &str) -> Relay {
+    let relay = Relay::start(bin(), dir.path(), &lab_config(lab, rules))
+        .await
+        .unwrap();
+    relay
+        .wait_log(WAIT, |v| {
+            v["message"] == "DNSSEC self-test passed at startup"
+        })
+        .await
+        .expect("the DNSSEC self-test passes with the lab's anchor");
+    relay
+}
+
+fn stdout_json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn explain(relay: &Relay, domain: &str) -> Value {
+    stdout_json(&relay.cli(&["explain", domain, "--json"]).unwrap())
+}
+
+/// Replaces the relay's rules in its configuration file: `old` becomes `new`.
+fn rewrite_rules(relay: &Relay, old: &str, new: &str) {
+    let text = std::fs::read_to_string(&relay.config_path).unwrap();
+    let rewritten = if old.is_empty() {
+        format!("{text}\n{new}")
+    } else {
+        assert!(text.contains(old), "{text}");
+        text.replace(old, new)
+    };
+    std::fs::write(&relay.config_path, rewritten).unwrap();
+}
+
+async fn submit(relay: &Relay, rcpt: &str) {
+    let mut c = Client::connect(relay.smtp).await.unwrap();
+    let reply = c
+        .send_mail(
+            "app@src.test",
+            &[rcpt],
+            &message("app@src.test", rcpt, "policy"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.code, 250, "{reply:?}");
+}
+
+async fn attempt(relay: &Relay, domain: &str, outcome: &str) -> Value {
+    relay
+        .wait_log(WAIT, |v| {
+            v["message"] == "delivery attempt" && v["domain"] == domain && v["outcome"] == outcome
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{domain} {outcome}: {e}"))
+}
+
+#[tokio::test]
+async fn explain_asks_the_running_server_and_shows_dane_for_a_dane_domain() {
+    let lab = Lab::get().unwrap();
+    let dir = TestDir::new("explain-dane").unwrap();
+    let relay = relay_in_lab(&lab, &dir, "").await;
+
+    let out = relay.cli(&["explain", "dane-ok.test", "--json"]).unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("answered by the running server"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e = stdout_json(&out);
+    assert_eq!(e["domain"], "dane-ok.test");
+    assert_eq!(e["facts"]["dnssec_health"]["kind"], "working", "{e:#}");
+    assert_eq!(e["facts"]["mx_dnssec"], "secure", "{e:#}");
+    assert_eq!(e["facts"]["mx"]["value"][0]["name"], "mx.dane-ok.test");
+    assert_eq!(e["facts"]["hosts"][0]["tlsa"]["kind"], "records", "{e:#}");
+    let outcome = &e["outcome"];
+    assert_eq!(outcome["kind"], "deliver", "{e:#}");
+    assert_eq!(outcome["policy"], "dane");
+    let host = &outcome["candidates"][0];
+    assert_eq!(host["host"], "mx.dane-ok.test");
+    assert_eq!(host["requirement"]["kind"], "dane");
+    assert_eq!(host["requirement"]["records"][0]["usage"], 3);
+    assert_eq!(host["report"]["policy_type"], "tlsa");
+
+    let human = relay.cli(&["explain", "dane-ok.test"]).unwrap();
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains("Decision: deliver under policy `dane`"),
+        "{text}"
+    );
+    assert!(text.contains("DNSSEC: working (mode validate)"), "{text}");
+}
+
+#[tokio::test]
+async fn explain_without_a_server_plans_in_process_for_an_mta_sts_domain() {
+    let lab = Lab::get().unwrap();
+    let dir = TestDir::new("explain-sts").unwrap();
+    let config = dir.path().join("strictmx.toml");
+    let text = format!(
+        "[server]\nhostname = \"relay.test\"\ndata_dir = \"{d}/data\"\n[control]\nsocket = \"{d}/control.sock\"\n\n{}",
+        lab_config(&lab, ""),
+        d = dir.path().display()
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = Command::new(bin())
+        .args([
+            "explain",
+            "sts-enforce.test",
+            "--from",
+            "app@src.test",
+            "--json",
+        ])
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(stderr.contains("computed in-process"), "{stderr}");
+    assert!(stderr.contains("no MTA-STS cache"), "{stderr}");
+    let e = stdout_json(&out);
+    assert_eq!(e["message"]["sender"], "app@src.test");
+    assert_eq!(
+        e["facts"]["sts"]["policy"]["policy"]["mode"], "enforce",
+        "{e:#}"
+    );
+    let outcome = &e["outcome"];
+    assert_eq!(outcome["policy"], "sts-enforce", "{e:#}");
+    let host = &outcome["candidates"][0];
+    assert_eq!(host["host"], "mx.sts-enforce.test");
+    assert_eq!(host["requirement"]["kind"], "verified");
+    assert_eq!(host["requirement"]["names"][0], "mx.sts-enforce.test");
+    assert_eq!(host["report"]["policy_type"], "sts");
+}
+
+#[tokio::test]
+async fn reload_applies_a_valid_file_and_refuses_an_invalid_one_keeping_the_running_rules() {
+    let lab = Lab::get().unwrap();
+    let dir = TestDir::new("reload").unwrap();
+    let relay = relay_in_lab(&lab, &dir, "").await;
+    assert_eq!(explain(&relay, "multi.test")["outcome"]["kind"], "deliver");
+
+    rewrite_rules(&relay, "", MULTI_DANE_ONLY);
+    let out = relay.cli(&["reload"]).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("rule `multi-dane-only` added"), "{stdout}");
+    let e = explain(&relay, "multi.test");
+    assert_eq!(e["outcome"]["kind"], "defer", "{e:#}");
+
+    rewrite_rules(
+        &relay,
+        "require = \"dane-only\"",
+        "require = \"dane-please\"",
+    );
+    let out = relay.cli(&["reload"]).unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = std::fs::read_to_string(&relay.config_path)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("dane-please"))
+        .unwrap()
+        + 1;
+    let located = format!("strictmx.toml:{line}:11: key `rule[0].require`");
+    assert!(stderr.contains(&located), "{located} not in {stderr}");
+    assert!(stderr.contains("reload refused"), "{stderr}");
+    relay
+        .wait_log(WAIT, |v| {
+            v["message"] == "configuration reload refused; the running configuration stays"
+        })
+        .await
+        .unwrap();
+    // The file must validate for `explain` to read it: take the rule out without reloading.
+    // The server still answers with the rule it runs.
+    let invalid = MULTI_DANE_ONLY.replace("\"dane-only\"", "\"dane-please\"");
+    rewrite_rules(&relay, &invalid, "");
+    let e = explain(&relay, "multi.test");
+    assert_eq!(
+        e["outcome"]["kind"], "defer",
+        "the running rule stays: {e:#}"
+    );
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_rules_without_a_restart() {
+    let lab = Lab::get().unwrap();
+    let dir = TestDir::new("sighup").unwrap();
+    let relay = relay_in_lab(&lab, &dir, "").await;
+    assert_eq!(explain(&relay, "multi.test")["outcome"]["kind"], "deliver");
+
+    rewrite_rules(&relay, "", MULTI_DANE_ONLY);
+    let pid = relay.pid().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let logged = relay
+        .wait_log(WAIT, |v| {
+            v["message"] == "configuration reloaded: policy changed"
+        })
+        .await
+        .unwrap();
+    assert_eq!(logged["change"], "rule `multi-dane-only` added");
+    assert_eq!(explain(&relay, "multi.test")["outcome"]["kind"], "defer");
+    assert_eq!(
+        relay.pid().map(|p| p.to_string()),
+        Some(pid),
+        "same process"
+    );
+}
+
+#[tokio::test]
+async fn mail_under_mta_sts_enforce_and_under_dane_records_how_the_peer_was_authenticated() {
+    let lab = Lab::get().unwrap();
+    let dir = TestDir::new("policy-deliveries").unwrap();
+    let relay = relay_in_lab(&lab, &dir, "").await;
+    let sts_rcpt = unique_rcpt("sts-enforce.test");
+    let dane_rcpt = unique_rcpt("dane-ok.test");
+    submit(&relay, &sts_rcpt).await;
+    submit(&relay, &dane_rcpt).await;
+
+    for (host, rcpt) in [
+        ("mx.sts-enforce.test", &sts_rcpt),
+        ("mx.dane-ok.test", &dane_rcpt),
+    ] {
+        let got = wait_for(WAIT, || Ok(lab.received_for(host, rcpt)?.pop()))
+            .await
+            .unwrap();
+        assert!(got.tls, "{host}: delivered over TLS");
+    }
+    let sts = attempt(&relay, "sts-enforce.test", "delivered").await;
+    assert_eq!(sts["auth"], "sts", "{sts}");
+    assert_eq!(sts["policy"], "sts-enforce", "{sts}");
+    assert_eq!(sts["requirement"], "verified", "{sts}");
+    let dane = attempt(&relay, "dane-ok.test", "delivered").await;
+    assert_eq!(dane["auth"], "dane", "{dane}");
+    assert_eq!(dane["policy"], "dane", "{dane}");
+    assert_eq!(dane["requirement"], "dane", "{dane}");
+}
+
+#[tokio::test]
+async fn a_rule_demanding_dane_for_a_domain_without_it_defers_and_the_attempt_says_why() {
+    let lab = Lab::get().unwrap();
+    let dir = TestDir::new("policy-tighten").unwrap();
+    let relay = relay_in_lab(&lab, &dir, MULTI_DANE_ONLY).await;
+    let rcpt = unique_rcpt("multi.test");
+    submit(&relay, &rcpt).await;
+
+    let deferred = attempt(&relay, "multi.test", "deferred").await;
+    let reply = deferred["reply"].as_str().unwrap_or_default();
+    assert!(reply.contains("a rule requires DANE"), "{deferred}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for host in ["mx1.multi.test", "mx2.multi.test", "backup.multi.test"] {
+        assert!(
+            lab.received_for(host, &rcpt).unwrap().is_empty(),
+            "nothing reaches {host} without DANE"
+        );
+    }
+    let id = relay
+        .logs()
+        .iter()
+        .find(|v| v["message"] == "delivery attempt" && v["domain"] == "multi.test")
+        .and_then(|v| v["msg_id"].as_str().map(str::to_string))
+        .unwrap();
+    let shown = relay.cli(&["queue", "show", &id]).unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains("deferred"), "{text}");
+    assert!(text.contains("a rule requires DANE"), "{text}");
+}
