@@ -7,6 +7,7 @@
 mod error;
 mod raw;
 mod rules;
+mod tlsrpt;
 mod validate;
 mod values;
 
@@ -21,6 +22,7 @@ use strictmx_delivery::transport::TransportSettings;
 use strictmx_inbound::InboundSettings;
 use strictmx_resolve::{ResolverSettings, StsSettings};
 use strictmx_spool::SpoolSettings;
+use strictmx_tlsrpt::TlsrptSettings;
 
 /// The validated configuration of one strictmx instance.
 #[derive(Debug, Clone)]
@@ -44,6 +46,8 @@ pub struct Config {
     /// `[mta_sts]`; its extra CA file is `delivery.extra_ca_file`.
     pub mta_sts: StsSettings,
     pub queue: QueueSettings,
+    /// `[tlsrpt]`: daily RFC 8460 reports.
+    pub tlsrpt: TlsrptSettings,
     /// Valid but dangerous or pointless settings (an `insecure_relax` rule, a rule that changes
     /// nothing), located like errors; `check-config` prints them and `serve` logs them.
     pub warnings: Vec<ConfigError>,

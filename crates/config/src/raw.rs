@@ -32,6 +32,7 @@ pub struct RawConfig {
     pub policy: Option<RawPolicy>,
     #[serde(default, rename = "rule")]
     pub rules: Vec<RawRule>,
+    pub tlsrpt: Option<RawTlsrpt>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -206,4 +207,20 @@ pub struct RawRule {
     pub min_tls_version: S<String>,
     pub fail_closed: Option<bool>,
     pub insecure_relax: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTlsrpt {
+    pub enabled: S<bool>,
+    pub organization_name: S<String>,
+    pub contact_info: S<String>,
+    pub submitter: S<String>,
+    pub mail_from: S<String>,
+    pub exclude_domains: Option<Vec<Spanned<String>>>,
+    pub send_delay_max: S<String>,
+    pub keep_days: S<i64>,
+    pub https_attempts: S<i64>,
+    pub https_backoff: S<String>,
+    pub https_timeout: S<String>,
 }

@@ -52,6 +52,7 @@ fn an_unknown_key_is_rejected_in_every_table() {
         "[retry]",
         "[mta_sts]",
         "[policy]",
+        "[tlsrpt]",
     ];
     for table in tables {
         let text = format!("{table}\nno_such_key = 1\n");
@@ -465,6 +466,65 @@ mod tls_required_no {
         assert_eq!(
             (errors[0].line, errors[0].key.as_str()),
             (2, "policy.tls_required_no_networks[0]")
+        );
+    }
+}
+
+mod tlsrpt {
+    use std::time::Duration;
+
+    use super::{Config, parse};
+
+    #[test]
+    fn reporting_is_off_by_default_and_submits_as_the_hostname() {
+        let c = parse("[server]\nhostname = \"relay.test\"\n").unwrap();
+        assert!(!c.tlsrpt.enabled);
+        assert_eq!(c.tlsrpt.submitter, "relay.test");
+        assert!(!Config::embedded_default().tlsrpt.enabled);
+    }
+
+    #[test]
+    fn every_tlsrpt_key_reaches_the_reporter_settings() {
+        let c = parse("[tlsrpt]\nenabled = true\norganization_name = \"Org\"\ncontact_info = \"mailto:a@org.test\"\nsubmitter = \"Relay.Org.test\"\nmail_from = \"r@Org.test\"\nexclude_domains = [\"skip.test\"]\nsend_delay_max = \"2h\"\nkeep_days = 3\nhttps_attempts = 2\nhttps_backoff = \"10s\"\nhttps_timeout = \"5s\"\n").unwrap();
+        let t = &c.tlsrpt;
+        assert!(t.enabled);
+        assert_eq!(t.organization_name, "Org");
+        assert_eq!(t.contact_info, "mailto:a@org.test");
+        assert_eq!(t.submitter, "relay.org.test");
+        assert_eq!(t.mail_from, "r@org.test");
+        assert_eq!(t.exclude_domains, vec!["skip.test".to_string()]);
+        assert_eq!(t.send_delay_max, Duration::from_secs(7200));
+        assert_eq!((t.keep_days, t.https_attempts), (3, 2));
+        assert_eq!(t.https_backoff, Duration::from_secs(10));
+        assert_eq!(t.https_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn enabled_reporting_needs_the_identity_rfc_8460_requires() {
+        let errors = parse("[tlsrpt]\nenabled = true\norganization_name = \"Org\"\n")
+            .unwrap_err()
+            .0;
+        let keys: Vec<(usize, &str)> = errors.iter().map(|e| (e.line, e.key.as_str())).collect();
+        assert_eq!(
+            keys,
+            vec![(2, "tlsrpt.contact_info"), (2, "tlsrpt.mail_from")]
+        );
+    }
+
+    #[test]
+    fn bad_tlsrpt_values_are_errors_at_their_lines() {
+        let errors = parse("[tlsrpt]\nmail_from = \"nobody\"\nkeep_days = 0\nsend_delay_max = \"1d\"\nexclude_domains = [\"bad domain\"]\n")
+            .unwrap_err()
+            .0;
+        let keys: Vec<(usize, &str)> = errors.iter().map(|e| (e.line, e.key.as_str())).collect();
+        assert_eq!(
+            keys,
+            vec![
+                (2, "tlsrpt.mail_from"),
+                (5, "tlsrpt.exclude_domains[0]"),
+                (4, "tlsrpt.send_delay_max"),
+                (3, "tlsrpt.keep_days"),
+            ]
         );
     }
 }

@@ -22,7 +22,7 @@ use crate::values;
 use crate::{Config, LogFormat, LogSettings};
 
 /// Reads an optional spanned value through `parse`; on failure records the error and keeps `default`.
-fn opt<T, R>(
+pub(crate) fn opt<T, R>(
     src: &mut Source<'_>,
     key: &str,
     value: &Option<Spanned<R>>,
@@ -57,7 +57,7 @@ fn req<T, R>(
     }
 }
 
-fn dur(s: &impl AsRef<str>) -> Result<Duration, String> {
+pub(crate) fn dur(s: &impl AsRef<str>) -> Result<Duration, String> {
     values::duration(s.as_ref())
 }
 
@@ -158,6 +158,7 @@ pub(crate) fn build(raw: &RawConfig, src: &mut Source<'_>, base: Option<&Path>) 
     let mut queue = build_queue(raw, src, &hostname);
     queue.shutdown_grace = shutdown_grace;
     transport.policy.rules = crate::rules::build(&raw.rules, src);
+    let tlsrpt = crate::tlsrpt::build(raw.tlsrpt.as_ref(), &hostname, src);
 
     Config {
         source: None,
@@ -173,6 +174,7 @@ pub(crate) fn build(raw: &RawConfig, src: &mut Source<'_>, base: Option<&Path>) 
         transport,
         mta_sts,
         queue,
+        tlsrpt,
         warnings: Vec::new(),
     }
 }
@@ -1093,6 +1095,7 @@ pub(crate) fn render(c: &Config) -> String {
         nets.join(", ")
     );
     crate::rules::render(&t.policy.rules, o);
+    crate::tlsrpt::render(&c.tlsrpt, o);
     for route in &t.routes {
         let _ = writeln!(
             o,

@@ -126,10 +126,6 @@ impl Server {
     }
 
     /// Answers `tlsrpt` requests with this reporter (without one, they are refused).
-    #[expect(
-        dead_code,
-        reason = "serve wires it once [tlsrpt] is mapped from the configuration (docs/tlsrpt.md)"
-    )]
     pub fn with_tlsrpt(mut self, reporter: Option<Reporter>) -> Server {
         self.tlsrpt = reporter;
         self

@@ -16,8 +16,9 @@ use strictmx_delivery::runner::QueueRunner;
 use strictmx_delivery::transport::Transport;
 use strictmx_inbound::Inbound;
 use strictmx_policy::DnssecHealth;
-use strictmx_resolve::{DnsResolver, FactGatherer, GatherSettings, StsSource};
+use strictmx_resolve::{DnsResolver, FactGatherer, GatherSettings, StsSource, https_client};
 use strictmx_spool::Spool;
+use strictmx_tlsrpt::{ReportPoster, Reporter};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -25,7 +26,7 @@ use tracing::{error, info, warn};
 
 use crate::facts::SharedGatherer;
 use crate::reload::Live;
-use crate::{control, logging, metrics};
+use crate::{control, logging, metrics, tlsrpt_cmd};
 
 pub fn run(config: Config) -> ExitCode {
     logging::init(&config.log);
@@ -62,6 +63,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let inbound =
         Inbound::bind(config.inbound.clone(), spool.clone()).context("binding the listeners")?;
     let live = Arc::new(Live::new(config.clone(), transport.clone()));
+    let token = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let reporter = tlsrpt(&config, &spool, &gatherer, &tracker, &token)?;
     let control = control::Server::bind(
         &config.control_socket,
         spool.clone(),
@@ -73,7 +77,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "binding the control socket {}",
             config.control_socket.display()
         )
-    })?;
+    })?
+    .with_tlsrpt(reporter);
     if let Some(addr) = config.metrics_listen {
         metrics::install(addr)
             .with_context(|| format!("starting the metrics exporter on {addr}"))?;
@@ -86,8 +91,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     for (address, role) in inbound.local_addrs() {
         info!(%address, ?role, "listening");
     }
-    let token = CancellationToken::new();
-    let tracker = TaskTracker::new();
     tracker.spawn(inbound.run(token.clone()));
     tracker
         .spawn(QueueRunner::new(spool.clone(), transport, config.queue.clone()).run(token.clone()));
@@ -135,4 +138,35 @@ async fn gatherer(config: &Config, spool: &Spool) -> anyhow::Result<FactGatherer
         ),
     }
     Ok(gatherer)
+}
+
+/// With `[tlsrpt] enabled`: the TLSRPT recorder and daily report task, posting `https:` reports
+/// with the same HTTPS client setup as MTA-STS fetches; the reporter answers `strictmx tlsrpt`.
+fn tlsrpt(
+    config: &Config,
+    spool: &Spool,
+    gatherer: &FactGatherer,
+    tracker: &TaskTracker,
+    token: &CancellationToken,
+) -> anyhow::Result<Option<Reporter>> {
+    if !config.tlsrpt.enabled {
+        return Ok(None);
+    }
+    let resolver = gatherer.resolver().clone();
+    let client = https_client(&resolver, config.transport.extra_ca_file.as_deref())
+        .context("setting up the HTTPS client for TLSRPT reports")?;
+    let poster: Arc<dyn ReportPoster> = Arc::new(client);
+    let started = tlsrpt_cmd::start(
+        spool,
+        config.tlsrpt.clone(),
+        resolver,
+        poster,
+        tracker,
+        token,
+    );
+    info!(
+        organization = %config.tlsrpt.organization_name,
+        "TLSRPT reporting is on: daily reports after midnight UTC"
+    );
+    Ok(started.map(|t| t.reporter))
 }

@@ -177,7 +177,7 @@ impl TxtLookup for ResolverTxt {
 #[derive(Debug, Clone)]
 #[expect(
     dead_code,
-    reason = "serve wires it once [tlsrpt] is mapped from the configuration (docs/tlsrpt.md, Wiring)"
+    reason = "the queue runner hands `recorder` its delivery reports' sessions once it is wired (docs/tlsrpt.md, Wiring)"
 )]
 pub struct Tlsrpt {
     pub recorder: Recorder,
@@ -185,10 +185,6 @@ pub struct Tlsrpt {
 }
 
 /// Starts the recorder and the daily report task on `tracker`; `None` when disabled.
-#[expect(
-    dead_code,
-    reason = "serve wires it once [tlsrpt] is mapped from the configuration (docs/tlsrpt.md, Wiring)"
-)]
 pub fn start(
     spool: &Spool,
     settings: TlsrptSettings,
