@@ -318,6 +318,11 @@ fn learn(
             destination.not_before = None;
             destination.reachable = true;
         }
+        // Jobs that ran side by side all learn the same fact: only the first of them opens
+        // a backoff period; the others finishing inside it must not double it again.
+        Reach::Unreachable if destination.backed_off(now).is_some() => {
+            destination.reachable = false;
+        }
         Reach::Unreachable => {
             destination.failures = destination.failures.saturating_add(1);
             destination.reachable = false;
@@ -369,5 +374,43 @@ mod tests {
                 "failures {failures}"
             );
         }
+    }
+
+    #[test]
+    fn jobs_that_fail_side_by_side_open_one_backoff_period_not_two() {
+        let settings = QueueSettings::default();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut destination = Destination::new(10, now);
+        destination.reachable = true;
+        learn(
+            &settings,
+            &mut destination,
+            "example.org",
+            Reach::Unreachable,
+            now,
+        );
+        let later = now + Duration::from_millis(2);
+        learn(
+            &settings,
+            &mut destination,
+            "example.org",
+            Reach::Unreachable,
+            later,
+        );
+        assert_eq!(destination.failures, 1);
+        assert_eq!(destination.not_before, Some(now + Duration::from_secs(60)));
+        let after = now + Duration::from_secs(61);
+        learn(
+            &settings,
+            &mut destination,
+            "example.org",
+            Reach::Unreachable,
+            after,
+        );
+        assert_eq!(destination.failures, 2);
+        assert_eq!(
+            destination.not_before,
+            Some(after + Duration::from_secs(120))
+        );
     }
 }
