@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use strictmx_spool::Spool;
+use strictmx_tlsrpt::Recorder;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -89,6 +90,8 @@ pub(crate) struct Context<D> {
     pub(crate) deliver: Arc<D>,
     pub(crate) settings: QueueSettings,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Where each job's TLS sessions are counted for TLSRPT, when reporting is on.
+    pub(crate) tlsrpt: Option<Recorder>,
 }
 
 /// Works the queue until cancelled. See the module documentation.
@@ -98,6 +101,7 @@ pub struct QueueRunner<D> {
     deliver: Arc<D>,
     settings: QueueSettings,
     clock: Arc<dyn Clock>,
+    tlsrpt: Option<Recorder>,
 }
 
 impl<D: Deliver> QueueRunner<D> {
@@ -107,6 +111,15 @@ impl<D: Deliver> QueueRunner<D> {
             deliver,
             settings,
             clock: Arc::new(SystemClock),
+            tlsrpt: None,
+        }
+    }
+
+    /// Counts every job's TLS sessions (`DeliveryReport::sessions`) for TLSRPT reports.
+    pub fn with_tlsrpt(self, recorder: Recorder) -> Self {
+        QueueRunner {
+            tlsrpt: Some(recorder),
+            ..self
         }
     }
 
@@ -123,6 +136,7 @@ impl<D: Deliver> QueueRunner<D> {
             deliver: self.deliver,
             settings: self.settings,
             clock: self.clock,
+            tlsrpt: self.tlsrpt,
         });
         let notify = context.spool.work_notify();
         let mut tasks: JoinSet<TaskDone> = JoinSet::new();

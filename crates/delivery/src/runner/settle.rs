@@ -45,6 +45,13 @@ pub(super) async fn run_job<D: Deliver>(
     drop(permits);
     let (report, reach, missing) = match delivered {
         Ok(report) => {
+            // RFC 8460 §4: every negotiation counts towards the recipient domain's report;
+            // the transport already leaves out jobs that carry only TLSRPT reports.
+            if let Some(recorder) = &context.tlsrpt
+                && !report.sessions.is_empty()
+            {
+                recorder.record(&report.sessions);
+            }
             let reach = if report.destination_unreachable {
                 Reach::Unreachable
             } else {
