@@ -18,7 +18,7 @@ use strictmx_inbound::Inbound;
 use strictmx_policy::DnssecHealth;
 use strictmx_resolve::{DnsResolver, FactGatherer, GatherSettings, StsSource, https_client};
 use strictmx_spool::Spool;
-use strictmx_tlsrpt::{ReportPoster, Reporter};
+use strictmx_tlsrpt::ReportPoster;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -65,7 +65,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let live = Arc::new(Live::new(config.clone(), transport.clone()));
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let reporter = tlsrpt(&config, &spool, &gatherer, &tracker, &token)?;
+    let reporting = tlsrpt(&config, &spool, &gatherer, &tracker, &token)?;
     let control = control::Server::bind(
         &config.control_socket,
         spool.clone(),
@@ -78,7 +78,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             config.control_socket.display()
         )
     })?
-    .with_tlsrpt(reporter);
+    .with_tlsrpt(reporting.as_ref().map(|t| t.reporter.clone()));
     if let Some(addr) = config.metrics_listen {
         metrics::install(addr)
             .with_context(|| format!("starting the metrics exporter on {addr}"))?;
@@ -92,8 +92,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         info!(%address, ?role, "listening");
     }
     tracker.spawn(inbound.run(token.clone()));
-    tracker
-        .spawn(QueueRunner::new(spool.clone(), transport, config.queue.clone()).run(token.clone()));
+    let mut runner = QueueRunner::new(spool.clone(), transport, config.queue.clone());
+    if let Some(t) = reporting {
+        // Every job's TLS sessions are counted for the daily reports.
+        runner = runner.with_tlsrpt(t.recorder);
+    }
+    tracker.spawn(runner.run(token.clone()));
     tracker.spawn(control.run(token.clone()));
     tracker.spawn(gatherer.run_refresher(token.clone()));
     tracker.spawn(metrics::sample_spool(spool.clone(), token.clone()));
@@ -141,14 +145,15 @@ async fn gatherer(config: &Config, spool: &Spool) -> anyhow::Result<FactGatherer
 }
 
 /// With `[tlsrpt] enabled`: the TLSRPT recorder and daily report task, posting `https:` reports
-/// with the same HTTPS client setup as MTA-STS fetches; the reporter answers `strictmx tlsrpt`.
+/// with the same HTTPS client setup as MTA-STS fetches. The queue runner feeds the recorder; the
+/// reporter answers `strictmx tlsrpt`.
 fn tlsrpt(
     config: &Config,
     spool: &Spool,
     gatherer: &FactGatherer,
     tracker: &TaskTracker,
     token: &CancellationToken,
-) -> anyhow::Result<Option<Reporter>> {
+) -> anyhow::Result<Option<tlsrpt_cmd::Tlsrpt>> {
     if !config.tlsrpt.enabled {
         return Ok(None);
     }
@@ -168,5 +173,5 @@ fn tlsrpt(
         organization = %config.tlsrpt.organization_name,
         "TLSRPT reporting is on: daily reports after midnight UTC"
     );
-    Ok(started.map(|t| t.reporter))
+    Ok(started)
 }

@@ -175,10 +175,6 @@ impl TxtLookup for ResolverTxt {
 
 /// The TLSRPT parts of a running server.
 #[derive(Debug, Clone)]
-#[expect(
-    dead_code,
-    reason = "the queue runner hands `recorder` its delivery reports' sessions once it is wired (docs/tlsrpt.md, Wiring)"
-)]
 pub struct Tlsrpt {
     pub recorder: Recorder,
     pub reporter: Reporter,
