@@ -1,6 +1,7 @@
 //! The policy engine through the real binary in the lab: `explain` against a running server and
 //! in-process, `reload` (valid and invalid files) and SIGHUP, deliveries under MTA-STS enforce
-//! and DANE with the attempt's `auth`, and a rule that tightens. Needs the lab (`tests/lab/up`).
+//! and DANE with the attempt's `auth` (and their sessions counted for TLSRPT), and a rule that
+//! tightens. Needs the lab (`tests/lab/up`).
 //!
 //! strictmx validates DNSSEC itself here (`dnssec = "validate"` with the lab's root anchor,
 //! against the lab's non-validating resolver), so the binary's own validation is what is tested.
@@ -254,11 +255,14 @@ async fn sighup_reloads_the_rules_without_a_restart() {
     );
 }
 
+const TLSRPT: &str = "[tlsrpt]\nenabled = true\norganization_name = \"Test Org\"\n\
+    contact_info = \"mailto:pm@relay.test\"\nmail_from = \"tlsrpt@relay.test\"\n";
+
 #[tokio::test]
 async fn mail_under_mta_sts_enforce_and_under_dane_records_how_the_peer_was_authenticated() {
     let lab = Lab::get().unwrap();
     let dir = TestDir::new("policy-deliveries").unwrap();
-    let relay = relay_in_lab(&lab, &dir, "").await;
+    let relay = relay_in_lab(&lab, &dir, TLSRPT).await;
     let sts_rcpt = unique_rcpt("sts-enforce.test");
     let dane_rcpt = unique_rcpt("dane-ok.test");
     submit(&relay, &sts_rcpt).await;
@@ -281,6 +285,25 @@ async fn mail_under_mta_sts_enforce_and_under_dane_records_how_the_peer_was_auth
     assert_eq!(dane["auth"], "dane", "{dane}");
     assert_eq!(dane["policy"], "dane", "{dane}");
     assert_eq!(dane["requirement"], "dane", "{dane}");
+
+    // Both sessions were counted for today's TLSRPT reports.
+    let today = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let out = relay
+        .cli(&["tlsrpt", "preview", "--date", &today[..10]])
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "# sts-enforce.test",
+        "# dane-ok.test",
+        "\"total-successful-session-count\": 1",
+    ] {
+        assert!(text.contains(expected), "{expected} not in {text}");
+    }
 }
 
 #[tokio::test]
