@@ -7,6 +7,7 @@ mod crash;
 mod lab_mx;
 mod policy;
 mod relay;
+mod tlsrpt;
 
 use std::path::{Path, PathBuf};
 

@@ -51,6 +51,8 @@ pub struct Relay {
     pub smtp: SocketAddr,
     /// Every listener's address, in the order of the config.
     pub listeners: Vec<SocketAddr>,
+    /// Extra environment for the next start (see [`Relay::set_env`]).
+    env: Vec<(String, String)>,
 }
 
 impl Relay {
@@ -60,6 +62,17 @@ impl Relay {
     /// 127.0.0.1 port 0. A `[log]` table in `rest` replaces the default one; it must keep the JSON
     /// format and at least the info level, which the harness reads.
     pub async fn start(bin: &Path, dir: &Path, rest: &str) -> anyhow::Result<Relay> {
+        Relay::start_with_env(bin, dir, rest, &[]).await
+    }
+
+    /// [`Relay::start`] with extra environment for the server (kept for restarts until
+    /// [`Relay::set_env`] changes it).
+    pub async fn start_with_env(
+        bin: &Path,
+        dir: &Path,
+        rest: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Relay> {
         let listener = if rest.contains("[[listener]]") {
             ""
         } else {
@@ -84,7 +97,9 @@ impl Relay {
             logs: Arc::default(),
             smtp: SocketAddr::from(([127, 0, 0, 1], 0)),
             listeners: Vec::new(),
+            env: Vec::new(),
         };
+        relay.set_env(env);
         relay.spawn().await?;
         Ok(relay)
     }
@@ -94,12 +109,22 @@ impl Relay {
         self.spawn().await
     }
 
+    /// Sets the environment of the next (re)start to exactly `env` (plus the inherited one), e.g.
+    /// libfaketime's variables to run the server on another day.
+    pub fn set_env(&mut self, env: &[(&str, &str)]) {
+        self.env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+    }
+
     async fn spawn(&mut self) -> anyhow::Result<()> {
         let mut child = Command::new(&self.bin)
             .arg("serve")
             .arg("--config")
             .arg(&self.config_path)
             .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -1,0 +1,345 @@
+//! TLSRPT end to end (RFC 8460): the real binary delivers under MTA-STS and DANE in the lab on
+//! one day, then `strictmx tlsrpt send` for that day makes the lab's collectors receive reports
+//! whose counts and failure details match the attempts. Needs the lab (`tests/lab/up`), which
+//! also installs libfaketime: the deliveries run with the server's clock set one day back, so
+//! that their day is over when the reports are sent.
+//!
+//! DNSSEC is taken from the lab's validating resolver (`trust-resolver`) here, because the
+//! server's own validation would judge the lab's fresh signatures by the shifted clock.
+
+use std::io::{Read as _, Write as _};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use mail_parser::MimeHeaders as _;
+use serde_json::Value;
+use strictmx_test_support::lab::{Lab, unique_rcpt, wait_for};
+use strictmx_test_support::relay::{Relay, TestDir};
+use strictmx_test_support::smtp::Client;
+
+use crate::{bin, message, repo_root};
+
+const WAIT: Duration = Duration::from_secs(60);
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+fn config(lab: &Lab, submitter: &str) -> String {
+    format!(
+        "[dns]\nnameservers = [\"{resolver}\"]\ntimeout = \"3s\"\ndnssec = \"trust-resolver\"\n\n\
+         [delivery]\nextra_ca_file = \"{ca}\"\n\n\
+         [retry]\ninitial = \"1h\"\n\n\
+         [tlsrpt]\nenabled = true\norganization_name = \"{submitter}\"\n\
+         contact_info = \"mailto:pm@relay.test\"\nsubmitter = \"{submitter}\"\n\
+         mail_from = \"tlsrpt@relay.test\"\n",
+        resolver = lab.resolver(),
+        ca = lab.ca_bundle().display(),
+    )
+}
+
+async fn submit(relay: &Relay, rcpt: &str) {
+    let mut c = Client::connect(relay.smtp).await.unwrap();
+    let reply = c
+        .send_mail(
+            "app@src.test",
+            &[rcpt],
+            &message("app@src.test", rcpt, "tlsrpt"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.code, 250, "{reply:?}");
+}
+
+/// The JSON inside a gzip body; `None` for anything else (the collectors are shared).
+fn gunzip_json(bytes: &[u8]) -> Option<Value> {
+    let mut json = String::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_string(&mut json)
+        .ok()?;
+    serde_json::from_str(&json).ok()
+}
+
+/// Validates `report` against the project's RFC 8460 schema with Python's `jsonschema`
+/// (installed by `tests/lab/up`), independently of the relay's own check.
+fn assert_schema_valid(report: &Value) {
+    let schema = repo_root().join("crates/tlsrpt/schema/tlsrpt-report.schema.json");
+    let script = "import json,sys,jsonschema\n\
+                  schema=json.load(open(sys.argv[1]))\n\
+                  jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(json.load(sys.stdin))";
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(schema)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(report.to_string().as_bytes())
+        .expect("report written");
+    let out = child.wait_with_output().expect("python3 finishes");
+    assert!(
+        out.status.success(),
+        "jsonschema rejects {report}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The one policy of `report`, with its counts and failure result types.
+fn summary(report: &Value) -> (String, u64, u64, Vec<String>) {
+    let policies = report["policies"].as_array().expect("policies");
+    assert_eq!(policies.len(), 1, "{report}");
+    let policy = &policies[0];
+    let types = policy["failure-details"]
+        .as_array()
+        .map(|details| {
+            details
+                .iter()
+                .map(|d| d["result-type"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    (
+        policy["policy"]["policy-type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        policy["summary"]["total-successful-session-count"]
+            .as_u64()
+            .expect("success count"),
+        policy["summary"]["total-failure-session-count"]
+            .as_u64()
+            .expect("failure count"),
+        types,
+    )
+}
+
+fn check_report(report: &Value, domain: &str, day: &str, submitter: &str) {
+    assert_schema_valid(report);
+    assert_eq!(report["organization-name"], submitter);
+    assert_eq!(
+        report["date-range"]["start-datetime"],
+        format!("{day}T00:00:00Z")
+    );
+    assert_eq!(
+        report["date-range"]["end-datetime"],
+        format!("{day}T23:59:59Z")
+    );
+    let (policy_type, ok, failed, types) = summary(report);
+    let expected_type = if domain.starts_with("dane") {
+        "tlsa"
+    } else {
+        "sts"
+    };
+    assert_eq!(policy_type, expected_type, "{domain}: {report}");
+    match domain {
+        "sts-enforce.test" | "dane-ok.test" => {
+            assert_eq!((ok, failed), (1, 0), "{domain}: {report}");
+        }
+        "sts-enforce-badcert.test" => {
+            assert_eq!(ok, 0, "{report}");
+            assert!(failed >= 1, "{report}");
+            assert_eq!(types, ["certificate-host-mismatch"], "{report}");
+        }
+        "dane-mismatch.test" => {
+            assert_eq!(ok, 0, "{report}");
+            assert!(failed >= 1, "{report}");
+            assert_eq!(types, ["validation-failure"], "{report}");
+        }
+        // RFC 8461 §5: delivered under `testing`, but reported as enforce would have judged.
+        "sts-testing.test" => {
+            assert_eq!((ok, failed), (0, 1), "{report}");
+            assert_eq!(types, ["certificate-expired"], "{report}");
+        }
+        other => panic!("unexpected report domain {other}"),
+    }
+}
+
+/// The `mailto:` reports for `submitter` that reached the lab's collector, by report domain.
+fn mailto_reports(lab: &Lab, submitter: &str) -> anyhow::Result<Vec<(String, Value)>> {
+    let mut found = Vec::new();
+    for received in lab.received("mx.tlsrpt.test")? {
+        let body = received.body()?;
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&body)
+            .expect("a report mail parses");
+        let subject = parsed.subject().unwrap_or_default().to_owned();
+        if !subject.contains(&format!("Submitter: {submitter} ")) {
+            continue;
+        }
+        let header = |name: &str| {
+            parsed
+                .header_raw(name)
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        let domain = header("TLS-Report-Domain");
+        // RFC 8460 §5.3: the subject line; §3 / RFC 8689 §5: report mail must not need TLS.
+        assert!(
+            subject.starts_with(&format!("Report Domain: {domain} ")),
+            "{subject}"
+        );
+        assert_eq!(header("TLS-Report-Submitter"), submitter);
+        assert_eq!(header("TLS-Required"), "No");
+        let content_type = header("Content-Type");
+        assert!(
+            content_type.starts_with("multipart/report"),
+            "{content_type}"
+        );
+        assert!(
+            content_type.contains("report-type=\"tlsrpt\""),
+            "{content_type}"
+        );
+        let attachment = parsed.attachment(0).expect("the report is attached");
+        let name = attachment.attachment_name().unwrap_or_default();
+        // RFC 8460 §5.1: sender!policy-domain!begin!end[!id].json.gz
+        let parts: Vec<&str> = name.split('!').collect();
+        assert!(parts.len() >= 4, "{name}");
+        assert_eq!((parts[0], parts[1]), (submitter, domain.as_str()), "{name}");
+        assert!(name.ends_with(".json.gz"), "{name}");
+        let report = gunzip_json(attachment.contents()).expect("the attachment is gzip JSON");
+        found.push((domain, report));
+    }
+    Ok(found)
+}
+
+#[tokio::test]
+async fn reports_for_a_closed_day_reach_every_rua_with_counts_matching_the_deliveries() {
+    let lab = Lab::get().unwrap();
+    assert!(
+        std::path::Path::new(LIBFAKETIME).exists(),
+        "libfaketime missing: run tests/lab/up, which installs it"
+    );
+    let dir = TestDir::new("tlsrpt-e2e").unwrap();
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let submitter = format!("e2e-{}-{nanos}.relay.test", std::process::id());
+    let yesterday_env = [
+        ("LD_PRELOAD", LIBFAKETIME),
+        ("FAKETIME", "-1d"),
+        ("DONT_FAKE_MONOTONIC", "1"),
+    ];
+    let mut relay =
+        Relay::start_with_env(bin(), dir.path(), &config(&lab, &submitter), &yesterday_env)
+            .await
+            .unwrap();
+    let day = humantime::format_rfc3339_seconds(SystemTime::now() - Duration::from_secs(86_400))
+        .to_string()[..10]
+        .to_owned();
+
+    let deliveries = [
+        ("sts-enforce.test", "delivered"),
+        ("sts-enforce-badcert.test", "deferred"),
+        ("sts-testing.test", "delivered"),
+        ("dane-ok.test", "delivered"),
+        ("dane-mismatch.test", "deferred"),
+    ];
+    for (domain, _) in deliveries {
+        submit(&relay, &unique_rcpt(domain)).await;
+    }
+    for (domain, outcome) in deliveries {
+        relay
+            .wait_log(WAIT, |v| {
+                v["message"] == "delivery attempt"
+                    && v["domain"] == domain
+                    && v["outcome"] == outcome
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{domain} {outcome}: {e}"));
+    }
+    // SIGTERM: the recorder writes what it holds before the server exits.
+    assert_eq!(relay.terminate().await.unwrap(), Some(0));
+
+    // Back to the real clock: the deliveries' day is over now.
+    relay.set_env(&[]);
+    relay.restart().await.unwrap();
+    let out = relay.cli(&["tlsrpt", "send", "--date", &day]).unwrap();
+    assert!(
+        out.status.success(),
+        "{} {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // https: dane-ok, dane-mismatch and sts-testing publish an https rua.
+    let posted = wait_for(WAIT, || {
+        let ours: Vec<_> = lab
+            .tlsrpt_https_reports()?
+            .into_iter()
+            .filter_map(|request| {
+                let report = gunzip_json(&request.body().ok()?)?;
+                (report["organization-name"] == submitter.as_str()).then_some((request, report))
+            })
+            .collect();
+        Ok((ours.len() >= 3).then_some(ours))
+    })
+    .await
+    .unwrap();
+    let mut https_domains = Vec::new();
+    for (request, report) in &posted {
+        assert_eq!(request.method, "POST");
+        assert_eq!(
+            request.headers.get("content-type").map(String::as_str),
+            Some("application/tlsrpt+gzip")
+        );
+        let domain = report["policies"][0]["policy"]["policy-domain"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        // For DANE the policy domain is the TLSA base domain, the MX host under the domain.
+        let report_domain = ["dane-mismatch.test", "dane-ok.test", "sts-testing.test"]
+            .into_iter()
+            .find(|d| domain == *d || domain.ends_with(&format!(".{d}")))
+            .unwrap_or_else(|| panic!("unexpected policy domain {domain}"))
+            .to_owned();
+        check_report(report, &report_domain, &day, &submitter);
+        https_domains.push(report_domain);
+    }
+    https_domains.sort();
+    assert_eq!(
+        https_domains,
+        ["dane-mismatch.test", "dane-ok.test", "sts-testing.test"]
+    );
+
+    // mailto: sts-enforce, sts-enforce-badcert and sts-testing, as mail through our own queue.
+    let mailed = wait_for(WAIT, || {
+        let ours = mailto_reports(&lab, &submitter)?;
+        Ok((ours.len() >= 3).then_some(ours))
+    })
+    .await
+    .unwrap();
+    let mut mail_domains = Vec::new();
+    for (domain, report) in &mailed {
+        check_report(report, domain, &day, &submitter);
+        mail_domains.push(domain.clone());
+    }
+    mail_domains.sort();
+    assert_eq!(
+        mail_domains,
+        [
+            "sts-enforce-badcert.test",
+            "sts-enforce.test",
+            "sts-testing.test"
+        ]
+    );
+
+    // A second send for the same day sends nothing new.
+    let again = relay.cli(&["tlsrpt", "send", "--date", &day]).unwrap();
+    assert!(again.status.success());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let total = lab
+        .tlsrpt_https_reports()
+        .unwrap()
+        .into_iter()
+        .filter(|r| {
+            r.body()
+                .ok()
+                .and_then(|b| gunzip_json(&b))
+                .is_some_and(|report| report["organization-name"] == submitter.as_str())
+        })
+        .count();
+    assert_eq!(total, 3, "a day's reports are sent once");
+}
