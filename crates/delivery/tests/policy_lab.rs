@@ -232,6 +232,15 @@ async fn mta_sts_enforce_defers_when_no_mx_matches_the_policy() {
         "{report:?}"
     );
     assert_eq!(received(&setup, "mx.sts-mxmismatch.test", &rcpt), 0);
+    // RFC 8460 §4.3: the refused host is reported, once, although no session was opened.
+    assert_eq!(failures(&report), [ResultType::ValidationFailure]);
+    let session = &report.sessions[0];
+    assert_eq!(session.policy.policy_type, PolicyType::Sts);
+    let failure = session.failure.as_ref().expect("a failure");
+    assert_eq!(
+        failure.receiving_mx_hostname.as_deref(),
+        Some("mx.sts-mxmismatch.test")
+    );
 }
 
 #[tokio::test]

@@ -215,6 +215,10 @@ pub enum PlanOutcome {
     /// Try again later; nothing was decided against the mail.
     Defer {
         reason: String,
+        /// The hosts policy refused, for TLSRPT (RFC 8460 §4.3); empty when the deferral is
+        /// not about particular hosts.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        policy_failures: Vec<HostPolicyFailure>,
     },
 }
 
@@ -252,6 +256,7 @@ fn mx_candidates(
         MxFacts::Unavailable { reason } => {
             return Err(PlanOutcome::Defer {
                 reason: format!("mx lookup for {domain} failed: {reason}"),
+                policy_failures: Vec::new(),
             });
         }
         // RFC 5321 §5.1: no MX records, so the domain itself acts as an MX with preference 0.

@@ -154,6 +154,7 @@ pub(crate) async fn deliver<F: FactSource>(
             match outcome {
                 PlanOutcome::Deliver(plan) => {
                     tried = true;
+                    sessions.refused_hosts(&plan.policy_failures);
                     reached |=
                         !deliver_plan(transport, &plan, &destination, &mut group, &mut sessions)
                             .await;
@@ -166,8 +167,12 @@ pub(crate) async fn deliver<F: FactSource>(
                     };
                     settle_without_connection(&job.domain, &mut group, &outcome, &reason);
                 }
-                PlanOutcome::Defer { reason } => {
+                PlanOutcome::Defer {
+                    reason,
+                    policy_failures,
+                } => {
                     tried = true;
+                    sessions.refused_hosts(&policy_failures);
                     // X.4.3: directory server failure (RFC 3463).
                     let outcome = RecipientOutcome::Deferred {
                         remote_mta: None,

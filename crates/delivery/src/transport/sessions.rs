@@ -9,8 +9,8 @@ use strictmx_policy::report::{
     PolicyType, ReportPolicy, ResultType, SessionFailure, SessionResult,
 };
 use strictmx_policy::{
-    NoTls, PeerFacts, PeerFailure, PlannedHost, TlsaFacts, judge_testing, judge_without_tls,
-    testing_without_tls,
+    HostPolicyFailure, NoTls, PeerFacts, PeerFailure, PlannedHost, TlsaFacts, judge_testing,
+    judge_without_tls, testing_without_tls,
 };
 
 use crate::transport::attempt::AttemptScope;
@@ -23,6 +23,8 @@ pub(crate) struct SessionLog {
     /// False when the job carries only TLSRPT reports: nothing is reported then.
     pub(crate) counted: bool,
     results: Vec<SessionResult>,
+    /// Hosts already counted by `refused_hosts`, with the result type.
+    refused: Vec<(String, ResultType)>,
 }
 
 impl SessionLog {
@@ -31,6 +33,7 @@ impl SessionLog {
             domain: domain.to_owned(),
             counted: true,
             results: Vec::new(),
+            refused: Vec::new(),
         }
     }
 
@@ -68,6 +71,26 @@ impl SessionLog {
                 let name = Some(host.name.clone());
                 self.push_failure(policy, ResultType::DnssecInvalid, name, reason);
             }
+        }
+    }
+
+    /// RFC 8460 §4.3: hosts the plan refused (not in the MTA-STS `mx` list, no DANE where a rule
+    /// demands it) are failures without a session; each is counted once per job, however many
+    /// messages' plans refused it. TLSA lookups that failed are counted from the facts already.
+    pub(crate) fn refused_hosts(&mut self, failures: &[HostPolicyFailure]) {
+        for failure in failures.iter().filter(|f| f.enforced) {
+            let Some(result_type) = failure.result_type else {
+                continue;
+            };
+            let seen = |(host, seen_type): &(String, ResultType)| {
+                *host == failure.host && *seen_type == result_type
+            };
+            if result_type == ResultType::DnssecInvalid || self.refused.iter().any(seen) {
+                continue;
+            }
+            self.refused.push((failure.host.clone(), result_type));
+            let mx = Some(failure.host.clone());
+            self.push_failure(failure.report.clone(), result_type, mx, &failure.reason);
         }
     }
 

@@ -53,6 +53,7 @@ pub fn plan_delivery(
                 "rule(s) {} fail closed: {problem}",
                 ctx.demand.rules.join(", ")
             ),
+            policy_failures: Vec::new(),
         };
     }
     plan_hosts(&ctx, &mx_hosts, why, facts)
@@ -78,6 +79,7 @@ pub fn plan_route_delivery(
     {
         return PlanOutcome::Defer {
             reason: format!("rule(s) fail closed: TLSA lookup for {host} failed: {reason}"),
+            policy_failures: Vec::new(),
         };
     }
     let next = [MxHost {
@@ -345,6 +347,7 @@ fn no_candidates(ctx: &Context<'_>, refusals: &[Box<Refusal>], facts: &DomainFac
     }
     PlanOutcome::Defer {
         reason: format!("no host of {} may be used now: {reasons}", ctx.domain),
+        policy_failures: refusals.iter().map(|r| r.failure.clone()).collect(),
     }
 }
 
