@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use strictmx_test_support::lab::{Lab, unique_rcpt, wait_for};
 use strictmx_test_support::relay::{Relay, TestDir};
-use strictmx_test_support::smtp::{Client, RcptScript, Sink};
+use strictmx_test_support::smtp::{RcptScript, Sink};
 
-use crate::{bin, message};
+use crate::{bin, submit};
 
 const WAIT: Duration = Duration::from_secs(45);
 
@@ -25,19 +25,6 @@ async fn relay_in_lab(lab: &Lab, dir: &TestDir, dsn_sink: &Sink) -> Relay {
         dsn_sink.addr
     );
     Relay::start(bin(), dir.path(), &config).await.unwrap()
-}
-
-async fn submit(relay: &Relay, rcpt: &str) {
-    let mut c = Client::connect(relay.smtp).await.unwrap();
-    let reply = c
-        .send_mail(
-            "app@src.test",
-            &[rcpt],
-            &message("app@src.test", rcpt, "lab"),
-        )
-        .await
-        .unwrap();
-    assert_eq!(reply.code, 250, "{reply:?}");
 }
 
 #[tokio::test]

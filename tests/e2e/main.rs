@@ -26,3 +26,19 @@ pub fn message(from: &str, to: &str, subject: &str) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// Submits one plain message from `app@src.test` to `rcpt` and expects it accepted.
+pub async fn submit(relay: &strictmx_test_support::relay::Relay, rcpt: &str) {
+    let mut client = strictmx_test_support::smtp::Client::connect(relay.smtp)
+        .await
+        .unwrap();
+    let reply = client
+        .send_mail(
+            "app@src.test",
+            &[rcpt],
+            &message("app@src.test", rcpt, "end-to-end"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.code, 250, "{reply:?}");
+}

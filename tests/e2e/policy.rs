@@ -12,9 +12,8 @@ use std::time::Duration;
 use serde_json::Value;
 use strictmx_test_support::lab::{Lab, unique_rcpt, wait_for};
 use strictmx_test_support::relay::{Relay, TestDir};
-use strictmx_test_support::smtp::Client;
 
-use crate::{bin, message};
+use crate::{bin, submit};
 
 const WAIT: Duration = Duration::from_secs(45);
 
@@ -70,19 +69,6 @@ fn rewrite_rules(relay: &Relay, old: &str, new: &str) {
         text.replace(old, new)
     };
     std::fs::write(&relay.config_path, rewritten).unwrap();
-}
-
-async fn submit(relay: &Relay, rcpt: &str) {
-    let mut c = Client::connect(relay.smtp).await.unwrap();
-    let reply = c
-        .send_mail(
-            "app@src.test",
-            &[rcpt],
-            &message("app@src.test", rcpt, "policy"),
-        )
-        .await
-        .unwrap();
-    assert_eq!(reply.code, 250, "{reply:?}");
 }
 
 async fn attempt(relay: &Relay, domain: &str, outcome: &str) -> Value {

@@ -15,9 +15,8 @@ use mail_parser::MimeHeaders as _;
 use serde_json::Value;
 use strictmx_test_support::lab::{Lab, unique_rcpt, wait_for};
 use strictmx_test_support::relay::{Relay, TestDir};
-use strictmx_test_support::smtp::Client;
 
-use crate::{bin, message, repo_root};
+use crate::{bin, repo_root, submit};
 
 const WAIT: Duration = Duration::from_secs(60);
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
@@ -33,19 +32,6 @@ fn config(lab: &Lab, submitter: &str) -> String {
         resolver = lab.resolver(),
         ca = lab.ca_bundle().display(),
     )
-}
-
-async fn submit(relay: &Relay, rcpt: &str) {
-    let mut c = Client::connect(relay.smtp).await.unwrap();
-    let reply = c
-        .send_mail(
-            "app@src.test",
-            &[rcpt],
-            &message("app@src.test", rcpt, "tlsrpt"),
-        )
-        .await
-        .unwrap();
-    assert_eq!(reply.code, 250, "{reply:?}");
 }
 
 /// The JSON inside a gzip body; `None` for anything else (the collectors are shared).
