@@ -78,6 +78,14 @@ impl Relay {
         } else {
             "[[listener]]\naddress = \"127.0.0.1:0\"\nrole = \"relay\"\n\n"
         };
+        // Tests never send traffic off loopback: without a `[dns]` table of the test's own, DNS
+        // (the startup DNSSEC self-test included) goes to a loopback port where nothing listens,
+        // not to the system's resolver.
+        let dns = if rest.contains("[dns]") {
+            ""
+        } else {
+            "[dns]\nnameservers = [\"127.0.0.1:9\"]\ntimeout = \"1s\"\nattempts = 1\n\n"
+        };
         let log = if rest.contains("[log]") {
             ""
         } else {
@@ -85,7 +93,7 @@ impl Relay {
         };
         let config = format!(
             "[server]\nhostname = \"relay.test\"\ndata_dir = \"{d}/data\"\nshutdown_grace = \"5s\"\n\n\
-             {log}[control]\nsocket = \"{d}/control.sock\"\n\n{listener}{rest}\n",
+             {log}{dns}[control]\nsocket = \"{d}/control.sock\"\n\n{listener}{rest}\n",
             d = dir.display()
         );
         let config_path = dir.join("strictmx.toml");
