@@ -57,12 +57,17 @@ pub struct TlsaRecord {
 }
 
 fn hex<S: serde::Serializer>(data: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&hex_string(data))
+}
+
+/// Lowercase hexadecimal, two digits per byte.
+pub(crate) fn hex_string(data: &[u8]) -> String {
     use std::fmt::Write as _;
     let mut text = String::with_capacity(data.len() * 2);
     for byte in data {
         let _ = write!(text, "{byte:02x}");
     }
-    serializer.serialize_str(&text)
+    text
 }
 
 /// What the TLSA lookup for one MX host found (RFC 7672 §2.2).

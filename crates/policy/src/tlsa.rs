@@ -41,12 +41,13 @@ impl TlsaRecord {
 
     /// Presentation form, `3 1 1 <HEX>` (RFC 6698 §2.2): one TLSRPT `policy-string` entry.
     pub fn presentation(&self) -> String {
-        use std::fmt::Write as _;
-        let mut text = format!("{} {} {} ", self.usage, self.selector, self.matching_type);
-        for byte in &self.data {
-            let _ = write!(text, "{byte:02X}");
-        }
-        text
+        format!(
+            "{} {} {} {}",
+            self.usage,
+            self.selector,
+            self.matching_type,
+            crate::facts::hex_string(&self.data).to_ascii_uppercase()
+        )
     }
 
     /// Whether this record's association data matches the certificate `cert_der` (RFC 6698
