@@ -117,6 +117,11 @@ pub struct RawLimits {
     pub max_bad_commands: S<i64>,
     pub max_auth_failures: S<i64>,
     pub auth_failure_delay: S<String>,
+    pub auth_failures_per_client: S<i64>,
+    pub auth_failure_window: S<String>,
+    pub max_concurrent_auth: S<i64>,
+    pub max_received_headers: S<i64>,
+    pub max_body_memory: S<RawSize>,
 }
 
 /// A size: a number of bytes, or a string with a unit (`"25MiB"`, `"10MB"`, `"512KiB"`).

@@ -372,6 +372,49 @@ fn build_inbound(
             d.auth_failure_delay,
             dur,
         );
+        s.limits.auth_failures_per_client = opt(
+            src,
+            "limits.auth_failures_per_client",
+            &l.auth_failures_per_client,
+            d.auth_failures_per_client,
+            |n| values::count(*n, 1).and_then(|n| u32::try_from(n).map_err(|e| e.to_string())),
+        );
+        s.limits.auth_failure_window = opt(
+            src,
+            "limits.auth_failure_window",
+            &l.auth_failure_window,
+            d.auth_failure_window,
+            dur,
+        );
+        s.limits.max_concurrent_auth = opt(
+            src,
+            "limits.max_concurrent_auth",
+            &l.max_concurrent_auth,
+            d.max_concurrent_auth,
+            |n| values::count(*n, 1),
+        );
+        s.limits.max_received_headers = opt(
+            src,
+            "limits.max_received_headers",
+            &l.max_received_headers,
+            d.max_received_headers,
+            |n| values::count(*n, 1),
+        );
+        s.limits.max_body_memory = opt(
+            src,
+            "limits.max_body_memory",
+            &l.max_body_memory,
+            d.max_body_memory,
+            |v| {
+                values::size(v).and_then(|n| {
+                    if n < 1024 * 1024 {
+                        Err(format!("{n} bytes is too small: at least 1MiB"))
+                    } else {
+                        Ok(n)
+                    }
+                })
+            },
+        );
     }
     s
 }
@@ -978,7 +1021,7 @@ pub(crate) fn render(c: &Config) -> String {
     let l = &i.limits;
     let _ = writeln!(
         o,
-        "[limits]\nmax_message_size = {}\nmax_recipients = {}\ncommand_timeout = {}\ndata_timeout = {}\nmax_sessions = {}\nmax_sessions_per_ip = {}\nmax_bad_commands = {}\nmax_auth_failures = {}\nauth_failure_delay = {}\n",
+        "[limits]\nmax_message_size = {}\nmax_recipients = {}\ncommand_timeout = {}\ndata_timeout = {}\nmax_sessions = {}\nmax_sessions_per_ip = {}\nmax_bad_commands = {}\nmax_auth_failures = {}\nauth_failure_delay = {}\nauth_failures_per_client = {}\nauth_failure_window = {}\nmax_concurrent_auth = {}\nmax_received_headers = {}\nmax_body_memory = {}\n",
         l.max_message_size,
         l.max_recipients,
         q(&d(l.command_timeout)),
@@ -987,7 +1030,12 @@ pub(crate) fn render(c: &Config) -> String {
         l.max_sessions_per_ip,
         l.max_bad_commands,
         l.max_auth_failures,
-        q(&d(l.auth_failure_delay))
+        q(&d(l.auth_failure_delay)),
+        l.auth_failures_per_client,
+        q(&d(l.auth_failure_window)),
+        l.max_concurrent_auth,
+        l.max_received_headers,
+        l.max_body_memory
     );
     let ns: Vec<String> = c
         .resolver

@@ -37,7 +37,8 @@ pub(crate) fn protocol_name(extended: bool, tls: bool, authenticated: bool, utf8
 }
 
 /// Prepend `Received:` and add `Message-ID:`/`Date:` at the end of the header block if missing.
-pub(crate) fn prepare(body: Vec<u8>, trace: &Trace<'_>) -> Vec<u8> {
+/// The content is edited in place, so a large message is never held twice.
+pub(crate) fn prepare(mut body: Vec<u8>, trace: &Trace<'_>) -> Vec<u8> {
     let header_end = header_block_end(&body);
     let present = |name: &str| has_field(&body[..header_end], name);
     let mut added = String::new();
@@ -48,12 +49,10 @@ pub(crate) fn prepare(body: Vec<u8>, trace: &Trace<'_>) -> Vec<u8> {
         added.push_str(&format!("Date: {}\r\n", rfc5322_date(trace.now)));
     }
     let received = received(trace);
-    let mut out = Vec::with_capacity(received.len() + body.len() + added.len());
-    out.extend_from_slice(received.as_bytes());
-    out.extend_from_slice(&body[..header_end]);
-    out.extend_from_slice(added.as_bytes());
-    out.extend_from_slice(&body[header_end..]);
-    out
+    body.reserve_exact(received.len() + added.len());
+    body.splice(header_end..header_end, added.into_bytes());
+    body.splice(0..0, received.into_bytes());
+    body
 }
 
 fn received(trace: &Trace<'_>) -> String {
@@ -74,9 +73,16 @@ fn received(trace: &Trace<'_>) -> String {
     )
 }
 
-/// The client's HELO name is peer input: keep only characters that cannot break the field.
+/// The longest HELO name written into `Received:`: a domain name is at most 253 octets
+/// (RFC 1035 §2.3.4) and an address literal is shorter, so a longer one is cut, and the field's
+/// first line stays far below the 998 octets RFC 5322 §2.1.1 allows.
+const MAX_HELO_IN_TRACE: usize = 255;
+
+/// The client's HELO name is peer input: keep only characters that cannot break the field, and
+/// at most [`MAX_HELO_IN_TRACE`] of them.
 fn sanitize(text: &str) -> String {
     text.chars()
+        .take(MAX_HELO_IN_TRACE)
         .map(|c| {
             if c.is_ascii_graphic() && !matches!(c, '(' | ')' | ';' | '\\') || c == ' ' {
                 c
@@ -117,10 +123,21 @@ fn field_name(line: &[u8]) -> Option<&[u8]> {
 }
 
 fn has_field(headers: &[u8], wanted: &str) -> bool {
+    count_fields(headers, wanted) > 0
+}
+
+fn count_fields(headers: &[u8], wanted: &str) -> usize {
     headers
         .split(|&b| b == b'\n')
         .filter_map(field_name)
-        .any(|name| name.eq_ignore_ascii_case(wanted.as_bytes()))
+        .filter(|name| name.eq_ignore_ascii_case(wanted.as_bytes()))
+        .count()
+}
+
+/// How many `Received:` fields the message's header block has: its hop count, the loop
+/// detector of RFC 5321 §6.3.
+pub(crate) fn received_count(body: &[u8]) -> usize {
+    count_fields(&body[..header_block_end(body)], "received")
 }
 
 fn message_id(trace: &Trace<'_>) -> String {
@@ -254,6 +271,41 @@ mod tests {
             text.contains("Date: Thu, 1 Jan 1970 00:00:00 +0000\r\njust text\r\n"),
             "{text}"
         );
+    }
+
+    // RFC 5321 §6.3: loops are detected by counting Received: fields, in the header block only.
+    #[test]
+    fn received_fields_are_counted_in_the_header_block_only() {
+        let cases: &[(&[u8], usize)] = &[
+            (b"Subject: x\r\n\r\nReceived: in the body\r\n", 0),
+            (
+                b"Received: a\r\n\tcontinued\r\nRECEIVED: b\r\nX-Received: c\r\n\r\nb\r\n",
+                2,
+            ),
+            (b"received:a\r\n\r\n", 1),
+            (b"no header here\r\nReceived: x\r\n", 0),
+        ];
+        for (body, count) in cases {
+            assert_eq!(
+                received_count(body),
+                *count,
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    // RFC 5322 §2.1.1: no header line longer than 998 octets, whatever HELO the client sent.
+    #[test]
+    fn a_long_helo_name_is_cut_so_no_received_line_exceeds_998_octets() {
+        let mut trace = trace(UNIX_EPOCH);
+        let helo = "a".repeat(990);
+        trace.helo = &helo;
+        trace.ip = IpAddr::from([0xfe80, 0, 0, 0, 0xffff, 0xffff, 0xffff, 0xffff]);
+        let text = received(&trace);
+        let longest = text.split("\r\n").map(str::len).max().unwrap_or(0);
+        assert!(longest <= 998, "{longest}: {text}");
+        assert!(text.contains(&"a".repeat(MAX_HELO_IN_TRACE)), "{text}");
     }
 
     #[test]

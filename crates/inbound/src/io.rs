@@ -14,6 +14,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::Reservation;
+
 /// The two shutdown signals a session watches: `soft` ends idle sessions, `hard` ends all.
 #[derive(Debug, Clone)]
 pub(crate) struct Stop {
@@ -81,6 +83,15 @@ pub(crate) enum ReadError {
     Shutdown,
     Closed,
     Failed(io::Error),
+}
+
+/// How message content ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DataEnd {
+    /// At CRLF `.` CRLF; what followed stays buffered for the next command.
+    Complete,
+    /// At a bare CR or LF, where the end of the message is ambiguous: the session must close.
+    BareLineEnding,
 }
 
 /// One framed command line, or the news that one was too long and has been skipped.
@@ -192,20 +203,30 @@ impl Io {
         }
     }
 
-    /// Feed message content to `reader` until the end-of-data line; what follows it stays
-    /// buffered for the next command.
+    /// Feed message content to `reader` until the end-of-data line, reserving the memory it
+    /// keeps from `reservation` (and discarding the content once that fails); what follows the
+    /// end stays buffered for the next command. After a bare CR or LF, buffered input is
+    /// dropped: it may be a smuggled command.
     pub(crate) async fn read_data(
         &mut self,
         reader: &mut DataReader,
+        reservation: &mut Reservation,
         timeout: Duration,
         stop: &Stop,
-    ) -> Result<(), ReadError> {
+    ) -> Result<DataEnd, ReadError> {
         loop {
             if !self.input.is_empty() {
+                if !reader.is_discarded() && !reservation.grow(self.input.len()) {
+                    reader.discard();
+                }
                 match reader.feed(&self.input) {
                     DataProgress::Done { consumed } => {
                         self.input.drain(..consumed);
-                        return Ok(());
+                        return Ok(DataEnd::Complete);
+                    }
+                    DataProgress::BareLineEnding => {
+                        self.input.clear();
+                        return Ok(DataEnd::BareLineEnding);
                     }
                     DataProgress::NeedMore => self.input.clear(),
                 }

@@ -3,6 +3,7 @@
 //! spool); what happens to them afterwards is left to the spool and delivery crates.
 #![forbid(unsafe_code)]
 
+mod budget;
 mod error;
 mod headers;
 mod io;
@@ -10,6 +11,7 @@ mod queue;
 mod server;
 mod session;
 mod settings;
+mod throttle;
 mod tls;
 mod users;
 

@@ -17,9 +17,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::budget::BodyBudget;
 use crate::io::Stop;
 use crate::queue::Queue;
 use crate::session;
+use crate::throttle::AuthThrottle;
 use crate::users::Users;
 use crate::{InboundError, InboundSettings, ListenerSettings, Role};
 
@@ -34,6 +36,8 @@ pub(crate) struct Shared<Q> {
     pub(crate) queue: Q,
     pub(crate) users: Arc<Users>,
     pub(crate) tls: Option<TlsAcceptor>,
+    pub(crate) auth_throttle: AuthThrottle,
+    pub(crate) body_budget: BodyBudget,
     sessions: Arc<Semaphore>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
@@ -91,6 +95,8 @@ impl<Q: Queue> Inbound<Q> {
             listeners.push((socket, listener.clone()));
         }
         let shared = Shared {
+            auth_throttle: AuthThrottle::new(&settings.limits),
+            body_budget: BodyBudget::new(settings.limits.max_body_memory),
             sessions: Arc::new(Semaphore::new(settings.limits.max_sessions)),
             per_ip: Mutex::new(HashMap::new()),
             settings,
@@ -161,7 +167,9 @@ async fn accept_loop<Q: Queue>(
             accepted = listener.accept() => accepted,
         };
         let (tcp, peer) = match accepted {
-            Ok(accepted) => accepted,
+            // An IPv4 client reaching an IPv6 socket appears as ::ffff:a.b.c.d; every check
+            // (trusted networks, permissions, limits, logs) sees the IPv4 address it is.
+            Ok((tcp, peer)) => (tcp, SocketAddr::new(peer.ip().to_canonical(), peer.port())),
             Err(error) => {
                 warn!(address = %settings.address, %error, "accept failed");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;

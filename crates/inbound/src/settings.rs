@@ -68,8 +68,22 @@ pub struct Limits {
     pub max_bad_commands: usize,
     /// Failed AUTH attempts before the session is closed.
     pub max_auth_failures: usize,
-    /// Pause before answering a failed AUTH, to slow down guessing.
+    /// Pause before answering the first failed AUTH from a client network; it doubles with each
+    /// further failure within `auth_failure_window`, up to a minute.
     pub auth_failure_delay: Duration,
+    /// Failed AUTH attempts a client (an IPv4 address or an IPv6 /64) may make within
+    /// `auth_failure_window`, across sessions, before AUTH is refused with 454 4.7.0.
+    pub auth_failures_per_client: u32,
+    /// How long a failed AUTH counts against its client.
+    pub auth_failure_window: Duration,
+    /// Password checks (argon2, about 19 MiB and a core each) that may run at once; AUTH beyond
+    /// that is answered 454 4.7.0.
+    pub max_concurrent_auth: usize,
+    /// A message with more `Received:` fields than this is refused as a loop (RFC 5321 §6.3).
+    pub max_received_headers: usize,
+    /// Octets of message content all sessions together may hold in memory while they read
+    /// DATA and wait for the spool; a message that finds it spent is refused with 452 4.3.1.
+    pub max_body_memory: u64,
 }
 
 /// Where the server certificate chain and private key are, both PEM.
@@ -116,6 +130,11 @@ impl Default for Limits {
             max_bad_commands: 10,
             max_auth_failures: 3,
             auth_failure_delay: Duration::from_secs(2),
+            auth_failures_per_client: 10,
+            auth_failure_window: Duration::from_secs(3600),
+            max_concurrent_auth: 4,
+            max_received_headers: 100,
+            max_body_memory: 256 * 1024 * 1024,
         }
     }
 }

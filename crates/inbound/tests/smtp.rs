@@ -242,6 +242,51 @@ async fn repeated_auth_failures_close_the_session() {
     assert!(client.closed().await);
 }
 
+// Issue 14: the failure budget belongs to the client address, not to the session, and a
+// malformed exchange spends it as a wrong password does. RFC 4954 §6: 454 4.7.0 once it is spent.
+#[tokio::test]
+async fn auth_failures_count_across_sessions_and_a_spent_budget_is_refused_with_454() {
+    let mut builder = TestServer::new(Role::Relay).with_tls().untrusted();
+    builder.settings.limits.max_auth_failures = 10;
+    builder.settings.limits.auth_failures_per_client = 3;
+    let server = builder.start();
+    let mut client = server.connect_starttls().await;
+    client.command("EHLO client.test").await.code(250);
+    for _ in 0..2 {
+        client
+            .command(&format!("AUTH PLAIN {}", plain(USER, "guess")))
+            .await
+            .code(535);
+    }
+    client.command("QUIT").await.code(221);
+
+    let mut client = server.connect_starttls().await;
+    client.command("EHLO client.test").await.code(250);
+    client.command("AUTH PLAIN !!not-base64!!").await.code(501);
+    client
+        .command(&format!("AUTH PLAIN {}", plain(USER, PASSWORD)))
+        .await
+        .code(454)
+        .has_status("4.7.0");
+    assert!(client.closed().await);
+}
+
+// Issue 14: password checks beyond the configured bound are refused, not queued.
+#[tokio::test]
+async fn auth_beyond_the_concurrent_check_bound_is_refused_with_454() {
+    let mut builder = TestServer::new(Role::Relay).with_tls().untrusted();
+    builder.settings.limits.max_concurrent_auth = 0;
+    let server = builder.start();
+    let mut client = server.connect_starttls().await;
+    client.command("EHLO client.test").await.code(250);
+    client
+        .command(&format!("AUTH PLAIN {}", plain(USER, PASSWORD)))
+        .await
+        .code(454)
+        .has_status("4.7.0");
+    client.command("NOOP").await.code(250);
+}
+
 #[tokio::test]
 async fn auth_over_plaintext_is_refused_unless_explicitly_allowed() {
     let server = TestServer::new(Role::Relay).with_tls().start();
@@ -418,21 +463,102 @@ async fn over_long_lines_are_refused_without_ending_the_session() {
     assert!(server.messages().is_empty());
 }
 
-// RFC 5321 §2.3.8: bare LF never ends DATA and such content is refused (SMTP smuggling).
+// RFC 5321 §2.3.8; issue 14 (SMTP smuggling, CVE-2023-51764 class): every way of ending DATA
+// other than CRLF.CRLF is refused with a 5xx and the session closed, so the transaction
+// smuggled behind it never runs and nothing is queued.
 #[tokio::test]
-async fn bare_line_feeds_in_content_are_refused() {
+async fn a_bare_cr_or_lf_in_content_is_refused_and_the_session_closed() {
     let server = TestServer::new(Role::Relay).start();
+    let smuggled = "MAIL FROM:<ceo@corp.example>\r\nRCPT TO:<x@example.net>\r\nDATA\r\n\
+                    Subject: smuggled\r\n\r\nsmuggled\r\n.\r\n";
+    for ending in ["\n.\n", "\n.\r\n", "\r.\r", "\r\n.\r", "\r\n.\n"] {
+        let mut client = server.connect().await;
+        client.expect(220).await;
+        client.command("EHLO client.test").await.code(250);
+        client.command("MAIL FROM:<a@example.org>").await.code(250);
+        client.command("RCPT TO:<b@example.net>").await.code(250);
+        client.command("DATA").await.code(354);
+        client
+            .send_raw(format!("Subject: first\r\n\r\nhello{ending}{smuggled}").as_bytes())
+            .await;
+        client.expect(550).await.has_status("5.6.0");
+        assert!(client.closed().await, "{ending:?}: the session must close");
+    }
+    assert!(server.messages().is_empty(), "{:?}", server.messages());
+}
+
+// RFC 5321 §6.3; issue 14: more than 100 Received: fields means a loop: 554 5.4.6, nothing queued.
+#[tokio::test]
+async fn a_message_with_more_than_100_received_fields_is_refused_as_a_loop() {
+    let server = TestServer::new(Role::Relay).start();
+    for (hops, code) in [(100, 250), (101, 554)] {
+        let mut client = server.connect().await;
+        client.expect(220).await;
+        client.command("EHLO client.test").await.code(250);
+        client.command("MAIL FROM:<a@example.org>").await.code(250);
+        client.command("RCPT TO:<b@example.net>").await.code(250);
+        client.command("DATA").await.code(354);
+        let trace = "Received: from a by b; Thu, 1 Jan 2026 00:00:00 +0000\r\n".repeat(hops);
+        client
+            .send_raw(format!("{trace}Subject: hops\r\n\r\nbody\r\n.\r\n").as_bytes())
+            .await;
+        let reply = client.expect(code).await;
+        if code == 554 {
+            reply.has_status("5.4.6");
+        }
+    }
+    assert_eq!(server.messages().len(), 1);
+}
+
+// Issue 14: content held in memory by all sessions has a bound; a message that finds it spent is
+// read to its end and refused with 452 4.3.1, and the memory comes back afterwards.
+#[tokio::test]
+async fn a_message_beyond_the_memory_budget_is_refused_with_452_and_the_budget_recovers() {
+    let mut builder = TestServer::new(Role::Relay);
+    builder.settings.limits.max_body_memory = 4096;
+    let server = builder.start();
     let mut client = server.connect().await;
+    client.expect(220).await;
+    client.command("EHLO client.test").await.code(250);
+    for (lines, code) in [(200, 452), (2, 250)] {
+        client.command("MAIL FROM:<a@example.org>").await.code(250);
+        client.command("RCPT TO:<b@example.net>").await.code(250);
+        client.command("DATA").await.code(354);
+        let text = "0123456789012345678901234567890123456789\r\n".repeat(lines);
+        client
+            .send_raw(format!("Subject: big\r\n\r\n{text}.\r\n").as_bytes())
+            .await;
+        let reply = client.expect(code).await;
+        if code == 452 {
+            reply.has_status("4.3.1");
+        }
+    }
+    assert_eq!(server.messages().len(), 1);
+}
+
+// Issue 14: an IPv4 client reaching an IPv6 socket is seen as its IPv4 address, so an IPv4
+// trusted network covers it (it used to be ::ffff:127.0.0.1, outside 127.0.0.0/8).
+#[tokio::test]
+async fn an_ipv4_client_on_a_dual_stack_listener_is_matched_against_ipv4_trusted_networks() {
+    let mut builder = TestServer::new(Role::Relay);
+    builder.settings.listeners[0].address = "[::ffff:127.0.0.1]:0".parse().expect("address");
+    let server = builder.start();
+    let port = server.addr().port();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect over IPv4");
+    let mut client = common::Client::new(tcp);
     client.expect(220).await;
     client.command("EHLO client.test").await.code(250);
     client.command("MAIL FROM:<a@example.org>").await.code(250);
     client.command("RCPT TO:<b@example.net>").await.code(250);
-    client.command("DATA").await.code(354);
-    client
-        .send_raw(b"x\n.\nMAIL FROM:<smuggled@example.org>\r\n.\r\n")
-        .await;
-    client.expect(550).await.has_status("5.6.0");
-    assert!(server.messages().is_empty());
+    let (envelope, _) = {
+        client.command("DATA").await.code(354);
+        client.send_raw(b"Subject: v4\r\n\r\nx\r\n.\r\n").await;
+        client.expect(250).await;
+        server.messages().remove(0)
+    };
+    assert_eq!(envelope.client.ip, std::net::IpAddr::from([127, 0, 0, 1]));
 }
 
 #[tokio::test]

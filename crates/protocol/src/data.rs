@@ -4,7 +4,7 @@
 
 use crate::MAX_LINE;
 
-/// What the reader found once the end-of-data line arrived.
+/// How far the reader got with the input it was given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DataProgress {
     /// The end-of-data line has not arrived yet; every byte given was consumed.
@@ -12,6 +12,10 @@ pub enum DataProgress {
     /// `.` CRLF arrived after `consumed` bytes of the last input; bytes after it belong to the
     /// next command (pipelining).
     Done { consumed: usize },
+    /// A CR or LF arrived other than as part of CRLF. Reading stopped there: where this
+    /// message ends is ambiguous, so nothing after it can be trusted to be content or a
+    /// command, and the session must be closed.
+    BareLineEnding,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,14 +25,18 @@ enum Position {
     DotCr,
     Middle,
     Cr,
+    /// A bare CR or LF was seen; the reader takes no more input.
+    Broken,
 }
 
 /// Incremental reader for DATA content (RFC 5321 §4.1.1.4 and §4.5.2).
 ///
-/// The only end of data is CRLF `.` CRLF. A bare CR or LF is noted and the message is refused
-/// at the end (RFC 5321 §2.3.8), so a peer cannot smuggle a second message past a host that
-/// reads line ends differently. Bytes beyond `max_size` are counted but not kept, so a large
-/// message costs no memory while it is read to its end.
+/// The only end of data is CRLF `.` CRLF. RFC 5321 §2.3.8 lets CR and LF occur only together as
+/// CRLF; hosts that read a bare LF (or CR) as a line end see a different end of data than hosts
+/// that do not, which is how a second message is smuggled past one of them (CVE-2023-51764
+/// class). So the first bare CR or LF stops the reader, and the session closes. Bytes beyond
+/// `max_size` are counted but not kept, so a large message costs no memory while it is read to
+/// its end.
 #[derive(Debug)]
 pub struct DataReader {
     max_size: usize,
@@ -36,8 +44,9 @@ pub struct DataReader {
     size: usize,
     line_length: usize,
     longest_line: usize,
-    bare_line_ending: bool,
     position: Position,
+    /// The content is read to its end but no longer kept (see [`DataReader::discard`]).
+    discarding: bool,
 }
 
 impl DataReader {
@@ -48,19 +57,37 @@ impl DataReader {
             size: 0,
             line_length: 0,
             longest_line: 0,
-            bare_line_ending: false,
             position: Position::LineStart,
+            discarding: false,
         }
+    }
+
+    /// Stop keeping content (the server has no memory left for it): what was kept is freed,
+    /// and the rest is read to the end of data and counted, so the session can still answer.
+    pub fn discard(&mut self) {
+        self.discarding = true;
+        self.body = Vec::new();
+    }
+
+    /// Whether [`DataReader::discard`] was called: the body is incomplete.
+    pub fn is_discarded(&self) -> bool {
+        self.discarding
     }
 
     /// Feed bytes as they arrive.
     pub fn feed(&mut self, input: &[u8]) -> DataProgress {
+        if self.position == Position::Broken {
+            return DataProgress::BareLineEnding;
+        }
         for (index, &byte) in input.iter().enumerate() {
             self.line_length += 1;
             if self.step(byte) {
                 return DataProgress::Done {
                     consumed: index + 1,
                 };
+            }
+            if self.position == Position::Broken {
+                return DataProgress::BareLineEnding;
             }
         }
         DataProgress::NeedMore
@@ -69,39 +96,22 @@ impl DataReader {
     /// Returns true when this byte completes the end-of-data line.
     fn step(&mut self, byte: u8) -> bool {
         match (self.position, byte) {
+            (Position::Broken, _) => {}
             (Position::LineStart, b'.') => self.position = Position::Dot,
             (Position::Dot, b'\r') => self.position = Position::DotCr,
             (Position::DotCr, b'\n') => return true,
-            (Position::DotCr, _) => {
-                // "." CR followed by something else: the dot was stuffing, the CR is bare.
-                self.bare_line_ending = true;
-                self.push(b'\r');
-                self.position = Position::Middle;
-                return self.step(byte);
-            }
-            // RFC 5321 §4.5.2: a leading dot followed by more text was added by the sender.
-            (Position::Dot, _) | (Position::LineStart | Position::Middle, _) => {
-                self.position = Position::Middle;
-                match byte {
-                    b'\r' => self.position = Position::Cr,
-                    b'\n' => {
-                        self.bare_line_ending = true;
-                        self.push(b'\n');
-                        self.end_line();
-                    }
-                    _ => self.push(byte),
-                }
-            }
             (Position::Cr, b'\n') => {
                 self.push(b'\r');
                 self.push(b'\n');
                 self.end_line();
             }
-            (Position::Cr, _) => {
-                self.bare_line_ending = true;
-                self.push(b'\r');
+            // A CR not followed by LF, or an LF not preceded by CR (RFC 5321 §2.3.8).
+            (Position::DotCr | Position::Cr, _) | (_, b'\n') => self.position = Position::Broken,
+            // RFC 5321 §4.5.2: a leading dot followed by more text was added by the sender.
+            (Position::LineStart | Position::Middle, b'\r') => self.position = Position::Cr,
+            (Position::Dot | Position::LineStart | Position::Middle, _) => {
                 self.position = Position::Middle;
-                return self.step(byte);
+                self.push(byte);
             }
         }
         false
@@ -109,7 +119,7 @@ impl DataReader {
 
     fn push(&mut self, byte: u8) {
         self.size += 1;
-        if self.size <= self.max_size {
+        if self.size <= self.max_size && !self.discarding {
             self.body.push(byte);
         }
     }
@@ -135,12 +145,8 @@ impl DataReader {
         self.longest_line.max(self.line_length) > MAX_LINE
     }
 
-    /// Whether a CR or LF appeared other than as CRLF (RFC 5321 §2.3.8).
-    pub fn has_bare_line_ending(&self) -> bool {
-        self.bare_line_ending
-    }
-
-    /// The unstuffed content with CRLF line ends; complete only when not [`Self::is_too_big`].
+    /// The unstuffed content with CRLF line ends; complete only when neither
+    /// [`Self::is_too_big`] nor [`Self::is_discarded`].
     pub fn into_body(self) -> Vec<u8> {
         self.body
     }
@@ -203,31 +209,105 @@ mod tests {
         for (chunks, body, consumed) in cases {
             let (reader, done) = read_all(chunks, 1000);
             assert_eq!(done, *consumed, "{chunks:?}");
-            assert!(!reader.has_bare_line_ending(), "{chunks:?}");
             assert_eq!(reader.into_body(), *body, "{chunks:?}");
         }
     }
 
-    // RFC 5321 §2.3.8: CR and LF only occur together as CRLF. "\n.\n" and "\r\n.\n" must not
-    // end the message (SMTP smuggling).
+    // RFC 5321 §2.3.8: CR and LF only occur together as CRLF. Issue 14: every smuggling variant
+    // stops the reader at the first bare CR or LF, and nothing after it ends the message.
     #[test]
-    fn bare_line_endings_never_end_data_and_are_flagged() {
+    fn a_bare_cr_or_lf_stops_the_reader_before_any_end_of_data() {
         let cases: &[&[u8]] = &[
-            b"a\n.\n",
-            b"a\r\n.\nb\r\n",
-            b"a\r.\r\n",
-            b"a\rb\r\n",
-            b".\rx\r\n",
+            b"hello\n.\n",
+            b"hello\n.\r\nMAIL FROM:<ceo@corp.example>\r\n",
+            b"hello\r.\r",
+            b"hello\r\n.\r\r\n",
+            b"hello\r\n.\rMAIL FROM:<x@y>\r\n",
+            b"hello\r\n.\n",
+            b"a\rb\r\n.\r\n",
+            b".\rx\r\n.\r\n",
+            b"\n.\r\n",
+            b"a\r\r\n.\r\n",
         ];
         for input in cases {
             let mut reader = DataReader::new(1000);
-            assert_eq!(reader.feed(input), DataProgress::NeedMore, "{input:?}");
-            assert!(reader.has_bare_line_ending(), "{input:?}");
-            assert!(matches!(
+            assert_eq!(
+                reader.feed(input),
+                DataProgress::BareLineEnding,
+                "{input:?}"
+            );
+            assert_eq!(
                 reader.feed(b"\r\n.\r\n"),
-                DataProgress::Done { .. }
-            ));
+                DataProgress::BareLineEnding,
+                "a stopped reader stays stopped: {input:?}"
+            );
         }
+    }
+
+    #[test]
+    fn a_cr_at_the_end_of_one_read_may_be_followed_by_lf_in_the_next() {
+        let (reader, done) = read_all(&[b"a\r", b"\n.\r", b"\n"], 1000);
+        assert_eq!(done, Some(1));
+        assert_eq!(reader.into_body(), b"a\r\n");
+        let mut reader = DataReader::new(1000);
+        assert_eq!(reader.feed(b"a\r"), DataProgress::NeedMore);
+        assert_eq!(reader.feed(b"b"), DataProgress::BareLineEnding);
+    }
+
+    proptest::proptest! {
+        // RFC 5321 §4.1.1.4 and §2.3.8: whatever the bytes and however they are split, the
+        // reader ends the message only at CRLF "." CRLF with nothing but CRLF line ends before
+        // it, and reports a bare CR or LF only when there is one.
+        #[test]
+        fn data_ends_only_at_crlf_dot_crlf(
+            input in proptest::collection::vec(
+                proptest::sample::select(vec![b'\r', b'\n', b'.', b'a']), 0..40),
+            split in 0usize..40,
+        ) {
+            let split = split.min(input.len());
+            let mut reader = DataReader::new(100);
+            let progress = match reader.feed(&input[..split]) {
+                DataProgress::NeedMore => match reader.feed(&input[split..]) {
+                    DataProgress::Done { consumed } => DataProgress::Done { consumed: split + consumed },
+                    other => other,
+                },
+                other => other,
+            };
+            let crlf_only = |bytes: &[u8]| {
+                bytes.windows(2).all(|w| (w[0] == b'\r') == (w[1] == b'\n'))
+                    && !bytes.starts_with(b"\n")
+            };
+            match progress {
+                DataProgress::Done { consumed } => {
+                    let message = &input[..consumed];
+                    proptest::prop_assert!(
+                        message == b".\r\n" || message.ends_with(b"\r\n.\r\n"), "{:?}", message);
+                    proptest::prop_assert!(crlf_only(message), "{:?}", message);
+                }
+                DataProgress::BareLineEnding => {
+                    proptest::prop_assert!(!crlf_only(&input), "{:?}", input);
+                }
+                DataProgress::NeedMore => {
+                    let body = input.strip_suffix(b"\r").unwrap_or(&input);
+                    proptest::prop_assert!(crlf_only(body), "{:?}", input);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn discarded_content_is_read_to_its_end_and_counted_but_not_kept() {
+        let mut reader = DataReader::new(1000);
+        assert_eq!(reader.feed(b"kept\r\n"), DataProgress::NeedMore);
+        reader.discard();
+        assert_eq!(
+            reader.feed(b"more\r\n.\r\n"),
+            DataProgress::Done { consumed: 9 }
+        );
+        assert!(reader.is_discarded());
+        assert!(!reader.is_too_big());
+        assert_eq!(reader.size(), 12);
+        assert!(reader.into_body().is_empty());
     }
 
     #[test]

@@ -199,13 +199,41 @@ pub fn data_line_too_long() -> Reply {
     reply(500, (5, 5, 6), "Line too long in message content")
 }
 
-/// 550 5.6.0 (RFC 5321 §2.3.8): bare CR or LF in message content. Refusing them closes the
-/// "SMTP smuggling" gap where hosts disagree on the end of DATA.
+/// 550 5.6.0 (RFC 5321 §2.3.8): bare CR or LF in message content. The session is closed after
+/// it: where hosts disagree on the end of DATA, a second message can be smuggled behind it.
 pub fn bare_line_ending() -> Reply {
     reply(
         550,
         (5, 6, 0),
-        "Bare CR or LF in message content not allowed",
+        "Bare CR or LF in message content not allowed; closing connection",
+    )
+}
+
+/// 554 5.4.6 (RFC 5321 §6.3, RFC 3463 "routing loop detected"): the message carries more
+/// `Received:` fields than a message that is not looping would.
+pub fn too_many_hops(hops: usize) -> Reply {
+    reply(
+        554,
+        (5, 4, 6),
+        &format!("Too many hops ({hops} Received: fields); mail loop?"),
+    )
+}
+
+/// 454 4.7.0 (RFC 4954 §6): the client has failed AUTH too often lately; no check was made.
+pub fn auth_budget_spent() -> Reply {
+    reply(
+        454,
+        (4, 7, 0),
+        "Too many failed authentications from your address; try again later",
+    )
+}
+
+/// 454 4.7.0 (RFC 4954 §6): every password-check slot is busy.
+pub fn auth_busy() -> Reply {
+    reply(
+        454,
+        (4, 7, 0),
+        "Authentication temporarily unavailable; try again",
     )
 }
 
@@ -292,6 +320,9 @@ mod tests {
             (line_too_long(), "500 5.5.2"),
             (data_line_too_long(), "500 5.5.6"),
             (bare_line_ending(), "550 5.6.0"),
+            (too_many_hops(101), "554 5.4.6"),
+            (auth_budget_spent(), "454 4.7.0"),
+            (auth_busy(), "454 4.7.0"),
             (syntax_error("x"), "501 5.5.4"),
             (invalid_parameter("SIZE"), "501 5.5.4"),
             (unsupported_parameter("BY"), "555 5.5.4"),

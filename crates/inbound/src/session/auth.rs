@@ -1,5 +1,8 @@
 //! AUTH (RFC 4954) with SASL PLAIN (RFC 4616) and LOGIN: only over TLS unless the listener
-//! says otherwise, failures slowed down and counted. Password checking is `users`'s.
+//! says otherwise; failures, malformed exchanges included, are slowed down and counted per
+//! session and per client. Password checking is `users`'s, the client budget `throttle`'s.
+
+use std::time::Instant;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -10,10 +13,13 @@ use super::{Session, State, Step};
 use crate::Role;
 use crate::io::{Io, Line, Wait};
 use crate::queue::Queue;
+use crate::throttle::Refusal;
 
 /// A SASL exchange that ended without credentials to check.
 enum Abort {
-    /// Answer this and carry on.
+    /// The client sent something that is not a valid response: counted as a failed attempt.
+    Malformed(Reply),
+    /// Answer this and carry on (the client cancelled).
     Reply(Reply),
     /// The connection is gone or timed out; the step to return.
     End(Step),
@@ -52,35 +58,78 @@ impl<Q: Queue> Session<Q> {
             };
             return self.reply(io, reply);
         }
+        // A client that spent its failure budget, in this session or earlier ones, gets no
+        // further password checks until the window has passed.
+        if let Err(refusal) = self
+            .shared
+            .auth_throttle
+            .admit(self.peer.ip(), Instant::now())
+        {
+            return self.auth_refused(io, refusal);
+        }
         let credentials = match mechanism {
             AuthMechanism::Plain => self.plain(io, initial_response).await,
             AuthMechanism::Login => self.login(io, initial_response).await,
         };
         let (name, password) = match credentials {
             Ok(credentials) => credentials,
+            Err(Abort::Malformed(reply)) => return self.auth_failed(io, None, reply).await,
             Err(Abort::Reply(reply)) => return self.reply(io, reply),
             Err(Abort::End(step)) => return step,
         };
-        if self.shared.users.verify(name.clone(), password).await {
+        // The slot is taken only now, so a client slow to send its credentials holds none.
+        let slot = match self
+            .shared
+            .auth_throttle
+            .admit(self.peer.ip(), Instant::now())
+        {
+            Ok(slot) => slot,
+            Err(refusal) => return self.auth_refused(io, refusal),
+        };
+        let verified = self.shared.users.verify(name.clone(), password).await;
+        drop(slot);
+        if verified {
             info!(ip = %self.peer.ip(), user = %name, outcome = "authenticated", "auth succeeded");
             self.auth_user = Some(name);
             return self.reply(io, replies::auth_ok());
         }
-        self.auth_failed(io, &name).await
+        self.auth_failed(io, Some(&name), replies::auth_failed())
+            .await
     }
 
-    async fn auth_failed(&mut self, io: &mut Io, name: &str) -> Step {
+    /// Count a failed or malformed attempt against the session and the client, and answer it
+    /// after a delay that grows with the client's failures.
+    async fn auth_failed(&mut self, io: &mut Io, name: Option<&str>, reply: Reply) -> Step {
         self.auth_failures += 1;
-        warn!(ip = %self.peer.ip(), user = %name, failures = self.auth_failures, outcome = "auth_failed", "auth failed");
+        let delay = self
+            .shared
+            .auth_throttle
+            .failed(self.peer.ip(), Instant::now());
+        warn!(ip = %self.peer.ip(), user = name.unwrap_or(""), failures = self.auth_failures, delay = ?delay, outcome = "auth_failed", "auth failed");
         metrics::counter!("strictmx_auth_failures_total").increment(1);
         // The delay slows guessing; it is a timer, so other sessions are not held up.
-        tokio::time::sleep(self.shared.settings.limits.auth_failure_delay).await;
-        io.send(&replies::auth_failed());
+        tokio::time::sleep(delay).await;
+        io.send(&reply);
         if self.auth_failures >= self.shared.settings.limits.max_auth_failures {
             io.send(&replies::too_many_auth_failures());
             return Step::Close;
         }
         Step::Continue
+    }
+
+    /// RFC 4954 §6: 454 4.7.0 is a temporary authentication failure. A spent budget also ends
+    /// the session, since nothing it sends next will be checked.
+    fn auth_refused(&mut self, io: &mut Io, refusal: Refusal) -> Step {
+        warn!(ip = %self.peer.ip(), reason = refusal.as_str(), outcome = "auth_throttled", "auth refused without a password check");
+        metrics::counter!("strictmx_auth_throttled_total", "reason" => refusal.as_str())
+            .increment(1);
+        match refusal {
+            Refusal::Budget => {
+                io.send(&replies::auth_budget_spent());
+                Step::Close
+            }
+            Refusal::Busy => self.reply(io, replies::auth_busy()),
+        }
     }
 
     /// RFC 4616 §2: `[authzid] NUL authcid NUL passwd`; we accept an authzid only when it
@@ -98,12 +147,12 @@ impl<Q: Queue> Session<Q> {
         let (Some(authzid), Some(authcid), Some(password), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err(Abort::Reply(replies::auth_bad_encoding()));
+            return Err(Abort::Malformed(replies::auth_bad_encoding()));
         };
         let name = String::from_utf8(authcid.to_vec())
-            .map_err(|_| Abort::Reply(replies::auth_bad_encoding()))?;
+            .map_err(|_| Abort::Malformed(replies::auth_bad_encoding()))?;
         if !authzid.is_empty() && authzid != authcid {
-            return Err(Abort::Reply(replies::auth_failed()));
+            return Err(Abort::Malformed(replies::auth_failed()));
         }
         Ok((name, password.to_vec()))
     }
@@ -119,7 +168,7 @@ impl<Q: Queue> Session<Q> {
             None => self.challenge(io, "VXNlcm5hbWU6").await?,
         };
         let name =
-            String::from_utf8(name).map_err(|_| Abort::Reply(replies::auth_bad_encoding()))?;
+            String::from_utf8(name).map_err(|_| Abort::Malformed(replies::auth_bad_encoding()))?;
         let password = self.challenge(io, "UGFzc3dvcmQ6").await?;
         Ok((name, password))
     }
@@ -137,7 +186,7 @@ impl<Q: Queue> Session<Q> {
                 }
                 decode(line)
             }
-            Ok(Line::TooLong) => Err(Abort::Reply(replies::auth_bad_encoding())),
+            Ok(Line::TooLong) => Err(Abort::Malformed(replies::auth_bad_encoding())),
             Err(error) => Err(Abort::End(self.end_on_read_error(io, error))),
         }
     }
@@ -150,5 +199,5 @@ fn decode(text: &[u8]) -> Result<Vec<u8>, Abort> {
     }
     STANDARD
         .decode(text)
-        .map_err(|_| Abort::Reply(replies::auth_bad_encoding()))
+        .map_err(|_| Abort::Malformed(replies::auth_bad_encoding()))
 }

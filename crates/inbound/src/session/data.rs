@@ -1,6 +1,6 @@
-//! DATA (RFC 5321 §4.1.1.4): reads the content to its end whatever happens, refuses it for size,
-//! line length or bare line ends, adds trace headers, hands it to the queue and answers 250 only
-//! once the queue says it is durable. Durability itself is the queue's.
+//! DATA (RFC 5321 §4.1.1.4): reads the content to its end, refuses it for size or line length,
+//! closes the session on a bare CR or LF, adds trace headers, hands it to the queue and answers
+//! 250 only once the queue says it is durable. Durability itself is the queue's.
 
 use std::time::SystemTime;
 
@@ -9,8 +9,9 @@ use strictmx_spool::{ClientInfo, Envelope, MessageKind, format_id};
 use tracing::{error, info, warn};
 
 use super::{Session, State, Step, Transaction};
+use crate::budget::Reservation;
 use crate::headers::{self, Trace};
-use crate::io::Io;
+use crate::io::{DataEnd, Io};
 use crate::queue::{Queue, QueueError};
 
 impl<Q: Queue> Session<Q> {
@@ -30,18 +31,44 @@ impl<Q: Queue> Session<Q> {
         let limits = &self.shared.settings.limits;
         let max_size = usize::try_from(limits.max_message_size).unwrap_or(usize::MAX);
         let mut reader = DataReader::new(max_size);
+        let mut reservation = self.shared.body_budget.reservation();
         let read = io
-            .read_data(&mut reader, limits.data_timeout, &self.stop)
+            .read_data(
+                &mut reader,
+                &mut reservation,
+                limits.data_timeout,
+                &self.stop,
+            )
             .await;
-        if let Err(error) = read {
-            return self.end_on_read_error(io, error);
+        match read {
+            Ok(DataEnd::Complete) => {}
+            Ok(DataEnd::BareLineEnding) => {
+                // RFC 5321 §2.3.8. Where this message ends is ambiguous, so whatever follows
+                // may be a smuggled transaction: refuse and close (CVE-2023-51764 class).
+                warn!(ip = %self.peer.ip(), outcome = "bare_line_ending", "message refused, closing session");
+                metrics::counter!("strictmx_messages_rejected_total", "reason" => "bare_line_ending")
+                    .increment(1);
+                io.send(&replies::bare_line_ending());
+                return Step::Close;
+            }
+            Err(error) => return self.end_on_read_error(io, error),
         }
-        if let Some((reason, reply)) = refusal(&reader) {
+        if let Some((reason, reply)) = refusal(&reader, &reservation) {
             info!(ip = %self.peer.ip(), outcome = reason, size = reader.size(), "message refused");
             metrics::counter!("strictmx_messages_rejected_total", "reason" => reason).increment(1);
             return self.reply(io, reply);
         }
-        let reply = self.submit(transaction, reader.into_body()).await;
+        let content = reader.into_body();
+        let hops = headers::received_count(&content);
+        if hops > limits.max_received_headers {
+            // RFC 5321 §6.3: a message that has passed this many relays is looping.
+            warn!(ip = %self.peer.ip(), hops, outcome = "loop", "message refused: too many Received: fields");
+            metrics::counter!("strictmx_messages_rejected_total", "reason" => "loop").increment(1);
+            return self.reply(io, replies::too_many_hops(hops));
+        }
+        let reply = self.submit(transaction, content).await;
+        // The content was held until the spool took it; only now is its memory given back.
+        drop(reservation);
         self.reply(io, reply)
     }
 
@@ -111,16 +138,17 @@ impl<Q: Queue> Session<Q> {
 }
 
 /// Why the content read is refused, if it is: the metric reason and the reply.
-fn refusal(reader: &DataReader) -> Option<(&'static str, Reply)> {
+fn refusal(reader: &DataReader, reservation: &Reservation) -> Option<(&'static str, Reply)> {
     if reader.is_too_big() {
         // RFC 1870 §6.3: the whole message was read, then refused with 552.
         return Some(("size", replies::message_too_big()));
     }
+    if reservation.is_spent() {
+        // RFC 3463 4.3.1: the server is short of memory for now; the client tries again later.
+        return Some(("memory", replies::storage_unavailable()));
+    }
     if reader.has_long_line() {
         return Some(("line_length", replies::data_line_too_long()));
-    }
-    if reader.has_bare_line_ending() {
-        return Some(("bare_line_ending", replies::bare_line_ending()));
     }
     None
 }
