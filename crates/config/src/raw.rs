@@ -103,6 +103,7 @@ pub struct RawAuth {
 pub struct RawUser {
     pub name: Spanned<String>,
     pub password_hash: Spanned<String>,
+    pub senders: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -436,6 +436,70 @@ mod mta_sts {
     }
 }
 
+mod sender_login_maps {
+    use super::parse;
+    use strictmx_policy::rules::SenderPattern;
+
+    #[test]
+    fn a_user_lists_the_senders_it_may_use() {
+        let c = parse("[[auth.user]]\nname = \"app\"\npassword_hash = \"$argon2id$x\"\nsenders = [\"reset@app.example\", \"@billing.example\"]\n").unwrap();
+        assert_eq!(
+            c.inbound.users[0].senders,
+            vec![
+                SenderPattern::Address("reset@app.example".into()),
+                SenderPattern::Domain("billing.example".into())
+            ]
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn a_user_without_senders_may_use_any_and_is_warned_about() {
+        let c = parse("[[auth.user]]\nname = \"app\"\npassword_hash = \"$argon2id$x\"\n").unwrap();
+        assert!(c.inbound.users[0].senders.is_empty());
+        assert_eq!(c.warnings[0].key, "auth.user[0].senders");
+    }
+
+    #[test]
+    fn an_empty_or_malformed_sender_list_is_an_error_naming_the_entry() {
+        let errors = parse("[[auth.user]]\nname = \"app\"\npassword_hash = \"$argon2id$x\"\nsenders = [\"@ok.example\", \"no-at-sign\"]\n")
+            .unwrap_err()
+            .0;
+        assert_eq!(
+            (errors[0].line, errors[0].key.as_str()),
+            (4, "auth.user[0].senders[1]")
+        );
+        let errors =
+            parse("[[auth.user]]\nname = \"app\"\npassword_hash = \"$argon2id$x\"\nsenders = []\n")
+                .unwrap_err()
+                .0;
+        assert_eq!(errors[0].key, "auth.user[0].senders");
+    }
+}
+
+mod inbound_limits {
+    use super::parse;
+
+    #[test]
+    fn the_edge_limits_are_read_and_checked() {
+        let c = parse("[limits]\nauth_failures_per_client = 5\nauth_failure_window = \"10m\"\nmax_concurrent_auth = 2\nmax_received_headers = 50\nmax_body_memory = \"64MiB\"\n").unwrap();
+        let l = &c.inbound.limits;
+        assert_eq!(l.auth_failures_per_client, 5);
+        assert_eq!(l.auth_failure_window, std::time::Duration::from_secs(600));
+        assert_eq!(l.max_concurrent_auth, 2);
+        assert_eq!(l.max_received_headers, 50);
+        assert_eq!(l.max_body_memory, 64 * 1024 * 1024);
+        let errors = parse("[limits]\nmax_body_memory = \"64KiB\"\nmax_concurrent_auth = 0\n")
+            .unwrap_err()
+            .0;
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["limits.max_concurrent_auth", "limits.max_body_memory"]
+        );
+    }
+}
+
 mod tls_required_no {
     use super::parse;
 
@@ -448,7 +512,7 @@ mod tls_required_no {
 
     #[test]
     fn users_and_networks_are_granted_the_header() {
-        let c = parse("[[auth.user]]\nname = \"ops\"\npassword_hash = \"$argon2id$x\"\n[policy]\ntls_required_no_users = [\"ops\"]\ntls_required_no_networks = [\"10.1.0.0/16\", \"192.0.2.7\"]\n").unwrap();
+        let c = parse("[[auth.user]]\nname = \"ops\"\npassword_hash = \"$argon2id$x\"\nsenders = [\"@ops.example\"]\n[policy]\ntls_required_no_users = [\"ops\"]\ntls_required_no_networks = [\"10.1.0.0/16\", \"192.0.2.7\"]\n").unwrap();
         let p = &c.transport.tls_required_no;
         assert_eq!(p.users, vec!["ops".to_string()]);
         let nets: Vec<String> = p.networks.iter().map(ToString::to_string).collect();

@@ -13,6 +13,7 @@ use strictmx_delivery::runner::QueueSettings;
 use strictmx_delivery::transport::{Route, TransportSettings};
 use strictmx_inbound::{InboundSettings, ListenerSettings, Role, ServerTlsSettings, User};
 use strictmx_policy::DefaultRequirement;
+use strictmx_policy::rules::SenderPattern;
 use strictmx_resolve::{DnssecMode, ResolverSettings, StsSettings};
 use strictmx_spool::SpoolSettings;
 
@@ -440,9 +441,11 @@ fn build_users(auth: &RawAuth, src: &mut Source<'_>, base: Option<&Path>) -> Vec
             );
             continue;
         }
+        let senders = user_senders(u, i, name, src);
         users.push(User {
             name: name.to_string(),
             argon2_phc_hash: u.password_hash.get_ref().clone(),
+            senders,
         });
     }
     if let Some(file) = &auth.users_file {
@@ -470,6 +473,7 @@ fn build_users(auth: &RawAuth, src: &mut Source<'_>, base: Option<&Path>) -> Vec
                         Ok((name, hash)) => users.push(User {
                             name: name.to_string(),
                             argon2_phc_hash: hash.to_string(),
+                            senders: Vec::new(),
                         }),
                         Err(m) => src.error(
                             file.span(),
@@ -482,6 +486,34 @@ fn build_users(auth: &RawAuth, src: &mut Source<'_>, base: Option<&Path>) -> Vec
         }
     }
     users
+}
+
+/// `[[auth.user]] senders`: the envelope senders the user may use. Left out, the user may use
+/// any sender, which is allowed but said loudly: one app could then send as another.
+fn user_senders(u: &RawUser, i: usize, name: &str, src: &mut Source<'_>) -> Vec<SenderPattern> {
+    let Some(list) = &u.senders else {
+        src.warn(
+            u.name.span(),
+            format!("auth.user[{i}].senders"),
+            format!("not set: `{name}` may send as any address once authenticated"),
+        );
+        return Vec::new();
+    };
+    if list.is_empty() {
+        src.error(
+            u.name.span(),
+            format!("auth.user[{i}].senders"),
+            "an empty list allows no sender: list addresses or @domains, or leave the key out",
+        );
+    }
+    let mut senders = Vec::with_capacity(list.len());
+    for (j, text) in list.iter().enumerate() {
+        match crate::rules::sender_pattern(text.get_ref()) {
+            Ok(pattern) => senders.push(pattern),
+            Err(m) => src.error(text.span(), format!("auth.user[{i}].senders[{j}]"), m),
+        }
+    }
+    senders
 }
 
 fn check_hash(hash: &str) -> Result<(), String> {

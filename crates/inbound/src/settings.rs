@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use strictmx_protocol::SenderPattern;
 
 /// Everything the listeners need to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +50,9 @@ pub enum Role {
 pub struct User {
     pub name: String,
     pub argon2_phc_hash: String,
+    /// The envelope senders this user may use once authenticated (Postfix's sender login
+    /// maps): addresses or `@domain`s. Empty: any sender.
+    pub senders: Vec<SenderPattern>,
 }
 
 /// Limits that protect the server and the mail, each with its reply in `docs/inbound.md`.

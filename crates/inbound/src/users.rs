@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use rand::RngCore;
+use strictmx_protocol::SenderPattern;
 
 use crate::{InboundError, User};
 
@@ -24,6 +25,8 @@ pub fn hash_password(password: &str) -> String {
 #[derive(Debug)]
 pub(crate) struct Users {
     hashes: HashMap<String, String>,
+    /// Users limited to some senders; a user not listed may use any.
+    senders: HashMap<String, Vec<SenderPattern>>,
     /// Verified when the name is unknown, so a wrong name costs as long as a wrong password.
     decoy: String,
 }
@@ -31,7 +34,11 @@ pub(crate) struct Users {
 impl Users {
     pub(crate) fn new(users: &[User]) -> Result<Users, InboundError> {
         let mut hashes = HashMap::with_capacity(users.len());
+        let mut senders = HashMap::new();
         for user in users {
+            if !user.senders.is_empty() {
+                senders.insert(user.name.clone(), user.senders.clone());
+            }
             if PasswordHash::new(&user.argon2_phc_hash).is_err() {
                 return Err(InboundError::InvalidPasswordHash {
                     user: user.name.clone(),
@@ -50,7 +57,21 @@ impl Users {
             Some(user) => user.argon2_phc_hash.clone(),
             None => String::new(),
         };
-        Ok(Users { hashes, decoy })
+        Ok(Users {
+            hashes,
+            senders,
+            decoy,
+        })
+    }
+
+    /// Whether `user` may use `sender` as its envelope sender. The null sender (a bounce)
+    /// claims no address, so it is always allowed.
+    pub(crate) fn may_send_as(&self, user: &str, sender: &str) -> bool {
+        sender.is_empty()
+            || self
+                .senders
+                .get(user)
+                .is_none_or(|allowed| allowed.iter().any(|pattern| pattern.matches(sender)))
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -77,6 +98,41 @@ impl Users {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_limited_user_may_send_only_as_its_senders_and_others_as_anyone() {
+        let hash = hash_password("x");
+        let users = Users::new(&[
+            User {
+                name: "billing".into(),
+                argon2_phc_hash: hash.clone(),
+                senders: vec![
+                    SenderPattern::Address("invoices@shop.example".into()),
+                    SenderPattern::Domain("billing.example".into()),
+                ],
+            },
+            User {
+                name: "legacy".into(),
+                argon2_phc_hash: hash,
+                senders: Vec::new(),
+            },
+        ])
+        .expect("valid users");
+        let cases = [
+            ("billing", "invoices@shop.example", true),
+            ("billing", "anyone@billing.example", true),
+            ("billing", "ceo@shop.example", false),
+            ("billing", "", true),
+            ("legacy", "ceo@shop.example", true),
+        ];
+        for (user, sender, allowed) in cases {
+            assert_eq!(
+                users.may_send_as(user, sender),
+                allowed,
+                "{user} as {sender}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn a_hashed_password_verifies_and_others_do_not() {
         let hash = hash_password("correct horse");
@@ -85,6 +141,7 @@ mod tests {
             Users::new(&[User {
                 name: "alice".into(),
                 argon2_phc_hash: hash,
+                senders: Vec::new(),
             }])
             .expect("valid hash"),
         );
@@ -108,6 +165,7 @@ mod tests {
         let bad = [User {
             name: "alice".into(),
             argon2_phc_hash: "plaintext".into(),
+            senders: Vec::new(),
         }];
         assert!(matches!(
             Users::new(&bad),
@@ -118,10 +176,12 @@ mod tests {
             User {
                 name: "a".into(),
                 argon2_phc_hash: hash.clone(),
+                senders: Vec::new(),
             },
             User {
                 name: "a".into(),
                 argon2_phc_hash: hash,
+                senders: Vec::new(),
             },
         ];
         assert!(matches!(

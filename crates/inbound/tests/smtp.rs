@@ -271,6 +271,33 @@ async fn auth_failures_count_across_sessions_and_a_spent_budget_is_refused_with_
     assert!(client.closed().await);
 }
 
+// Issue 14 (sender login maps): an authenticated user sends only as its listed senders.
+#[tokio::test]
+async fn an_authenticated_user_may_send_only_from_its_allowed_senders() {
+    let mut builder = TestServer::new(Role::Relay).with_tls().untrusted();
+    builder.settings.users[0].senders = vec![strictmx_protocol::SenderPattern::Domain(
+        "example.org".into(),
+    )];
+    let server = builder.start();
+    let mut client = server.connect_starttls().await;
+    client.command("EHLO client.test").await.code(250);
+    client
+        .command(&format!("AUTH PLAIN {}", plain(USER, PASSWORD)))
+        .await
+        .code(235);
+    client
+        .command("MAIL FROM:<ceo@corp.example>")
+        .await
+        .code(553)
+        .has_status("5.7.1");
+    client
+        .command("MAIL FROM:<app@example.org>")
+        .await
+        .code(250);
+    client.command("RSET").await.code(250);
+    client.command("MAIL FROM:<>").await.code(250);
+}
+
 // Issue 14: password checks beyond the configured bound are refused, not queued.
 #[tokio::test]
 async fn auth_beyond_the_concurrent_check_bound_is_refused_with_454() {

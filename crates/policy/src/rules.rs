@@ -17,15 +17,8 @@ pub enum DomainPattern {
     Below(String),
 }
 
-/// Matches the envelope sender.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", content = "value", rename_all = "kebab-case")]
-pub enum SenderPattern {
-    /// `reset@app.example`: this address (local part compared exactly, domain case-insensitively).
-    Address(String),
-    /// `@app.example`: any sender in this domain. Holds `app.example`.
-    Domain(String),
-}
+/// Matches the envelope sender (shared with the inbound sender login maps).
+pub use strictmx_protocol::SenderPattern;
 
 /// The least a rule accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -94,21 +87,6 @@ impl DomainPattern {
                 .strip_suffix(&parent.to_ascii_lowercase())
                 .and_then(|head| head.strip_suffix('.'))
                 .is_some_and(|head| !head.is_empty()),
-        }
-    }
-}
-
-impl SenderPattern {
-    /// Whether the envelope `sender` matches; the null sender matches no pattern.
-    pub fn matches(&self, sender: &str) -> bool {
-        let Some((local, domain)) = sender.rsplit_once('@') else {
-            return false;
-        };
-        match self {
-            SenderPattern::Address(address) => address
-                .rsplit_once('@')
-                .is_some_and(|(l, d)| l == local && d.eq_ignore_ascii_case(domain)),
-            SenderPattern::Domain(pattern) => pattern.eq_ignore_ascii_case(domain),
         }
     }
 }

@@ -11,6 +11,7 @@ mod line;
 mod params;
 pub mod replies;
 mod reply;
+mod sender;
 mod xtext;
 
 pub use address::{domain_of, domains_equal, local_part, needs_smtputf8};
@@ -20,6 +21,7 @@ pub use error::ProtocolError;
 pub use line::{LineScan, scan_line};
 pub use params::{BodyType, DsnRet, MailParams, Notify, Orcpt, RcptParams};
 pub use reply::{EnhancedStatus, Reply, ReplyParse};
+pub use sender::SenderPattern;
 pub use xtext::{xtext_decode, xtext_encode};
 
 /// The longest command or text line in octets, CRLF included (RFC 5321 §4.5.3.1.4 and

@@ -237,6 +237,12 @@ pub fn auth_busy() -> Reply {
     )
 }
 
+/// 553 5.7.1 (RFC 3463 "delivery not authorized"): the authenticated user may not use this
+/// envelope sender.
+pub fn sender_not_owned() -> Reply {
+    reply(553, (5, 7, 1), "Sender address not allowed for this user")
+}
+
 /// 500 5.5.1 unrecognised command (RFC 5321 §4.2.4).
 pub fn command_unrecognized() -> Reply {
     reply(500, (5, 5, 1), "Command unrecognized")
@@ -323,6 +329,7 @@ mod tests {
             (too_many_hops(101), "554 5.4.6"),
             (auth_budget_spent(), "454 4.7.0"),
             (auth_busy(), "454 4.7.0"),
+            (sender_not_owned(), "553 5.7.1"),
             (syntax_error("x"), "501 5.5.4"),
             (invalid_parameter("SIZE"), "501 5.5.4"),
             (unsupported_parameter("BY"), "555 5.5.4"),

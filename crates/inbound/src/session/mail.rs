@@ -1,7 +1,9 @@
-//! MAIL FROM (RFC 5321 §4.1.1.2): checks the session may start a transaction and that the
-//! parameters are ones this session offered, then opens the transaction.
+//! MAIL FROM (RFC 5321 §4.1.1.2): checks the session may start a transaction, that an
+//! authenticated user may use this sender, and that the parameters are ones this session
+//! offered, then opens the transaction.
 
 use strictmx_protocol::{BodyType, MailParams, needs_smtputf8, replies};
+use tracing::warn;
 
 use super::{Session, State, Step, Transaction};
 use crate::Role;
@@ -24,6 +26,14 @@ impl<Q: Queue> Session<Q> {
                 replies::auth_required()
             };
             return self.reply(io, reply);
+        }
+        if let Some(user) = &self.auth_user
+            && !self.shared.users.may_send_as(user, &from)
+        {
+            warn!(ip = %self.peer.ip(), user = %user, from = %from, outcome = "sender_not_owned", "sender refused for this user");
+            metrics::counter!("strictmx_messages_rejected_total", "reason" => "sender_not_owned")
+                .increment(1);
+            return self.reply(io, replies::sender_not_owned());
         }
         if let Some(reply) = self.refuse_params(&from, &params) {
             return self.reply(io, reply);

@@ -128,6 +128,7 @@ impl TestServer {
         settings.users = vec![User {
             name: USER.into(),
             argon2_phc_hash: strictmx_inbound::hash_password(PASSWORD),
+            senders: Vec::new(),
         }];
         TestServer {
             settings,
