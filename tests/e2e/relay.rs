@@ -342,6 +342,33 @@ async fn the_queue_commands_list_show_hold_release_and_delete_a_stuck_message() 
     assert!(!missing.status.success());
 }
 
+// Issue 14: queued mail and the control socket are for the server's user only, whatever the
+// umask: the data directory 0700, the spool 0600, the control socket 0600.
+#[tokio::test]
+async fn the_spool_and_the_control_socket_are_private_to_the_server_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TestDir::new("private").unwrap();
+    let relay = Relay::start(bin(), dir.path(), "").await.unwrap();
+    let mode = |path: std::path::PathBuf| {
+        std::fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(dir.path().join("data")), 0o700);
+    assert_eq!(mode(dir.path().join("data/spool.redb")), 0o600);
+    assert_eq!(mode(dir.path().join("control.sock")), 0o600);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".control-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    drop(relay);
+}
+
 #[tokio::test]
 async fn sigterm_stops_the_server_cleanly_and_the_queue_survives_it() {
     let dir = TestDir::new("sigterm").unwrap();

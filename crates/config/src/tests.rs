@@ -477,6 +477,39 @@ mod sender_login_maps {
     }
 }
 
+mod secrets_at_rest {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::parse;
+
+    #[test]
+    fn a_tls_key_or_users_file_readable_by_everyone_is_warned_about() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let key = dir.path().join("key.pem");
+        let users = dir.path().join("users");
+        std::fs::write(&key, "x").expect("write");
+        std::fs::write(&users, "").expect("write");
+        let toml = format!(
+            "[tls]\ncertificate = \"{0}/cert.pem\"\nprivate_key = \"{0}/key.pem\"\n[auth]\nusers_file = \"{0}/users\"\n",
+            dir.path().display()
+        );
+        for (mode, warned) in [(0o644, true), (0o640, false), (0o600, false)] {
+            for path in [&key, &users] {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                    .expect("chmod");
+            }
+            let c = parse(&toml).unwrap();
+            let keys: Vec<&str> = c.warnings.iter().map(|w| w.key.as_str()).collect();
+            let expected: &[&str] = if warned {
+                &["tls.private_key", "auth.users_file"]
+            } else {
+                &[]
+            };
+            assert_eq!(keys, expected, "mode {mode:o}");
+        }
+    }
+}
+
 mod inbound_limits {
     use super::parse;
 

@@ -260,6 +260,9 @@ fn build_inbound(
         });
         match (cert, key) {
             (Some(cert_path), Some(key_path)) => {
+                if let Some(k) = &tls.private_key {
+                    warn_if_world_readable(src, k.span(), "tls.private_key", &key_path);
+                }
                 s.tls = Some(ServerTlsSettings {
                     cert_path,
                     key_path,
@@ -453,6 +456,7 @@ fn build_users(auth: &RawAuth, src: &mut Source<'_>, base: Option<&Path>) -> Vec
             src.error(file.span(), "auth.users_file", "a path must not be empty");
             return users;
         };
+        warn_if_world_readable(src, file.span(), "auth.users_file", &path);
         match std::fs::read_to_string(&path) {
             Err(e) => src.error(
                 file.span(),
@@ -514,6 +518,27 @@ fn user_senders(u: &RawUser, i: usize, name: &str, src: &mut Source<'_>) -> Vec<
         }
     }
     senders
+}
+
+/// A secret (the TLS key, the password hashes) that every local user can read is worth a
+/// warning: it still works, and group access (e.g. Debian's `ssl-cert`) is a deliberate choice.
+fn warn_if_world_readable(src: &mut Source<'_>, span: Range<usize>, key: &str, path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.permissions().mode();
+    if mode & 0o004 != 0 {
+        src.warn(
+            span,
+            key,
+            format!(
+                "{} is readable by every local user (mode {:o}): chmod o-r it",
+                path.display(),
+                mode & 0o777
+            ),
+        );
+    }
 }
 
 fn check_hash(hash: &str) -> Result<(), String> {

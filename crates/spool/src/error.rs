@@ -18,6 +18,12 @@ pub enum SpoolError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot make {path} private to its owner")]
+    Permissions {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot fsync spool directory {path}")]
     SyncDir {
         path: PathBuf,
@@ -107,6 +113,7 @@ impl SpoolError {
     pub fn is_transient(&self) -> bool {
         match self {
             SpoolError::CreateDir { .. }
+            | SpoolError::Permissions { .. }
             | SpoolError::SyncDir { .. }
             | SpoolError::Open { .. }
             | SpoolError::WriterThread { .. }

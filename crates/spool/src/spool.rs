@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::fs::{self, File};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::thread::JoinHandle;
@@ -200,13 +201,41 @@ impl StoreOpener for FileStore {
 }
 
 /// Opens (creating if needed) the database file. Returns whether the file was created.
+///
+/// The file holds every queued message, so it is made 0600 before redb writes to it (redb
+/// initialises an empty file), and an existing one that others could read is tightened.
 fn open_database(opener: &dyn StoreOpener, path: &Path) -> Result<(Database, bool), SpoolError> {
     let existed = path.exists();
+    let private = |source| SpoolError::Permissions {
+        path: path.to_owned(),
+        source,
+    };
+    if existed {
+        tighten(path, 0o600).map_err(private)?;
+    } else {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(private)?;
+    }
     let db = opener.open(path).map_err(|source| SpoolError::Open {
         path: path.to_owned(),
         source: Box::new(source),
     })?;
     Ok((db, !existed))
+}
+
+/// Make `path` no more open than `mode` (0700 or 0600): group and other bits are cleared, with
+/// a warning, since whatever they allowed exposed queued mail to other local users.
+fn tighten(path: &Path, mode: u32) -> std::io::Result<()> {
+    let current = fs::metadata(path)?.permissions().mode() & 0o777;
+    if current & 0o077 != 0 {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+        tracing::warn!(path = %path.display(), was = %format!("{current:o}"), now = %format!("{mode:o}"), "spool path was open to other users; permissions tightened");
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
@@ -307,7 +336,16 @@ impl Spool {
     ) -> Result<Spool, SpoolError> {
         let dir = &settings.data_dir;
         let dir_existed = dir.is_dir();
-        fs::create_dir_all(dir).map_err(|source| SpoolError::CreateDir {
+        // The data directory holds the spool and the control socket: its owner only.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| SpoolError::CreateDir {
+                path: dir.clone(),
+                source,
+            })?;
+        tighten(dir, 0o700).map_err(|source| SpoolError::Permissions {
             path: dir.clone(),
             source,
         })?;

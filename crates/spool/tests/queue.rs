@@ -474,3 +474,36 @@ async fn the_listing_shows_sender_recipients_size_and_next_attempt() {
     assert_eq!(json["id"], format_id(id));
     assert_eq!(json["recipients"][1]["state"]["state"], "delivered");
 }
+
+// Issue 14: queued mail is readable by its owner only. A new data directory is 0700 and the
+// spool file 0600 whatever the umask; looser ones left by an earlier install are tightened.
+#[tokio::test]
+async fn the_data_directory_and_spool_file_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    // `open` keeps the spool in DIR/spool.
+    let root = tempfile::tempdir().expect("temporary directory");
+    let fresh = root.path().join("fresh");
+    drop(open(&fresh));
+    let data = fresh.join("spool");
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("spool.redb")), 0o600);
+
+    let loose = root.path().join("loose");
+    drop(open(&loose));
+    let data = loose.join("spool");
+    let chmod = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    chmod(&data.join("spool.redb"), 0o644);
+    chmod(&data, 0o755);
+    drop(open(&loose));
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("spool.redb")), 0o600);
+}

@@ -110,11 +110,7 @@ impl Server {
             }
             std::fs::remove_file(path).context("removing a stale control socket")?;
         }
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let listener = UnixListener::bind(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        let listener = bind_private(path)?;
         Ok(Server {
             listener,
             path: path.to_path_buf(),
@@ -156,6 +152,35 @@ impl Server {
         }
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Bind the control socket so that it is never reachable with a looser mode than 0600: it is
+/// bound inside a fresh 0700 directory beside `path`, given its mode there, then renamed into
+/// place (the rename is atomic, and a bound socket keeps working under its new name).
+fn bind_private(path: &Path) -> anyhow::Result<UnixListener> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the control socket's directory {}", dir.display()))?;
+    let staging = dir.join(format!(".control-{}.d", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .with_context(|| format!("creating {}", staging.display()))?;
+    let staged = staging.join("control.sock");
+    let bound = UnixListener::bind(&staged)
+        .map_err(anyhow::Error::from)
+        .and_then(|listener| {
+            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+            std::fs::rename(&staged, path)?;
+            Ok(listener)
+        });
+    let _ = std::fs::remove_dir_all(&staging);
+    bound.with_context(|| format!("binding the control socket {}", path.display()))
 }
 
 async fn answer(
