@@ -18,7 +18,7 @@ const WAIT: Duration = Duration::from_secs(45);
 async fn relay_in_lab(lab: &Lab, dir: &TestDir, dsn_sink: &Sink) -> Relay {
     let config = format!(
         "[dns]\nnameservers = [\"{}\"]\ntimeout = \"3s\"\ndnssec = \"trust-resolver\"\n\n\
-         [delivery]\nextra_ca_file = \"{}\"\n\n\
+         [delivery]\nextra_ca_file = \"{}\"\n# The lab's MX hosts are on loopback.\nnever_deliver_to = []\n\n\
          [[route]]\ndomain = \"src.test\"\nnext_hop = \"{}\"\n",
         lab.resolver(),
         lab.ca_bundle().display(),

@@ -21,7 +21,7 @@ const WAIT: Duration = Duration::from_secs(45);
 fn lab_config(lab: &Lab, rules: &str) -> String {
     format!(
         "[dns]\nnameservers = [\"{}\"]\ntimeout = \"3s\"\ndnssec = \"validate\"\ntrust_anchor = \"{}\"\n\n\
-         [delivery]\nextra_ca_file = \"{}\"\n\n{rules}",
+         [delivery]\nextra_ca_file = \"{}\"\n# The lab's MX hosts are on loopback.\nnever_deliver_to = []\n\n{rules}",
         lab.nonvalidating_resolver(),
         lab.trust_anchor().display(),
         lab.ca_bundle().display()

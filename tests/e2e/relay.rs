@@ -156,6 +156,44 @@ async fn a_rejected_recipient_bounces_with_a_dsn_to_the_sender() {
     assert!(reject.received().is_empty());
 }
 
+// Issue 14: a destination that leads back to this relay's own listener is a loop. The message
+// bounces with 5.4.6 ("loops back to myself") after one attempt instead of circling forever.
+#[tokio::test]
+async fn mail_whose_next_hop_is_the_relay_itself_bounces_as_a_loop() {
+    let dir = TestDir::new("loop").unwrap();
+    let sender_mx = Sink::start(RcptScript::Accept).await.unwrap();
+    let own = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = format!(
+        "[[listener]]\naddress = \"{own}\"\nrole = \"relay\"\n\n\
+         [[route]]\ndomain = \"loop.test\"\nnext_hop = \"{own}\"\n\n{}",
+        route("src.test", &sender_mx)
+    );
+    let relay = Relay::start(bin(), dir.path(), &config).await.unwrap();
+    let mut c = Client::connect(relay.smtp).await.unwrap();
+    let reply = c
+        .send_mail(
+            "app@src.test",
+            &["bob@loop.test"],
+            &message("app@src.test", "bob@loop.test", "round and round"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.code, 250);
+    let dsns = sender_mx.wait_for(1, WAIT).await.unwrap();
+    let body = dsns[0].body_text();
+    assert!(body.contains("Status: 5.4.6"), "{body}");
+    assert!(body.contains("loops back to myself"), "{body}");
+    let accepted = relay
+        .logs()
+        .iter()
+        .filter(|l| l["message"] == "message accepted")
+        .count();
+    assert_eq!(accepted, 1, "the relay never received its own mail back");
+}
+
 #[tokio::test]
 async fn null_sender_messages_never_get_a_dsn() {
     let dir = TestDir::new("nulldsn").unwrap();

@@ -24,7 +24,7 @@ const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 fn config(lab: &Lab, submitter: &str) -> String {
     format!(
         "[dns]\nnameservers = [\"{resolver}\"]\ntimeout = \"3s\"\ndnssec = \"trust-resolver\"\n\n\
-         [delivery]\nextra_ca_file = \"{ca}\"\n\n\
+         [delivery]\nextra_ca_file = \"{ca}\"\n# The lab's MX hosts are on loopback.\nnever_deliver_to = []\n\n\
          [retry]\ninitial = \"1h\"\n\n\
          [tlsrpt]\nenabled = true\norganization_name = \"{submitter}\"\n\
          contact_info = \"mailto:pm@relay.test\"\nsubmitter = \"{submitter}\"\n\

@@ -161,6 +161,7 @@ pub struct RawDelivery {
     pub max_messages_per_connection: S<i64>,
     pub default_tls: S<String>,
     pub insecure_plaintext_fallback: Option<bool>,
+    pub never_deliver_to: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

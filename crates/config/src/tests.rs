@@ -510,6 +510,30 @@ mod secrets_at_rest {
     }
 }
 
+mod never_deliver_to {
+    use super::parse;
+
+    #[test]
+    fn loopback_and_unspecified_are_refused_by_default_and_the_list_can_be_replaced() {
+        let c = parse("").unwrap();
+        let nets: Vec<String> = c
+            .transport
+            .never_deliver_to
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(nets, ["127.0.0.0/8", "::1/128", "0.0.0.0/8", "::/128"]);
+        let c = parse("[delivery]\nnever_deliver_to = [\"10.9.0.0/16\"]\n").unwrap();
+        assert_eq!(c.transport.never_deliver_to.len(), 1);
+        let c = parse("[delivery]\nnever_deliver_to = []\n").unwrap();
+        assert!(c.transport.never_deliver_to.is_empty());
+        let errors = parse("[delivery]\nnever_deliver_to = [\"10.9.0.1/16\"]\n")
+            .unwrap_err()
+            .0;
+        assert_eq!(errors[0].key, "delivery.never_deliver_to[0]");
+    }
+}
+
 mod inbound_limits {
     use super::parse;
 

@@ -771,6 +771,19 @@ fn build_transport(
         if let Some(f) = d.insecure_plaintext_fallback {
             s.policy.insecure_plaintext_fallback = f;
         }
+        if let Some(nets) = &d.never_deliver_to {
+            s.never_deliver_to = nets
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| match values::network(n.get_ref()) {
+                    Ok(net) => Some(net),
+                    Err(m) => {
+                        src.error(n.span(), format!("delivery.never_deliver_to[{i}]"), m);
+                        None
+                    }
+                })
+                .collect();
+        }
     }
     let mut seen = std::collections::HashSet::new();
     for (i, r) in raw.routes.iter().enumerate() {
@@ -1154,7 +1167,7 @@ pub(crate) fn render(c: &Config) -> String {
     }
     let _ = writeln!(
         o,
-        "smtp_port = {}\nconnect_timeout = {}\ngreeting_timeout = {}\ncommand_timeout = {}\ndata_timeout = {}\nmax_connections = {}\nmax_per_destination = {}\nmax_messages_per_connection = {}\ndefault_tls = {}\ninsecure_plaintext_fallback = {}\n",
+        "smtp_port = {}\nconnect_timeout = {}\ngreeting_timeout = {}\ncommand_timeout = {}\ndata_timeout = {}\nmax_connections = {}\nmax_per_destination = {}\nmax_messages_per_connection = {}\ndefault_tls = {}\ninsecure_plaintext_fallback = {}",
         t.smtp_port,
         q(&d(t.connect_timeout)),
         q(&d(t.greeting_timeout)),
@@ -1166,6 +1179,12 @@ pub(crate) fn render(c: &Config) -> String {
         q(default_tls),
         t.policy.insecure_plaintext_fallback
     );
+    let never: Vec<String> = t
+        .never_deliver_to
+        .iter()
+        .map(|n| q(&n.to_string()))
+        .collect();
+    let _ = writeln!(o, "never_deliver_to = [{}]\n", never.join(", "));
     let m = &c.mta_sts;
     let _ = writeln!(
         o,

@@ -13,6 +13,7 @@
 mod attempt;
 mod error;
 mod facts;
+mod loops;
 mod message;
 mod run;
 mod session;
@@ -31,7 +32,7 @@ use strictmx_resolve::DnsResolver;
 pub use error::{Stage, TransportError};
 pub use facts::{Destination, FactSource};
 pub use session::{MailSession, PlainSession, SecureSession, StartTlsError, TlsSession};
-pub use settings::{Route, TlsRequiredNoPermission, TransportSettings};
+pub use settings::{Route, TlsRequiredNoPermission, TransportSettings, default_never_deliver_to};
 pub use tls::{CertificateCheck, TlsInfo};
 pub use wire::Capabilities;
 
@@ -160,6 +161,18 @@ impl<F: FactSource> Transport<F> {
         self.settings
             .route_for(domain)
             .map_or(self.settings.smtp_port, |route| route.port)
+    }
+
+    /// Why `target` must not be connected to for mail to `domain`, if it must not (a loop back
+    /// to our own listeners, or a `never_deliver_to` network for hosts not named by a route).
+    fn refusal(&self, domain: &str, target: std::net::SocketAddr) -> Option<loops::Refusal> {
+        loops::refusal(
+            target,
+            &self.settings.own_listeners,
+            &self.settings.never_deliver_to,
+            self.settings.route_for(domain).is_some(),
+            loops::is_local_address,
+        )
     }
 
     /// The local address to bind for a connection to `remote`, if one is configured.

@@ -982,6 +982,8 @@ async fn a_dead_first_mx_is_skipped_for_the_next_one_in_preference_order() {
     let mut settings = settings(receiver.addr.port(), DefaultRequirement::Opportunistic);
     settings.routes.clear();
     settings.smtp_port = receiver.addr.port();
+    // These MX hosts are on loopback.
+    settings.never_deliver_to.clear();
     let report = Transport::new(settings, resolver)
         .expect("transport")
         .deliver(job(vec![message(
@@ -1020,6 +1022,87 @@ async fn a_dead_first_mx_is_skipped_for_the_next_one_in_preference_order() {
         ]
     );
     assert!(!report.destination_unreachable);
+}
+
+// Issue 14 and RFC 5321 §5.1: a route (or MX) that leads to one of our own listeners is a loop.
+// It bounces with 5.4.6 and nothing is connected to, so the message cannot circle forever.
+#[tokio::test]
+async fn mail_routed_to_our_own_listener_bounces_as_a_loop_without_connecting() {
+    let receiver = Receiver::start(Behaviour::plain()).await;
+    let mut looping = settings(receiver.addr.port(), DefaultRequirement::Opportunistic);
+    looping.own_listeners = vec![receiver.addr];
+    let report = transport(looping)
+        .deliver(job(vec![message(
+            1,
+            "alice@src.test",
+            &["bob@dest.test"],
+            BODY,
+        )]))
+        .await;
+    let outcome = outcomes(&report, 0).remove(0);
+    assert_eq!(status(&outcome), "5.4.6", "{outcome:?}");
+    assert!(
+        matches!(&outcome, RecipientOutcome::Bounced { diagnostic: Diagnostic::Local(text), .. }
+            if text.contains("loops back to myself")),
+        "{outcome:?}"
+    );
+    assert_eq!(receiver.connections(), 0);
+
+    // A listener on the unspecified address listens on every local address, loopback too.
+    let mut wildcard = settings(receiver.addr.port(), DefaultRequirement::Opportunistic);
+    wildcard.own_listeners = vec![SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        receiver.addr.port(),
+    )];
+    let report = transport(wildcard)
+        .deliver(job(vec![message(
+            1,
+            "alice@src.test",
+            &["bob@dest.test"],
+            BODY,
+        )]))
+        .await;
+    assert_eq!(status(&outcomes(&report, 0)[0]), "5.4.6");
+    assert_eq!(receiver.connections(), 0);
+}
+
+// Issue 14: by default no MX host is connected to on loopback, where a hostile domain could
+// reach this machine's own services; the destination bounces without a connection.
+#[tokio::test]
+async fn an_mx_on_loopback_is_refused_by_default_and_bounces() {
+    let receiver = Receiver::start(Behaviour::plain()).await;
+    let dns = dns_server(vec![
+        ("dest.test", 15, mx_record(10, "mx.dest.test")),
+        ("mx.dest.test", 1, vec![127, 0, 0, 1]),
+    ])
+    .await;
+    let resolver = DnsResolver::new(&ResolverSettings {
+        nameservers: vec![dns],
+        timeout: Duration::from_millis(500),
+        attempts: 1,
+        dnssec: DnssecMode::TrustResolver,
+        ..ResolverSettings::default()
+    })
+    .expect("resolver");
+    let mut settings = settings(receiver.addr.port(), DefaultRequirement::Opportunistic);
+    settings.routes.clear();
+    settings.smtp_port = receiver.addr.port();
+    let report = Transport::new(settings, resolver)
+        .expect("transport")
+        .deliver(job(vec![message(
+            1,
+            "alice@src.test",
+            &["bob@dest.test"],
+            BODY,
+        )]))
+        .await;
+    let outcome = outcomes(&report, 0).remove(0);
+    assert!(
+        matches!(outcome, RecipientOutcome::Bounced { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(status(&outcome), "5.4.4");
+    assert_eq!(receiver.connections(), 0);
 }
 
 #[tokio::test]

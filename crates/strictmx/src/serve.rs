@@ -55,13 +55,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let spool = Spool::open(&config.spool)
         .with_context(|| format!("opening the spool in {}", config.data_dir.display()))?;
-    let gatherer = Arc::new(gatherer(&config, &spool).await?);
-    let transport = Arc::new(
-        Transport::new(config.transport.clone(), SharedGatherer(gatherer.clone()))
-            .context("setting up outbound delivery")?,
-    );
     let inbound =
         Inbound::bind(config.inbound.clone(), spool.clone()).context("binding the listeners")?;
+    // Delivery must know where we listen, so mail routed back to us bounces as a loop.
+    let mut transport_settings = config.transport.clone();
+    transport_settings.own_listeners = inbound
+        .local_addrs()
+        .into_iter()
+        .map(|(address, _)| address)
+        .collect();
+    let gatherer = Arc::new(gatherer(&config, &spool).await?);
+    let transport = Arc::new(
+        Transport::new(transport_settings, SharedGatherer(gatherer.clone()))
+            .context("setting up outbound delivery")?,
+    );
     let live = Arc::new(Live::new(config.clone(), transport.clone()));
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();

@@ -25,6 +25,7 @@ use crate::job::{
 use crate::transport::attempt::{AttemptScope, record_attempt};
 use crate::transport::error::{Stage, TransportError, reply_status, reply_text};
 use crate::transport::facts::{self, Destination, FactSource};
+use crate::transport::loops;
 use crate::transport::message::message_facts;
 use crate::transport::session::{
     Endpoint, Judgement, MailSession, Outgoing, PlainSession, SecureSession, StartTlsError,
@@ -317,6 +318,7 @@ async fn deliver_plan<F: FactSource>(
     let port = transport.port_for(&plan.domain);
     let mut reached = false;
     let mut only_permanent_dns_failures = true;
+    let mut looped = false;
     for host in &plan.candidates {
         if pending.iter().all(Pending::is_done) {
             break;
@@ -336,6 +338,22 @@ async fn deliver_plan<F: FactSource>(
                 continue;
             }
         };
+        let (addresses, refused) = screen(transport, &plan.domain, addresses, port);
+        if let (true, Some((target, refusal))) = (addresses.is_empty(), refused.first()) {
+            // Every address of this host is refused: as permanent as a host without one.
+            let loops_back = matches!(refusal, loops::Refusal::OwnListener(_));
+            looped |= loops_back;
+            let reason = refusal.reason(*target);
+            tracing::warn!(domain = %plan.domain, mx = %host.host, reason = %reason, outcome = "refused", "no address of this host may be connected to");
+            let failure = Failure {
+                mx: Some(host.host.clone()),
+                diagnostic: Diagnostic::Local(reason),
+                status: if loops_back { "5.4.6" } else { "5.4.4" }.to_owned(),
+                requiretls: false,
+            };
+            fail_open(&host_scope(plan, host, None), pending, &failure);
+            continue;
+        }
         only_permanent_dns_failures = false;
         for ip in addresses {
             if pending.iter().all(Pending::is_done) {
@@ -345,16 +363,27 @@ async fn deliver_plan<F: FactSource>(
             reached |= deliver_to_address(transport, plan, host, addr, pending, sessions).await;
         }
     }
-    // RFC 5321 §5.1: MX records present but none usable "MUST be reported as an error".
-    if only_permanent_dns_failures && plan.policy != strictmx_policy::PolicyLabel::Route {
+    // RFC 5321 §5.1: MX records present but none usable "MUST be reported as an error". A
+    // destination that only leads back to this server is a loop (RFC 3463 X.4.6), routed
+    // or not.
+    if only_permanent_dns_failures && (looped || plan.policy != strictmx_policy::PolicyLabel::Route)
+    {
+        let (status, text) = if looped {
+            (
+                "5.4.6",
+                format!("mail for {} loops back to myself", plan.domain),
+            )
+        } else {
+            (
+                "5.4.4",
+                format!("no MX host of {} has a usable address", plan.domain),
+            )
+        };
         for message in pending.iter_mut() {
             message.decide_open(&RecipientOutcome::Bounced {
                 remote_mta: None,
-                diagnostic: Diagnostic::Local(format!(
-                    "no MX host of {} has an address",
-                    plan.domain
-                )),
-                status: "5.4.4".to_owned(),
+                diagnostic: Diagnostic::Local(text.clone()),
+                status: status.to_owned(),
             });
         }
     }
@@ -392,6 +421,25 @@ fn final_outcome(plan: &DeliveryPlan, failure: Failure, transient_seen: bool) ->
         diagnostic: failure.diagnostic,
         status: failure.status,
     }
+}
+
+/// The addresses that may be connected to, and the refused ones with the reason.
+fn screen<F: FactSource>(
+    transport: &Transport<F>,
+    domain: &str,
+    addresses: Vec<IpAddr>,
+    port: u16,
+) -> (Vec<IpAddr>, Vec<(SocketAddr, loops::Refusal)>) {
+    let mut usable = Vec::with_capacity(addresses.len());
+    let mut refused = Vec::new();
+    for ip in addresses {
+        let target = SocketAddr::new(ip, port);
+        match transport.refusal(domain, target) {
+            Some(refusal) => refused.push((target, refusal)),
+            None => usable.push(ip),
+        }
+    }
+    (usable, refused)
 }
 
 /// The addresses of a candidate: from the gathered facts, else looked up now.

@@ -2,7 +2,7 @@
 //!
 //! `strictmx-config` builds these from TOML; the transport only reads them.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -69,6 +69,24 @@ pub struct TransportSettings {
     pub policy: PolicySettings,
     /// Who may use `TLS-Required: No`.
     pub tls_required_no: TlsRequiredNoPermission,
+    /// Networks no MX host may be reached at; a domain whose hosts are all there bounces.
+    /// Routes are exempt: the administrator named their next hop.
+    pub never_deliver_to: Vec<IpNet>,
+    /// Where this server accepts SMTP (filled in once the listeners are bound): a host at one
+    /// of these addresses is a loop, and mail that can only go there bounces with 5.4.6.
+    pub own_listeners: Vec<SocketAddr>,
+}
+
+/// The networks `never_deliver_to` holds by default: this machine's loopback and the
+/// unspecified addresses, which a hostile domain could point its MX at to reach local services.
+pub fn default_never_deliver_to() -> Vec<IpNet> {
+    ["127.0.0.0/8", "::1/128", "0.0.0.0/8", "::/128"]
+        .iter()
+        .map(|text| {
+            text.parse()
+                .expect("invariant: the default networks are valid")
+        })
+        .collect()
 }
 
 impl Default for TransportSettings {
@@ -87,6 +105,8 @@ impl Default for TransportSettings {
             max_messages_per_connection: 20,
             policy: PolicySettings::default(),
             tls_required_no: TlsRequiredNoPermission::default(),
+            never_deliver_to: default_never_deliver_to(),
+            own_listeners: Vec::new(),
         }
     }
 }
