@@ -407,6 +407,32 @@ async fn the_spool_and_the_control_socket_are_private_to_the_server_user() {
     drop(relay);
 }
 
+// Issue 13 and docs/inbound.md: a client still in DATA when the grace period ends gets
+// 421 4.3.2 before the connection closes, and the server still exits cleanly.
+#[tokio::test]
+async fn a_client_stalled_in_data_gets_421_when_the_shutdown_grace_ends() {
+    let dir = TestDir::new("stalled").unwrap();
+    let mut relay = Relay::start(bin(), dir.path(), "").await.unwrap();
+    let mut c = Client::connect(relay.smtp).await.unwrap();
+    assert_eq!(c.command("EHLO client.test").await.unwrap().code, 250);
+    assert_eq!(c.command("MAIL FROM:<a@src.test>").await.unwrap().code, 250);
+    assert_eq!(c.command("RCPT TO:<b@dest.test>").await.unwrap().code, 250);
+    assert_eq!(c.command("DATA").await.unwrap().code, 354);
+    c.send_raw(b"Subject: never finished\r\n").await.unwrap();
+    let stop = tokio::spawn(async move { relay.terminate().await });
+    // The test relay's shutdown_grace is 5 s.
+    let reply = tokio::time::timeout(Duration::from_secs(15), c.read_reply())
+        .await
+        .expect("a reply before the connection closes")
+        .unwrap();
+    assert_eq!(
+        (reply.code, reply.text.get(..5)),
+        (421, Some("4.3.2")),
+        "{reply:?}"
+    );
+    assert_eq!(stop.await.unwrap().unwrap(), Some(0));
+}
+
 #[tokio::test]
 async fn sigterm_stops_the_server_cleanly_and_the_queue_survives_it() {
     let dir = TestDir::new("sigterm").unwrap();

@@ -5,6 +5,8 @@
 //! `cargo bench -p strictmx --bench relay -- [N] [SIZE_BYTES] [C ...] [--max-body-memory=SIZE]`,
 //! defaults 10000 2048 1 10 50 and the server's default `[limits] max_body_memory`. Messages the
 //! server refuses with 452 (its memory budget for bodies is spent) are counted, not retried.
+//! With `--accept-only` the next hop is a closed port: only acceptance is measured (nothing is
+//! delivered, and delivered msg/s is not printed).
 //! Not part of the test run: figures depend on the machine; docs/benchmarks.md records ours.
 
 use std::time::{Duration, Instant};
@@ -98,14 +100,24 @@ async fn submit(
     Ok(Submitted { latencies, refused })
 }
 
-async fn run(n: usize, size: usize, conns: usize, body_memory: Option<&str>) -> anyhow::Result<()> {
+async fn run(
+    n: usize,
+    size: usize,
+    conns: usize,
+    body_memory: Option<&str>,
+    accept_only: bool,
+) -> anyhow::Result<()> {
     let dir = TestDir::new("bench")?;
     let sink = Sink::start(RcptScript::Accept).await?;
+    let next_hop = if accept_only {
+        std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?
+    } else {
+        sink.addr
+    };
     let budget = body_memory.map_or(String::new(), |m| format!("max_body_memory = \"{m}\"\n"));
     let config = format!(
         "[log]\nformat = \"json\"\nlevel = \"info\"\n\n[limits]\nmax_sessions_per_ip = 500\n{budget}\n\
-         [[route]]\ndomain = \"dest.test\"\nnext_hop = \"{}\"\n",
-        sink.addr
+         [[route]]\ndomain = \"dest.test\"\nnext_hop = \"{next_hop}\"\n"
     );
     let relay = Relay::start(env!("CARGO_BIN_EXE_strictmx").as_ref(), dir.path(), &config).await?;
     let start = Instant::now();
@@ -128,14 +140,20 @@ async fn run(n: usize, size: usize, conns: usize, body_memory: Option<&str>) -> 
     }
     let accepted_in = start.elapsed();
     let accepted = n - refused;
-    sink.wait_for(accepted, Duration::from_secs(600)).await?;
-    let delivered_in = start.elapsed();
+    let delivered = if accept_only {
+        "not delivered (--accept-only)".to_owned()
+    } else {
+        sink.wait_for(accepted, Duration::from_secs(600)).await?;
+        format!(
+            "delivered {:.0} msg/s",
+            accepted as f64 / start.elapsed().as_secs_f64()
+        )
+    };
     latencies.sort();
     let rss = relay.pid().map(peak_rss_kib).unwrap_or(0);
     println!(
-        "N={n} size={size}B C={conns}: accepted {:.0} msg/s, delivered {:.0} msg/s, .->250 p50 {:.2} ms p99 {:.2} ms, peak RSS {:.1} MiB, refused with 452: {refused}",
+        "N={n} size={size}B C={conns}: accepted {:.0} msg/s, {delivered}, .->250 p50 {:.2} ms p99 {:.2} ms, peak RSS {:.1} MiB, refused with 452: {refused}",
         accepted as f64 / accepted_in.as_secs_f64(),
-        accepted as f64 / delivered_in.as_secs_f64(),
         percentile(&latencies, 0.50).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         rss as f64 / 1024.0
@@ -146,6 +164,7 @@ async fn run(n: usize, size: usize, conns: usize, body_memory: Option<&str>) -> 
 fn main() -> anyhow::Result<()> {
     let body_memory =
         std::env::args().find_map(|a| a.strip_prefix("--max-body-memory=").map(str::to_owned));
+    let accept_only = std::env::args().any(|a| a == "--accept-only");
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
@@ -161,7 +180,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     for c in conns {
-        rt.block_on(run(n, size, c, body_memory.as_deref()))?;
+        rt.block_on(run(n, size, c, body_memory.as_deref(), accept_only))?;
     }
     Ok(())
 }

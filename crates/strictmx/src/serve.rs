@@ -25,6 +25,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::facts::SharedGatherer;
+
+/// How long after the grace period the server still waits for its last replies to be sent.
+const FAREWELL: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::reload::Live;
 use crate::{control, logging, metrics, tlsrpt_cmd};
 
@@ -123,7 +126,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
     }
     token.cancel();
-    if tokio::time::timeout(config.shutdown_grace, tracker.wait())
+    // The listeners give busy sessions `shutdown_grace`, then answer them 421 4.3.2; the
+    // farewell lets those replies reach the clients before anything is abandoned.
+    if tokio::time::timeout(config.shutdown_grace + FAREWELL, tracker.wait())
         .await
         .is_err()
     {
