@@ -395,7 +395,7 @@ fn render_plan(o: &mut String, plan: &Value) {
         let mut extra = Vec::new();
         if let Some(pins) = c["pins"].as_array().filter(|p| !p.is_empty()) {
             extra.push(format!(
-                "pins: the chain must contain one of {} pinned key(s)/certificate(s)",
+                "pins: the end-entity certificate, or a presented issuer it validates to (for the host name), must match one of {} pin(s)",
                 pins.len()
             ));
         }
