@@ -252,6 +252,13 @@ fn mx_candidates(
                 reason: format!("{domain} does not exist (NXDOMAIN)"),
             });
         }
+        // RFC 5321 §4.1.2: only a host name can be looked up; RFC 3463 X.1.3: bad address syntax.
+        MxFacts::NotAHostName { reason } => {
+            return Err(PlanOutcome::Bounce {
+                status: "5.1.3".to_owned(),
+                reason: format!("{domain} is not a valid host name: {reason}"),
+            });
+        }
         // RFC 5321 §5.1: a temporary error means the message "MUST be queued and retried later".
         MxFacts::Unavailable { reason } => {
             return Err(PlanOutcome::Defer {

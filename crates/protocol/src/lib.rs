@@ -13,7 +13,9 @@ pub mod replies;
 mod reply;
 mod xtext;
 
-pub use address::{domain_of, domains_equal, local_part, needs_smtputf8};
+pub use address::{
+    HostNameProblem, check_host_name, domain_of, domains_equal, local_part, needs_smtputf8,
+};
 pub use command::{AuthMechanism, Command};
 pub use data::{DataProgress, DataReader, dot_stuff, is_8bit};
 pub use error::ProtocolError;

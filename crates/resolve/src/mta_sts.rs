@@ -18,7 +18,7 @@ use strictmx_spool::{CachedStsPolicy, Spool};
 use crate::answer::normalise;
 use crate::error::ResolveError;
 use crate::https::{HttpsTimeouts, https_client_with};
-use crate::resolver::DnsResolver;
+use crate::resolver::{DnsResolver, recipient_domain};
 use crate::sts_fetch::fetch_policy;
 
 /// MTA-STS behaviour; built by `strictmx-config` from `[mta_sts]`.
@@ -130,6 +130,16 @@ impl StsSource {
         if !self.settings.enabled {
             return StsFacts {
                 record: StsRecordFacts::Absent,
+                policy: None,
+                fetch_failure: None,
+            };
+        }
+        // Nothing is looked up, cached or fetched for a name that is not a host name.
+        if let Err(error) = recipient_domain(&domain) {
+            return StsFacts {
+                record: StsRecordFacts::LookupFailed {
+                    reason: describe(&error),
+                },
                 policy: None,
                 fetch_failure: None,
             };

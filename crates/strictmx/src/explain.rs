@@ -224,6 +224,10 @@ fn mx_text(mx: &Value) -> String {
         "implicit" => format!("none; implicit MX {}", text(&mx["value"]["host"])),
         "no-such-domain" => "the domain does not exist".into(),
         "unavailable" => format!("lookup failed: {}", text(&mx["value"]["reason"])),
+        "not-a-host-name" => format!(
+            "not looked up: not a host name ({})",
+            text(&mx["value"]["reason"])
+        ),
         _ => text(mx),
     }
 }
