@@ -835,6 +835,14 @@ async fn a_failed_handshake_never_falls_back_to_plaintext_by_default() {
     assert_eq!(receiver.connections(), 1);
     assert!(receiver.transactions().is_empty());
     assert_eq!(status(&outcomes(&report, 0)[0]), "4.7.5");
+    // Issue 14: the record says why the handshake failed, not only that it did.
+    let reply = &report.messages[0].attempts[0].reply;
+    assert!(
+        reply
+            .strip_prefix("tls handshake failed: ")
+            .is_some_and(|why| !why.is_empty()),
+        "{reply:?}"
+    );
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use strictmx_policy::report::ResultType;
 use strictmx_policy::sts::{parse_policy, select_record};
 use strictmx_policy::{StsFacts, StsFetchFailure, StsPolicyFacts, StsRecordFacts};
+use strictmx_protocol::ErrorChain;
 use strictmx_spool::{CachedStsPolicy, Spool};
 
 use crate::answer::normalise;
@@ -79,16 +80,9 @@ fn now() -> u64 {
         .map_or(0, |elapsed| elapsed.as_secs())
 }
 
-/// An error with its causes, for the human-readable `reason` fields.
+/// An error with its causes, for the human-readable `reason` fields and the logs.
 fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(current) = cause {
-        text.push_str(": ");
-        text.push_str(&current.to_string());
-        cause = current.source();
-    }
-    text
+    ErrorChain(error).to_string()
 }
 
 impl StsSource {
@@ -214,7 +208,7 @@ impl StsSource {
                 from_cache: true,
             }),
             Err(error) => {
-                tracing::warn!(domain, %error, "cached MTA-STS policy no longer parses; ignored");
+                tracing::warn!(domain, error = %ErrorChain(&error), "cached MTA-STS policy no longer parses; ignored");
                 None
             }
         }

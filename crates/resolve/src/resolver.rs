@@ -21,6 +21,7 @@ use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use hickory_resolver::{Resolver, TokioResolver};
 use strictmx_policy::{Dnssec, DnssecHealth, MxHost, TlsaRecord};
+use strictmx_protocol::ErrorChain;
 
 use crate::ad_client::AdClient;
 use crate::answer::{Answer, from_proof, weakest_of};
@@ -232,7 +233,7 @@ impl DnsResolver {
                     }));
                 }
                 Err(error) => {
-                    tracing::debug!(domain = host, %error, "address lookup failed");
+                    tracing::debug!(domain = host, error = %ErrorChain(&error), "address lookup failed");
                     statuses.push(error.dnssec());
                     failure.get_or_insert(error);
                 }

@@ -16,6 +16,7 @@ use clap::Subcommand;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use strictmx_delivery::runner::{QueueSettings, bounce_with_dsns};
+use strictmx_protocol::ErrorChain;
 use strictmx_spool::{Spool, parse_id};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -139,7 +140,7 @@ impl Server {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _)) => stream,
                     Err(e) => {
-                        warn!(error = %e, "control socket accept failed");
+                        warn!(error = %ErrorChain(&e), "control socket accept failed");
                         continue;
                     }
                 },
@@ -151,7 +152,7 @@ impl Server {
             tokio::spawn(async move {
                 let answering = answer(stream, spool, queue, live, tlsrpt);
                 if let Err(e) = tokio::time::timeout(TIMEOUT, answering).await {
-                    warn!(error = %e, "control request timed out");
+                    warn!(error = %ErrorChain(&e), "control request timed out");
                 }
             });
         }

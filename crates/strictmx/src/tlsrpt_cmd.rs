@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use strictmx_protocol::ErrorChain;
 use strictmx_resolve::DnsResolver;
 use strictmx_spool::Spool;
 use strictmx_tlsrpt::{
@@ -208,7 +209,7 @@ pub fn start(
     );
     tracker.spawn(async move {
         if let Err(e) = recording.await {
-            tracing::error!(error = %e, "TLSRPT recorder task failed");
+            tracing::error!(error = %ErrorChain(&e), "TLSRPT recorder task failed");
         }
     });
     let reporter = Reporter::new(
