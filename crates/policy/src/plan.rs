@@ -152,7 +152,8 @@ pub struct PlannedHost {
     pub host: String,
     pub preference: u16,
     pub requirement: TlsRequirement,
-    /// From rules: the peer's chain must contain one of these (when non-empty).
+    /// From rules: the end-entity certificate must match one of these, or validate to a pinned
+    /// issuer it presents (when non-empty; `peer::judge_peer`).
     pub pins: Vec<crate::rules::Pin>,
     /// From rules: the lowest TLS version accepted, when TLS is used.
     pub min_tls_version: Option<crate::rules::TlsVersion>,
