@@ -256,6 +256,31 @@ async fn a_client_outside_the_trusted_networks_without_auth_cannot_relay() {
 }
 
 #[tokio::test]
+async fn a_recipient_domain_that_is_not_a_host_name_is_refused_at_rcpt() {
+    // Issue 14: the domain would go to DNS and into an MTA-STS URL.
+    let dir = TestDir::new("hostname").unwrap();
+    let relay = Relay::start(bin(), dir.path(), "").await.unwrap();
+    let mut c = Client::connect(relay.smtp).await.unwrap();
+    assert_eq!(c.command("EHLO app.test").await.unwrap().code, 250);
+    assert_eq!(
+        c.command("MAIL FROM:<app@src.test>").await.unwrap().code,
+        250
+    );
+    for rcpt in [
+        "RCPT TO:<a@evil.test/#>",
+        "RCPT TO:<a@foo_bar.test>",
+        "RCPT TO:<a@-x.test>",
+    ] {
+        let reply = c.command(rcpt).await.unwrap();
+        assert_eq!(reply.code, 501, "{rcpt}: {reply:?}");
+        assert!(reply.text.starts_with("5.1.3"), "{rcpt}: {reply:?}");
+    }
+    // The session goes on: a host name is still accepted.
+    let ok = c.command("RCPT TO:<b@dest.test>").await.unwrap();
+    assert_eq!(ok.code, 250, "{ok:?}");
+}
+
+#[tokio::test]
 async fn an_authenticated_submitter_outside_the_trusted_networks_may_relay() {
     let dir = TestDir::new("auth").unwrap();
     let sink = Sink::start(RcptScript::Accept).await.unwrap();

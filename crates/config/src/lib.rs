@@ -5,6 +5,7 @@
 //! This crate holds no behaviour of its own beyond that.
 
 mod error;
+mod networks;
 mod raw;
 mod rules;
 mod tlsrpt;

@@ -649,3 +649,69 @@ mod tlsrpt {
         );
     }
 }
+
+mod trusted_networks {
+    use std::path::Path;
+
+    use super::{Config, parse};
+
+    #[test]
+    fn trusting_the_whole_internet_is_an_error_naming_line_and_key() {
+        for net in ["0.0.0.0/0", "::/0"] {
+            let text = format!("[relay]\ntrusted_networks = [\"127.0.0.0/8\", \"{net}\"]\n");
+            let errors = parse(&text).expect_err(net).0;
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!(
+                (errors[0].line, errors[0].key.as_str()),
+                (2, "relay.trusted_networks[1]"),
+                "{net}"
+            );
+            assert!(errors[0].message.contains("open relay"), "{}", errors[0]);
+        }
+    }
+
+    #[test]
+    fn a_bridge_subnet_with_its_gateway_and_a_wide_network_are_warned_about() {
+        let c = parse("[relay]\ntrusted_networks = [\"172.28.0.0/16\", \"10.0.0.0/8\"]\n")
+            .expect("valid, with warnings");
+        let found: Vec<(usize, &str)> = c
+            .warnings
+            .iter()
+            .map(|w| (w.line, w.key.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (2, "relay.trusted_networks[0]"),
+                (2, "relay.trusted_networks[1]"),
+                (2, "relay.trusted_networks[1]"),
+            ]
+        );
+        assert!(
+            c.warnings[0].message.contains("172.28.0.1"),
+            "{}",
+            c.warnings[0]
+        );
+        assert!(c.warnings[1].message.contains("wider than a /16"));
+        assert_eq!(
+            c.inbound.trusted_networks.len(),
+            2,
+            "warnings still apply the list"
+        );
+    }
+
+    #[test]
+    fn the_shipped_docker_configuration_trusts_no_gateway() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let c = Config::load(&root.join("docker/strictmx.toml")).expect("docker config");
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        assert!(
+            c.inbound
+                .trusted_networks
+                .iter()
+                .all(|net| net.prefix_len() == 32 || net.addr().is_loopback()),
+            "{:?}",
+            c.inbound.trusted_networks
+        );
+    }
+}

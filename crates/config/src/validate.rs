@@ -19,8 +19,8 @@ use strictmx_spool::SpoolSettings;
 
 use crate::error::Source;
 use crate::raw::*;
-use crate::values;
 use crate::{Config, LogFormat, LogSettings};
+use crate::{networks, values};
 
 /// Reads an optional spanned value through `parse`; on failure records the error and keeps `default`.
 pub(crate) fn opt<T, R>(
@@ -291,11 +291,21 @@ fn build_inbound(
         s.trusted_networks = nets
             .iter()
             .enumerate()
-            .filter_map(|(i, n)| match values::network(n.get_ref()) {
-                Ok(net) => Some(net),
-                Err(m) => {
-                    src.error(n.span(), format!("relay.trusted_networks[{i}]"), m);
-                    None
+            .filter_map(|(i, n)| {
+                let key = format!("relay.trusted_networks[{i}]");
+                let checked = values::network(n.get_ref())
+                    .and_then(|net| Ok((net, networks::check_trusted(n.get_ref(), net)?)));
+                match checked {
+                    Ok((net, warnings)) => {
+                        for warning in warnings {
+                            src.warn(n.span(), key.clone(), warning);
+                        }
+                        Some(net)
+                    }
+                    Err(m) => {
+                        src.error(n.span(), key, m);
+                        None
+                    }
                 }
             })
             .collect();

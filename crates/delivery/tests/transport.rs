@@ -835,6 +835,14 @@ async fn a_failed_handshake_never_falls_back_to_plaintext_by_default() {
     assert_eq!(receiver.connections(), 1);
     assert!(receiver.transactions().is_empty());
     assert_eq!(status(&outcomes(&report, 0)[0]), "4.7.5");
+    // Issue 14: the record says why the handshake failed, not only that it did.
+    let reply = &report.messages[0].attempts[0].reply;
+    assert!(
+        reply
+            .strip_prefix("tls handshake failed: ")
+            .is_some_and(|why| !why.is_empty()),
+        "{reply:?}"
+    );
 }
 
 #[tokio::test]
@@ -1140,4 +1148,210 @@ async fn a_null_mx_bounces_without_any_connection() {
     ));
     assert_eq!(status(outcome), "5.1.10");
     assert_eq!(report.messages[0].attempts[0].mx, None);
+}
+
+/// A private CA and certificates for pin tests: what a genuine receiver and a man in the middle
+/// present.
+struct Pki {
+    ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+/// A certificate (DER) and its private key.
+struct Identity {
+    der: rustls::pki_types::CertificateDer<'static>,
+    key: rcgen::KeyPair,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let key = rcgen::KeyPair::generate().expect("ca key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        Pki {
+            ca: rcgen::CertifiedIssuer::self_signed(params, key).expect("ca"),
+        }
+    }
+
+    fn ca_der(&self) -> rustls::pki_types::CertificateDer<'static> {
+        self.ca.der().clone()
+    }
+
+    /// A leaf for `name` issued by this CA.
+    fn issue(&self, name: &str) -> Identity {
+        let key = rcgen::KeyPair::generate().expect("leaf key");
+        let params = rcgen::CertificateParams::new(vec![name.to_owned()]).expect("leaf params");
+        let der = params
+            .signed_by(&key, &self.ca)
+            .expect("leaf")
+            .der()
+            .clone();
+        Identity { der, key }
+    }
+}
+
+/// A self-signed leaf for 127.0.0.1, as a man in the middle would make.
+fn foreign_leaf() -> Identity {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params");
+    let der = params.self_signed(&key).expect("self-signed").der().clone();
+    Identity { der, key }
+}
+
+/// A server presenting `leaf` (whose key it holds) followed by `appended`.
+fn presenting(
+    leaf: &Identity,
+    appended: &[&rustls::pki_types::CertificateDer<'static>],
+) -> Arc<rustls::ServerConfig> {
+    let chain = std::iter::once(leaf.der.clone())
+        .chain(appended.iter().map(|cert| (*cert).clone()))
+        .collect();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(leaf.key.serialize_der()).expect("key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server config");
+    Arc::new(config)
+}
+
+fn certificate_pin(cert: &[u8]) -> strictmx_policy::rules::Pin {
+    strictmx_policy::rules::Pin::Certificate {
+        sha256: strictmx_policy::tlsa::certificate_sha256(cert),
+    }
+}
+
+fn spki_pin(cert: &[u8]) -> strictmx_policy::rules::Pin {
+    strictmx_policy::rules::Pin::Spki {
+        sha256: strictmx_policy::tlsa::spki_sha256(cert).expect("an X.509 certificate"),
+    }
+}
+
+/// Delivers one message to a receiver presenting `server` under a rule demanding encryption
+/// and `pins` for the test domain; returns the report and the receiver.
+async fn deliver_pinned(
+    server: Arc<rustls::ServerConfig>,
+    pins: Vec<strictmx_policy::rules::Pin>,
+) -> (DeliveryReport, Receiver) {
+    use strictmx_policy::rules::{DomainPattern, MinRequirement, Rule};
+    let receiver = Receiver::start(Behaviour::plain().with_tls(server)).await;
+    let mut settings = settings(receiver.addr.port(), DefaultRequirement::Opportunistic);
+    settings.policy.rules = vec![Rule {
+        name: "partner-pinned".to_owned(),
+        domains: vec![DomainPattern::Exact(DOMAIN.to_owned())],
+        senders: Vec::new(),
+        require: Some(MinRequirement::Encrypted),
+        pins,
+        min_tls_version: None,
+        fail_closed: false,
+        insecure_relax: None,
+    }];
+    let report = transport(settings)
+        .deliver(job(vec![message(
+            1,
+            "alice@src.test",
+            &["bob@dest.test"],
+            BODY,
+        )]))
+        .await;
+    (report, receiver)
+}
+
+/// The session was refused after the handshake: no MAIL FROM, the recipient deferred.
+fn assert_refused(report: &DeliveryReport, receiver: &Receiver, case: &str) {
+    assert!(
+        !receiver.commands().iter().any(|c| c.starts_with("MAIL")),
+        "{case}: MAIL FROM was sent: {:?}",
+        receiver.commands()
+    );
+    let outcome = &outcomes(report, 0)[0];
+    assert!(
+        matches!(outcome, RecipientOutcome::Deferred { .. }),
+        "{case}: {outcome:?}"
+    );
+    assert_eq!(
+        report.messages[0].attempts[0].outcome,
+        AttemptOutcome::Deferred,
+        "{case}"
+    );
+}
+
+#[tokio::test]
+async fn issue_14_a_foreign_leaf_with_the_pinned_certificate_appended_is_refused() {
+    let pki = Pki::new();
+    let genuine = pki.issue("127.0.0.1");
+    let ca = pki.ca_der();
+    let cases = [
+        (
+            "the pin is on the genuine leaf, which the attacker appends",
+            certificate_pin(&genuine.der),
+            genuine.der.clone(),
+        ),
+        (
+            "the SPKI pin is on the genuine leaf, which the attacker appends",
+            spki_pin(&genuine.der),
+            genuine.der.clone(),
+        ),
+        (
+            "the pin is on the issuing CA, which the attacker appends",
+            certificate_pin(&ca),
+            ca.clone(),
+        ),
+    ];
+    for (case, pin, appended) in cases {
+        let attacker = presenting(&foreign_leaf(), &[&appended]);
+        let (report, receiver) = deliver_pinned(attacker, vec![pin]).await;
+        assert_refused(&report, &receiver, case);
+        assert!(
+            report.messages[0].attempts[0]
+                .reply
+                .contains("pinned certificate is presented as issuer"),
+            "{case}: {:?}",
+            report.messages[0].attempts[0].reply
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_receiver_presenting_its_pinned_leaf_gets_the_mail() {
+    let pki = Pki::new();
+    let genuine = pki.issue("127.0.0.1");
+    let ca = pki.ca_der();
+    for (case, pin) in [
+        ("an SPKI pin on the leaf", spki_pin(&genuine.der)),
+        (
+            "a certificate pin on the leaf",
+            certificate_pin(&genuine.der),
+        ),
+    ] {
+        let (report, receiver) = deliver_pinned(presenting(&genuine, &[&ca]), vec![pin]).await;
+        assert_eq!(status(&outcomes(&report, 0)[0]), "delivered", "{case}");
+        assert!(receiver.transactions()[0].tls, "{case}");
+    }
+}
+
+#[tokio::test]
+async fn a_leaf_issued_by_a_pinned_ca_gets_the_mail_only_for_the_host_name() {
+    let pki = Pki::new();
+    let ca = pki.ca_der();
+    let (report, receiver) = deliver_pinned(
+        presenting(&pki.issue("127.0.0.1"), &[&ca]),
+        vec![spki_pin(&ca)],
+    )
+    .await;
+    assert_eq!(status(&outcomes(&report, 0)[0]), "delivered");
+    assert!(receiver.transactions()[0].tls);
+
+    // The CA's word counts only for the host it is asked about.
+    let (report, receiver) = deliver_pinned(
+        presenting(&pki.issue("other.test"), &[&ca]),
+        vec![certificate_pin(&ca)],
+    )
+    .await;
+    assert_refused(&report, &receiver, "a leaf for another name");
+    assert_eq!(
+        report.messages[0].attempts[0].result_type.as_deref(),
+        Some("certificate-host-mismatch")
+    );
 }

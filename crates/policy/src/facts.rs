@@ -27,6 +27,8 @@ pub enum MxFacts {
     NoSuchDomain,
     /// The answer could not be obtained (timeout, SERVFAIL, refused): a transient condition.
     Unavailable { reason: String },
+    /// The domain is not a host name (RFC 5321 §4.1.2), so nothing was looked up: permanent.
+    NotAHostName { reason: String },
 }
 
 /// The DNSSEC status of one DNS answer (RFC 4035 §4.3).

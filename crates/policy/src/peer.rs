@@ -45,6 +45,12 @@ pub struct PeerFacts {
     /// candidate validated, else the first candidate's problem; `None` when there was no
     /// candidate or the requirement is not `Dane`.
     pub dane_ta: Option<WebpkiVerdict>,
+    /// Pins on an issuing certificate only: for the candidates [`pin_anchor_candidates`]
+    /// returns, the transport validates the chain with that one certificate as the only trust
+    /// anchor, checking validity dates and the names [`pin_anchor_names`] gives. `Valid` if any
+    /// candidate validated, else the first candidate's problem; `None` when there was no
+    /// candidate.
+    pub pin_anchor: Option<WebpkiVerdict>,
 }
 
 /// How the peer was authenticated, for attempt records and logs (`auth` field).
@@ -105,7 +111,7 @@ pub fn judge_peer(host: &PlannedHost, peer: &PeerFacts) -> Result<PeerAuth, Peer
         ));
     }
     let auth = judge_requirement(&host.requirement, host.report.policy_type, peer)?;
-    check_pins(&host.pins, &peer.chain)?;
+    check_pins(host, peer)?;
     Ok(auth)
 }
 
@@ -199,24 +205,69 @@ fn judge_dane(
     ))
 }
 
-/// The peer's chain must contain a certificate matching one pin (when pins are set).
-fn check_pins(pins: &[Pin], chain: &[Vec<u8>]) -> Result<(), PeerFailure> {
-    if pins.is_empty() {
+/// The presented certificates other than the end-entity one that carry a pin: each is a
+/// trust anchor the end-entity certificate may validate to (for the transport to check).
+/// Empty when the end-entity certificate itself is pinned, since nothing more is needed.
+pub fn pin_anchor_candidates(pins: &[Pin], chain: &[Vec<u8>]) -> Vec<usize> {
+    if leaf_is_pinned(pins, chain) {
+        return Vec::new();
+    }
+    chain
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter(|(_, cert)| pins.iter().any(|pin| pin.matches(cert)))
+        .map(|(index, _)| index)
+        .collect()
+}
+
+/// The reference identifiers an end-entity certificate must name when it is accepted through
+/// a pinned issuer: the requirement's names, or else the host's own name. Without a name
+/// check, any certificate the pinned CA ever issued (to anyone) would pass.
+pub fn pin_anchor_names(host: &PlannedHost) -> Vec<String> {
+    match host.requirement.required_names() {
+        Some(names) if !names.is_empty() => names.to_vec(),
+        _ => vec![host.host.clone()],
+    }
+}
+
+fn leaf_is_pinned(pins: &[Pin], chain: &[Vec<u8>]) -> bool {
+    chain
+        .first()
+        .is_some_and(|leaf| pins.iter().any(|pin| pin.matches(leaf)))
+}
+
+/// Pins (when set) are met by the end-entity certificate, the key the handshake proved; or by a
+/// presented issuing certificate that the end-entity certificate validates to as the only trust
+/// anchor (dates and names checked). A pinned certificate merely appended to the chain proves
+/// nothing: anyone can send a public certificate.
+fn check_pins(host: &PlannedHost, peer: &PeerFacts) -> Result<(), PeerFailure> {
+    if host.pins.is_empty() || leaf_is_pinned(&host.pins, &peer.chain) {
         return Ok(());
     }
-    let pinned = chain.iter().any(|cert| {
-        pins.iter().any(|pin| match pin {
-            Pin::Certificate { sha256 } => tlsa::certificate_sha256(cert) == *sha256,
-            Pin::Spki { sha256 } => tlsa::spki_sha256(cert) == Some(*sha256),
-        })
-    });
-    if pinned {
-        return Ok(());
+    if pin_anchor_candidates(&host.pins, &peer.chain).is_empty() {
+        return Err(failure(
+            ResultType::ValidationFailure,
+            "neither the end-entity certificate nor a presented issuer matches a configured pin"
+                .to_owned(),
+        ));
     }
-    Err(failure(
-        ResultType::ValidationFailure,
-        "no certificate in the chain matches a configured pin".to_owned(),
-    ))
+    match &peer.pin_anchor {
+        // RFC 8460 §4.3.1: the certificate result types, as for any other validation.
+        Some(verdict) => webpki_result(verdict, &pin_anchor_names(host)).map_err(|problem| {
+            failure(
+                problem.result_type,
+                format!(
+                    "a pinned certificate is presented as issuer, but {}",
+                    problem.reason
+                ),
+            )
+        }),
+        None => Err(failure(
+            ResultType::ValidationFailure,
+            "a pinned issuer was presented but the chain to it was not validated".to_owned(),
+        )),
+    }
 }
 
 /// RFC 8460 §4.3.1: a failed validation maps onto the certificate result types.

@@ -152,7 +152,8 @@ pub struct PlannedHost {
     pub host: String,
     pub preference: u16,
     pub requirement: TlsRequirement,
-    /// From rules: the peer's chain must contain one of these (when non-empty).
+    /// From rules: the end-entity certificate must match one of these, or validate to a pinned
+    /// issuer it presents (when non-empty; `peer::judge_peer`).
     pub pins: Vec<crate::rules::Pin>,
     /// From rules: the lowest TLS version accepted, when TLS is used.
     pub min_tls_version: Option<crate::rules::TlsVersion>,
@@ -250,6 +251,13 @@ fn mx_candidates(
             return Err(PlanOutcome::Bounce {
                 status: "5.1.2".to_owned(),
                 reason: format!("{domain} does not exist (NXDOMAIN)"),
+            });
+        }
+        // RFC 5321 §4.1.2: only a host name can be looked up; RFC 3463 X.1.3: bad address syntax.
+        MxFacts::NotAHostName { reason } => {
+            return Err(PlanOutcome::Bounce {
+                status: "5.1.3".to_owned(),
+                reason: format!("{domain} is not a valid host name: {reason}"),
             });
         }
         // RFC 5321 §5.1: a temporary error means the message "MUST be queued and retried later".

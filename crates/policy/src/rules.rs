@@ -41,7 +41,10 @@ pub enum TlsVersion {
     Tls13,
 }
 
-/// A pinned certificate or key: the peer's chain must contain a match.
+/// A pinned certificate or key. A pin is met by the end-entity certificate (the one whose key
+/// signed the handshake), or by an issuing certificate the server presents when the end-entity
+/// certificate validates to it as the only trust anchor (`peer::judge_peer` decides; the
+/// transport computes the validation).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Pin {
@@ -49,6 +52,16 @@ pub enum Pin {
     Spki { sha256: [u8; 32] },
     /// SHA-256 of a whole certificate (DER).
     Certificate { sha256: [u8; 32] },
+}
+
+impl Pin {
+    /// Whether the certificate `cert_der` carries this pin's digest.
+    pub fn matches(&self, cert_der: &[u8]) -> bool {
+        match self {
+            Pin::Certificate { sha256 } => crate::tlsa::certificate_sha256(cert_der) == *sha256,
+            Pin::Spki { sha256 } => crate::tlsa::spki_sha256(cert_der) == Some(*sha256),
+        }
+    }
 }
 
 /// How far a rule may relax a published policy (MTA-STS or DANE) for a broken receiver.

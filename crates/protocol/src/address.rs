@@ -1,5 +1,8 @@
-//! Small helpers over mailbox strings: the domain, the local part, domain comparison and the
-//! SMTPUTF8 test. Address validation is the command parser's; IDNA mapping is left to others.
+//! Small helpers over mailbox strings: the domain, the local part, domain comparison, the
+//! SMTPUTF8 test, and whether a domain is a host name DNS may be asked about. Address syntax is
+//! the command parser's; mapping U-labels to A-labels for lookups is left to others.
+
+use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
 
 /// The domain of an address: everything after the last `@` (a domain cannot contain `@`,
 /// a quoted local part can). `None` for the null sender and for addresses without a domain.
@@ -26,9 +29,237 @@ pub fn needs_smtputf8<'a>(addresses: impl IntoIterator<Item = &'a str>) -> bool 
     addresses.into_iter().any(|address| !address.is_ascii())
 }
 
+/// The longest domain name in octets, in its presentation form without the root dot
+/// (RFC 1035 §2.3.4: 255 octets on the wire).
+const MAX_NAME: usize = 253;
+/// RFC 1035 §2.3.4: labels are 63 octets or less.
+const MAX_LABEL: usize = 63;
+
+/// Why a domain is not a host name; see [`check_host_name`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostNameProblem {
+    Empty,
+    /// An address literal (`[192.0.2.1]`, RFC 5321 §4.1.3); strictmx relays to names only.
+    AddressLiteral,
+    TooLong,
+    EmptyLabel,
+    LabelTooLong,
+    /// A character other than a letter, a digit or a hyphen in an ASCII label.
+    NotLdh,
+    /// A label that starts or ends with a hyphen.
+    HyphenAtEdge,
+    /// A label that is not a valid IDNA label (a malformed `xn--` A-label, or non-ASCII text
+    /// that is not a U-label as written).
+    NotIdna,
+}
+
+impl std::fmt::Display for HostNameProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Empty => "it is empty",
+            Self::AddressLiteral => "address literals are not accepted",
+            Self::TooLong => "it is longer than 253 octets",
+            Self::EmptyLabel => "it has an empty label",
+            Self::LabelTooLong => "a label is longer than 63 octets",
+            Self::NotLdh => "a label holds a character other than letters, digits and hyphens",
+            Self::HyphenAtEdge => "a label starts or ends with a hyphen",
+            Self::NotIdna => "a label is not a valid internationalised (IDNA) label",
+        })
+    }
+}
+
+/// Whether `domain` is a host name that may be looked up: an LDH name (RFC 1123 §2.1, RFC 5321
+/// §4.1.2 `Domain`: labels of 1 to 63 letters, digits and hyphens, not starting or ending with
+/// a hyphen, 253 octets in all, no root dot) whose `xn--` labels are valid A-labels; or a name
+/// with U-labels (RFC 6531 §3.3, for SMTPUTF8) that IDNA (UTS #46 with STD3 rules, hyphens
+/// and DNS lengths checked) accepts as written, apart from case. Whether non-ASCII is allowed
+/// at all (SMTPUTF8) is the caller's question.
+pub fn check_host_name(domain: &str) -> Result<(), HostNameProblem> {
+    if domain.is_empty() {
+        return Err(HostNameProblem::Empty);
+    }
+    if domain.starts_with('[') {
+        return Err(HostNameProblem::AddressLiteral);
+    }
+    if domain.is_ascii() {
+        check_ldh(domain)?;
+        if !domain.split('.').any(is_a_label) {
+            return Ok(());
+        }
+    }
+    // Labels with `xn--` or non-ASCII text: IDNA must accept them, and their A-label form must
+    // fit DNS.
+    let uts46 = Uts46::new();
+    let ascii = uts46
+        .to_ascii(
+            domain.as_bytes(),
+            AsciiDenyList::STD3,
+            Hyphens::Check,
+            DnsLength::Verify,
+        )
+        .map_err(|_| HostNameProblem::NotIdna)?;
+    check_ldh(&ascii)?;
+    // Mapping must not change the name (full-width dots, compatibility characters, ...):
+    // each label as written must be its A-label or its U-label, apart from case. Otherwise
+    // what reaches DNS would not be what the sender wrote.
+    let (unicode, result) = uts46.to_unicode(ascii.as_bytes(), AsciiDenyList::STD3, Hyphens::Check);
+    let as_written = result.is_ok()
+        && domain.split('.').count() == ascii.split('.').count()
+        && domain
+            .split('.')
+            .zip(ascii.split('.').zip(unicode.split('.')))
+            .all(|(written, (a_label, u_label))| {
+                written.eq_ignore_ascii_case(a_label) || written.to_lowercase() == u_label
+            });
+    if !as_written {
+        return Err(HostNameProblem::NotIdna);
+    }
+    Ok(())
+}
+
+/// RFC 1123 §2.1 LDH labels within the RFC 1035 §2.3.4 lengths.
+fn check_ldh(domain: &str) -> Result<(), HostNameProblem> {
+    if domain.len() > MAX_NAME {
+        return Err(HostNameProblem::TooLong);
+    }
+    for label in domain.split('.') {
+        if label.is_empty() {
+            return Err(HostNameProblem::EmptyLabel);
+        }
+        if label.len() > MAX_LABEL {
+            return Err(HostNameProblem::LabelTooLong);
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(HostNameProblem::NotLdh);
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(HostNameProblem::HyphenAtEdge);
+        }
+    }
+    Ok(())
+}
+
+/// RFC 5890 §2.3.2.1: an ACE label begins with `xn--`.
+fn is_a_label(label: &str) -> bool {
+    label
+        .get(..4)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case("xn--"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_host_names_pass_the_host_name_check() {
+        use HostNameProblem::*;
+        let long_label = "a".repeat(64);
+        let long_name = format!("{}.example", ["abcdefghi"; 25].join("."));
+        let rows: [(&str, &str, Result<(), HostNameProblem>); 20] = [
+            (
+                "RFC 1123 §2.1: letters, digits, hyphens",
+                "mx-1.Example.ORG",
+                Ok(()),
+            ),
+            (
+                "RFC 1123 §2.1: a label may start with a digit",
+                "1and1.example",
+                Ok(()),
+            ),
+            (
+                "RFC 5321 §2.3.5: a single label is a name",
+                "localhost",
+                Ok(()),
+            ),
+            (
+                "RFC 5890 §2.3.2.1: a valid A-label",
+                "xn--bcher-kva.example",
+                Ok(()),
+            ),
+            (
+                "RFC 6531 §3.3: a U-label (SMTPUTF8)",
+                "bücher.example",
+                Ok(()),
+            ),
+            (
+                "RFC 6531 §3.3: U-labels compare without case",
+                "BÜCHER.example",
+                Ok(()),
+            ),
+            ("an empty domain", "", Err(Empty)),
+            (
+                "RFC 5321 §4.1.3: address literals",
+                "[192.0.2.1]",
+                Err(AddressLiteral),
+            ),
+            (
+                "RFC 1035 §2.3.4: 253 octets at most",
+                &long_name,
+                Err(TooLong),
+            ),
+            (
+                "RFC 1035 §2.3.4: labels of 63 octets at most",
+                &long_label,
+                Err(LabelTooLong),
+            ),
+            (
+                "RFC 5321 §4.1.2: no empty label",
+                "a..example",
+                Err(EmptyLabel),
+            ),
+            (
+                "RFC 5321 §4.1.2: no root dot",
+                "example.org.",
+                Err(EmptyLabel),
+            ),
+            (
+                "RFC 1123 §2.1: no underscore",
+                "foo_bar.example",
+                Err(NotLdh),
+            ),
+            (
+                "RFC 1123 §2.1: no URL punctuation",
+                "evil.example/#",
+                Err(NotLdh),
+            ),
+            (
+                "RFC 1123 §2.1: no leading hyphen",
+                "-mx.example",
+                Err(HyphenAtEdge),
+            ),
+            (
+                "RFC 1123 §2.1: no trailing hyphen",
+                "mx-.example",
+                Err(HyphenAtEdge),
+            ),
+            (
+                "RFC 5890 §2.3.2.1: A-labels compare without case",
+                "XN--BCHER-KVA.Example",
+                Ok(()),
+            ),
+            (
+                "RFC 5891 §5.4: an A-label that decodes to no U-label",
+                "xn--a.example",
+                Err(NotIdna),
+            ),
+            (
+                "RFC 5891 §5.4: no controls in U-labels",
+                "bü\u{1b}cher.example",
+                Err(NotIdna),
+            ),
+            (
+                "UTS #46 §4: full-width dots would be mapped",
+                "bücher\u{ff0e}example",
+                Err(NotIdna),
+            ),
+        ];
+        for (rule, domain, expected) in rows {
+            assert_eq!(check_host_name(domain), expected, "{rule}: {domain:?}");
+        }
+    }
 
     #[test]
     fn the_domain_is_what_follows_the_last_at_sign() {

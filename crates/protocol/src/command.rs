@@ -86,6 +86,17 @@ impl Command {
             }
             // strictmx relays only; a recipient without a domain has nowhere to go.
             Command::Rcpt { to, .. } if to.is_empty() => Err(ProtocolError::InvalidRecipient),
+            // The domain goes to DNS and into an MTA-STS URL: only a host name may.
+            Command::Rcpt { to, .. } => {
+                let domain = crate::domain_of(to).unwrap_or_default();
+                crate::check_host_name(domain).map_err(|problem| {
+                    ProtocolError::InvalidRecipientDomain {
+                        domain: domain.to_owned(),
+                        problem,
+                    }
+                })?;
+                Ok(command)
+            }
             _ => Ok(command),
         }
     }

@@ -25,6 +25,13 @@ pub enum ProtocolError {
     /// The forward-path of RCPT is not a valid address.
     #[error("invalid recipient address")]
     InvalidRecipient,
+    /// The forward-path's domain is not a host name DNS may be asked about (RFC 5321 §4.1.2,
+    /// RFC 1123 §2.1, RFC 5890).
+    #[error("recipient domain {domain:?} is not a host name: {problem}")]
+    InvalidRecipientDomain {
+        domain: String,
+        problem: crate::HostNameProblem,
+    },
     /// A known MAIL or RCPT parameter has a malformed value.
     #[error("invalid value for parameter {param}")]
     InvalidParameter { param: String },
@@ -60,6 +67,7 @@ impl ProtocolError {
             Self::CommandSyntax { expected, .. } => replies::syntax_error(expected),
             Self::InvalidSender => replies::invalid_sender(),
             Self::InvalidRecipient => replies::invalid_recipient(),
+            Self::InvalidRecipientDomain { .. } => replies::invalid_recipient_domain(),
             Self::InvalidParameter { param } => replies::invalid_parameter(param),
             Self::UnsupportedParameter { param } => replies::unsupported_parameter(param),
             Self::UnsupportedMechanism => replies::auth_mechanism_unsupported(),

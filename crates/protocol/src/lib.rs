@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod address;
+mod chain;
 mod command;
 mod data;
 mod error;
@@ -14,7 +15,10 @@ mod reply;
 mod sender;
 mod xtext;
 
-pub use address::{domain_of, domains_equal, local_part, needs_smtputf8};
+pub use address::{
+    HostNameProblem, check_host_name, domain_of, domains_equal, local_part, needs_smtputf8,
+};
+pub use chain::ErrorChain;
 pub use command::{AuthMechanism, Command};
 pub use data::{DataProgress, DataReader, dot_stuff, is_8bit};
 pub use error::ProtocolError;

@@ -281,6 +281,11 @@ pub fn invalid_recipient() -> Reply {
     reply(553, (5, 1, 3), "Invalid recipient address")
 }
 
+/// 501 5.1.3 (RFC 5321 §4.1.2, RFC 3463): the recipient's domain is not a host name.
+pub fn invalid_recipient_domain() -> Reply {
+    reply(501, (5, 1, 3), "Recipient domain is not a valid host name")
+}
+
 /// 553 5.6.7 (RFC 6531 §3.4): a non-ASCII address without SMTPUTF8.
 pub fn smtputf8_required() -> Reply {
     reply(553, (5, 6, 7), "Non-ASCII address requires SMTPUTF8")
@@ -347,6 +352,7 @@ mod tests {
             (too_many_auth_failures(), "421 4.7.0"),
             (shutting_down(), "421 4.3.2"),
             (smtputf8_required(), "553 5.6.7"),
+            (invalid_recipient_domain(), "501 5.1.3"),
             (queued("00000000000000ff"), "250 2.0.0"),
             (ok(), "250 2.0.0"),
             (sender_ok(), "250 2.1.0"),

@@ -27,6 +27,14 @@ pub enum ResolveError {
         source: Box<NetError>,
     },
 
+    /// A recipient domain that is not a host name (RFC 5321 §4.1.2): refused before any
+    /// lookup, so that it reaches neither DNS nor an MTA-STS URL.
+    #[error("{name:?} is not a host name: {problem}")]
+    NotAHostName {
+        name: String,
+        problem: strictmx_protocol::HostNameProblem,
+    },
+
     /// NXDOMAIN: the name does not exist (RFC 5321 §5.1: reported as an error).
     #[error("{name} does not exist")]
     NoSuchDomain { name: String },
@@ -140,6 +148,7 @@ impl ResolveError {
         match self {
             ResolveError::NoSuchDomain { .. }
             | ResolveError::InvalidName { .. }
+            | ResolveError::NotAHostName { .. }
             | ResolveError::NoAddresses { .. }
             | ResolveError::TrustAnchor { .. }
             | ResolveError::UntrustedResolver { .. }
@@ -186,6 +195,7 @@ impl ResolveError {
             | ResolveError::Bogus { .. } => Some(ResultType::StsPolicyFetchError),
             ResolveError::NoNameservers { .. }
             | ResolveError::InvalidName { .. }
+            | ResolveError::NotAHostName { .. }
             | ResolveError::TrustAnchor { .. }
             | ResolveError::UntrustedResolver { .. }
             | ResolveError::CaBundle { .. }
@@ -206,6 +216,9 @@ impl ResolveError {
     pub fn to_mx_facts(&self) -> MxFacts {
         match self {
             ResolveError::NoSuchDomain { .. } => MxFacts::NoSuchDomain,
+            ResolveError::NotAHostName { problem, .. } => MxFacts::NotAHostName {
+                reason: problem.to_string(),
+            },
             other => MxFacts::Unavailable {
                 reason: other.to_string(),
             },

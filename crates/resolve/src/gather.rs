@@ -9,6 +9,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use strictmx_policy::{AddressFailure, Dnssec, DnssecHealth, DomainFacts, HostFacts, TlsaFacts};
+use strictmx_protocol::ErrorChain;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -224,7 +225,7 @@ async fn one_host(
     let answer = resolver.host_addresses(&name).await;
     let addresses = answer.addresses.map_err(|error| AddressFailure {
         transient: error.is_transient(),
-        reason: error.to_string(),
+        reason: ErrorChain(&error).to_string(),
     });
     let tlsa = if let Err(failure) = &addresses {
         TlsaFacts::NotApplicable {

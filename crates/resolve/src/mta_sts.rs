@@ -13,12 +13,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use strictmx_policy::report::ResultType;
 use strictmx_policy::sts::{parse_policy, select_record};
 use strictmx_policy::{StsFacts, StsFetchFailure, StsPolicyFacts, StsRecordFacts};
+use strictmx_protocol::ErrorChain;
 use strictmx_spool::{CachedStsPolicy, Spool};
 
 use crate::answer::normalise;
 use crate::error::ResolveError;
 use crate::https::{HttpsTimeouts, https_client_with};
-use crate::resolver::DnsResolver;
+use crate::resolver::{DnsResolver, recipient_domain};
 use crate::sts_fetch::fetch_policy;
 
 /// MTA-STS behaviour; built by `strictmx-config` from `[mta_sts]`.
@@ -79,16 +80,9 @@ fn now() -> u64 {
         .map_or(0, |elapsed| elapsed.as_secs())
 }
 
-/// An error with its causes, for the human-readable `reason` fields.
+/// An error with its causes, for the human-readable `reason` fields and the logs.
 fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(current) = cause {
-        text.push_str(": ");
-        text.push_str(&current.to_string());
-        cause = current.source();
-    }
-    text
+    ErrorChain(error).to_string()
 }
 
 impl StsSource {
@@ -130,6 +124,16 @@ impl StsSource {
         if !self.settings.enabled {
             return StsFacts {
                 record: StsRecordFacts::Absent,
+                policy: None,
+                fetch_failure: None,
+            };
+        }
+        // Nothing is looked up, cached or fetched for a name that is not a host name.
+        if let Err(error) = recipient_domain(&domain) {
+            return StsFacts {
+                record: StsRecordFacts::LookupFailed {
+                    reason: describe(&error),
+                },
                 policy: None,
                 fetch_failure: None,
             };
@@ -204,7 +208,7 @@ impl StsSource {
                 from_cache: true,
             }),
             Err(error) => {
-                tracing::warn!(domain, %error, "cached MTA-STS policy no longer parses; ignored");
+                tracing::warn!(domain, error = %ErrorChain(&error), "cached MTA-STS policy no longer parses; ignored");
                 None
             }
         }

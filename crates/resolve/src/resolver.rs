@@ -21,6 +21,7 @@ use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use hickory_resolver::{Resolver, TokioResolver};
 use strictmx_policy::{Dnssec, DnssecHealth, MxHost, TlsaRecord};
+use strictmx_protocol::ErrorChain;
 
 use crate::ad_client::AdClient;
 use crate::answer::{Answer, from_proof, weakest_of};
@@ -178,6 +179,7 @@ impl DnsResolver {
     /// The MX answer with its DNSSEC status (for an implicit MX: the status of the denial of
     /// MX records). A bogus answer is an error, never an answer.
     pub async fn mx_secured(&self, domain: &str) -> Result<Secured<MxAnswer>, ResolveError> {
+        recipient_domain(domain)?;
         let answer = self.query(domain, RecordType::MX).await?;
         if answer.nxdomain {
             return Err(ResolveError::NoSuchDomain {
@@ -231,7 +233,7 @@ impl DnsResolver {
                     }));
                 }
                 Err(error) => {
-                    tracing::debug!(domain = host, %error, "address lookup failed");
+                    tracing::debug!(domain = host, error = %ErrorChain(&error), "address lookup failed");
                     statuses.push(error.dnssec());
                     failure.get_or_insert(error);
                 }
@@ -496,6 +498,17 @@ fn classify(
             source: Box::new(source),
         }),
     }
+}
+
+/// A recipient domain must be a host name before it is looked up or put into a URL (the
+/// inbound RCPT check already refuses others; DSNs and queued mail come this way too). A root
+/// dot is allowed here, as DNS allows it.
+pub(crate) fn recipient_domain(domain: &str) -> Result<(), ResolveError> {
+    let name = domain.strip_suffix('.').unwrap_or(domain);
+    strictmx_protocol::check_host_name(name).map_err(|problem| ResolveError::NotAHostName {
+        name: domain.to_owned(),
+        problem,
+    })
 }
 
 fn fully_qualified(name: &str) -> Result<Name, ResolveError> {

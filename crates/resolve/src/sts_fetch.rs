@@ -33,6 +33,7 @@ pub(crate) async fn fetch_policy(
     max_size: usize,
     timeout: Duration,
 ) -> Result<FetchedPolicy, ResolveError> {
+    crate::resolver::recipient_domain(domain)?;
     let started = Instant::now();
     let transfer = async {
         let response = client
@@ -193,6 +194,28 @@ mod tests {
         ];
         for (rule, value, expected) in rows {
             assert_eq!(is_text_plain(value), expected, "{rule}");
+        }
+    }
+
+    #[tokio::test]
+    async fn no_policy_url_is_built_for_a_domain_that_is_not_a_host_name() {
+        // Issue 14: `x.test/#` would make `https://mta-sts.x.test/#/.well-known/...`.
+        let resolver = crate::DnsResolver::new(&crate::ResolverSettings {
+            nameservers: vec![std::net::SocketAddr::from(([127, 0, 0, 1], 9))],
+            timeout: Duration::from_millis(100),
+            attempts: 1,
+            ..crate::ResolverSettings::default()
+        })
+        .expect("resolver");
+        let client = crate::https::https_client(&resolver, None).expect("client");
+        for domain in ["x.test/#", "x.test?a=1", "user@x.test", "x_y.test"] {
+            let error = fetch_policy(&client, domain, 1024, Duration::from_secs(1))
+                .await
+                .expect_err(domain);
+            assert!(
+                matches!(error, ResolveError::NotAHostName { .. }),
+                "{domain}: {error:?}"
+            );
         }
     }
 

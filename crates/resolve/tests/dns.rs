@@ -226,6 +226,42 @@ async fn a_nonexistent_domain_is_a_permanent_error() {
 }
 
 #[tokio::test]
+async fn a_domain_that_is_not_a_host_name_is_refused_before_any_query() {
+    // Issue 14: a name like `foo_bar.test` or `x.test/#` reaches neither DNS nor an MTA-STS URL.
+    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
+    let server = socket.local_addr().expect("local addr");
+    let queries = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = queries.clone();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while socket.recv_from(&mut buf).await.is_ok() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let resolver = DnsResolver::new(&ResolverSettings {
+        nameservers: vec![server],
+        timeout: Duration::from_millis(300),
+        attempts: 1,
+        dnssec: DnssecMode::TrustResolver,
+        ..ResolverSettings::default()
+    })
+    .expect("resolver");
+    for domain in ["foo_bar.test", "x.test/#", "-x.test", "a..test"] {
+        let error = resolver.mx(domain).await.unwrap_err();
+        assert!(
+            matches!(error, ResolveError::NotAHostName { .. }),
+            "{domain}: {error:?}"
+        );
+        assert!(!error.is_transient(), "{domain}");
+        assert!(
+            matches!(error.to_mx_facts(), MxFacts::NotAHostName { .. }),
+            "{domain}"
+        );
+    }
+    assert_eq!(queries.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
 async fn servfail_is_transient() {
     // RFC 5321 §5.1: a temporary error means queue and retry, never bounce.
     let error = resolver().await.mx("broken.test").await.unwrap_err();

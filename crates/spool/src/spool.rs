@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable};
+use strictmx_protocol::ErrorChain;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::error::SpoolError;
@@ -310,7 +311,7 @@ fn recover(db: &Database) -> Result<(Index, MessageId), SpoolError> {
         match summary {
             Ok(summary) => index.set(id, Some(summary)),
             Err(e) => {
-                tracing::error!(msg_id = %MessageIdDisplay(id), error = %e, "damaged message left out of the queue figures")
+                tracing::error!(msg_id = %MessageIdDisplay(id), error = %ErrorChain(&e), "damaged message left out of the queue figures")
             }
         }
     }
@@ -542,7 +543,7 @@ impl Spool {
             match due_message(&envelopes, &recipients, &attempts, id, &indexes) {
                 Ok(message) => due.push(message),
                 Err(e) => {
-                    tracing::error!(msg_id = %MessageIdDisplay(id), error = %e, "damaged message skipped until restart");
+                    tracing::error!(msg_id = %MessageIdDisplay(id), error = %ErrorChain(&e), "damaged message skipped until restart");
                 }
             }
         }
@@ -555,7 +556,7 @@ impl Spool {
         match self.next_due_inner() {
             Ok(next) => next,
             Err(e) => {
-                tracing::error!(error = %e, "cannot read the schedule");
+                tracing::error!(error = %ErrorChain(&e), "cannot read the schedule");
                 Some(SystemTime::now())
             }
         }

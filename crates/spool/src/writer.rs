@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
+use strictmx_protocol::ErrorChain;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::SpoolError;
@@ -206,7 +207,7 @@ impl Writer {
             Err(_) => match self.shared.reopen() {
                 Ok(db) => db,
                 Err(e) => {
-                    tracing::error!(error = %e, outcome = "failed", "spool store unavailable");
+                    tracing::error!(error = %ErrorChain(&e), outcome = "failed", "spool store unavailable");
                     for op in batch {
                         op.fail(SpoolError::Reopening);
                     }
@@ -232,7 +233,7 @@ impl Writer {
             }
             Err(e) => {
                 let source = Arc::new(e);
-                tracing::error!(error = %source, operations, outcome = "aborted", "spool commit failed");
+                tracing::error!(error = %ErrorChain(&source), operations, outcome = "aborted", "spool commit failed");
                 self.shared.commit_failed();
                 drop(db);
                 let latched = matches!(*source, redb::Error::Io(_) | redb::Error::PreviousIo);
@@ -247,7 +248,7 @@ impl Writer {
                     // database is closed and opened again; do that now so the next batch has
                     // a chance (a full disk may have space again by then).
                     if let Err(e) = self.shared.reopen() {
-                        tracing::error!(error = %e, "spool store could not be reopened");
+                        tracing::error!(error = %ErrorChain(&e), "spool store could not be reopened");
                     }
                 }
             }
@@ -494,7 +495,7 @@ pub(crate) fn retry_all(tables: &mut Tables<'_>, ctx: &mut Ctx) -> Result<usize,
         let state: RecipientState = match store::decode("recipients", id, bytes.value()) {
             Ok(state) => state,
             Err(e) => {
-                tracing::error!(msg_id = %MessageIdDisplay(id), error = %e, "skipping damaged recipient");
+                tracing::error!(msg_id = %MessageIdDisplay(id), error = %ErrorChain(&e), "skipping damaged recipient");
                 continue;
             }
         };

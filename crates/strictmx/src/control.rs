@@ -16,6 +16,7 @@ use clap::Subcommand;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use strictmx_delivery::runner::{QueueSettings, bounce_with_dsns};
+use strictmx_protocol::ErrorChain;
 use strictmx_spool::{Spool, parse_id};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -24,6 +25,7 @@ use tracing::{info, warn};
 
 use crate::explain::Question;
 use crate::reload::Live;
+use crate::terminal::{escape, text};
 use crate::tlsrpt_cmd::{self, TlsrptAction, TlsrptRequest};
 use strictmx_tlsrpt::Reporter;
 
@@ -134,7 +136,7 @@ impl Server {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _)) => stream,
                     Err(e) => {
-                        warn!(error = %e, "control socket accept failed");
+                        warn!(error = %ErrorChain(&e), "control socket accept failed");
                         continue;
                     }
                 },
@@ -146,7 +148,7 @@ impl Server {
             tokio::spawn(async move {
                 let answering = answer(stream, spool, queue, live, tlsrpt);
                 if let Err(e) = tokio::time::timeout(TIMEOUT, answering).await {
-                    warn!(error = %e, "control request timed out");
+                    warn!(error = %ErrorChain(&e), "control request timed out");
                 }
             });
         }
@@ -424,7 +426,7 @@ fn render(request: &Request, result: &Value) -> String {
         Request::List => render_list(result),
         Request::Show { .. } => render_show(result),
         Request::Bounce { .. } => format!("bounced; {} DSN(s) queued\n", result["dsns"]),
-        Request::Explain(_) | Request::Reload => format!("{result}\n"),
+        Request::Explain(_) | Request::Reload => format!("{}\n", text(result)),
         Request::Tlsrpt(request) => tlsrpt_cmd::render(request, result),
         _ => format!("{} recipient(s) affected\n", result["recipients"]),
     }
@@ -487,7 +489,8 @@ fn render_show(m: &Value) -> String {
         out.push_str(&format!("  {}: {}", text(&r["address"]), text(&s["state"])));
         for key in ["attempts", "mx", "reply", "status", "last_reply"] {
             if !s[key].is_null() {
-                out.push_str(&format!(", {key} {}", s[key]));
+                // The JSON form keeps replies quoted; escaped like every peer-supplied text.
+                out.push_str(&format!(", {key} {}", escape(&s[key].to_string())));
             }
         }
         if let Some(ms) = s["next_attempt"].as_u64() {
@@ -519,14 +522,6 @@ fn render_show(m: &Value) -> String {
         ));
     }
     out
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
 }
 
 fn or_dash(v: &Value) -> String {
@@ -563,6 +558,37 @@ mod tests {
             Ok(Request::RetryAll)
         ));
         assert!(serde_json::from_str::<Request>(r#"{"op":"format_disk"}"#).is_err());
+    }
+
+    #[test]
+    fn queue_show_escapes_what_peers_wrote() {
+        let hostile = "evil\u{1b}[2J\r\nattempts:\n  fake";
+        let m = json!({
+            "id": "00000000000000ab",
+            "size": 10,
+            "envelope": {
+                "mail_from": hostile,
+                "received_at": 0,
+                "client": {"ip": "192.0.2.1", "helo": hostile},
+                "recipients": [{"address": hostile}],
+            },
+            "states": [{"state": "queued", "last_reply": hostile}],
+            "attempts": [{"at": 0, "domain": "d.test", "mx": hostile, "auth": "none",
+                "policy": "route", "outcome": "deferred", "duration_ms": 1,
+                "reply": format!("421 {hostile}\u{9b}")}],
+        });
+        let shown = render_show(&m);
+        assert!(!shown.contains(['\u{1b}', '\r', '\u{9b}']), "{shown:?}");
+        assert!(
+            shown.contains("(helo evil\\u{1b}[2J\\r\\nattempts:\\n  fake)"),
+            "{shown}"
+        );
+        // Only the lines the renderer writes: the header, one recipient, one attempt.
+        assert_eq!(
+            shown.lines().filter(|l| l.starts_with("attempts:")).count(),
+            1
+        );
+        assert_eq!(shown.lines().count(), 8, "{shown}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ use strictmx_spool::{Spool, SpoolSettings};
 
 use crate::control::{self, Request};
 use crate::facts::SharedGatherer;
+use crate::terminal::text;
 
 /// What the operator asked about.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -223,7 +224,11 @@ fn mx_text(mx: &Value) -> String {
         "implicit" => format!("none; implicit MX {}", text(&mx["value"]["host"])),
         "no-such-domain" => "the domain does not exist".into(),
         "unavailable" => format!("lookup failed: {}", text(&mx["value"]["reason"])),
-        _ => mx.to_string(),
+        "not-a-host-name" => format!(
+            "not looked up: not a host name ({})",
+            text(&mx["value"]["reason"])
+        ),
+        _ => text(mx),
     }
 }
 
@@ -234,7 +239,7 @@ fn sts_text(sts: &Value) -> String {
         "present" => format!("record id {}", text(&record["id"])),
         "invalid" => format!("invalid record ({}): no policy", text(&record["reason"])),
         "lookup-failed" => format!("record lookup failed: {}", text(&record["reason"])),
-        _ => record.to_string(),
+        _ => text(record),
     };
     if let Some(p) = sts["policy"].as_object() {
         let policy = &p["policy"];
@@ -285,7 +290,7 @@ fn render_host(o: &mut String, h: &Value) {
                 ""
             }
         ),
-        _ => h["addresses"].to_string(),
+        _ => text(&h["addresses"]),
     };
     let canonical = match text(&h["canonical"]) {
         c if c.is_empty() => String::new(),
@@ -311,7 +316,7 @@ fn render_host(o: &mut String, h: &Value) {
         ),
         "absent" => format!("no TLSA ({})", text(&tlsa["reason"])),
         "not-applicable" => format!("TLSA not looked up ({})", text(&tlsa["reason"])),
-        _ => tlsa.to_string(),
+        _ => text(tlsa),
     };
     let _ = writeln!(o, "    {line}");
 }
@@ -355,7 +360,7 @@ fn render_outcome(o: &mut String, outcome: &Value) {
             );
         }
         _ => {
-            let _ = writeln!(o, "Decision: {outcome}");
+            let _ = writeln!(o, "Decision: {}", text(outcome));
         }
     }
     let why = outcome["why"].as_array().cloned().unwrap_or_default();
@@ -395,7 +400,7 @@ fn render_plan(o: &mut String, plan: &Value) {
         let mut extra = Vec::new();
         if let Some(pins) = c["pins"].as_array().filter(|p| !p.is_empty()) {
             extra.push(format!(
-                "pins: the chain must contain one of {} pinned key(s)/certificate(s)",
+                "pins: the end-entity certificate, or a presented issuer it validates to (for the host name), must match one of {} pin(s)",
                 pins.len()
             ));
         }
@@ -451,7 +456,7 @@ fn requirement_text(r: &Value) -> String {
             }
             s
         }
-        _ => r.to_string(),
+        _ => text(r),
     }
 }
 
@@ -473,14 +478,6 @@ fn names(v: &Value) -> String {
     v.as_array()
         .map(|n| n.iter().map(text).collect::<Vec<_>>().join(", "))
         .unwrap_or_default()
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -526,6 +523,33 @@ mod tests {
                 "missing {expected:?} in:\n{shown}"
             );
         }
+    }
+
+    #[test]
+    fn names_and_reasons_from_dns_are_printed_escaped() {
+        let e = json!({
+            "domain": "x.test", "message": {"sender": "", "requiretls": false},
+            "facts": {"kind": "mx",
+                "mx": {"kind": "hosts", "value": [{"name": "mx\u{1b}]0;pwned\u{7}.x.test", "preference": 10}]},
+                "mx_dnssec": "insecure", "hosts": [],
+                "sts": {"record": {"kind": "invalid", "reason": "bad\r\nDecision: deliver"}},
+                "dnssec_health": {"kind": "working", "mode": "validate"}},
+            "outcome": {"kind": "defer", "reason": "x\u{9b}31m"}
+        });
+        let shown = render(&e, "");
+        assert!(
+            !shown.contains(['\u{1b}', '\u{7}', '\r', '\u{9b}']),
+            "{shown:?}"
+        );
+        assert!(
+            shown.contains("10 mx\\u{1b}]0;pwned\\u{7}.x.test"),
+            "{shown}"
+        );
+        assert_eq!(
+            shown.lines().filter(|l| l.starts_with("Decision:")).count(),
+            1,
+            "{shown}"
+        );
     }
 
     #[test]

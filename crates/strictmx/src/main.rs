@@ -12,6 +12,7 @@ mod logging;
 mod metrics;
 mod reload;
 mod serve;
+mod terminal;
 mod tlsrpt_cmd;
 
 use std::path::PathBuf;

@@ -16,6 +16,7 @@ use strictmx_delivery::runner::QueueRunner;
 use strictmx_delivery::transport::Transport;
 use strictmx_inbound::Inbound;
 use strictmx_policy::DnssecHealth;
+use strictmx_protocol::ErrorChain;
 use strictmx_resolve::{DnsResolver, FactGatherer, GatherSettings, StsSource, https_client};
 use strictmx_spool::Spool;
 use strictmx_tlsrpt::ReportPoster;
@@ -39,7 +40,7 @@ pub fn run(config: Config) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            error!(error = %e, "cannot start the async runtime");
+            error!(error = %ErrorChain(&e), "cannot start the async runtime");
             return ExitCode::FAILURE;
         }
     };

@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use strictmx_protocol::ErrorChain;
 use strictmx_resolve::DnsResolver;
 use strictmx_spool::Spool;
 use strictmx_tlsrpt::{
@@ -18,6 +19,8 @@ use strictmx_tlsrpt::{
 };
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::terminal::escape;
 
 /// How long a `send` request waits for the reports before answering; https retries may go on
 /// in the server afterwards (the control socket gives a request 120 seconds in all).
@@ -105,23 +108,25 @@ pub fn render(request: &TlsrptRequest, result: &Value) -> String {
         return format!("{pending}\n");
     }
     for item in result.as_array().into_iter().flatten() {
-        let domain = item["domain"].as_str().unwrap_or_default();
+        // Report domains and addresses come from recipients' DNS: escaped for the terminal.
+        let domain = escape(item["domain"].as_str().unwrap_or_default());
         match request {
             TlsrptRequest::Preview { .. } => {
                 let to = match (&item["rua"]["Ok"], &item["rua"]["Err"]) {
                     (Value::Array(list), _) => list
                         .iter()
                         .filter_map(Value::as_str)
+                        .map(escape)
                         .collect::<Vec<_>>()
                         .join(", "),
-                    (_, Value::String(why)) => format!("not sent: {why}"),
+                    (_, Value::String(why)) => format!("not sent: {}", escape(why)),
                     _ => String::new(),
                 };
                 out.push_str(&format!("# {domain} -> {to}\n"));
                 out.push_str(&serde_json::to_string_pretty(&item["report"]).unwrap_or_default());
                 out.push('\n');
             }
-            TlsrptRequest::Send { .. } => out.push_str(&render_outcome(domain, item)),
+            TlsrptRequest::Send { .. } => out.push_str(&render_outcome(&domain, item)),
         }
     }
     if out.is_empty() {
@@ -132,7 +137,7 @@ pub fn render(request: &TlsrptRequest, result: &Value) -> String {
 
 fn render_outcome(domain: &str, outcome: &Value) -> String {
     if let Some(why) = outcome["skipped"].as_str() {
-        return format!("{domain}: skipped ({why})\n");
+        return format!("{domain}: skipped ({})\n", escape(why));
     }
     let list = |key: &str| {
         outcome[key]
@@ -140,6 +145,7 @@ fn render_outcome(domain: &str, outcome: &Value) -> String {
             .map(|a| {
                 a.iter()
                     .filter_map(Value::as_str)
+                    .map(escape)
                     .collect::<Vec<_>>()
                     .join(", ")
             })
@@ -152,7 +158,11 @@ fn render_outcome(domain: &str, outcome: &Value) -> String {
         list("posted")
     );
     for failed in outcome["failed"].as_array().into_iter().flatten() {
-        line.push_str(&format!(" FAILED {} ({})", failed[0], failed[1]));
+        line.push_str(&format!(
+            " FAILED {} ({})",
+            escape(&failed[0].to_string()),
+            escape(&failed[1].to_string())
+        ));
     }
     line.push('\n');
     line
@@ -199,7 +209,7 @@ pub fn start(
     );
     tracker.spawn(async move {
         if let Err(e) = recording.await {
-            tracing::error!(error = %e, "TLSRPT recorder task failed");
+            tracing::error!(error = %ErrorChain(&e), "TLSRPT recorder task failed");
         }
     });
     let reporter = Reporter::new(

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use strictmx_protocol::ErrorChain;
 use strictmx_spool::{DueMessage, DueRecipient, Envelope, MessageId, MessageIdDisplay};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{Id, JoinError, JoinSet};
@@ -125,7 +126,7 @@ impl Dispatcher {
         let due = match context.spool.due(now, limit) {
             Ok(due) => due,
             Err(source) => {
-                tracing::error!(error = %QueueError::Due { source }, "queue runner cannot read the spool");
+                tracing::error!(error = %ErrorChain(&QueueError::Due { source }), "queue runner cannot read the spool");
                 return Fetched::Failed;
             }
         };
@@ -256,7 +257,7 @@ impl Dispatcher {
             Err(source) => {
                 let domain = self.running.remove(&source.id()).unwrap_or_default();
                 let error = QueueError::JobAborted { domain, source };
-                tracing::error!(error = %error, "delivery task failed");
+                tracing::error!(error = %ErrorChain(&error), "delivery task failed");
             }
         }
         self.forget_idle(&context.settings, now);

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use strictmx_protocol::ErrorChain;
 use strictmx_spool::{MessageId, MessageIdDisplay, RecipientState, RecipientUpdate, SpoolError};
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -115,12 +116,12 @@ async fn load_bodies<D>(
                     id: MessageIdDisplay(id),
                     source,
                 };
-                tracing::error!(msg_id = %MessageIdDisplay(id), error = %error, "body unreadable");
+                tracing::error!(msg_id = %MessageIdDisplay(id), error = %ErrorChain(&error), "body unreadable");
                 let later = context.clock.now() + context.settings.retry.initial;
                 reschedule(Arc::clone(context), vec![(id, indexes)], later).await;
             }
             Err(join) => {
-                tracing::error!(msg_id = %MessageIdDisplay(id), error = %join, "body read aborted");
+                tracing::error!(msg_id = %MessageIdDisplay(id), error = %ErrorChain(&join), "body read aborted");
             }
         }
     }
@@ -183,7 +184,7 @@ async fn settle<D>(
                 id: MessageIdDisplay(id),
                 source,
             };
-            tracing::error!(msg_id = %MessageIdDisplay(id), error = %error, "outcome not recorded");
+            tracing::error!(msg_id = %MessageIdDisplay(id), error = %ErrorChain(&error), "outcome not recorded");
             return;
         }
     };
@@ -231,7 +232,7 @@ async fn settle<D>(
                 id: MessageIdDisplay(id),
                 source,
             };
-            tracing::error!(msg_id = %MessageIdDisplay(id), domain, error = %error, "outcome not recorded");
+            tracing::error!(msg_id = %MessageIdDisplay(id), domain, error = %ErrorChain(&error), "outcome not recorded");
         }
     }
 }
@@ -401,7 +402,7 @@ async fn send_dsns<D>(
                     kind,
                     source,
                 };
-                tracing::error!(msg_id = %MessageIdDisplay(message.id), error = %error, "dsn not queued");
+                tracing::error!(msg_id = %MessageIdDisplay(message.id), error = %ErrorChain(&error), "dsn not queued");
                 for (position, _) in entries {
                     if let Some(update) = settlement.updates.get_mut(*position) {
                         undo_for_dsn(update, kind, context, now);
@@ -449,7 +450,7 @@ pub(super) async fn reschedule<D>(
                     id: MessageIdDisplay(id),
                     source,
                 };
-                tracing::error!(msg_id = %MessageIdDisplay(id), error = %error, "not rescheduled");
+                tracing::error!(msg_id = %MessageIdDisplay(id), error = %ErrorChain(&error), "not rescheduled");
                 continue;
             }
         };
@@ -478,7 +479,7 @@ pub(super) async fn reschedule<D>(
                 id: MessageIdDisplay(id),
                 source,
             };
-            tracing::error!(msg_id = %MessageIdDisplay(id), error = %error, "not rescheduled");
+            tracing::error!(msg_id = %MessageIdDisplay(id), error = %ErrorChain(&error), "not rescheduled");
         }
     }
     TaskDone::Rescheduled

@@ -75,7 +75,10 @@ impl FactSource for strictmx_resolve::DnsResolver {
         let names: Vec<String> = match &mx {
             MxFacts::Hosts(hosts) => hosts.iter().map(|host| host.name.clone()).collect(),
             MxFacts::Implicit { host } => vec![host.clone()],
-            MxFacts::Null | MxFacts::NoSuchDomain | MxFacts::Unavailable { .. } => Vec::new(),
+            MxFacts::Null
+            | MxFacts::NoSuchDomain
+            | MxFacts::Unavailable { .. }
+            | MxFacts::NotAHostName { .. } => Vec::new(),
         };
         let mut hosts = Vec::with_capacity(names.len());
         for name in names {

@@ -11,7 +11,7 @@ use strictmx_policy::{
     AddressFailure, DeliveryPlan, MessageFacts, NoTls, PeerAuth, PlanOutcome, PlannedHost,
     PolicySettings, plan_delivery, plan_route_delivery,
 };
-use strictmx_protocol::{Reply, is_8bit, needs_smtputf8};
+use strictmx_protocol::{ErrorChain, Reply, is_8bit, needs_smtputf8};
 use strictmx_spool::{AttemptOutcome, AttemptRecord, MessageKind};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -496,7 +496,7 @@ fn failure_from(host: &str, error: &TransportError) -> Failure {
         mx: Some(host.to_owned()),
         diagnostic: match error.smtp_reply() {
             Some(reply) => Diagnostic::Smtp(reply_text(reply)),
-            None => Diagnostic::Local(error.to_string()),
+            None => Diagnostic::Local(ErrorChain(error).to_string()),
         },
         status: error.status(),
         requiretls: error.fails_requiretls(),
@@ -643,7 +643,7 @@ async fn establish<F: FactSource>(
         Err(StartTlsError::Broken(error)) => {
             if error.tlsrpt_result().is_some() {
                 let what = NoTls::HandshakeFailed {
-                    reason: error.to_string(),
+                    reason: ErrorChain(&error).to_string(),
                 };
                 sessions.without_tls(scope, host, &what);
             }
@@ -732,7 +732,7 @@ async fn use_session<F: FactSource, S: AsyncRead + AsyncWrite + Unpin>(
         if sent > 0
             && let Err(error) = session.reset().await
         {
-            tracing::debug!(mx = host, %error, "rset failed: new connection");
+            tracing::debug!(mx = host, error = %ErrorChain(&error), "rset failed: new connection");
             queue.push_front(index);
             return true;
         }
@@ -753,7 +753,7 @@ async fn use_session<F: FactSource, S: AsyncRead + AsyncWrite + Unpin>(
             Err(error) => {
                 let failure = failure_from(host, &error);
                 fail_message(scope, &mut pending[index], &failure);
-                leave_host(scope, host, queue, pending, &error.to_string());
+                leave_host(scope, host, queue, pending, &ErrorChain(&error).to_string());
                 return false;
             }
         }

@@ -13,7 +13,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use strictmx_policy::{PeerAuth, PeerFacts, PeerFailure, PlannedHost, TlsRequirement, judge_peer};
+use strictmx_policy::{
+    PeerAuth, PeerFacts, PeerFailure, PlannedHost, TlsRequirement, judge_peer, pin_anchor_names,
+};
 use strictmx_protocol::{BodyType, DsnRet, MailParams, Notify, RcptParams, Reply, xtext_encode};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
@@ -370,17 +372,23 @@ impl SecureSession {
     }
 }
 
-/// What the verifier must compute for `host`'s requirement.
+/// What the verifier must compute for `host`'s requirement and pins.
 fn checks_for(host: &PlannedHost) -> CertificateChecks {
+    let pins = CertificateChecks {
+        pins: host.pins.clone(),
+        pin_names: pin_anchor_names(host),
+        ..CertificateChecks::default()
+    };
     match &host.requirement {
         TlsRequirement::Verified { names } => CertificateChecks {
             names: names.clone(),
-            ..CertificateChecks::default()
+            ..pins
         },
         TlsRequirement::Dane { records, names } => CertificateChecks {
             names: vec![host.host.clone()],
             dane_records: records.clone(),
             dane_names: names.clone(),
+            ..pins
         },
         TlsRequirement::Opportunistic | TlsRequirement::Encrypted => CertificateChecks {
             // MTA-STS testing (RFC 8461 §5) is evaluated against the names it would demand.
@@ -389,7 +397,7 @@ fn checks_for(host: &PlannedHost) -> CertificateChecks {
                 .as_ref()
                 .and_then(TlsRequirement::required_names)
                 .map_or_else(|| vec![host.host.clone()], <[String]>::to_vec),
-            ..CertificateChecks::default()
+            ..pins
         },
     }
 }

@@ -1,6 +1,6 @@
 //! TLS for STARTTLS: trust roots, a certificate verifier that computes what the policy needs to
-//! judge the peer (the chain, web PKI validation, DANE-TA validation), and the facts of a
-//! finished handshake.
+//! judge the peer (the chain, web PKI validation, DANE-TA and pinned-issuer validation), and the
+//! facts of a finished handshake.
 //!
 //! The verifier never decides: it checks the handshake signatures (so the peer holds the key of
 //! the certificate it shows) and records its findings; `strictmx_policy::judge_peer` decides
@@ -20,8 +20,8 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, ProtocolVersion, RootCertStore,
     SignatureScheme,
 };
-use strictmx_policy::rules::TlsVersion;
-use strictmx_policy::{PeerFacts, TlsaRecord, WebpkiVerdict, tlsa};
+use strictmx_policy::rules::{Pin, TlsVersion};
+use strictmx_policy::{PeerFacts, TlsaRecord, WebpkiVerdict, pin_anchor_candidates, tlsa};
 use tokio_rustls::TlsConnector;
 
 use crate::transport::error::TransportError;
@@ -116,6 +116,10 @@ pub(crate) struct CertificateChecks {
     /// DANE-TA (RFC 7672 §3.2.2); empty records: no DANE check.
     pub(crate) dane_records: Vec<TlsaRecord>,
     pub(crate) dane_names: Vec<String>,
+    /// The host's pins and the names a leaf must carry when it is accepted through a pinned
+    /// issuer (`strictmx_policy::pin_anchor_names`); empty pins: no pin check.
+    pub(crate) pins: Vec<Pin>,
+    pub(crate) pin_names: Vec<String>,
 }
 
 /// The verifier's findings: the chain and the validation verdicts `PeerFacts` carries.
@@ -124,6 +128,7 @@ pub(crate) struct Findings {
     pub(crate) chain: Vec<Vec<u8>>,
     pub(crate) webpki: WebpkiVerdict,
     pub(crate) dane_ta: Option<WebpkiVerdict>,
+    pub(crate) pin_anchor: Option<WebpkiVerdict>,
 }
 
 impl Findings {
@@ -138,6 +143,7 @@ impl Findings {
             chain: self.chain,
             webpki: self.webpki,
             dane_ta: self.dane_ta,
+            pin_anchor: self.pin_anchor,
         }
     }
 }
@@ -167,6 +173,7 @@ impl CheckSlot {
                     reason: "no certificate was checked".to_owned(),
                 },
                 dane_ta: None,
+                pin_anchor: None,
             })
     }
 }
@@ -213,21 +220,19 @@ impl RecordingVerifier {
         verdict
     }
 
-    /// RFC 7672 §3.2.2: DANE-TA(2): the chain validated up to a presented certificate that a
-    /// usable usage-2 record matches, taken as the only trust anchor, with validity dates and
-    /// the reference identifiers checked. `None` without a candidate.
-    fn dane_ta(
+    /// Validates the chain with each candidate certificate (an index into the chain) as the
+    /// only trust anchor: `Valid` if any validates, else the first candidate's problem; `None`
+    /// without candidates.
+    fn to_sole_anchor(
         &self,
-        chain: &[Vec<u8>],
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
+        candidates: &[usize],
+        names: &[String],
+        presented: &Presented<'_, '_>,
     ) -> Option<WebpkiVerdict> {
-        let candidates = tlsa::dane_ta_candidates(&self.check.dane_records, chain);
         let mut first_problem = None;
-        for index in candidates {
+        for &index in candidates {
             let mut roots = RootCertStore::empty();
-            let anchor = CertificateDer::from(chain.get(index)?.clone());
+            let anchor = CertificateDer::from(presented.chain.get(index)?.clone());
             let verdict = match roots.add(anchor) {
                 Err(error) => classify(&error),
                 Ok(()) => match WebPkiServerVerifier::builder_with_provider(
@@ -238,10 +243,10 @@ impl RecordingVerifier {
                 {
                     Ok(verifier) => Self::validate(
                         &verifier,
-                        &self.check.dane_names,
-                        end_entity,
-                        intermediates,
-                        now,
+                        names,
+                        presented.end_entity,
+                        presented.intermediates,
+                        presented.now,
                     ),
                     Err(error) => WebpkiVerdict::Invalid {
                         reason: error.to_string(),
@@ -255,6 +260,15 @@ impl RecordingVerifier {
         }
         first_problem
     }
+}
+
+/// The certificates of one handshake, as the verifier received them.
+struct Presented<'c, 'd> {
+    /// DER, leaf first.
+    chain: &'c [Vec<u8>],
+    end_entity: &'c CertificateDer<'d>,
+    intermediates: &'c [CertificateDer<'d>],
+    now: UnixTime,
 }
 
 /// The RFC 8460 §4.3.1 reading of a certificate error.
@@ -300,11 +314,32 @@ impl ServerCertVerifier for RecordingVerifier {
             self.check.names.clone()
         };
         let webpki = Self::validate(&self.webpki, &names, end_entity, intermediates, now);
-        let dane_ta = self.dane_ta(&chain, end_entity, intermediates, now);
+        let presented = Presented {
+            chain: &chain,
+            end_entity,
+            intermediates,
+            now,
+        };
+        // RFC 7672 §3.2.2: DANE-TA(2): the chain validated up to a presented certificate that a
+        // usable usage-2 record matches, taken as the only trust anchor, with validity dates
+        // and the reference identifiers checked.
+        let dane_ta = self.to_sole_anchor(
+            &tlsa::dane_ta_candidates(&self.check.dane_records, &chain),
+            &self.check.dane_names,
+            &presented,
+        );
+        // A pin on an issuing certificate is checked the same way, for the names the host
+        // requires (a leaf that is itself pinned needs nothing more: no candidates then).
+        let pin_anchor = self.to_sole_anchor(
+            &pin_anchor_candidates(&self.check.pins, &chain),
+            &self.check.pin_names,
+            &presented,
+        );
         self.slot.put(Findings {
             chain,
             webpki,
             dane_ta,
+            pin_anchor,
         });
         Ok(ServerCertVerified::assertion())
     }

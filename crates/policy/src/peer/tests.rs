@@ -27,6 +27,7 @@ fn peer(webpki: WebpkiVerdict) -> PeerFacts {
         chain: vec![certificate(b"leaf", 1), certificate(b"issuer", 2)],
         webpki,
         dane_ta: None,
+        pin_anchor: None,
     }
 }
 
@@ -140,52 +141,172 @@ fn sessions_are_judged_against_their_requirement() {
 }
 
 #[test]
-fn pins_and_version_floors_from_rules_are_enforced_after_the_requirement() {
-    let leaf_spki = sha256_of(&spki_of_key(b"leaf"));
-    let issuer_cert = sha256_of(&certificate(b"issuer", 2));
-    let pin = |bytes: &[u8]| bytes.try_into().expect("32 bytes");
-    let rows = [
-        (
-            "an SPKI pin on the leaf matches",
-            vec![Pin::Spki {
-                sha256: pin(&leaf_spki),
-            }],
-            None,
-            true,
-        ),
-        (
-            "a certificate pin on the issuer matches",
-            vec![Pin::Certificate {
-                sha256: pin(&issuer_cert),
-            }],
-            None,
-            true,
-        ),
-        (
-            "a pin matching nothing fails",
-            vec![Pin::Spki { sha256: [7; 32] }],
-            None,
-            false,
-        ),
-        (
-            "a TLS 1.3 session meets a TLS 1.3 floor",
-            Vec::new(),
-            Some(TlsVersion::Tls13),
-            true,
-        ),
-    ];
-    for (rule, pins, floor, accepted) in rows {
-        let mut planned = host(TlsRequirement::Encrypted, PolicyType::NoPolicyFound);
-        planned.pins = pins;
-        planned.min_tls_version = floor;
-        assert_eq!(
-            judge_peer(&planned, &peer(WebpkiVerdict::NotTrusted)).is_ok(),
-            accepted,
-            "{rule}"
-        );
+fn pins_are_met_by_the_end_entity_or_by_an_issuer_it_validates_to() {
+    let digest = |bytes: &[u8]| -> [u8; 32] { sha256_of(bytes).try_into().expect("32 bytes") };
+    let leaf = certificate(b"leaf", 1);
+    let issuer = certificate(b"issuer", 2);
+    let foreign = certificate(b"attacker", 3);
+    let leaf_spki = Pin::Spki {
+        sha256: digest(&spki_of_key(b"leaf")),
+    };
+    let leaf_cert = Pin::Certificate {
+        sha256: digest(&leaf),
+    };
+    let issuer_cert = Pin::Certificate {
+        sha256: digest(&issuer),
+    };
+    let issuer_spki = Pin::Spki {
+        sha256: digest(&spki_of_key(b"issuer")),
+    };
+    let facts = |chain: Vec<Vec<u8>>, pin_anchor: Option<WebpkiVerdict>| PeerFacts {
+        chain,
+        pin_anchor,
+        ..peer(WebpkiVerdict::NotTrusted)
+    };
+    struct Row {
+        rule: &'static str,
+        pins: Vec<Pin>,
+        peer: PeerFacts,
+        expected: Result<(), ResultType>,
     }
+    let rows = [
+        Row {
+            rule: "an SPKI pin on the end-entity certificate (the key the handshake proved) is met",
+            pins: vec![leaf_spki.clone()],
+            peer: facts(vec![leaf.clone(), issuer.clone()], None),
+            expected: Ok(()),
+        },
+        Row {
+            rule: "a certificate pin on the end-entity certificate is met without names or dates",
+            pins: vec![leaf_cert.clone()],
+            peer: facts(vec![leaf.clone()], None),
+            expected: Ok(()),
+        },
+        Row {
+            rule: "issue 14: a pinned certificate appended after a foreign leaf is refused",
+            pins: vec![issuer_cert.clone()],
+            peer: facts(
+                vec![foreign.clone(), issuer.clone()],
+                Some(WebpkiVerdict::NotTrusted),
+            ),
+            expected: Err(ResultType::CertificateNotTrusted),
+        },
+        Row {
+            rule: "issue 14: a pinned end-entity certificate appended after a foreign leaf is refused",
+            pins: vec![leaf_spki.clone()],
+            peer: facts(
+                vec![foreign.clone(), leaf.clone()],
+                Some(WebpkiVerdict::NotTrusted),
+            ),
+            expected: Err(ResultType::CertificateNotTrusted),
+        },
+        Row {
+            rule: "a pin on a presented issuer is met when the leaf validates to it as sole anchor",
+            pins: vec![issuer_cert.clone()],
+            peer: facts(
+                vec![leaf.clone(), issuer.clone()],
+                Some(WebpkiVerdict::Valid),
+            ),
+            expected: Ok(()),
+        },
+        Row {
+            rule: "an SPKI pin on a presented issuer is met the same way",
+            pins: vec![issuer_spki],
+            peer: facts(
+                vec![leaf.clone(), issuer.clone()],
+                Some(WebpkiVerdict::Valid),
+            ),
+            expected: Ok(()),
+        },
+        Row {
+            rule: "RFC 8460 §4.3.1: a leaf under a pinned issuer naming another host is a host mismatch",
+            pins: vec![issuer_cert.clone()],
+            peer: facts(
+                vec![leaf.clone(), issuer.clone()],
+                Some(WebpkiVerdict::HostMismatch),
+            ),
+            expected: Err(ResultType::CertificateHostMismatch),
+        },
+        Row {
+            rule: "RFC 8460 §4.3.1: an expired leaf under a pinned issuer is certificate-expired",
+            pins: vec![issuer_cert.clone()],
+            peer: facts(
+                vec![leaf.clone(), issuer.clone()],
+                Some(WebpkiVerdict::Expired),
+            ),
+            expected: Err(ResultType::CertificateExpired),
+        },
+        Row {
+            rule: "a pinned issuer whose chain the transport never validated fails closed",
+            pins: vec![issuer_cert.clone()],
+            peer: facts(vec![leaf.clone(), issuer.clone()], None),
+            expected: Err(ResultType::ValidationFailure),
+        },
+        Row {
+            rule: "a pinned issuer that was not presented cannot be validated to",
+            pins: vec![issuer_cert],
+            peer: facts(vec![leaf.clone()], Some(WebpkiVerdict::Valid)),
+            expected: Err(ResultType::ValidationFailure),
+        },
+        Row {
+            rule: "a pin matching nothing fails",
+            pins: vec![Pin::Spki { sha256: [7; 32] }],
+            peer: facts(vec![leaf.clone(), issuer.clone()], None),
+            expected: Err(ResultType::ValidationFailure),
+        },
+        Row {
+            rule: "no pins: nothing to meet",
+            pins: Vec::new(),
+            peer: facts(vec![foreign, issuer], None),
+            expected: Ok(()),
+        },
+    ];
+    for row in rows {
+        let mut planned = host(TlsRequirement::Encrypted, PolicyType::NoPolicyFound);
+        planned.pins = row.pins;
+        let got = judge_peer(&planned, &row.peer)
+            .map(|_| ())
+            .map_err(|failure| failure.result_type);
+        assert_eq!(got, row.expected, "{}", row.rule);
+    }
+}
+
+#[test]
+fn only_presented_issuers_are_pin_anchor_candidates_and_only_when_the_leaf_is_not_pinned() {
+    let digest = |bytes: &[u8]| -> [u8; 32] { sha256_of(bytes).try_into().expect("32 bytes") };
+    let leaf = certificate(b"leaf", 1);
+    let issuer = certificate(b"issuer", 2);
+    let on_issuer = vec![Pin::Certificate {
+        sha256: digest(&issuer),
+    }];
+    let on_both = vec![
+        on_issuer[0].clone(),
+        Pin::Certificate {
+            sha256: digest(&leaf),
+        },
+    ];
+    let chain = vec![leaf.clone(), issuer.clone()];
+    assert_eq!(pin_anchor_candidates(&on_issuer, &chain), [1]);
+    assert!(pin_anchor_candidates(&on_both, &chain).is_empty());
+    // The end-entity certificate is never its own anchor: it is pinned, or it is not.
+    assert!(pin_anchor_candidates(&on_issuer, &[issuer]).is_empty());
+}
+
+#[test]
+fn a_pinned_issuer_vouches_only_for_the_names_the_host_requires() {
+    let mut planned = host(TlsRequirement::Encrypted, PolicyType::NoPolicyFound);
+    assert_eq!(pin_anchor_names(&planned), ["mx.example"]);
+    planned.requirement = TlsRequirement::Verified {
+        names: vec!["mx.example".to_owned(), "alias.example".to_owned()],
+    };
+    assert_eq!(pin_anchor_names(&planned), ["mx.example", "alias.example"]);
+}
+
+#[test]
+fn version_floors_from_rules_are_enforced_before_the_requirement() {
     let mut planned = host(TlsRequirement::Encrypted, PolicyType::NoPolicyFound);
     planned.min_tls_version = Some(TlsVersion::Tls13);
+    assert!(judge_peer(&planned, &peer(WebpkiVerdict::NotTrusted)).is_ok());
     let old = PeerFacts {
         tls_version: TlsVersion::Tls12,
         ..peer(WebpkiVerdict::Valid)

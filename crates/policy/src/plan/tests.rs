@@ -115,6 +115,14 @@ fn facts_that_allow_no_delivery_bounce_or_defer_as_the_rfcs_say() {
             bounce_status: Some("5.4.4"),
         },
         Row {
+            rule: "RFC 5321 §4.1.2, RFC 3463: a domain that is not a host name bounces (5.1.3)",
+            facts: MxFacts::NotAHostName {
+                reason: "a label holds a character other than letters, digits and hyphens"
+                    .to_owned(),
+            },
+            bounce_status: Some("5.1.3"),
+        },
+        Row {
             rule: "RFC 5321 §5.1: a temporary DNS error queues the message",
             facts: MxFacts::Unavailable {
                 reason: "servfail".to_owned(),

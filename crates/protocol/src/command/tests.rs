@@ -239,6 +239,46 @@ fn malformed_commands_are_errors_with_the_right_reply_class() {
     }
 }
 
+// Issue 14: the recipient's domain goes to DNS and into the MTA-STS URL, so RCPT accepts
+// only host names (RFC 5321 §4.1.2, RFC 1123 §2.1) and refuses the rest with 501 5.1.3.
+#[test]
+fn recipients_whose_domain_is_not_a_host_name_are_refused_at_rcpt() {
+    let refused: &[&[u8]] = &[
+        b"RCPT TO:<b@foo_bar.example>\r\n",
+        b"RCPT TO:<b@evil.example/#>\r\n",
+        b"RCPT TO:<b@evil.example?x=1>\r\n",
+        b"RCPT TO:<b@-mx.example>\r\n",
+        b"RCPT TO:<b@example.org.>\r\n",
+        b"RCPT TO:<b@exa\x7fmple.org>\r\n",
+        b"RCPT TO:<b@xn--a.example>\r\n",
+    ];
+    for line in refused {
+        match Command::parse(line) {
+            Err(error @ ProtocolError::InvalidRecipientDomain { .. }) => {
+                assert_eq!(
+                    error.smtp_reply().to_string(),
+                    "501 5.1.3 Recipient domain is not a valid host name\r\n",
+                    "{line:?}"
+                );
+            }
+            other => panic!("{line:?}: {other:?}"),
+        }
+    }
+    // RFC 5321 §4.1.3: address literals never reach the domain check; the parser refuses them.
+    assert_eq!(
+        Command::parse(b"RCPT TO:<b@[192.0.2.1]>\r\n"),
+        Err(ProtocolError::InvalidRecipient)
+    );
+    for accepted in [
+        "RCPT TO:<b@mx-1.Example.org>\r\n",
+        "RCPT TO:<\"b@c\"@example.org>\r\n",
+        "RCPT TO:<jörg@bücher.example>\r\n",
+        "RCPT TO:<b@xn--bcher-kva.example>\r\n",
+    ] {
+        assert!(Command::parse(accepted.as_bytes()).is_ok(), "{accepted:?}");
+    }
+}
+
 // RFC 5321 §4.5.3.1.4: over-long command lines are rejected, not truncated.
 #[test]
 fn over_long_lines_are_rejected_before_parsing() {
