@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use strictmx_protocol::{DataReader, Reply, replies};
+use strictmx_protocol::{DataReader, ErrorChain, Reply, replies};
 use strictmx_spool::{ClientInfo, Envelope, MessageKind, format_id};
 use tracing::{error, info, warn};
 
@@ -111,6 +111,7 @@ impl<Q: Queue> Session<Q> {
                 info!(
                     msg_id = %msg_id,
                     ip = %self.peer.ip(),
+                    user = self.auth_user.as_deref().unwrap_or(""),
                     from = %from,
                     rcpt_count,
                     size,
@@ -122,13 +123,13 @@ impl<Q: Queue> Session<Q> {
                 replies::queued(&msg_id)
             }
             Err(failure) if failure.is_transient() => {
-                warn!(ip = %self.peer.ip(), error = %failure, outcome = "deferred", "queue cannot take the message now");
+                warn!(ip = %self.peer.ip(), error = %ErrorChain(&failure), outcome = "deferred", "queue cannot take the message now");
                 metrics::counter!("strictmx_messages_rejected_total", "reason" => "queue_unavailable")
                     .increment(1);
                 replies::storage_unavailable()
             }
             Err(failure) => {
-                error!(ip = %self.peer.ip(), error = %failure, outcome = "deferred", "queue failed");
+                error!(ip = %self.peer.ip(), error = %ErrorChain(&failure), outcome = "deferred", "queue failed");
                 metrics::counter!("strictmx_messages_rejected_total", "reason" => "queue_error")
                     .increment(1);
                 replies::local_error()

@@ -13,7 +13,7 @@ mod starttls;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use strictmx_protocol::{Command, MailParams, Reply, replies};
+use strictmx_protocol::{Command, ErrorChain, MailParams, Reply, replies};
 use strictmx_spool::EnvelopeRecipient;
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
@@ -232,7 +232,7 @@ impl<Q: Queue> Session<Q> {
                 Some(Stream::Tls(Box::new(tls)))
             }
             Ok(Err(error)) => {
-                info!(ip = %self.peer.ip(), %error, outcome = "tls_failed", "tls handshake failed");
+                info!(ip = %self.peer.ip(), error = %ErrorChain(&error), outcome = "tls_failed", "tls handshake failed");
                 None
             }
             Err(_) => {
