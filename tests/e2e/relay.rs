@@ -68,6 +68,18 @@ async fn accepted_mail_reaches_the_next_hop_with_received_message_id_and_date_ad
         .await
         .unwrap();
     assert_eq!(attempt["domain"], "dest.test");
+    // Issue 13: JSON logs carry JSON values, never Rust debug text ("Some(true)", "Relay").
+    assert!(
+        attempt["cert_verified"].is_null() || attempt["cert_verified"].is_boolean(),
+        "{attempt}"
+    );
+    let accepted = relay
+        .wait_log(WAIT, |v| v["message"] == "message accepted")
+        .await
+        .unwrap();
+    assert_eq!(accepted["span"]["role"], "relay", "{accepted}");
+    assert_eq!(accepted["user"], "", "{accepted}");
+    assert_eq!(accepted["ip"], "127.0.0.1", "{accepted}");
 }
 
 #[tokio::test]

@@ -37,7 +37,7 @@ pub enum InboundError {
         #[source]
         source: rustls::Error,
     },
-    #[error("listener {address} with role {role:?} needs a tls certificate")]
+    #[error("listener {address} with role {} needs a tls certificate", role.as_str())]
     TlsRequired { address: SocketAddr, role: Role },
     #[error("user {user} has a password hash that is not an argon2 phc string")]
     InvalidPasswordHash { user: String },

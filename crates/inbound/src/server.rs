@@ -181,8 +181,7 @@ async fn accept_loop<Q: Queue>(
         if let Err(error) = tcp.set_nodelay(true) {
             warn!(%error, "cannot disable Nagle's algorithm on a session");
         }
-        let span =
-            info_span!("session", ip = %peer.ip(), port = peer.port(), role = ?settings.role);
+        let span = info_span!("session", ip = %peer.ip(), port = peer.port(), role = settings.role.as_str());
         match admit(&shared, peer.ip()) {
             Some(admission) => {
                 let session = session::serve(

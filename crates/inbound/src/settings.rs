@@ -45,6 +45,17 @@ pub enum Role {
     Submissions,
 }
 
+impl Role {
+    /// The role's name, as in the configuration and the logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Relay => "relay",
+            Role::Submission => "submission",
+            Role::Submissions => "submissions",
+        }
+    }
+}
+
 /// A user allowed to authenticate, with an argon2 PHC string from [`crate::hash_password`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {

@@ -261,9 +261,10 @@ fn mx_candidates(
             });
         }
         // RFC 5321 §5.1: a temporary error means the message "MUST be queued and retried later".
+        // The reason already names the lookup and the domain ("MX lookup for x timed out").
         MxFacts::Unavailable { reason } => {
             return Err(PlanOutcome::Defer {
-                reason: format!("mx lookup for {domain} failed: {reason}"),
+                reason: reason.clone(),
                 policy_failures: Vec::new(),
             });
         }

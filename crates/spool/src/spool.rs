@@ -465,7 +465,7 @@ impl Spool {
         let changed = self
             .execute(move |t, ctx| writer::admin(t, ctx, id, action))
             .await?;
-        tracing::info!(msg_id = %MessageIdDisplay(id), action = ?action, changed, "queue admin");
+        tracing::info!(msg_id = %MessageIdDisplay(id), action = action.as_str(), changed, "queue admin");
         Ok(changed)
     }
 

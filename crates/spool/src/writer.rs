@@ -411,6 +411,15 @@ pub(crate) enum AdminAction {
 }
 
 impl AdminAction {
+    /// The action's name in logs.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            AdminAction::Hold => "hold",
+            AdminAction::Release => "release",
+            AdminAction::RetryNow => "retry",
+        }
+    }
+
     fn apply(self, state: &RecipientState, now: SystemTime) -> RecipientState {
         match (self, state) {
             (

@@ -100,7 +100,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
 
     for (address, role) in inbound.local_addrs() {
-        info!(%address, ?role, "listening");
+        info!(%address, role = role.as_str(), "listening");
     }
     tracker.spawn(inbound.run(token.clone()));
     let mut runner = QueueRunner::new(spool.clone(), transport, config.queue.clone());

@@ -92,7 +92,8 @@ pub(crate) fn record_attempt(
         ip = %scope.ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
         tls = tls_label,
         cipher = scope.tls.as_ref().map_or("-", |tls| tls.cipher.as_str()),
-        cert_verified = ?scope.tls.as_ref().map(TlsInfo::cert_verified),
+        // A JSON boolean; absent when there was no TLS session.
+        cert_verified = scope.tls.as_ref().map(TlsInfo::cert_verified),
         requirement = scope.requirement.unwrap_or("-"),
         auth = scope.auth.as_str(),
         policy = scope.policy,
