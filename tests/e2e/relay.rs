@@ -470,6 +470,50 @@ async fn a_client_stalled_in_data_gets_421_when_the_shutdown_grace_ends() {
     assert_eq!(stop.await.unwrap().unwrap(), Some(0));
 }
 
+// Issue 13: an operator's `queue retry` overrides destination backoff, so mail goes out at
+// once instead of when the backoff ends; `queue list` says why each recipient waits.
+#[tokio::test]
+async fn queue_retry_clears_the_destination_backoff_and_queue_list_shows_it() {
+    let dir = TestDir::new("retryclear").unwrap();
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = format!(
+        "[retry]\ninitial = \"1h\"\njitter = 0.0\ndestination_backoff = \"1h\"\n\n\
+         [[route]]\ndomain = \"later.test\"\nnext_hop = \"{down}\"\n"
+    );
+    let relay = Relay::start(bin(), dir.path(), &config).await.unwrap();
+    let mut c = Client::connect(relay.smtp).await.unwrap();
+    let reply = c
+        .send_mail(
+            "app@src.test",
+            &["dora@later.test"],
+            &message("app@src.test", "dora@later.test", "wait for me"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.code, 250);
+    relay
+        .wait_log(WAIT, |v| v["message"] == "destination backed off")
+        .await
+        .unwrap();
+    let list = relay.cli(&["queue", "list"]).unwrap();
+    let list = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(list.contains("destination backed off until"), "{list}");
+    assert!(list.contains("last: "), "{list}");
+
+    let sink = Sink::start_at(down, RcptScript::Accept).await.unwrap();
+    let retry = relay.cli(&["queue", "retry", "--all"]).unwrap();
+    let retry = String::from_utf8_lossy(&retry.stdout).into_owned();
+    assert!(
+        retry.contains("1 destination backoff(s) cleared"),
+        "{retry}"
+    );
+    let got = sink.wait_for(1, Duration::from_secs(15)).await.unwrap();
+    assert_eq!(got[0].rcpts, vec!["dora@later.test"]);
+}
+
 #[tokio::test]
 async fn sigterm_stops_the_server_cleanly_and_the_queue_survives_it() {
     let dir = TestDir::new("sigterm").unwrap();

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use strictmx_spool::Spool;
 use strictmx_tlsrpt::Recorder;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -94,6 +95,50 @@ pub(crate) struct Context<D> {
     pub(crate) tlsrpt: Option<Recorder>,
 }
 
+/// What the operator's tools may ask of the running loop.
+#[derive(Debug)]
+enum Command {
+    /// Forget the backoff of these destinations (all when `None`); answers how many were in it.
+    ClearBackoff(Option<Vec<String>>, oneshot::Sender<usize>),
+    /// The destinations in backoff and when it ends.
+    Backoffs(oneshot::Sender<Vec<(String, SystemTime)>>),
+}
+
+/// Reaches a running [`QueueRunner`] from the control socket. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RunnerHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl RunnerHandle {
+    /// An explicit retry from the operator: the named destinations (all when `None`) leave
+    /// destination backoff now. Returns how many were in backoff; 0 when the runner is gone.
+    pub async fn clear_backoff(&self, domains: Option<Vec<String>>) -> usize {
+        let (answer, answered) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::ClearBackoff(domains, answer))
+            .await
+            .is_err()
+        {
+            return 0;
+        }
+        answered.await.unwrap_or(0)
+    }
+
+    /// The destinations in backoff now, with the time each backoff ends.
+    pub async fn backoffs(&self) -> Vec<(String, SystemTime)> {
+        let (answer, answered) = oneshot::channel();
+        if self.commands.send(Command::Backoffs(answer)).await.is_err() {
+            return Vec::new();
+        }
+        answered.await.unwrap_or_default()
+    }
+}
+
+/// Commands waiting for the loop; the operator's tools are few and wait for their answers.
+const COMMAND_QUEUE: usize = 16;
+
 /// Works the queue until cancelled. See the module documentation.
 #[derive(Debug)]
 pub struct QueueRunner<D> {
@@ -102,17 +147,27 @@ pub struct QueueRunner<D> {
     settings: QueueSettings,
     clock: Arc<dyn Clock>,
     tlsrpt: Option<Recorder>,
+    commands: mpsc::Receiver<Command>,
+    handle: RunnerHandle,
 }
 
 impl<D: Deliver> QueueRunner<D> {
     pub fn new(spool: Spool, deliver: Arc<D>, settings: QueueSettings) -> Self {
+        let (sender, commands) = mpsc::channel(COMMAND_QUEUE);
         QueueRunner {
             spool,
             deliver,
             settings,
             clock: Arc::new(SystemClock),
             tlsrpt: None,
+            commands,
+            handle: RunnerHandle { commands: sender },
         }
+    }
+
+    /// How the control socket reaches this runner once it runs.
+    pub fn handle(&self) -> RunnerHandle {
+        self.handle.clone()
     }
 
     /// Counts every job's TLS sessions (`DeliveryReport::sessions`) for TLSRPT reports.
@@ -130,7 +185,7 @@ impl<D: Deliver> QueueRunner<D> {
 
     /// Runs the loop until `shutdown` is cancelled, then waits up to `shutdown_grace` for the
     /// jobs in flight. Recipients not yet attempted stay queued; leases die with the process.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         let context = Arc::new(Context {
             spool: self.spool,
             deliver: self.deliver,
@@ -163,6 +218,16 @@ impl<D: Deliver> QueueRunner<D> {
                 Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                     dispatcher.finish(&context, done);
                 }
+                Some(command) = self.commands.recv() => match command {
+                    Command::ClearBackoff(domains, answer) => {
+                        let cleared = dispatcher.clear_backoff(domains.as_deref());
+                        tracing::info!(cleared, "destination backoff cleared by the operator");
+                        let _ = answer.send(cleared);
+                    }
+                    Command::Backoffs(answer) => {
+                        let _ = answer.send(dispatcher.backoffs(context.clock.now()));
+                    }
+                },
             }
         }
         dispatcher.abandon(&context);

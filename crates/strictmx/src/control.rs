@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use strictmx_delivery::runner::{QueueSettings, bounce_with_dsns};
+use strictmx_delivery::runner::{QueueSettings, RunnerHandle, bounce_with_dsns};
 use strictmx_protocol::ErrorChain;
 use strictmx_spool::{Spool, parse_id};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -97,6 +97,7 @@ pub struct Server {
     queue: QueueSettings,
     live: Arc<Live>,
     tlsrpt: Option<Reporter>,
+    runner: Option<RunnerHandle>,
 }
 
 impl Server {
@@ -120,7 +121,14 @@ impl Server {
             queue,
             live,
             tlsrpt: None,
+            runner: None,
         })
+    }
+
+    /// Lets `queue retry` clear destination backoff and `queue list` show it.
+    pub fn with_runner(mut self, runner: RunnerHandle) -> Server {
+        self.runner = Some(runner);
+        self
     }
 
     /// Answers `tlsrpt` requests with this reporter (without one, they are refused).
@@ -145,8 +153,9 @@ impl Server {
             let queue = self.queue.clone();
             let live = self.live.clone();
             let tlsrpt = self.tlsrpt.clone();
+            let runner = self.runner.clone();
             tokio::spawn(async move {
-                let answering = answer(stream, spool, queue, live, tlsrpt);
+                let answering = answer(stream, spool, queue, live, tlsrpt, runner);
                 if let Err(e) = tokio::time::timeout(TIMEOUT, answering).await {
                     warn!(error = %ErrorChain(&e), "control request timed out");
                 }
@@ -191,6 +200,7 @@ async fn answer(
     queue: QueueSettings,
     live: Arc<Live>,
     tlsrpt: Option<Reporter>,
+    runner: Option<RunnerHandle>,
 ) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
@@ -199,7 +209,16 @@ async fn answer(
         Err(e) => json!({ "ok": false, "error": format!("cannot read the request: {e}") }),
         Ok(_) => match serde_json::from_str::<Request>(&line) {
             Err(e) => json!({ "ok": false, "error": format!("malformed request: {e}") }),
-            Ok(request) => match execute(request, &spool, &queue, &live, tlsrpt.as_ref()).await {
+            Ok(request) => match execute(
+                request,
+                &spool,
+                &queue,
+                &live,
+                tlsrpt.as_ref(),
+                runner.as_ref(),
+            )
+            .await
+            {
                 Ok(result) => json!({ "ok": true, "result": result }),
                 Err(e) => json!({ "ok": false, "error": format!("{e:#}") }),
             },
@@ -216,16 +235,40 @@ async fn execute(
     queue: &QueueSettings,
     live: &Live,
     tlsrpt: Option<&Reporter>,
+    runner: Option<&RunnerHandle>,
 ) -> anyhow::Result<Value> {
     let id = |text: &str| parse_id(text).with_context(|| format!("`{text}` is not a message id"));
     Ok(match request {
-        Request::List => serde_json::to_value(spool.list()?)?,
+        Request::List => {
+            let backoffs = match runner {
+                Some(runner) => runner.backoffs().await,
+                None => Vec::new(),
+            };
+            with_backoffs(serde_json::to_value(spool.list()?)?, &backoffs)
+        }
         Request::Show { id: text } => match spool.message(id(&text)?)? {
             Some(message) => serde_json::to_value(message)?,
             None => bail!("no message {text} in the queue"),
         },
-        Request::Retry { id: text } => json!({ "recipients": spool.retry_now(id(&text)?).await? }),
-        Request::RetryAll => json!({ "recipients": spool.retry_all().await? }),
+        // An explicit retry overrides destination backoff for the domains it names. The backoff
+        // goes first: otherwise the runner could see the retried recipients while their
+        // destination is still backed off and put them back to its end.
+        Request::Retry { id: text } => {
+            let id = id(&text)?;
+            let domains = spool.message(id)?.map(|m| recipient_domains(&m.envelope));
+            let cleared = match (runner, domains) {
+                (Some(runner), Some(domains)) => runner.clear_backoff(Some(domains)).await,
+                _ => 0,
+            };
+            json!({ "recipients": spool.retry_now(id).await?, "backoffs_cleared": cleared })
+        }
+        Request::RetryAll => {
+            let cleared = match runner {
+                Some(runner) => runner.clear_backoff(None).await,
+                None => 0,
+            };
+            json!({ "recipients": spool.retry_all().await?, "backoffs_cleared": cleared })
+        }
         Request::Hold { id: text } => json!({ "recipients": spool.hold(id(&text)?).await? }),
         Request::Release { id: text } => json!({ "recipients": spool.release(id(&text)?).await? }),
         Request::Delete { id: text } => {
@@ -251,6 +294,43 @@ async fn execute(
         },
         Request::Tlsrpt(request) => tlsrpt_cmd::handle(request, tlsrpt).await?,
     })
+}
+
+/// The distinct recipient domains of a message, lowercase.
+fn recipient_domains(envelope: &strictmx_spool::Envelope) -> Vec<String> {
+    let mut domains: Vec<String> = envelope
+        .recipients
+        .iter()
+        .filter_map(|r| strictmx_protocol::domain_of(&r.address))
+        .map(str::to_ascii_lowercase)
+        .collect();
+    domains.sort();
+    domains.dedup();
+    domains
+}
+
+/// `queue list`'s entries with, for each recipient whose destination is backed off, the time
+/// the backoff ends (`destination_backoff_until`, milliseconds since the epoch).
+fn with_backoffs(mut list: Value, backoffs: &[(String, std::time::SystemTime)]) -> Value {
+    if backoffs.is_empty() {
+        return list;
+    }
+    for entry in list.as_array_mut().into_iter().flatten() {
+        for recipient in entry["recipients"].as_array_mut().into_iter().flatten() {
+            let domain = recipient["address"]
+                .as_str()
+                .and_then(strictmx_protocol::domain_of)
+                .map(str::to_ascii_lowercase);
+            let until = backoffs
+                .iter()
+                .find(|(name, _)| Some(name) == domain.as_ref())
+                .and_then(|(_, until)| until.duration_since(UNIX_EPOCH).ok());
+            if let Some(until) = until {
+                recipient["destination_backoff_until"] = json!(until.as_millis() as u64);
+            }
+        }
+    }
+    list
 }
 
 /// `strictmx queue ...`: one request to the running server, its answer printed.
@@ -428,8 +508,29 @@ fn render(request: &Request, result: &Value) -> String {
         Request::Bounce { .. } => format!("bounced; {} DSN(s) queued\n", result["dsns"]),
         Request::Explain(_) | Request::Reload => format!("{}\n", text(result)),
         Request::Tlsrpt(request) => tlsrpt_cmd::render(request, result),
+        Request::Retry { .. } | Request::RetryAll => format!(
+            "{} recipient(s) due now; {} destination backoff(s) cleared\n",
+            result["recipients"],
+            result["backoffs_cleared"].as_u64().unwrap_or(0)
+        ),
         _ => format!("{} recipient(s) affected\n", result["recipients"]),
     }
+}
+
+/// Why a queued recipient waits: the next attempt, its destination's backoff, the last reply.
+fn waiting_reason(recipient: &Value) -> String {
+    let state = &recipient["state"];
+    let mut parts = vec![text(&state["state"])];
+    if let Some(ms) = state["next_attempt"].as_u64() {
+        parts.push(format!("next {}", time_millis(ms)));
+    }
+    if let Some(ms) = recipient["destination_backoff_until"].as_u64() {
+        parts.push(format!("destination backed off until {}", time_millis(ms)));
+    }
+    if let Some(reply) = state["last_reply"].as_str() {
+        parts.push(format!("last: {}", escape(reply)));
+    }
+    parts.join("; ")
 }
 
 fn render_list(result: &Value) -> String {
@@ -443,7 +544,7 @@ fn render_list(result: &Value) -> String {
             .as_array()
             .map(|r| {
                 r.iter()
-                    .map(|r| format!("{} ({})", text(&r["address"]), text(&r["state"]["state"])))
+                    .map(|r| format!("{} ({})", text(&r["address"]), waiting_reason(r)))
                     .collect()
             })
             .unwrap_or_default();

@@ -90,6 +90,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         )
     })?
     .with_tlsrpt(reporting.as_ref().map(|t| t.reporter.clone()));
+    let mut runner = QueueRunner::new(spool.clone(), transport, config.queue.clone());
+    let control = control.with_runner(runner.handle());
     if let Some(addr) = config.metrics_listen {
         metrics::install(addr)
             .with_context(|| format!("starting the metrics exporter on {addr}"))?;
@@ -103,7 +105,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         info!(%address, role = role.as_str(), "listening");
     }
     tracker.spawn(inbound.run(token.clone()));
-    let mut runner = QueueRunner::new(spool.clone(), transport, config.queue.clone());
     if let Some(t) = reporting {
         // Every job's TLS sessions are counted for the daily reports.
         runner = runner.with_tlsrpt(t.recorder);

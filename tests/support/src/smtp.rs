@@ -194,7 +194,16 @@ struct SinkState {
 impl Sink {
     /// Starts a receiver that does not offer STARTTLS.
     pub async fn start(script: RcptScript) -> anyhow::Result<Sink> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Sink::start_at("127.0.0.1:0".parse()?, script).await
+    }
+
+    /// [`Sink::start`] on a chosen loopback address, e.g. one a relay already tried in vain.
+    pub async fn start_at(addr: std::net::SocketAddr, script: RcptScript) -> anyhow::Result<Sink> {
+        anyhow::ensure!(
+            addr.ip().is_loopback(),
+            "test sinks listen on loopback only"
+        );
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let sink = Sink {
             addr,

@@ -110,6 +110,34 @@ impl Dispatcher {
         }
     }
 
+    /// An operator asked for a retry: the named destinations (all when `None`) forget their
+    /// backoff, so what the spool hands out next is tried at once. Returns how many were in
+    /// backoff.
+    pub(super) fn clear_backoff(&mut self, domains: Option<&[String]>) -> usize {
+        let mut cleared = 0;
+        for (domain, destination) in &mut self.destinations {
+            let named = domains
+                .is_none_or(|names| names.iter().any(|name| name.eq_ignore_ascii_case(domain)));
+            if named && destination.not_before.is_some() {
+                destination.failures = 0;
+                destination.not_before = None;
+                cleared += 1;
+            }
+        }
+        cleared
+    }
+
+    /// The destinations in backoff now, with the time their backoff ends, by name.
+    pub(super) fn backoffs(&self, now: SystemTime) -> Vec<(String, SystemTime)> {
+        let mut list: Vec<_> = self
+            .destinations
+            .iter()
+            .filter_map(|(domain, d)| d.backed_off(now).map(|until| (domain.clone(), until)))
+            .collect();
+        list.sort();
+        list
+    }
+
     /// Takes due recipients from the spool into the per-destination backlog; recipients of a
     /// destination in backoff are rescheduled to its end without connecting.
     pub(super) fn fill<D: Deliver>(
