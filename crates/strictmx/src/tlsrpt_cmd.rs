@@ -118,6 +118,12 @@ pub fn render(request: &TlsrptRequest, result: &Value) -> String {
                     _ => String::new(),
                 };
                 out.push_str(&format!("# {domain} -> {to}\n"));
+                for refused in item["refused"].as_array().into_iter().flatten() {
+                    out.push_str(&format!(
+                        "#   not used: {}\n",
+                        refused.as_str().unwrap_or("")
+                    ));
+                }
                 out.push_str(&serde_json::to_string_pretty(&item["report"]).unwrap_or_default());
                 out.push('\n');
             }
@@ -153,6 +159,9 @@ fn render_outcome(domain: &str, outcome: &Value) -> String {
     );
     for failed in outcome["failed"].as_array().into_iter().flatten() {
         line.push_str(&format!(" FAILED {} ({})", failed[0], failed[1]));
+    }
+    for refused in outcome["refused"].as_array().into_iter().flatten() {
+        line.push_str(&format!(" NOT USED {} ({})", refused[0], refused[1]));
     }
     line.push('\n');
     line
