@@ -244,10 +244,18 @@ impl Reporter {
         let posting = Arc::new(Semaphore::new(self.settings.https_concurrency.max(1)));
         let mut posts = JoinSet::new();
         let mut outcomes = Vec::new();
+        let mut failure = None;
         for (domain, counters) in self.domains(day)? {
-            let (outcome, https) = self
+            let (outcome, https) = match self
                 .send_domain(&submitter, day, &domain, &counters, now)
-                .await?;
+                .await
+            {
+                Ok(sent) => sent,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
             let gzip = Arc::new(https.gzip);
             for (position, url) in https.urls.into_iter().enumerate() {
                 let index = outcomes.len();
@@ -260,22 +268,10 @@ impl Reporter {
             }
             outcomes.push(outcome);
         }
-        let mut done = Vec::new();
-        while let Some(joined) = posts.join_next().await {
-            match joined {
-                Ok(post) => done.push(post),
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(_) => {}
-            }
-        }
-        // In record order, whichever answered first.
-        done.sort_by_key(|(order, ..)| *order);
-        for ((index, _), url, result) in done {
-            let outcome = &mut outcomes[index];
-            match result {
-                Ok(()) => outcome.posted.push(url),
-                Err(e) => outcome.failed.push((url, e)),
-            }
+        // Reports already marked sent are posted even when a later domain failed.
+        finish_posts(posts, &mut outcomes).await;
+        if let Some(e) = failure {
+            return Err(e);
         }
         for outcome in &outcomes {
             tracing::info!(
@@ -455,6 +451,32 @@ impl Reporter {
             }
         }
         Err(last)
+    }
+}
+
+/// One POST task's answer: (domain index, position in its record), URL, result.
+type Posted = ((usize, usize), String, Result<(), String>);
+
+/// Waits for every POST and files its result under its domain, in record order whichever
+/// answered first.
+async fn finish_posts(mut posts: JoinSet<Posted>, outcomes: &mut [DomainOutcome]) {
+    let mut done = Vec::new();
+    while let Some(joined) = posts.join_next().await {
+        match joined {
+            Ok(post) => done.push(post),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => {}
+        }
+    }
+    done.sort_by_key(|(order, ..)| *order);
+    for ((index, _), url, result) in done {
+        let Some(outcome) = outcomes.get_mut(index) else {
+            continue;
+        };
+        match result {
+            Ok(()) => outcome.posted.push(url),
+            Err(e) => outcome.failed.push((url, e)),
+        }
     }
 }
 
