@@ -5,7 +5,10 @@
 //! that their day is over when the reports are sent.
 //!
 //! DNSSEC is taken from the lab's validating resolver (`trust-resolver`) here, because the
-//! server's own validation would judge the lab's fresh signatures by the shifted clock.
+//! server's own validation would judge the lab's fresh signatures by the shifted clock. The lab's
+//! collector is on 127.77.3.1 with a lab certificate: `[tlsrpt]` opts in to both
+//! (`insecure_https_allow_networks`, `https_extra_ca_file`); without them the report client
+//! refuses it.
 
 use std::io::{Read as _, Write as _};
 use std::process::{Command, Stdio};
@@ -28,7 +31,8 @@ fn config(lab: &Lab, submitter: &str) -> String {
          [retry]\ninitial = \"1h\"\n\n\
          [tlsrpt]\nenabled = true\norganization_name = \"{submitter}\"\n\
          contact_info = \"mailto:pm@relay.test\"\nsubmitter = \"{submitter}\"\n\
-         mail_from = \"tlsrpt@relay.test\"\n",
+         mail_from = \"tlsrpt@relay.test\"\n\
+         https_extra_ca_file = \"{ca}\"\ninsecure_https_allow_networks = [\"127.77.0.0/16\"]\n",
         resolver = lab.resolver(),
         ca = lab.ca_bundle().display(),
     )

@@ -230,4 +230,8 @@ pub struct RawTlsrpt {
     pub https_attempts: S<i64>,
     pub https_backoff: S<String>,
     pub https_timeout: S<String>,
+    pub max_rua: S<i64>,
+    pub https_concurrency: S<i64>,
+    pub https_extra_ca_file: S<String>,
+    pub insecure_https_allow_networks: Option<Vec<Spanned<String>>>,
 }

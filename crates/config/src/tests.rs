@@ -621,6 +621,46 @@ mod tlsrpt {
     }
 
     #[test]
+    fn report_addresses_and_https_reach_only_what_the_tlsrpt_table_allows() {
+        let defaults = parse("").unwrap().tlsrpt;
+        assert_eq!((defaults.max_rua, defaults.https_concurrency), (5, 8));
+        assert_eq!(defaults.https_extra_ca_file, None);
+        assert!(defaults.insecure_https_allow_networks.is_empty());
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let c = Config::parse(
+            "[tlsrpt]\nmax_rua = 2\nhttps_concurrency = 3\nhttps_extra_ca_file = \"Cargo.toml\"\ninsecure_https_allow_networks = [\"127.77.0.0/16\", \"::1\"]\n",
+            &dir.join("strictmx.toml"),
+        )
+        .unwrap();
+        let t = &c.tlsrpt;
+        assert_eq!((t.max_rua, t.https_concurrency), (2, 3));
+        assert_eq!(t.https_extra_ca_file, Some(dir.join("Cargo.toml")));
+        let nets: Vec<String> = t
+            .insecure_https_allow_networks
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(nets, ["127.77.0.0/16", "::1/128"]);
+    }
+
+    #[test]
+    fn bad_report_limits_files_and_networks_are_errors_at_their_lines() {
+        let errors = parse("[tlsrpt]\nmax_rua = 0\nhttps_concurrency = 0\nhttps_extra_ca_file = \"/no/such/ca.pem\"\ninsecure_https_allow_networks = [\"10.0.0.1/8\"]\n")
+            .unwrap_err()
+            .0;
+        let keys: Vec<(usize, &str)> = errors.iter().map(|e| (e.line, e.key.as_str())).collect();
+        assert_eq!(
+            keys,
+            vec![
+                (2, "tlsrpt.max_rua"),
+                (3, "tlsrpt.https_concurrency"),
+                (4, "tlsrpt.https_extra_ca_file"),
+                (5, "tlsrpt.insecure_https_allow_networks[0]"),
+            ]
+        );
+    }
+
+    #[test]
     fn enabled_reporting_needs_the_identity_rfc_8460_requires() {
         let errors = parse("[tlsrpt]\nenabled = true\norganization_name = \"Org\"\n")
             .unwrap_err()

@@ -1,23 +1,26 @@
 //! `[tlsrpt]` → `strictmx_tlsrpt::TlsrptSettings`: who we are in reports, where report mail
-//! comes from, and how sending is paced.
+//! comes from, how sending is paced, and how far a recipient domain's record can make us reach
+//! (report addresses per domain, the CA and the networks `https:` reports may use).
 //!
 //! What is counted and how reports are built and sent is `strictmx-tlsrpt`'s; this checks the
 //! values and that reporting, once enabled, has the identity RFC 8460 §4.4 requires.
 
 use std::fmt::Write;
+use std::path::Path;
 use std::time::Duration;
 
 use strictmx_tlsrpt::TlsrptSettings;
 
 use crate::error::Source;
 use crate::raw::RawTlsrpt;
-use crate::validate::{dur, opt};
+use crate::validate::{dur, existing_file, opt};
 use crate::values;
 
 pub(crate) fn build(
     raw: Option<&RawTlsrpt>,
     hostname: &str,
     src: &mut Source<'_>,
+    base: Option<&Path>,
 ) -> TlsrptSettings {
     let mut s = TlsrptSettings {
         submitter: hostname.to_string(),
@@ -98,6 +101,38 @@ pub(crate) fn build(
         s.https_timeout,
         dur,
     );
+    s.max_rua = opt(src, &k("max_rua"), &raw.max_rua, s.max_rua, |n| {
+        small(*n, 1).map(|n| n as usize)
+    });
+    s.https_concurrency = opt(
+        src,
+        &k("https_concurrency"),
+        &raw.https_concurrency,
+        s.https_concurrency,
+        |n| small(*n, 1).map(|n| n as usize),
+    );
+    s.https_extra_ca_file = opt(
+        src,
+        &k("https_extra_ca_file"),
+        &raw.https_extra_ca_file,
+        None,
+        |p| existing_file(base, p).map(Some),
+    );
+    for (i, n) in raw
+        .insecure_https_allow_networks
+        .iter()
+        .flatten()
+        .enumerate()
+    {
+        match values::network(n.get_ref()) {
+            Ok(net) => s.insecure_https_allow_networks.push(net),
+            Err(m) => src.error(
+                n.span(),
+                format!("tlsrpt.insecure_https_allow_networks[{i}]"),
+                m,
+            ),
+        }
+    }
     if s.enabled {
         require_identity(raw, src);
     }
@@ -163,7 +198,7 @@ pub(crate) fn render(t: &TlsrptSettings, out: &mut String) {
     let excluded: Vec<String> = t.exclude_domains.iter().map(|e| q(e)).collect();
     let _ = writeln!(
         out,
-        "submitter = {}\nexclude_domains = [{}]\nsend_delay_max = {}\nkeep_days = {}\nhttps_attempts = {}\nhttps_backoff = {}\nhttps_timeout = {}\n",
+        "submitter = {}\nexclude_domains = [{}]\nsend_delay_max = {}\nkeep_days = {}\nhttps_attempts = {}\nhttps_backoff = {}\nhttps_timeout = {}\nmax_rua = {}\nhttps_concurrency = {}",
         q(&t.submitter),
         excluded.join(", "),
         q(&d(t.send_delay_max)),
@@ -171,5 +206,24 @@ pub(crate) fn render(t: &TlsrptSettings, out: &mut String) {
         t.https_attempts,
         q(&d(t.https_backoff)),
         q(&d(t.https_timeout)),
+        t.max_rua,
+        t.https_concurrency,
+    );
+    if let Some(path) = &t.https_extra_ca_file {
+        let _ = writeln!(
+            out,
+            "https_extra_ca_file = {}",
+            q(&path.display().to_string())
+        );
+    }
+    let allowed: Vec<String> = t
+        .insecure_https_allow_networks
+        .iter()
+        .map(|n| q(&n.to_string()))
+        .collect();
+    let _ = writeln!(
+        out,
+        "insecure_https_allow_networks = [{}]\n",
+        allowed.join(", ")
     );
 }

@@ -159,7 +159,7 @@ pub(crate) fn build(raw: &RawConfig, src: &mut Source<'_>, base: Option<&Path>) 
     let mut queue = build_queue(raw, src, &hostname);
     queue.shutdown_grace = shutdown_grace;
     transport.policy.rules = crate::rules::build(&raw.rules, src);
-    let tlsrpt = crate::tlsrpt::build(raw.tlsrpt.as_ref(), &hostname, src);
+    let tlsrpt = crate::tlsrpt::build(raw.tlsrpt.as_ref(), &hostname, src, base);
 
     Config {
         source: None,
@@ -660,7 +660,7 @@ fn nameservers(
 }
 
 /// A path (relative to the configuration file) that must name an existing file.
-fn existing_file(base: Option<&Path>, text: &String) -> Result<PathBuf, String> {
+pub(crate) fn existing_file(base: Option<&Path>, text: &String) -> Result<PathBuf, String> {
     let p = path_in(base)(text)?;
     if p.is_file() {
         Ok(p)

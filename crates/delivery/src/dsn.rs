@@ -137,6 +137,8 @@ pub struct Dsn {
 enum Returned {
     Full,
     Headers,
+    /// Only the fields that identify the original (`Date`, `Message-ID`): a REQUIRETLS message.
+    Identifying,
 }
 
 /// Composes the DSN for `request`: a multipart/report from the null sender to the sender.
@@ -163,15 +165,15 @@ pub fn compose(request: &DsnRequest<'_>) -> Dsn {
             },
             request.original_body,
         )),
-        Returned::Headers if header_end == 0 => None,
+        Returned::Headers | Returned::Identifying if header_end == 0 => None,
         Returned::Headers => Some(returned_part(
-            if global {
-                "message/global-headers"
-            } else {
-                "text/rfc822-headers"
-            },
+            headers_type(global),
             headers_only(request.original_body, header_end),
         )),
+        Returned::Identifying => {
+            let fields = identifying_fields(headers_only(request.original_body, header_end));
+            (!fields.is_empty()).then(|| returned_part(headers_type(global), &fields))
+        }
     };
     let status_type = if global {
         "message/global-delivery-status"
@@ -224,13 +226,19 @@ pub fn compose(request: &DsnRequest<'_>) -> Dsn {
 /// RFC 3461 §4.3: RET=FULL returns the message with a failure report; RET=HDRS, no RET and
 /// every other kind of report return the headers only. A binary body (BINARYMIME) or one above
 /// the limit goes back as headers too: it would need BINARYMIME or an oversized DSN on the way
-/// back. RFC 8689 §5: a REQUIRETLS message is reported as if RET=HDRS were given ("If both
-/// RET=FULL and REQUIRETLS are present, the RET=FULL MUST be disregarded"), because the report
-/// may travel a path that does not support REQUIRETLS.
+/// back.
+///
+/// RFC 8689 §5: a REQUIRETLS message is reported as if RET=HDRS were given ("If both RET=FULL
+/// and REQUIRETLS are present, the RET=FULL MUST be disregarded"), and its report may be
+/// carried to a next hop that does not advertise REQUIRETLS, from where nothing protects it. So
+/// of the headers only those that identify the message go back: not its Subject, addresses or
+/// anything else the sender asked to keep off unprotected paths.
 fn returned_content(request: &DsnRequest<'_>) -> Returned {
     let params = &request.original.params;
+    if params.requiretls {
+        return Returned::Identifying;
+    }
     if request.kind == DsnKind::Failure
-        && !params.requiretls
         && params.ret == Some(DsnRet::Full)
         && params.body != BodyType::BinaryMime
         && request.original_body.len() <= request.full_body_limit
@@ -239,6 +247,36 @@ fn returned_content(request: &DsnRequest<'_>) -> Returned {
     } else {
         Returned::Headers
     }
+}
+
+fn headers_type(global: bool) -> &'static str {
+    if global {
+        "message/global-headers"
+    } else {
+        "text/rfc822-headers"
+    }
+}
+
+/// The `Date` and `Message-ID` fields of a header section, with their continuation lines
+/// (RFC 5322 §2.2.3), as they were written; every other field is left out.
+fn identifying_fields(headers: &[u8]) -> Vec<u8> {
+    let mut fields = Vec::new();
+    let mut keep = false;
+    for line in headers.split_inclusive(|byte| *byte == b'\n') {
+        if !matches!(line.first(), Some(b' ' | b'\t')) {
+            keep = line
+                .iter()
+                .position(|byte| *byte == b':')
+                .is_some_and(|colon| {
+                    let name = line[..colon].trim_ascii();
+                    name.eq_ignore_ascii_case(b"Date") || name.eq_ignore_ascii_case(b"Message-ID")
+                });
+        }
+        if keep {
+            fields.extend_from_slice(line);
+        }
+    }
+    fields
 }
 
 /// The header section of `body`, ending with one CRLF.
@@ -297,7 +335,13 @@ fn human_readable(request: &DsnRequest<'_>, subject: Option<&str>, returned: Ret
         ),
     };
     text.push_str(&intro);
-    if let Some(subject) = subject {
+    if returned == Returned::Identifying {
+        text.push_str(
+            "\r\nYour message was sent with REQUIRETLS. To keep its content private, this\r\n\
+             report returns only its Date and Message-ID, not its subject or other header\r\n\
+             fields (RFC 8689 section 5).\r\n",
+        );
+    } else if let Some(subject) = subject {
         text.push_str(&format!(
             "\r\nSubject: {}\r\n",
             fields::printable(subject, true)
@@ -365,9 +409,10 @@ fn dsn_envelope(request: &DsnRequest<'_>, eight_bit: bool) -> Envelope {
                 BodyType::SevenBit
             },
             smtputf8: original.params.smtputf8,
-            // RFC 8689 §5: the report about a REQUIRETLS message is sent with REQUIRETLS too;
-            // from the null sender, it is not bounced for a next hop without it (see the
-            // transport's `message_facts`), only sent without the parameter there.
+            // RFC 8689 §5: the report about a REQUIRETLS message is protected like the message:
+            // planned under REQUIRETLS (authenticated MX choice, verified TLS). From the null
+            // sender it may still go to a next hop that does not advertise REQUIRETLS, without
+            // the parameter there (`DeliveryPlan::requiretls`).
             requiretls: original.params.requiretls,
             ret: None,
             envid: None,

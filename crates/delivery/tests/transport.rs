@@ -560,6 +560,77 @@ async fn encrypted_plans_never_send_mail_in_plaintext_when_starttls_is_missing()
     assert!(!report.destination_unreachable, "the host answered");
 }
 
+/// A failure DSN about a REQUIRETLS message, as `dsn::compose` queues it: null sender,
+/// REQUIRETLS, kind `Dsn`.
+fn requiretls_report() -> JobMessage {
+    let mut report = message(1, "", &["alice@dest.test"], BODY);
+    let envelope = Arc::make_mut(&mut report.envelope);
+    envelope.params.requiretls = true;
+    envelope.kind = MessageKind::Dsn;
+    report
+}
+
+// RFC 8689 §5 (issue 14, item 9): the report about a REQUIRETLS message is protected like the
+// message. It used to be planned as ordinary mail and go out in plaintext or over unverified TLS.
+#[tokio::test]
+async fn a_report_about_a_requiretls_message_never_goes_in_plaintext_or_over_unverified_tls() {
+    let (config, _) = certificates();
+    for behaviour in [Behaviour::plain(), Behaviour::plain().with_tls(config)] {
+        let tls = behaviour.tls.is_some();
+        let receiver = Receiver::start(behaviour).await;
+        let report = transport(settings(
+            receiver.addr.port(),
+            DefaultRequirement::Opportunistic,
+        ))
+        .deliver(job(vec![requiretls_report()]))
+        .await;
+        assert!(
+            !receiver.commands().iter().any(|c| c.starts_with("MAIL")),
+            "STARTTLS offered: {tls}; {:?}",
+            receiver.commands()
+        );
+        let outcome = &outcomes(&report, 0)[0];
+        assert!(
+            matches!(outcome, RecipientOutcome::Deferred { .. }),
+            "{outcome:?}"
+        );
+        assert_eq!(report.messages[0].attempts[0].policy, "requiretls");
+    }
+}
+
+// RFC 8689 §5: "the REQUIRETLS parameter SHOULD NOT cause a bounce message to be discarded even
+// if the next-hop relay does not advertise REQUIRETLS"; it is sent where the server offers it.
+#[tokio::test]
+async fn a_report_about_a_requiretls_message_goes_over_verified_tls_with_the_parameter_where_offered()
+ {
+    let (config, ca_pem) = certificates();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).expect("write ca");
+    for advertised in [false, true] {
+        let mut behaviour = Behaviour::plain().with_tls(config.clone());
+        if advertised {
+            behaviour.extensions.push("REQUIRETLS");
+        }
+        let receiver = Receiver::start(behaviour).await;
+        let mut settings = settings(receiver.addr.port(), DefaultRequirement::Opportunistic);
+        settings.extra_ca_file = Some(ca_file.clone());
+        let report = transport(settings)
+            .deliver(job(vec![requiretls_report()]))
+            .await;
+        assert_eq!(status(&outcomes(&report, 0)[0]), "delivered");
+        assert_eq!(report.messages[0].attempts[0].cert_verified, Some(true));
+        let seen = receiver.transactions();
+        assert!(seen[0].tls);
+        let expected = if advertised {
+            format!("MAIL FROM:<> SIZE={} REQUIRETLS", BODY.len())
+        } else {
+            format!("MAIL FROM:<> SIZE={}", BODY.len())
+        };
+        assert_eq!(seen[0].mail, expected);
+    }
+}
+
 #[tokio::test]
 async fn a_4xx_to_rcpt_defers_that_recipient_and_the_others_are_delivered() {
     let mut behaviour = Behaviour::plain();

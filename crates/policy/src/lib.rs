@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod address;
 mod error;
 mod facts;
 mod peer;
@@ -15,6 +16,7 @@ pub mod report;
 pub mod rules;
 pub mod sts;
 pub mod tlsa;
+pub mod tlsrpt_record;
 
 pub use error::StsError;
 /// The error of [`sts::parse_record`].

@@ -174,7 +174,10 @@ pub struct DeliveryPlan {
     /// Set only when the settings allow it and the plan is opportunistic (see
     /// [`DeliveryPlan::allows_plaintext_after_failed_handshake`]).
     pub insecure_plaintext_fallback: bool,
-    /// RFC 8689 §4.2: the next hop must advertise REQUIRETLS and receive the parameter.
+    /// RFC 8689 §4.2: the next hop must advertise REQUIRETLS and receive the parameter. False
+    /// for a null-sender report about a REQUIRETLS message, which RFC 8689 §5 keeps from being
+    /// discarded at a next hop without REQUIRETLS; its hosts still meet every other REQUIRETLS
+    /// condition (authenticated MX choice, verified TLS) and get the parameter where offered.
     pub requiretls: bool,
     /// Hosts policy kept out of `candidates` (`enforced`), or that MTA-STS `testing` would have
     /// kept out (not `enforced`), with what TLSRPT reports for them.

@@ -90,6 +90,12 @@ pub enum ResolveError {
     #[error("cannot use CA bundle {path}: {reason}")]
     CaBundle { path: PathBuf, reason: String },
 
+    /// Every address of a TLSRPT report host lies in a range reports are never posted to
+    /// (loopback, private, link-local, ...: `strictmx_policy::address`): whoever writes a
+    /// recipient domain's `_smtp._tls` record must not make us reach our own networks.
+    #[error("{host} has no public address reports may be posted to: {}", refused.join(", "))]
+    ReportHostRefused { host: String, refused: Vec<String> },
+
     /// The HTTPS client could not be built.
     #[error("cannot build the HTTPS client")]
     HttpsClient {
@@ -153,6 +159,7 @@ impl ResolveError {
             | ResolveError::TrustAnchor { .. }
             | ResolveError::UntrustedResolver { .. }
             | ResolveError::CaBundle { .. }
+            | ResolveError::ReportHostRefused { .. }
             | ResolveError::HttpsClient { .. } => false,
             // RFC 7672 §2.1.1: a bogus answer is treated like a lookup failure, never as
             // "no DNSSEC"; the zone may be repaired.
@@ -199,6 +206,7 @@ impl ResolveError {
             | ResolveError::TrustAnchor { .. }
             | ResolveError::UntrustedResolver { .. }
             | ResolveError::CaBundle { .. }
+            | ResolveError::ReportHostRefused { .. }
             | ResolveError::HttpsClient { .. }
             | ResolveError::StsCache { .. } => None,
         }

@@ -207,7 +207,9 @@ mod tests {
             ..crate::ResolverSettings::default()
         })
         .expect("resolver");
-        let client = crate::https::https_client(&resolver, None).expect("client");
+        let client =
+            crate::https::https_client_with(&resolver, None, crate::HttpsTimeouts::default())
+                .expect("client");
         for domain in ["x.test/#", "x.test?a=1", "user@x.test", "x_y.test"] {
             let error = fetch_policy(&client, domain, 1024, Duration::from_secs(1))
                 .await

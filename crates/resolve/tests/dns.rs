@@ -1,13 +1,21 @@
 //! Lookups against a tiny in-process DNS server on 127.0.0.1:0 answering from a fixed table
 //! (unsigned, through the `trust-resolver` DNSSEC mode's client); DNSSEC itself is tested in `lab.rs`.
+//! The TLSRPT report client's address check runs against the same server and an HTTPS receiver
+//! on loopback.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use strictmx_policy::MxFacts;
-use strictmx_resolve::{DnsResolver, DnssecMode, MxAnswer, MxHost, ResolveError, ResolverSettings};
-use tokio::net::UdpSocket;
+use strictmx_resolve::{
+    DnsResolver, DnssecMode, HttpsTimeouts, MxAnswer, MxHost, ResolveError, ResolverSettings,
+    report_client,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
 
 const TYPE_A: u16 = 1;
 const TYPE_MX: u16 = 15;
@@ -164,6 +172,18 @@ fn zone() -> HashMap<(String, u16), Answer> {
     put("empty.test", TYPE_AAAA, Answer::NoData);
     put("flaky.test", TYPE_A, Answer::ServFail);
     put("flaky.test", TYPE_AAAA, Answer::ServFail);
+    put(
+        "collector.report.test",
+        TYPE_A,
+        Answer::Records(vec![a(Ipv4Addr::LOCALHOST)]),
+    );
+    put("collector.report.test", TYPE_AAAA, Answer::NoData);
+    put(
+        "mixed.report.test",
+        TYPE_A,
+        Answer::Records(vec![a(Ipv4Addr::LOCALHOST), a(Ipv4Addr::new(127, 0, 0, 2))]),
+    );
+    put("mixed.report.test", TYPE_AAAA, Answer::NoData);
     zone
 }
 
@@ -317,4 +337,143 @@ async fn address_failures_are_classified() {
         assert_eq!(error.is_transient(), transient, "{host}: {error:?}");
         assert!(error.to_string().contains(text), "{host}: {error}");
     }
+}
+
+/// An HTTPS receiver on 127.0.0.1:0 for the report hosts, its CA in a PEM file, and how many
+/// connections it accepted.
+struct Collector {
+    port: u16,
+    connections: Arc<AtomicUsize>,
+    ca_file: tempfile::NamedTempFile,
+}
+
+async fn collector() -> Collector {
+    let ca_key = rcgen::KeyPair::generate().expect("ca key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("ca");
+    let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
+    let names = vec![
+        "collector.report.test".to_owned(),
+        "mixed.report.test".to_owned(),
+    ];
+    let leaf = rcgen::CertificateParams::new(names)
+        .expect("leaf params")
+        .signed_by(&leaf_key, &ca)
+        .expect("leaf");
+    let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).expect("key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone()], key)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let ca_file = tempfile::NamedTempFile::new().expect("ca file");
+    std::fs::write(ca_file.path(), ca.pem()).expect("write ca");
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                // Headers and a small body arrive within a read or two; answer once they did.
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tls
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    Collector {
+        port,
+        connections,
+        ca_file,
+    }
+}
+
+async fn post(
+    collector: &Collector,
+    host: &str,
+    allowed: &[ipnet::IpNet],
+) -> Result<reqwest::StatusCode, String> {
+    let client = report_client(
+        &resolver().await,
+        Some(collector.ca_file.path()),
+        allowed,
+        HttpsTimeouts {
+            connect: Duration::from_secs(5),
+            total: Duration::from_secs(10),
+        },
+    )
+    .expect("client");
+    let url = format!("https://{host}:{}/tlsrpt", collector.port);
+    match client.post(url).body("report").send().await {
+        Ok(response) => Ok(response.status()),
+        Err(error) => {
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                text.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            Err(text)
+        }
+    }
+}
+
+// Issue 14, item 8: a recipient domain's `_smtp._tls` record names the report host, so its DNS
+// could point our POST at loopback, a private network or a cloud metadata address.
+#[tokio::test]
+async fn the_report_client_never_connects_to_a_loopback_address() {
+    let collector = collector().await;
+    let error = post(&collector, "collector.report.test", &[])
+        .await
+        .expect_err("refused");
+    assert!(
+        error.contains("collector.report.test has no public address reports may be posted to: 127.0.0.1 (loopback)"),
+        "{error}"
+    );
+    assert_eq!(collector.connections.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn an_allowed_network_lets_the_report_client_post_there() {
+    let collector = collector().await;
+    let allowed = ["127.0.0.1/32".parse().expect("net")];
+    let status = post(&collector, "collector.report.test", &allowed)
+        .await
+        .expect("posted");
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert_eq!(collector.connections.load(Ordering::SeqCst), 1);
+}
+
+// The addresses checked are the addresses connected to: of 127.0.0.1 (refused) and 127.0.0.2
+// (allowed, nothing listening), only 127.0.0.2 is tried, and the collector on 127.0.0.1 never
+// sees a connection.
+#[tokio::test]
+async fn the_report_client_connects_only_to_the_addresses_it_checked() {
+    let collector = collector().await;
+    let allowed = ["127.0.0.2/32".parse().expect("net")];
+    let error = post(&collector, "mixed.report.test", &allowed)
+        .await
+        .expect_err("127.0.0.2 refuses the connection");
+    assert!(error.contains("Connection refused"), "{error}");
+    assert_eq!(collector.connections.load(Ordering::SeqCst), 0);
 }

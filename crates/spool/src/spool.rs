@@ -486,13 +486,26 @@ impl Spool {
     }
 
     /// Bounces every recipient that is not final ("administratively bounced", 5.0.0) and
-    /// removes the message; returns it, with its body, so the caller can send DSNs.
-    pub async fn bounce(&self, id: MessageId) -> Result<BouncedMessage, SpoolError> {
-        let bounced = self
-            .execute(move |t, ctx| writer::bounce(t, ctx, id))
+    /// removes the message. `report` composes the report to the sender from the bounced message
+    /// and the recipient states before the bounce (`None`: no report); it is queued in the same
+    /// transaction, so the message is never gone while its report is lost (a crash loses both
+    /// or neither). `report` runs on the writer thread: it must not block. Returns the bounced
+    /// message, with its body, and the report's id.
+    pub async fn bounce<F>(
+        &self,
+        id: MessageId,
+        report: F,
+    ) -> Result<(BouncedMessage, Option<MessageId>), SpoolError>
+    where
+        F: FnOnce(&BouncedMessage, &[RecipientState]) -> Option<(Envelope, Vec<u8>)>
+            + Send
+            + 'static,
+    {
+        let (bounced, report_id) = self
+            .execute(move |t, ctx| writer::bounce(t, ctx, id, report))
             .await?;
-        tracing::warn!(msg_id = %MessageIdDisplay(id), outcome = "bounced", "message bounced by admin");
-        Ok(bounced)
+        tracing::warn!(msg_id = %MessageIdDisplay(id), reported = report_id.is_some(), outcome = "bounced", "message bounced by admin");
+        Ok((bounced, report_id))
     }
 
     /// Clears leases that `due` handed out for recipients the caller will not attempt now.

@@ -535,12 +535,19 @@ pub(crate) fn delete(
     Ok(loaded.states.iter().filter(|s| !s.is_final()).count())
 }
 
-/// Bounces every recipient that is not final and removes the message; returns what it was.
-pub(crate) fn bounce(
+/// Bounces every recipient that is not final and removes the message; returns what it was and
+/// the id of the report `report` composed from it (given the states before the bounce), queued
+/// in this same transaction. The report is stored first: its refusal comes before any write,
+/// so a refused report leaves the message untouched.
+pub(crate) fn bounce<F>(
     tables: &mut Tables<'_>,
     ctx: &mut Ctx,
     id: MessageId,
-) -> Result<BouncedMessage, OpError> {
+    report: F,
+) -> Result<(BouncedMessage, Option<MessageId>), OpError>
+where
+    F: FnOnce(&BouncedMessage, &[RecipientState]) -> Option<(Envelope, Vec<u8>)>,
+{
     let loaded = load(tables, id)?;
     let attempts = store::read_attempts(&tables.attempts, id)?;
     let body = store::read_body(&tables.bodies, id)?.ok_or(SpoolError::Inconsistent {
@@ -561,17 +568,22 @@ pub(crate) fn bounce(
         })
         .collect();
     let changes = plan_changes(id, &loaded.states, &states)?;
-    write_changes(tables, ctx, id, &loaded, &states, changes)?;
-    Ok(BouncedMessage {
+    let bounced = BouncedMessage {
         message: StoredMessage {
             id,
             size: loaded.record.size,
-            envelope: loaded.record.envelope,
+            envelope: loaded.record.envelope.clone(),
             states,
             attempts,
         },
         body,
-    })
+    };
+    let report_id = match report(&bounced, &loaded.states) {
+        Some((envelope, body)) => Some(submit(tables, ctx, envelope, body)?),
+        None => None,
+    };
+    write_changes(tables, ctx, id, &loaded, &bounced.message.states, changes)?;
+    Ok((bounced, report_id))
 }
 
 /// A recipient whose state changes, with the new state already encoded.

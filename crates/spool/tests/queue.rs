@@ -287,7 +287,8 @@ async fn an_administrative_bounce_returns_the_message_for_dsns_and_removes_it() 
         .expect("record");
     spool.hold(id).await.expect("hold");
 
-    let bounced = spool.bounce(id).await.expect("bounce");
+    let (bounced, report) = spool.bounce(id, |_, _| None).await.expect("bounce");
+    assert_eq!(report, None);
     assert_eq!(bounced.body, body(100));
     assert_eq!(bounced.message.attempts.len(), 1);
     assert!(matches!(
@@ -305,6 +306,51 @@ async fn an_administrative_bounce_returns_the_message_for_dsns_and_removes_it() 
     }
     assert!(spool.message(id).expect("read").is_none());
     assert_eq!(spool.stats().messages, 0);
+}
+
+#[tokio::test]
+async fn an_administrative_bounce_queues_its_report_in_the_same_commit() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spool = open(dir.path());
+    let id = spool
+        .submit(envelope(&["a@x.test", "b@x.test"]), body(100))
+        .await
+        .expect("submit");
+    let (bounced, report) = spool
+        .bounce(id, |bounced, before| {
+            assert!(before.iter().all(|s| !s.is_final()), "{before:?}");
+            assert!(bounced.message.states.iter().all(RecipientState::is_final));
+            Some((envelope(&["sender@y.test"]), body(50)))
+        })
+        .await
+        .expect("bounce");
+    let report = report.expect("the report was queued");
+    assert_eq!(bounced.message.id, id);
+    assert!(spool.message(id).expect("read").is_none());
+    let queued = spool.message(report).expect("read").expect("report queued");
+    assert_eq!(queued.envelope.recipients[0].address, "sender@y.test");
+    assert_eq!(spool.body(report).expect("body"), body(50));
+    assert_eq!(spool.stats().messages, 1);
+}
+
+#[tokio::test]
+async fn a_refused_bounce_report_leaves_the_message_queued() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spool = open(dir.path());
+    let id = spool
+        .submit(envelope(&["a@x.test"]), body(100))
+        .await
+        .expect("submit");
+    let refused = spool
+        .bounce(id, |_, _| Some((envelope(&[]), body(10))))
+        .await;
+    assert!(
+        matches!(refused, Err(SpoolError::NoRecipients)),
+        "{refused:?}"
+    );
+    let stored = spool.message(id).expect("read").expect("still queued");
+    assert!(matches!(stored.states[0], RecipientState::Queued { .. }));
+    assert_eq!(spool.stats().messages, 1);
 }
 
 #[tokio::test]

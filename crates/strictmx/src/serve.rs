@@ -17,7 +17,9 @@ use strictmx_delivery::transport::Transport;
 use strictmx_inbound::Inbound;
 use strictmx_policy::DnssecHealth;
 use strictmx_protocol::ErrorChain;
-use strictmx_resolve::{DnsResolver, FactGatherer, GatherSettings, StsSource, https_client};
+use strictmx_resolve::{
+    DnsResolver, FactGatherer, GatherSettings, HttpsTimeouts, StsSource, report_client,
+};
 use strictmx_spool::Spool;
 use strictmx_tlsrpt::ReportPoster;
 use tokio::signal::unix::{SignalKind, signal};
@@ -159,8 +161,9 @@ async fn gatherer(config: &Config, spool: &Spool) -> anyhow::Result<FactGatherer
 }
 
 /// With `[tlsrpt] enabled`: the TLSRPT recorder and daily report task, posting `https:` reports
-/// with the same HTTPS client setup as MTA-STS fetches. The queue runner feeds the recorder; the
-/// reporter answers `strictmx tlsrpt`.
+/// with the report client (public addresses only unless `insecure_https_allow_networks`; the
+/// web PKI roots plus only `[tlsrpt] https_extra_ca_file`). The queue runner feeds the
+/// recorder; the reporter answers `strictmx tlsrpt`.
 fn tlsrpt(
     config: &Config,
     spool: &Spool,
@@ -172,8 +175,17 @@ fn tlsrpt(
         return Ok(None);
     }
     let resolver = gatherer.resolver().clone();
-    let client = https_client(&resolver, config.transport.extra_ca_file.as_deref())
-        .context("setting up the HTTPS client for TLSRPT reports")?;
+    let settings = &config.tlsrpt;
+    let client = report_client(
+        &resolver,
+        settings.https_extra_ca_file.as_deref(),
+        &settings.insecure_https_allow_networks,
+        HttpsTimeouts {
+            total: settings.https_timeout,
+            ..HttpsTimeouts::default()
+        },
+    )
+    .context("setting up the HTTPS client for TLSRPT reports")?;
     let poster: Arc<dyn ReportPoster> = Arc::new(client);
     let started = tlsrpt_cmd::start(
         spool,

@@ -123,6 +123,12 @@ pub fn render(request: &TlsrptRequest, result: &Value) -> String {
                     _ => String::new(),
                 };
                 out.push_str(&format!("# {domain} -> {to}\n"));
+                for refused in item["refused"].as_array().into_iter().flatten() {
+                    out.push_str(&format!(
+                        "#   not used: {}\n",
+                        refused.as_str().unwrap_or("")
+                    ));
+                }
                 out.push_str(&serde_json::to_string_pretty(&item["report"]).unwrap_or_default());
                 out.push('\n');
             }
@@ -163,6 +169,9 @@ fn render_outcome(domain: &str, outcome: &Value) -> String {
             escape(&failed[0].to_string()),
             escape(&failed[1].to_string())
         ));
+    }
+    for refused in outcome["refused"].as_array().into_iter().flatten() {
+        line.push_str(&format!(" NOT USED {} ({})", refused[0], refused[1]));
     }
     line.push('\n');
     line

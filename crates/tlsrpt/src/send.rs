@@ -1,7 +1,10 @@
 //! Turning one closed day's counters into reports and sending them (RFC 8460 §5): the
 //! `_smtp._tls` lookup, the schema check, gzip, `mailto:` through our own queue and `https:`
-//! POSTs with retries, and the per-(day, domain) sent mark. DNS and HTTPS are behind the
-//! [`TxtLookup`] and [`ReportPoster`] traits; the binary wires them to `strictmx-resolve`.
+//! POSTs with retries, and the per-(day, domain) sent mark. Which report URIs are used is
+//! `strictmx_policy::tlsrpt_record`'s decision, capped here at `max_rua` per domain; POSTs run
+//! concurrently (at most `https_concurrency` at once), so one slow endpoint delays no other.
+//! DNS and HTTPS are behind the [`TxtLookup`] and [`ReportPoster`] traits; the binary wires
+//! them to `strictmx-resolve`, whose report client checks every address it connects to.
 
 use std::fmt;
 use std::future::Future;
@@ -13,12 +16,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use serde::Serialize;
+use strictmx_policy::tlsrpt_record::{self as record, Rua, TlsrptRecord};
 use strictmx_spool::Spool;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use crate::day::Day;
 use crate::error::TlsrptError;
 use crate::mail::{self, ReportMail};
-use crate::record::{self, RecordProblem, Rua};
 use crate::report::{self, Report, Submitter};
 use crate::schema;
 use crate::settings::TlsrptSettings;
@@ -36,17 +41,19 @@ pub trait ReportPoster: Send + Sync + fmt::Debug {
     fn post<'a>(&'a self, url: &'a str, gzip: Vec<u8>) -> BoxFuture<'a, Result<(), String>>;
 }
 
-/// The production poster: a reqwest client built by `strictmx-resolve` (web PKI, ring).
+/// The production poster: a reqwest client built by `strictmx-resolve`
+/// (`report_client`: public addresses only, web PKI roots, ring).
 impl ReportPoster for reqwest::Client {
     fn post<'a>(&'a self, url: &'a str, gzip: Vec<u8>) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
+            let url = client_url(url)?;
             let response = reqwest::Client::post(self, url)
                 // RFC 8460 §5.4: the gzip form goes as application/tlsrpt+gzip.
                 .header("Content-Type", "application/tlsrpt+gzip")
                 .body(gzip)
                 .send()
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| error_chain(&e))?;
             // RFC 8460 §5.4: any 2xx is success.
             if response.status().is_success() {
                 Ok(())
@@ -57,12 +64,44 @@ impl ReportPoster for reqwest::Client {
     }
 }
 
+/// `url` as the HTTP client itself parses it, refused unless it names a host (not an IP
+/// address), port 443 and no user information. `strictmx_policy::tlsrpt_record` checked the
+/// same before; checking the client's own reading too leaves no gap between two URL parsers,
+/// and a host name makes the client resolve through the report client's address check.
+fn client_url(url: &str) -> Result<reqwest::Url, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+    if parsed.scheme() != "https"
+        || parsed.domain().is_none()
+        || parsed.port_or_known_default() != Some(443)
+        || !parsed.username().is_empty()
+        || parsed.password().is_some()
+    {
+        return Err("only https URLs naming a host on port 443 are posted to".into());
+    }
+    Ok(parsed)
+}
+
+/// An error with each of its sources, so that a refused address is not hidden behind
+/// "error sending request".
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// One domain's report as it would go out.
 #[derive(Debug, Clone, Serialize)]
 pub struct Prepared {
     pub domain: String,
     /// Where it goes, or why it would not be sent.
     pub rua: Result<Vec<String>, String>,
+    /// Report URIs of the record that would not be used, with the reason.
+    pub refused: Vec<String>,
     pub report: Report,
 }
 
@@ -77,6 +116,8 @@ pub struct DomainOutcome {
     pub posted: Vec<String>,
     /// URIs (either scheme) that failed after every try, with the last reason.
     pub failed: Vec<(String, String)>,
+    /// URIs of the record that were not used (malformed, not allowed, over `max_rua`).
+    pub refused: Vec<(String, String)>,
     /// Why nothing was sent (no record, already sent, schema failure, ...).
     pub skipped: Option<String>,
 }
@@ -139,13 +180,15 @@ impl Reporter {
         Ok(by_domain)
     }
 
-    async fn rua(&self, domain: &str) -> Result<Vec<Rua>, String> {
+    /// The report URIs of `domain`'s record that are used, at most `max_rua`, and the refused.
+    async fn rua(&self, domain: &str) -> Result<TlsrptRecord, String> {
         let txts = self
             .txt
             .txt(&record::record_name(domain))
             .await
             .map_err(|e| format!("TXT lookup failed: {e}"))?;
-        record::select_record(&txts).map_err(|problem: RecordProblem| problem.to_string())
+        let record = record::select_record(&txts).map_err(|problem| problem.to_string())?;
+        Ok(record.capped(self.settings.max_rua))
     }
 
     /// The reports `day` would produce (all domains, or only `only`), with their destinations.
@@ -163,13 +206,17 @@ impl Reporter {
             let Some(report) = report::build_report(&submitter, day, &domain, &counters) else {
                 continue;
             };
-            let rua = self
-                .rua(&domain)
-                .await
-                .map(|list| list.iter().map(rua_text).collect());
+            let (rua, refused) = match self.rua(&domain).await {
+                Ok(record) => (
+                    Ok(record.rua.iter().map(Rua::uri).collect()),
+                    record.refused.iter().map(ToString::to_string).collect(),
+                ),
+                Err(why) => (Err(why), Vec::new()),
+            };
             out.push(Prepared {
                 domain,
                 rua,
+                refused,
                 report,
             });
         }
@@ -178,7 +225,8 @@ impl Reporter {
 
     /// Sends the reports of `day`, which must be over at `now`. Each domain's report goes out
     /// at most once (a mark in the spool, set before sending); mailto reports are queued, https
-    /// ones POSTed with retries before this returns.
+    /// ones POSTed with retries before this returns. The POSTs of all domains run concurrently,
+    /// at most `https_concurrency` at a time, each try within `https_timeout`.
     pub async fn send_day(
         &self,
         day: Day,
@@ -193,21 +241,49 @@ impl Reporter {
             });
         }
         let submitter = self.submitter();
+        let posting = Arc::new(Semaphore::new(self.settings.https_concurrency.max(1)));
+        let mut posts = JoinSet::new();
         let mut outcomes = Vec::new();
+        let mut failure = None;
         for (domain, counters) in self.domains(day)? {
-            let outcome = self
+            let (outcome, https) = match self
                 .send_domain(&submitter, day, &domain, &counters, now)
-                .await?;
+                .await
+            {
+                Ok(sent) => sent,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
+            let gzip = Arc::new(https.gzip);
+            for (position, url) in https.urls.into_iter().enumerate() {
+                let index = outcomes.len();
+                let (reporter, posting, gzip) =
+                    (self.clone(), Arc::clone(&posting), Arc::clone(&gzip));
+                posts.spawn(async move {
+                    let result = reporter.post_with_retries(&url, &gzip, &posting).await;
+                    ((index, position), url, result)
+                });
+            }
+            outcomes.push(outcome);
+        }
+        // Reports already marked sent are posted even when a later domain failed.
+        finish_posts(posts, &mut outcomes).await;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        for outcome in &outcomes {
             tracing::info!(
                 domain = %outcome.domain,
                 queued = outcome.queued.len(),
                 posted = outcome.posted.len(),
                 failed = outcome.failed.len(),
+                refused = outcome.refused.len(),
                 skipped = outcome.skipped.as_deref().unwrap_or(""),
                 outcome = if outcome.skipped.is_some() { "skipped" } else { "sent" },
                 "TLSRPT report"
             );
-            outcomes.push(outcome);
         }
         Ok(outcomes)
     }
@@ -238,6 +314,8 @@ impl Reporter {
         Ok(())
     }
 
+    /// Marks one domain's report sent and queues its mailto reports; returns the outcome so
+    /// far and the https URIs still to be posted.
     async fn send_domain(
         &self,
         submitter: &Submitter,
@@ -245,29 +323,36 @@ impl Reporter {
         domain: &str,
         counters: &[strictmx_spool::TlsrptCounters],
         now: SystemTime,
-    ) -> Result<DomainOutcome, TlsrptError> {
+    ) -> Result<(DomainOutcome, HttpsPending), TlsrptError> {
         let mut outcome = DomainOutcome {
             domain: domain.to_owned(),
             ..DomainOutcome::default()
         };
+        let nothing = HttpsPending::default();
         let sent = self
             .spool
             .tlsrpt_sent(day.0, domain)
             .map_err(TlsrptError::spool("reading sent marks"))?;
         if sent {
             outcome.skipped = Some("already sent".into());
-            return Ok(outcome);
+            return Ok((outcome, nothing));
         }
-        let ruas = match self.rua(domain).await {
-            Ok(ruas) => ruas,
+        let record = match self.rua(domain).await {
+            Ok(record) => record,
             Err(why) => {
                 outcome.skipped = Some(why);
-                return Ok(outcome);
+                return Ok((outcome, nothing));
             }
         };
+        for refused in &record.refused {
+            tracing::warn!(domain, rua = %refused.uri, reason = %refused.reason, "TLSRPT report address not used");
+            outcome
+                .refused
+                .push((refused.uri.clone(), refused.reason.to_string()));
+        }
         let Some(report) = report::build_report(submitter, day, domain, counters) else {
             outcome.skipped = Some("no decodable counters".into());
-            return Ok(outcome);
+            return Ok((outcome, nothing));
         };
         outcome.report_id = Some(report.report_id.clone());
         let gzip = match checked_gzip(domain, &report) {
@@ -275,7 +360,7 @@ impl Reporter {
             Err(e) => {
                 tracing::error!(domain, error = %e, "TLSRPT report not sent");
                 outcome.skipped = Some(e.to_string());
-                return Ok(outcome);
+                return Ok((outcome, nothing));
             }
         };
         let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -286,23 +371,21 @@ impl Reporter {
             .map_err(TlsrptError::spool("marking a report sent"))?;
         if !claimed {
             outcome.skipped = Some("already sent".into());
-            return Ok(outcome);
+            return Ok((outcome, nothing));
         }
-        for rua in &ruas {
+        let mut urls = Vec::new();
+        for rua in record.rua {
             match rua {
                 Rua::Mailto(to) => {
-                    match self.queue_mail(&report, domain, day, to, &gzip, now).await {
-                        Ok(()) => outcome.queued.push(to.clone()),
-                        Err(e) => outcome.failed.push((rua_text(rua), e)),
+                    match self.queue_mail(&report, domain, day, &to, &gzip, now).await {
+                        Ok(()) => outcome.queued.push(to),
+                        Err(e) => outcome.failed.push((format!("mailto:{to}"), e)),
                     }
                 }
-                Rua::Https(url) => match self.post_with_retries(url, &gzip).await {
-                    Ok(()) => outcome.posted.push(url.clone()),
-                    Err(e) => outcome.failed.push((url.clone(), e)),
-                },
+                Rua::Https(url) => urls.push(url),
             }
         }
-        Ok(outcome)
+        Ok((outcome, HttpsPending { urls, gzip }))
     }
 
     async fn queue_mail(
@@ -339,14 +422,24 @@ impl Reporter {
     }
 
     /// RFC 8460 §5.5 asks senders to retry failed deliveries; tries are bounded by the
-    /// settings and kept in memory only (a restart drops a report still being retried).
-    async fn post_with_retries(&self, url: &str, gzip: &[u8]) -> Result<(), String> {
+    /// settings and kept in memory only (a restart drops a report still being retried). Each
+    /// try holds one of the `posting` permits; waiting between tries holds none.
+    async fn post_with_retries(
+        &self,
+        url: &str,
+        gzip: &[u8],
+        posting: &Semaphore,
+    ) -> Result<(), String> {
         let attempts = self.settings.https_attempts.max(1);
         let mut wait = self.settings.https_backoff;
         let mut last = String::new();
         for attempt in 1..=attempts {
-            let post = self.poster.post(url, gzip.to_vec());
-            match tokio::time::timeout(self.settings.https_timeout, post).await {
+            let result = {
+                let _permit = posting.acquire().await.map_err(|e| e.to_string())?;
+                let post = self.poster.post(url, gzip.to_vec());
+                tokio::time::timeout(self.settings.https_timeout, post).await
+            };
+            match result {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(e)) => last = e,
                 Err(_) => last = format!("no answer within {:?}", self.settings.https_timeout),
@@ -361,11 +454,37 @@ impl Reporter {
     }
 }
 
-fn rua_text(rua: &Rua) -> String {
-    match rua {
-        Rua::Mailto(address) => format!("mailto:{address}"),
-        Rua::Https(url) => url.clone(),
+/// One POST task's answer: (domain index, position in its record), URL, result.
+type Posted = ((usize, usize), String, Result<(), String>);
+
+/// Waits for every POST and files its result under its domain, in record order whichever
+/// answered first.
+async fn finish_posts(mut posts: JoinSet<Posted>, outcomes: &mut [DomainOutcome]) {
+    let mut done = Vec::new();
+    while let Some(joined) = posts.join_next().await {
+        match joined {
+            Ok(post) => done.push(post),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => {}
+        }
     }
+    done.sort_by_key(|(order, ..)| *order);
+    for ((index, _), url, result) in done {
+        let Some(outcome) = outcomes.get_mut(index) else {
+            continue;
+        };
+        match result {
+            Ok(()) => outcome.posted.push(url),
+            Err(e) => outcome.failed.push((url, e)),
+        }
+    }
+}
+
+/// The `https:` URIs of one domain's report, posted after every domain's mail is queued.
+#[derive(Debug, Default)]
+struct HttpsPending {
+    urls: Vec<String>,
+    gzip: Vec<u8>,
 }
 
 /// The report as JSON, checked against the schema, then gzip-compressed (RFC 8460 §5.2).
@@ -390,4 +509,46 @@ pub fn checked_gzip(domain: &str, report: &Report) -> Result<Vec<u8>, TlsrptErro
     let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
     encoder.write_all(&json).map_err(compress)?;
     encoder.finish().map_err(compress)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The HTTP client's own reading of a report URL must name a host on port 443, whatever
+    /// the record parser let through (issue 14, item 8).
+    #[test]
+    fn only_host_names_on_port_443_reach_the_http_client() {
+        let cases = [
+            ("a host name", "https://reports.example.com/r", true),
+            (
+                "port 443 written out",
+                "https://reports.example.com:443/r",
+                true,
+            ),
+            ("an IPv4 address", "https://127.0.0.1/r", false),
+            ("WHATWG: a short IPv4 form", "https://127.1/r", false),
+            (
+                "WHATWG: percent-encoded dots",
+                "https://127%2e0%2e0%2e1/r",
+                false,
+            ),
+            (
+                "WHATWG: a backslash is a slash",
+                "https://127.0.0.1\\@a.example/",
+                false,
+            ),
+            ("an IPv6 address", "https://[::1]/r", false),
+            ("another port", "https://reports.example.com:8443/r", false),
+            ("plain http", "http://reports.example.com/r", false),
+            (
+                "user information",
+                "https://u:p@reports.example.com/r",
+                false,
+            ),
+        ];
+        for (rule, url, allowed) in cases {
+            assert_eq!(client_url(url).is_ok(), allowed, "{rule}: {url}");
+        }
+    }
 }

@@ -1,7 +1,10 @@
 //! TLSRPT settings; `strictmx-config` builds them from the `[tlsrpt]` table, this crate only
 //! reads them.
 
+use std::path::PathBuf;
 use std::time::Duration;
+
+use ipnet::IpNet;
 
 /// How strictmx reports (see docs/tlsrpt.md for each field's key and default).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +32,17 @@ pub struct TlsrptSettings {
     pub https_backoff: Duration,
     /// Time limit of one POST.
     pub https_timeout: Duration,
+    /// At most this many report URIs of one domain's record are used (in record order); the
+    /// record's author chooses how many it lists.
+    pub max_rua: usize,
+    /// At most this many POSTs run at once (over all domains).
+    pub https_concurrency: usize,
+    /// CA certificates trusted for `https:` reports besides the web PKI roots. `None`: the
+    /// public roots only (the MTA-STS and delivery `extra_ca_file` is not used for reports).
+    pub https_extra_ca_file: Option<PathBuf>,
+    /// Networks `https:` reports may be posted to although they are not public (loopback,
+    /// private, link-local, ...); for test labs. Empty: public addresses only.
+    pub insecure_https_allow_networks: Vec<IpNet>,
 }
 
 impl Default for TlsrptSettings {
@@ -45,6 +59,10 @@ impl Default for TlsrptSettings {
             https_attempts: 5,
             https_backoff: Duration::from_secs(60),
             https_timeout: Duration::from_secs(30),
+            max_rua: 5,
+            https_concurrency: 8,
+            https_extra_ca_file: None,
+            insecure_https_allow_networks: Vec::new(),
         }
     }
 }

@@ -352,28 +352,73 @@ fn ret_full_returns_the_whole_message_as_message_rfc822() {
 }
 
 // RFC 8689 §5: "If both RET=FULL and REQUIRETLS are present, the RET=FULL MUST be
-// disregarded", and the report itself is sent with REQUIRETLS.
+// disregarded", and the report itself is sent with REQUIRETLS. Issue 14, item 9: the report
+// also repeated the Subject and every header field; it may cross a hop without REQUIRETLS, so
+// only the fields that identify the message go back.
 #[test]
-fn a_requiretls_message_is_returned_as_headers_only_and_its_report_requires_tls() {
-    let params = MailParams {
-        ret: Some(DsnRet::Full),
-        requiretls: true,
-        ..MailParams::default()
-    };
-    let original = envelope("alice@example.org", params, None);
-    let recipients = [bounced_bob()];
-    let dsn = compose(&request(DsnKind::Failure, &original, &recipients, ORIGINAL));
-    let message = MessageParser::new()
-        .parse(&dsn.body)
-        .expect("the DSN parses");
-    assert_eq!(content_type(&message, 3), "text/rfc822-headers");
-    assert!(
-        !part_bytes(&message, 3)
-            .windows(7)
-            .any(|w| w == b"figures are")
-    );
-    assert!(dsn.envelope.params.requiretls);
-    assert_eq!(dsn.envelope.mail_from, "");
+fn a_requiretls_message_is_returned_as_its_identifying_fields_only_and_its_report_requires_tls() {
+    const WITH_DATE: &[u8] = b"From: Alice <alice@example.org>\r\n\
+To: bob@example.net\r\n\
+Subject: Quarterly figures\r\n\
+Date: Tue, 14 Nov 2023 22:13:20\r\n +0000\r\n\
+Message-ID: <q1@example.org>\r\n\
+\r\n\
+The figures are attached.\r\n";
+    for kind in [DsnKind::Failure, DsnKind::Delay, DsnKind::Success] {
+        let params = MailParams {
+            ret: Some(DsnRet::Full),
+            requiretls: true,
+            ..MailParams::default()
+        };
+        let original = envelope("alice@example.org", params, None);
+        let recipients = [bounced_bob()];
+        let dsn = compose(&request(kind, &original, &recipients, WITH_DATE));
+        let message = MessageParser::new()
+            .parse(&dsn.body)
+            .expect("the DSN parses");
+        assert_eq!(content_type(&message, 3), "text/rfc822-headers", "{kind:?}");
+        assert_eq!(
+            part_bytes(&message, 3),
+            b"Date: Tue, 14 Nov 2023 22:13:20\r\n +0000\r\nMessage-ID: <q1@example.org>\r\n",
+            "{kind:?}"
+        );
+        let text = String::from_utf8_lossy(&dsn.body);
+        for secret in ["Quarterly", "figures are", "To: bob@example.net", "Alice"] {
+            assert!(!text.contains(secret), "{kind:?}: {secret} leaked: {text}");
+        }
+        assert!(text.contains("REQUIRETLS"), "{kind:?}: the text says why");
+        assert!(dsn.envelope.params.requiretls, "{kind:?}");
+        assert_eq!(dsn.envelope.mail_from, "");
+    }
+}
+
+#[test]
+fn identifying_fields_keep_date_and_message_id_with_their_continuations() {
+    let cases: [(&str, &[u8], &[u8]); 4] = [
+        (
+            "RFC 5322 §3.6.1, §3.6.4: Date and Message-ID, other fields dropped",
+            b"Subject: x\r\nDate: now\r\nTo: a@b\r\nMessage-ID: <m@x>\r\n",
+            b"Date: now\r\nMessage-ID: <m@x>\r\n",
+        ),
+        (
+            "RFC 5322 §2.2.3: a folded Subject does not leak through its continuation",
+            b"Subject: top\r\n secret\r\nmessage-id:\r\n <m@x>\r\n",
+            b"message-id:\r\n <m@x>\r\n",
+        ),
+        (
+            "RFC 5322 §1.2.2: names compare case-insensitively, not by prefix",
+            b"DATE: now\r\nDate-Sent: no\r\nX-Message-ID: no\r\n",
+            b"DATE: now\r\n",
+        ),
+        ("a line without a colon is no field", b"Date now\r\n", b""),
+    ];
+    for (rule, headers, expected) in cases {
+        assert_eq!(
+            String::from_utf8_lossy(&identifying_fields(headers)),
+            String::from_utf8_lossy(expected),
+            "{rule}"
+        );
+    }
 }
 
 #[test]

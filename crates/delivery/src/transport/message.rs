@@ -17,11 +17,10 @@ pub(crate) fn message_facts(
     let envelope = &message.envelope;
     MessageFacts {
         sender: envelope.mail_from.clone(),
-        // RFC 8689 §5: a non-delivery report about a REQUIRETLS message is sent from the null
-        // sender, and REQUIRETLS "SHOULD NOT cause a bounce message to be discarded" when the
-        // next hop lacks it: such a report is planned like any other message and still carries
-        // the parameter to every server that takes it (see `mail_command`).
-        requiretls: envelope.params.requiretls && !envelope.mail_from.is_empty(),
+        // RFC 8689 §5: a non-delivery report about a REQUIRETLS message carries REQUIRETLS and
+        // is protected like the message; that it may go to a next hop without the extension
+        // (an empty return path) is the planner's decision (`DeliveryPlan::requiretls`).
+        requiretls: envelope.params.requiretls,
         tls_required_no: has_tls_required_no(&message.body),
         submitter_may_relax: permission.allows(&envelope.client),
     }
@@ -152,11 +151,12 @@ mod tests {
     }
 
     #[test]
-    fn requiretls_comes_from_the_envelope_except_for_null_sender_reports() {
+    fn requiretls_comes_from_the_envelope_for_null_sender_reports_too() {
         let nobody = TlsRequiredNoPermission::default();
         assert!(message_facts(&job_message("a@x.test", true, None), &nobody).requiretls);
         assert!(!message_facts(&job_message("a@x.test", false, None), &nobody).requiretls);
-        // RFC 8689 §5: the bounce of a REQUIRETLS message must not be discarded for want of it.
-        assert!(!message_facts(&job_message("", true, None), &nobody).requiretls);
+        // RFC 8689 §5 (issue 14, item 9): the report about a REQUIRETLS message is protected
+        // like the message; it used to be planned as ordinary, opportunistic mail.
+        assert!(message_facts(&job_message("", true, None), &nobody).requiretls);
     }
 }

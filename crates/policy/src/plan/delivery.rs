@@ -129,6 +129,9 @@ struct Context<'a> {
     demand: RuleDemand,
     settings: &'a PolicySettings,
     requiretls: bool,
+    /// RFC 8689 §4.2.1: the next hop must also advertise REQUIRETLS (see
+    /// [`DeliveryPlan::requiretls`]).
+    next_hop_requiretls: bool,
     /// RFC 8689 §5: `TLS-Required: No` is honoured for this message.
     header_relaxes: bool,
 }
@@ -148,6 +151,17 @@ impl<'a> Context<'a> {
             why.push(format!("matching rule(s): {}", demand.rules.join(", ")));
         }
         let header_relaxes = header_relaxes(message, why);
+        let next_hop_requiretls = message.requiretls && !message.sender.is_empty();
+        if message.requiretls && !next_hop_requiretls {
+            // RFC 8689 §5: a non-delivery report about a REQUIRETLS message is protected like
+            // the message itself, but "the REQUIRETLS parameter SHOULD NOT cause a bounce
+            // message to be discarded even if the next-hop relay does not advertise REQUIRETLS".
+            why.push(
+                "null-sender report about a REQUIRETLS message: REQUIRETLS conditions apply, \
+                 except that the next hop need not advertise REQUIRETLS (RFC 8689 §5)"
+                    .to_owned(),
+            );
+        }
         Context {
             domain,
             hosts,
@@ -156,6 +170,7 @@ impl<'a> Context<'a> {
             demand,
             settings,
             requiretls: message.requiretls,
+            next_hop_requiretls,
             header_relaxes,
         }
     }
@@ -315,7 +330,7 @@ fn plan_hosts(
         candidates,
         policy,
         insecure_plaintext_fallback: fallback,
-        requiretls: ctx.requiretls,
+        requiretls: ctx.next_hop_requiretls,
         policy_failures,
         why,
     })

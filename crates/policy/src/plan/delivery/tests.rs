@@ -517,6 +517,53 @@ fn requiretls_plans_carry_the_flag_and_no_plaintext_fallback() {
     assert!(!plan.insecure_plaintext_fallback);
 }
 
+// RFC 8689 §5: a report about a REQUIRETLS message is protected like the message (it carries
+// the original's metadata), but an empty return path keeps it from being discarded at a next
+// hop that does not advertise REQUIRETLS. Issue 14, item 9: such reports were planned as
+// ordinary mail.
+#[test]
+fn a_null_sender_report_about_a_requiretls_message_needs_verified_tls_but_not_the_extension() {
+    use Expect::*;
+    let report = MessageFacts {
+        sender: String::new(),
+        ..message(true, false, false)
+    };
+    check(vec![
+        Row {
+            message: report.clone(),
+            ..row(
+                "RFC 8689 §4.2.1, §5: verified TLS to a DNSSEC-validated MX choice",
+                domain(Dnssec::Secure, none(), usable()),
+                Deliver(
+                    PolicyLabel::Requiretls,
+                    vec![(MX1, "verified"), (MX2, "dane")],
+                ),
+            )
+        },
+        Row {
+            message: report.clone(),
+            ..row(
+                "RFC 8689 §4.2.1, §5: no authenticated MX: the report is not sent (5.7.30)",
+                domain(Dnssec::Insecure, none(), none()),
+                Bounce("5.7.30"),
+            )
+        },
+    ]);
+    let facts = domain(Dnssec::Secure, none(), none());
+    let settings = PolicySettings {
+        insecure_plaintext_fallback: true,
+        ..PolicySettings::default()
+    };
+    let PlanOutcome::Deliver(plan) = plan_delivery(&facts, &report, &settings) else {
+        panic!("secure MX delivers");
+    };
+    assert!(
+        !plan.requiretls,
+        "the next hop need not advertise REQUIRETLS"
+    );
+    assert!(!plan.insecure_plaintext_fallback);
+}
+
 #[test]
 fn mx_facts_still_bounce_and_defer_before_any_policy() {
     let mut facts = domain(Dnssec::Secure, none(), none());
