@@ -394,7 +394,15 @@ async fn the_queue_commands_list_show_hold_release_and_delete_a_stuck_message() 
     let id = list[0]["id"].as_str().unwrap().to_string();
     assert_eq!(list[0]["sender"], "app@src.test");
 
-    let shown = json(&["queue", "show", &id, "--json"]);
+    // The attempt is logged while the job runs and recorded when it ends: wait for the record.
+    let deadline = std::time::Instant::now() + WAIT;
+    let shown = loop {
+        let shown = json(&["queue", "show", &id, "--json"]);
+        if !shown["attempts"][0].is_null() || std::time::Instant::now() > deadline {
+            break shown;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let attempt = &shown["attempts"][0];
     assert_eq!(attempt["domain"], "down.test");
     assert_eq!(attempt["outcome"], "deferred");
