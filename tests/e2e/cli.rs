@@ -1,10 +1,11 @@
-//! The command line: configuration checking with located errors, and the example configuration.
+//! The command line: configuration checking with located errors, where the configuration is
+//! found, and the example configuration.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use strictmx_test_support::relay::TestDir;
+use strictmx_test_support::relay::{Relay, TestDir};
 
 use crate::{bin, repo_root};
 
@@ -38,7 +39,7 @@ fn the_example_configuration_validates_where_the_tls_files_it_names_exist() {
     let file = dir.path().join("strictmx.toml");
     std::fs::write(&file, text).unwrap();
     let out = Command::new(bin())
-        .arg("check-config")
+        .args(["check-config", "--config"])
         .arg(&file)
         .output()
         .unwrap();
@@ -46,6 +47,75 @@ fn the_example_configuration_validates_where_the_tls_files_it_names_exist() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("hostname = \"relay.example.org\""), "{text}");
     assert!(text.contains("# 0 user(s) configured"), "{text}");
+}
+
+#[test]
+fn check_config_takes_its_file_as_config_like_every_other_command_issue_13() {
+    let dir = TestDir::new("checkflag").unwrap();
+    let file = dir.path().join("strictmx.toml");
+    std::fs::write(&file, "[server]\nhostname = \"relay.test\"\n").unwrap();
+    for args in [
+        &["check-config", "--config"][..],
+        &["check-config", "-c"],
+        &["check-config"],
+    ] {
+        let out = Command::new(bin()).args(args).arg(&file).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(&format!("(from {})", file.display())),
+            "{text}"
+        );
+    }
+    let out = Command::new(bin())
+        .arg("check-config")
+        .arg(&file)
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "both a FILE and --config are refused"
+    );
+}
+
+#[test]
+fn strictmx_config_names_the_file_when_no_flag_does_issue_13() {
+    let dir = TestDir::new("checkenv").unwrap();
+    let file = dir.path().join("from-env.toml");
+    std::fs::write(&file, format!("[limits]\nmax_recipients = 0\n{NO_DNS}")).unwrap();
+    let out = Command::new(bin())
+        .arg("check-config")
+        .env("STRICTMX_CONFIG", &file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = stderr(&out);
+    assert!(err.contains("(from STRICTMX_CONFIG)"), "{err}");
+    assert!(
+        err.contains("from-env.toml:2:18: key `limits.max_recipients`"),
+        "{err}"
+    );
+    let out = Command::new(bin())
+        .arg("serve")
+        .env("STRICTMX_CONFIG", &file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn serve_logs_which_configuration_file_it_runs_on() {
+    let dir = TestDir::new("location-log").unwrap();
+    let relay = Relay::start(bin(), dir.path(), "").await.unwrap();
+    let config = relay.config_path.display().to_string();
+    let logged = relay.logs().into_iter().any(|v| {
+        v["message"] == "configuration loaded"
+            && v["config"] == config
+            && v["found_by"] == "--config"
+    });
+    assert!(logged, "{:#?}", relay.logs());
 }
 
 #[test]
@@ -78,7 +148,7 @@ fn missing_or_swapped_tls_files_are_configuration_errors_before_anything_starts_
         )
         .unwrap();
         let out = Command::new(bin())
-            .arg("check-config")
+            .args(["check-config", "--config"])
             .arg(&file)
             .output()
             .unwrap();
@@ -113,13 +183,13 @@ fn the_password_hash_the_example_shipped_is_refused_by_check_config_and_serve_is
         ),
     )
     .unwrap();
-    for command in [&["check-config"][..], &["serve", "--config"]] {
+    for command in ["check-config", "serve"] {
         let out = Command::new(bin())
-            .args(command)
+            .args([command, "--config"])
             .arg(&file)
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(64), "{command:?}: {}", stderr(&out));
+        assert_eq!(out.status.code(), Some(64), "{command}: {}", stderr(&out));
         let err = stderr(&out);
         assert!(
             err.contains("strictmx.toml:3:17: key `auth.user[0].password_hash`"),

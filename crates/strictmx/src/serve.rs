@@ -25,11 +25,20 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::facts::SharedGatherer;
+use crate::location::Location;
 use crate::reload::Live;
 use crate::{control, logging, metrics, tlsrpt_cmd};
 
-pub fn run(config: Config) -> ExitCode {
+pub fn run(config: Config, location: &Location) -> ExitCode {
     logging::init(&config.log);
+    match location.file() {
+        Some((path, found_by)) => {
+            info!(config = %path.display(), found_by, "configuration loaded");
+        }
+        None => {
+            warn!(detail = %location, "no configuration file: running on the embedded defaults")
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
