@@ -81,22 +81,27 @@ pub(crate) fn schema() -> Table {
 /// Every table of the schema with its dotted name (`""` for the top level, `auth.user`) and
 /// whether it is written `[[...]]`.
 pub(crate) fn tables(schema: &Table) -> Vec<(String, bool, &Table)> {
-    let mut out = vec![(String::new(), false, schema)];
-    let mut i = 0;
-    while let Some((prefix, _, table)) = out.get(i).map(|(p, m, t)| (p.clone(), *m, *t)) {
+    fn collect<'a>(
+        table: &'a Table,
+        path: &str,
+        many: bool,
+        out: &mut Vec<(String, bool, &'a Table)>,
+    ) {
+        out.push((path.to_string(), many, table));
         for (name, child) in &table.children {
-            let path = if prefix.is_empty() {
+            let below = if path.is_empty() {
                 (*name).to_string()
             } else {
-                format!("{prefix}.{name}")
+                format!("{path}.{name}")
             };
             match child {
-                Child::One(t) => out.push((path, false, t)),
-                Child::Many(t) => out.push((path, true, t)),
+                Child::One(t) => collect(t, &below, false, out),
+                Child::Many(t) => collect(t, &below, true, out),
             }
         }
-        i += 1;
     }
+    let mut out = Vec::new();
+    collect(schema, "", false, &mut out);
     out
 }
 

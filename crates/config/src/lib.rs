@@ -104,11 +104,12 @@ impl Config {
         let base = path.parent().map(Path::to_path_buf);
         let config = validate::build(&raw, &mut source, base.as_deref());
         // A key taken out as wrong was validated as if absent; what that says is no news.
-        let mut i = 0;
-        source.errors.retain(|e| {
-            i += 1;
-            i <= read_errors || !read.dropped.iter().any(|d| is_under(&e.key, d))
-        });
+        let validation = source.errors.split_off(read_errors);
+        source.errors.extend(
+            validation
+                .into_iter()
+                .filter(|e| !read.dropped.iter().any(|d| is_under(&e.key, d))),
+        );
         if source.errors.is_empty() {
             Ok(Config {
                 source: Some(path.to_path_buf()),

@@ -27,22 +27,7 @@ pub(crate) struct Read {
 pub(crate) fn read(src: &mut Source<'_>) -> Read {
     let (mut tree, syntax) = DeTable::parse_recoverable(src.text);
     if !syntax.is_empty() {
-        // The tree recovered around a syntax error is a guess: report the syntax (the first
-        // error of each line; the rest of a line follows from it) and stop.
-        let mut lines = Vec::new();
-        for e in &syntax {
-            let start = e.span().map_or(0, |s| s.start);
-            let line = line_column(src.text, start).0;
-            if lines.contains(&line) {
-                continue;
-            }
-            lines.push(line);
-            let key = locate_with_span(tree.get_ref(), start)
-                .filter(|(_, at)| line_column(src.text, at.start).0 == line)
-                .map(|(path, _)| path.to_string())
-                .unwrap_or_default();
-            src.toml_error(e, key);
-        }
+        report_syntax(src, tree.get_ref(), &syntax);
         return Read {
             raw: None,
             dropped: Vec::new(),
@@ -55,37 +40,7 @@ pub(crate) fn read(src: &mut Source<'_>) -> Read {
         dropped.push(path.clone());
         found.push((unknown.span, path, unknown.message));
     }
-    // Each round takes one key out of the tree, so this ends; the bound is for safety only.
-    let mut raw = None;
-    for _ in 0..1000 {
-        match RawConfig::deserialize(toml::de::Deserializer::from(tree.clone())) {
-            Ok(r) => {
-                raw = Some(r);
-                break;
-            }
-            Err(e) => {
-                let span = e.span().unwrap_or(0..0);
-                let path = locate(tree.get_ref(), span.start).unwrap_or_default();
-                let message = e.message().trim_end();
-                let missing = missing_field(message);
-                if missing.is_none_or(|field| !dropped.contains(&path.key(field).to_string())) {
-                    let message = match missing {
-                        Some(field) => format!(
-                            "missing key `{field}`, which every {} needs",
-                            keys::header_of(&path)
-                        ),
-                        None => message.to_string(),
-                    };
-                    found.push((span, path.to_string(), message));
-                }
-                let target = path.up_to_last_key();
-                if !remove(tree.get_mut(), &target) {
-                    break;
-                }
-                dropped.push(target.to_string());
-            }
-        }
-    }
+    let raw = deserialize_the_rest(tree.get_mut(), &mut dropped, &mut found);
     found.sort_by_key(|(span, _, _)| span.start);
     for (span, key, message) in found {
         src.error(span, key, message);
@@ -93,8 +48,64 @@ pub(crate) fn read(src: &mut Source<'_>) -> Read {
     Read { raw, dropped }
 }
 
-/// The field of serde's "missing field `next_hop`". After we took out a wrong `next_hop` it says
-/// nothing new, and it is not reported.
+/// The tree recovered around a syntax error is a guess, so only the syntax is reported: the
+/// first error of each line (the rest of a line follows from it), with the key written there.
+fn report_syntax(src: &mut Source<'_>, tree: &DeTable<'_>, syntax: &[toml::de::Error]) {
+    let mut lines = Vec::new();
+    for e in syntax {
+        let start = e.span().map_or(0, |s| s.start);
+        let line = line_column(src.text, start).0;
+        if lines.contains(&line) {
+            continue;
+        }
+        lines.push(line);
+        let key = locate_with_span(tree, start)
+            .filter(|(_, at)| line_column(src.text, at.start).0 == line)
+            .map(|(path, _)| path.to_string())
+            .unwrap_or_default();
+        src.toml_error(e, key);
+    }
+}
+
+/// Deserializes `tree`; each key serde refuses is recorded in `found`, taken out of the tree
+/// (with `dropped` noting it) and the rest read again, until it reads or nothing can be taken.
+fn deserialize_the_rest(
+    tree: &mut DeTable<'_>,
+    dropped: &mut Vec<String>,
+    found: &mut Vec<(Range<usize>, String, String)>,
+) -> Option<RawConfig> {
+    // Each round takes one key out of the tree, so this ends; the bound is for safety only.
+    for _ in 0..1000 {
+        let whole = Spanned::new(0..0, tree.clone());
+        let e = match RawConfig::deserialize(toml::de::Deserializer::from(whole)) {
+            Ok(raw) => return Some(raw),
+            Err(e) => e,
+        };
+        let span = e.span().unwrap_or(0..0);
+        let path = locate(tree, span.start).unwrap_or_default();
+        let message = e.message().trim_end();
+        let missing = missing_field(message);
+        if missing.is_none_or(|field| !dropped.contains(&path.key(field).to_string())) {
+            let message = match missing {
+                Some(field) => format!(
+                    "missing key `{field}`, which every {} needs",
+                    keys::header_of(&path)
+                ),
+                None => message.to_string(),
+            };
+            found.push((span, path.to_string(), message));
+        }
+        let target = path.up_to_last_key();
+        if !remove(tree, &target) {
+            return None;
+        }
+        dropped.push(target.to_string());
+    }
+    None
+}
+
+/// The field of serde's "missing field `next_hop`" (toml's error has no kind to ask instead).
+/// After we took out a wrong `next_hop` it says nothing new, and it is not reported.
 fn missing_field(message: &str) -> Option<&str> {
     message
         .strip_prefix("missing field `")
