@@ -1,25 +1,202 @@
-//! The command line: configuration checking with located errors, and the example configuration.
+//! The command line: configuration checking with located errors, where the configuration is
+//! found, and the example configuration.
 
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
-use strictmx_test_support::relay::TestDir;
+use strictmx_test_support::relay::{Relay, TestDir};
 
 use crate::{bin, repo_root};
 
+/// A self-signed certificate and its key in `dir`, as `cert.pem` and `key.pem`.
+fn tls_files(dir: &Path) -> (PathBuf, PathBuf) {
+    let tls = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, tls.cert.pem()).unwrap();
+    std::fs::write(&key, tls.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Tests never send DNS off loopback, even if a file got as far as serving.
+const NO_DNS: &str = "[dns]\nnameservers = [\"127.0.0.1:9\"]\ntimeout = \"1s\"\nattempts = 1\n";
+
 #[test]
-fn the_example_configuration_validates() {
+fn the_example_configuration_validates_where_the_tls_files_it_names_exist() {
+    let dir = TestDir::new("example").unwrap();
+    let (cert, key) = tls_files(dir.path());
+    let text = std::fs::read_to_string(repo_root().join("config/strictmx.toml"))
+        .unwrap()
+        .replace(
+            "/etc/strictmx/tls/fullchain.pem",
+            &cert.display().to_string(),
+        )
+        .replace("/etc/strictmx/tls/privkey.pem", &key.display().to_string());
+    let file = dir.path().join("strictmx.toml");
+    std::fs::write(&file, text).unwrap();
+    let out = Command::new(bin())
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("hostname = \"relay.example.org\""), "{text}");
+    assert!(text.contains("# 0 user(s) configured"), "{text}");
+}
+
+#[test]
+fn check_config_takes_its_file_as_config_like_every_other_command_issue_13() {
+    let dir = TestDir::new("checkflag").unwrap();
+    let file = dir.path().join("strictmx.toml");
+    std::fs::write(&file, "[server]\nhostname = \"relay.test\"\n").unwrap();
+    for args in [
+        &["check-config", "--config"][..],
+        &["check-config", "-c"],
+        &["check-config"],
+    ] {
+        let out = Command::new(bin()).args(args).arg(&file).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(&format!("(from {})", file.display())),
+            "{text}"
+        );
+    }
     let out = Command::new(bin())
         .arg("check-config")
-        .arg(repo_root().join("config/strictmx.toml"))
+        .arg(&file)
+        .arg("--config")
+        .arg(&file)
         .output()
         .unwrap();
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        !out.status.success(),
+        "both a FILE and --config are refused"
     );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("hostname = \"relay.example.org\""), "{text}");
+}
+
+#[test]
+fn strictmx_config_names_the_file_when_no_flag_does_issue_13() {
+    let dir = TestDir::new("checkenv").unwrap();
+    let file = dir.path().join("from-env.toml");
+    std::fs::write(&file, format!("[limits]\nmax_recipients = 0\n{NO_DNS}")).unwrap();
+    let out = Command::new(bin())
+        .arg("check-config")
+        .env("STRICTMX_CONFIG", &file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = stderr(&out);
+    assert!(err.contains("(from STRICTMX_CONFIG)"), "{err}");
+    assert!(
+        err.contains("from-env.toml:2:18: key `limits.max_recipients`"),
+        "{err}"
+    );
+    let out = Command::new(bin())
+        .arg("serve")
+        .env("STRICTMX_CONFIG", &file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn serve_logs_which_configuration_file_it_runs_on() {
+    let dir = TestDir::new("location-log").unwrap();
+    let relay = Relay::start(bin(), dir.path(), "").await.unwrap();
+    let config = relay.config_path.display().to_string();
+    let logged = relay.logs().into_iter().any(|v| {
+        v["message"] == "configuration loaded"
+            && v["config"] == config
+            && v["found_by"] == "--config"
+    });
+    assert!(logged, "{:#?}", relay.logs());
+}
+
+#[test]
+fn missing_or_swapped_tls_files_are_configuration_errors_before_anything_starts_issue_13() {
+    let dir = TestDir::new("tlsfiles").unwrap();
+    let (cert, key) = tls_files(dir.path());
+    let file = dir.path().join("strictmx.toml");
+    let cases = [
+        (
+            dir.path().join("no-fullchain.pem"),
+            key.clone(),
+            "tls.certificate",
+            "cannot read",
+        ),
+        (
+            cert.clone(),
+            cert.clone(),
+            "tls.private_key",
+            "holds a certificate, not a private key",
+        ),
+    ];
+    for (certificate, private_key, key_name, complaint) in cases {
+        std::fs::write(
+            &file,
+            format!(
+                "[[listener]]\naddress = \"127.0.0.1:0\"\nrole = \"submissions\"\n[tls]\ncertificate = \"{}\"\nprivate_key = \"{}\"\n{NO_DNS}",
+                certificate.display(),
+                private_key.display()
+            ),
+        )
+        .unwrap();
+        let out = Command::new(bin())
+            .args(["check-config", "--config"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(&format!("key `{key_name}`")), "{err}");
+        assert!(err.contains(complaint), "{err}");
+        let started = Instant::now();
+        let out = Command::new(bin())
+            .args(["serve", "--config"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+        assert!(stderr(&out).contains(complaint));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
+fn the_password_hash_the_example_shipped_is_refused_by_check_config_and_serve_issue_13() {
+    let dir = TestDir::new("publishedhash").unwrap();
+    let file = dir.path().join("strictmx.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[auth.user]]\nname = \"billing-app\"\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$sBN/mlu0BB/y2+aAKt8i2w$RaY8C1ztvj/Enk6t6s10braX5ki/xiYH1mQqyhZSas8\"\nsenders = [\"@billing.example\"]\n{NO_DNS}"
+        ),
+    )
+    .unwrap();
+    for command in ["check-config", "serve"] {
+        let out = Command::new(bin())
+            .args([command, "--config"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{command}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("strictmx.toml:3:17: key `auth.user[0].password_hash`"),
+            "{err}"
+        );
+        assert!(err.contains("example-only-change-me"), "{err}");
+    }
 }
 
 #[test]
@@ -45,7 +222,7 @@ fn check_config_names_the_file_line_and_key_of_each_problem_and_exits_64() {
 
     std::fs::write(
         &file,
-        "[server]\nhostname = \"relay.test\"\nmax_speed = 3\n",
+        "[server]\nhostname = \"relay.test\"\nmax_speed = 3\n\n[[rule]]    # the first\nfail_closed = true\n[[rule]]    # password resets only to a verified receiver\nrequires = \"verified\"\n",
     )
     .unwrap();
     let out = Command::new(bin())
@@ -56,10 +233,13 @@ fn check_config_names_the_file_line_and_key_of_each_problem_and_exits_64() {
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("bad.toml:3:1: key `server.max_speed`"),
+        err.contains("bad.toml:3:1: key `server.max_speed`: unknown key"),
         "{err}"
     );
-    assert!(err.contains("unknown field"), "{err}");
+    assert!(
+        err.contains("bad.toml:8:1: key `rule[1].requires`: unknown key: did you mean `require`?"),
+        "{err}"
+    );
 }
 
 #[test]

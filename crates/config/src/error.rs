@@ -1,7 +1,8 @@
 //! Configuration errors: every one names the file, the line and column, and the key.
 //!
-//! Parsing problems come from the TOML reader with a byte span; validation problems carry the span
-//! of the offending value (`toml::Spanned`). Both are turned into the same located error here.
+//! Parsing problems come from the TOML reader with a byte span (`read` names their key from the
+//! parsed tree); validation problems carry the span of the offending value (`toml::Spanned`).
+//! Both are turned into the same located error here.
 
 use std::fmt;
 use std::ops::Range;
@@ -102,23 +103,20 @@ impl<'a> Source<'a> {
         });
     }
 
-    /// Turns an error of the TOML reader (syntax, unknown key, wrong type) into a located error.
-    pub fn toml_error(&self, err: &toml::de::Error) -> ConfigError {
+    /// Records an error of the TOML reader (syntax, wrong type, missing key) under `key`, the
+    /// path `read` located from the error's span.
+    pub fn toml_error(&mut self, err: &toml::de::Error, key: String) {
         let (line, column) = match err.span() {
             Some(span) => line_column(self.text, span.start),
             None => (0, 0),
         };
-        let key = err
-            .span()
-            .map(|span| key_at(self.text, span.start))
-            .unwrap_or_default();
-        ConfigError {
+        self.errors.push(ConfigError {
             file: self.file.clone(),
             line,
             column,
             key,
             message: err.message().trim_end().to_string(),
-        }
+        });
     }
 }
 
@@ -134,45 +132,6 @@ pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// The key named on the line of `offset` (`name = ...`), or the table header above it, so an
-/// error from the TOML reader names its key even when the reader itself does not.
-fn key_at(text: &str, offset: usize) -> String {
-    let offset = offset.min(text.len());
-    let line_start = text
-        .get(..offset)
-        .and_then(|s| s.rfind('\n'))
-        .map_or(0, |i| i + 1);
-    let line = text
-        .get(line_start..)
-        .and_then(|s| s.lines().next())
-        .unwrap_or("");
-    let table = text
-        .get(..line_start)
-        .unwrap_or("")
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
-    let trimmed = line.trim();
-    if trimmed.starts_with('[') {
-        return trimmed
-            .trim_matches(|c| c == '[' || c == ']')
-            .trim()
-            .to_string();
-    }
-    match trimmed.split_once('=') {
-        Some((k, _)) => {
-            let k = k.trim().trim_matches('"');
-            match table {
-                Some(t) if !t.is_empty() => format!("{t}.{k}"),
-                _ => k.to_string(),
-            }
-        }
-        None => table.unwrap_or_default(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,13 +142,5 @@ mod tests {
         assert_eq!(line_column(text, 0), (1, 1));
         assert_eq!(line_column(text, 6), (2, 1));
         assert_eq!(line_column(text, 11), (2, 6));
-    }
-
-    #[test]
-    fn the_key_on_an_error_line_is_named_with_its_table() {
-        let text = "[limits]\nmax_recipients = \"many\"\n";
-        assert_eq!(key_at(text, 26), "limits.max_recipients");
-        let text = "[[listener]]\naddress = \"x\"\n";
-        assert_eq!(key_at(text, 20), "listener.address");
     }
 }

@@ -1,12 +1,19 @@
 //! strictmx configuration: the TOML schema, the defaults, and validation into each crate's settings.
 //!
-//! Reading is two-staged: `raw` mirrors the file and rejects unknown keys; `validate` turns it
-//! into the settings types the other crates own, reporting every problem with file, line and key.
-//! This crate holds no behaviour of its own beyond that.
+//! Reading is two-staged: `read` turns the text into `raw`'s structs, which mirror the file,
+//! reporting every unknown key (`keys`), wrong type and missing key; `validate` turns them into
+//! the settings types the other crates own, checking the files the configuration names
+//! (`files`) and refusing published password hashes (`published`). Every problem is reported
+//! with file, line and key, all of them in file order. This crate holds no behaviour of its own
+//! beyond that.
 
 mod error;
+mod files;
+mod keys;
 mod networks;
+mod published;
 mod raw;
+mod read;
 mod rules;
 mod tlsrpt;
 mod validate;
@@ -84,18 +91,26 @@ impl Config {
 
     /// Reads and validates a file. Relative paths in it are relative to the file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        Config::parse(&read(path)?, path)
+        Config::parse(&read_file(path)?, path)
     }
 
     /// Validates `text` as if it were the file at `path`.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         let mut source = error::Source::new(path.to_path_buf(), text);
-        let raw: raw::RawConfig = match toml::from_str(text) {
-            Ok(raw) => raw,
-            Err(e) => return Err(ConfigErrors(vec![source.toml_error(&e)])),
+        let read = read::read(&mut source);
+        let Some(raw) = read.raw else {
+            return Err(ConfigErrors(source.errors));
         };
+        let read_errors = source.errors.len();
         let base = path.parent().map(Path::to_path_buf);
         let config = validate::build(&raw, &mut source, base.as_deref());
+        // A key taken out as wrong was validated as if absent; what that says is no news.
+        let validation = source.errors.split_off(read_errors);
+        source.errors.extend(
+            validation
+                .into_iter()
+                .filter(|e| !read.dropped.iter().any(|d| is_under(&e.key, d))),
+        );
         if source.errors.is_empty() {
             Ok(Config {
                 source: Some(path.to_path_buf()),
@@ -103,6 +118,8 @@ impl Config {
                 ..config
             })
         } else {
+            // In file order, however the checks ran; a stable sort keeps one line's in theirs.
+            source.errors.sort_by_key(|e| (e.line, e.column));
             Err(ConfigErrors(source.errors))
         }
     }
@@ -111,10 +128,12 @@ impl Config {
     /// only `[server] data_dir` and `[control] socket` are looked at, so `strictmx reload` can
     /// reach the server and let it report a file that no longer validates.
     pub fn control_socket_of(path: &Path) -> Result<PathBuf, ConfigErrors> {
-        let text = read(path)?;
-        let source = error::Source::new(path.to_path_buf(), &text);
-        let table: toml::Table =
-            toml::from_str(&text).map_err(|e| ConfigErrors(vec![source.toml_error(&e)]))?;
+        let text = read_file(path)?;
+        let mut source = error::Source::new(path.to_path_buf(), &text);
+        let table: toml::Table = toml::from_str(&text).map_err(|e| {
+            source.toml_error(&e, String::new());
+            ConfigErrors(source.errors.clone())
+        })?;
         let base = path.parent().unwrap_or(Path::new(""));
         let lookup = |section: &str, key: &str| -> Option<String> {
             table
@@ -137,7 +156,13 @@ impl Config {
     }
 }
 
-fn read(path: &Path) -> Result<String, ConfigErrors> {
+/// Whether the error key `key` is `path` or below it (`rule[0].pins[1]` is below `rule[0].pins`).
+fn is_under(key: &str, path: &str) -> bool {
+    key.strip_prefix(path)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+}
+
+fn read_file(path: &Path) -> Result<String, ConfigErrors> {
     std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             file: path.to_path_buf(),

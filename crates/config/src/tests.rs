@@ -1,7 +1,8 @@
 //! Every example configuration validates, the embedded defaults are sane, and an unknown key is
 //! rejected in every table with its line and key.
 
-use std::path::Path;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
 use super::*;
 
@@ -9,15 +10,87 @@ fn parse(text: &str) -> Result<Config, ConfigErrors> {
     Config::parse(text, Path::new("test.toml"))
 }
 
+/// A well-formed argon2id hash of a password nobody has published.
+const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$CWBsMNbH8m8db191b4vZwg$Ng0wjmWyN1hrH4qY18Qr75qaH9NH/3XWc2unQNHSXIs";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A self-signed certificate for `localhost` and its key, as `cert.pem` and `key.pem` in `dir`.
+pub(crate) fn tls_files(dir: &Path) -> (PathBuf, PathBuf) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("rcgen");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).expect("write the certificate");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write the key");
+    (cert, key)
+}
+
+/// An example configuration, with the TLS files it names (under /etc/strictmx/tls, which does
+/// not exist here) made in `dir`, so its file checks can pass.
+fn example_with_tls_files(file: &str, dir: &Path) -> String {
+    let text = std::fs::read_to_string(repo_root().join(file)).expect("read the example");
+    let (cert, key) = tls_files(dir);
+    text.replace(
+        "/etc/strictmx/tls/fullchain.pem",
+        &cert.display().to_string(),
+    )
+    .replace("/etc/strictmx/tls/privkey.pem", &key.display().to_string())
+}
+
 #[test]
-fn every_example_configuration_validates() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+fn every_example_configuration_validates_once_the_files_it_names_exist() {
+    let dir = tempfile::tempdir().expect("temporary directory");
     for file in ["config/strictmx.toml", "docker/strictmx.toml"] {
-        let path = root.join(file);
-        if let Err(e) = Config::load(&path) {
+        let text = example_with_tls_files(file, dir.path());
+        if let Err(e) = Config::parse(&text, &repo_root().join(file)) {
             panic!("{file} does not validate:\n{e}");
         }
     }
+}
+
+#[test]
+fn every_key_of_every_table_is_documented_in_the_example() {
+    let text = std::fs::read_to_string(repo_root().join("config/strictmx.toml")).unwrap();
+    // `key = ...` lines, commented out or not, under the table header above them.
+    let mut documented = HashSet::new();
+    let mut table = String::new();
+    for line in text.lines() {
+        let line = line.trim_start_matches('#').trim();
+        let code = line.split('#').next().unwrap_or("").trim();
+        if code.starts_with('[') && code.ends_with(']') {
+            table = code.trim_matches(['[', ']']).to_string();
+            continue;
+        }
+        if let Some((key, _)) = code.split_once('=') {
+            let key = key.trim();
+            if !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                documented.insert(format!("{table}.{key}"));
+            }
+        }
+    }
+    let schema = keys::schema();
+    for (path, _, table) in keys::tables(&schema) {
+        for field in table.fields {
+            if table.child(field).is_none() {
+                let key = format!("{path}.{field}");
+                assert!(
+                    documented.contains(&key),
+                    "{key} is not in config/strictmx.toml"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_example_configuration_has_no_user_anyone_can_log_in_as() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let text = example_with_tls_files("config/strictmx.toml", dir.path());
+    let c = Config::parse(&text, &repo_root().join("config/strictmx.toml")).unwrap();
+    assert!(c.inbound.users.is_empty());
+    assert!(c.transport.tls_required_no.users.is_empty());
 }
 
 #[test]
@@ -59,7 +132,7 @@ fn an_unknown_key_is_rejected_in_every_table() {
         let errors = parse(&text).expect_err(table).0;
         assert_eq!(errors[0].line, 2, "{table}: {errors:?}");
         assert!(
-            errors[0].message.contains("unknown field"),
+            errors[0].message.contains("unknown key"),
             "{table}: {errors:?}"
         );
         assert!(
@@ -70,13 +143,17 @@ fn an_unknown_key_is_rejected_in_every_table() {
     for array in [
         "[[listener]]\naddress = \"127.0.0.1:25\"",
         "[[route]]\ndomain = \"a.test\"\nnext_hop = \"b.test\"",
-        "[[auth.user]]\nname = \"a\"\npassword_hash = \"$argon2id$x\"",
+        "[[auth.user]]\nname = \"a\"\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$CWBsMNbH8m8db191b4vZwg$Ng0wjmWyN1hrH4qY18Qr75qaH9NH/3XWc2unQNHSXIs\"",
         "[[rule]]\nfail_closed = true",
     ] {
         let text = format!("{array}\nno_such_key = 1\n");
         let errors = parse(&text).expect_err(array).0;
         assert!(
-            errors[0].message.contains("unknown field"),
+            errors[0].message.contains("unknown key"),
+            "{array}: {errors:?}"
+        );
+        assert!(
+            errors[0].key.ends_with("[0].no_such_key"),
             "{array}: {errors:?}"
         );
     }
@@ -163,8 +240,10 @@ fn routes_to_the_same_domain_twice_are_refused() {
 
 #[test]
 fn the_effective_configuration_printed_by_check_config_reads_back_the_same() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/strictmx.toml");
-    let original = Config::load(&root).unwrap();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let root = repo_root().join("config/strictmx.toml");
+    let text = example_with_tls_files("config/strictmx.toml", dir.path());
+    let original = Config::parse(&text, &root).unwrap();
     let rendered = original.render();
     let again = Config::parse(&rendered, &root).unwrap_or_else(|e| panic!("{e}\n{rendered}"));
     let settings = |text: &str| -> Vec<String> {
@@ -239,10 +318,10 @@ mod rules {
             vec![
                 (3, "rule[0].domains[1]"),
                 (4, "rule[0].senders[0]"),
+                (5, "rule[0].require"),
                 (6, "rule[0].pins[0]"),
                 (6, "rule[0].pins[1]"),
                 (6, "rule[0].pins[2]"),
-                (5, "rule[0].require"),
                 (7, "rule[0].min_tls_version"),
                 (8, "rule[0].insecure_relax"),
                 (10, "rule[1].domains[0]"),
@@ -329,26 +408,36 @@ mod dns {
     }
 
     #[test]
-    fn a_trust_anchor_file_is_relative_to_the_configuration_and_must_exist() {
+    fn a_trust_anchor_file_is_relative_to_the_configuration_and_must_hold_root_dnskeys() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let anchor = "../resolve/src/root-anchors.key";
         let c = Config::parse(
-            "[dns]\ndnssec = \"validate\"\ntrust_anchor = \"Cargo.toml\"\n",
+            &format!("[dns]\ndnssec = \"validate\"\ntrust_anchor = \"{anchor}\"\n"),
             &dir.join("strictmx.toml"),
         )
         .unwrap();
         assert_eq!(
             c.resolver.dnssec,
             DnssecMode::Validate {
-                trust_anchor: Some(dir.join("Cargo.toml"))
+                trust_anchor: Some(dir.join(anchor))
             }
         );
-        let errors = parse("[dns]\ntrust_anchor = \"/no/such/anchor.key\"\n")
+        for (file, complaint) in [
+            ("/no/such/anchor.key", "cannot read"),
+            ("Cargo.toml", "DNSKEY"),
+        ] {
+            let errors = Config::parse(
+                &format!("[dns]\ntrust_anchor = \"{file}\"\n"),
+                &dir.join("strictmx.toml"),
+            )
             .unwrap_err()
             .0;
-        assert_eq!(
-            (errors[0].line, errors[0].key.as_str()),
-            (2, "dns.trust_anchor")
-        );
+            assert_eq!(
+                (errors[0].line, errors[0].key.as_str()),
+                (2, "dns.trust_anchor")
+            );
+            assert!(errors[0].message.contains(complaint), "{errors:?}");
+        }
     }
 
     #[test]
@@ -388,7 +477,6 @@ mod dns {
 }
 
 mod mta_sts {
-    use std::path::Path;
     use std::time::Duration;
 
     use super::{Config, parse};
@@ -408,14 +496,33 @@ mod mta_sts {
 
     #[test]
     fn policy_hosts_trust_the_same_extra_cas_as_receivers() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let (ca, _) = super::tls_files(dir.path());
         let c = Config::parse(
-            "[delivery]\nextra_ca_file = \"Cargo.toml\"\n",
-            &dir.join("strictmx.toml"),
+            "[delivery]\nextra_ca_file = \"cert.pem\"\n",
+            &dir.path().join("strictmx.toml"),
         )
         .unwrap();
-        assert_eq!(c.mta_sts.extra_ca_file, Some(dir.join("Cargo.toml")));
+        assert_eq!(c.mta_sts.extra_ca_file, Some(ca));
         assert!(Config::embedded_default().mta_sts.enabled);
+    }
+
+    #[test]
+    fn an_extra_ca_file_without_certificates_is_refused() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let (_, key) = super::tls_files(dir.path());
+        let errors = Config::parse(
+            "[delivery]\nextra_ca_file = \"key.pem\"\n",
+            &dir.path().join("strictmx.toml"),
+        )
+        .unwrap_err()
+        .0;
+        assert_eq!(errors[0].key, "delivery.extra_ca_file");
+        assert!(errors[0].message.contains(&key.display().to_string()));
+        assert!(
+            errors[0].message.contains("not a certificate"),
+            "{errors:?}"
+        );
     }
 
     #[test]
@@ -429,8 +536,8 @@ mod mta_sts {
         assert_eq!(
             found,
             vec![
-                (4, "mta_sts.max_policy_size"),
-                (3, "mta_sts.connect_timeout")
+                (3, "mta_sts.connect_timeout"),
+                (4, "mta_sts.max_policy_size")
             ]
         );
     }
@@ -442,7 +549,7 @@ mod sender_login_maps {
 
     #[test]
     fn a_user_lists_the_senders_it_may_use() {
-        let c = parse("[[auth.user]]\nname = \"app\"\npassword_hash = \"$argon2id$x\"\nsenders = [\"reset@app.example\", \"@billing.example\"]\n").unwrap();
+        let c = parse("[[auth.user]]\nname = \"app\"\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$CWBsMNbH8m8db191b4vZwg$Ng0wjmWyN1hrH4qY18Qr75qaH9NH/3XWc2unQNHSXIs\"\nsenders = [\"reset@app.example\", \"@billing.example\"]\n").unwrap();
         assert_eq!(
             c.inbound.users[0].senders,
             vec![
@@ -455,14 +562,14 @@ mod sender_login_maps {
 
     #[test]
     fn a_user_without_senders_may_use_any_and_is_warned_about() {
-        let c = parse("[[auth.user]]\nname = \"app\"\npassword_hash = \"$argon2id$x\"\n").unwrap();
+        let c = parse("[[auth.user]]\nname = \"app\"\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$CWBsMNbH8m8db191b4vZwg$Ng0wjmWyN1hrH4qY18Qr75qaH9NH/3XWc2unQNHSXIs\"\n").unwrap();
         assert!(c.inbound.users[0].senders.is_empty());
         assert_eq!(c.warnings[0].key, "auth.user[0].senders");
     }
 
     #[test]
     fn an_empty_or_malformed_sender_list_is_an_error_naming_the_entry() {
-        let errors = parse("[[auth.user]]\nname = \"app\"\npassword_hash = \"$argon2id$x\"\nsenders = [\"@ok.example\", \"no-at-sign\"]\n")
+        let errors = parse("[[auth.user]]\nname = \"app\"\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$CWBsMNbH8m8db191b4vZwg$Ng0wjmWyN1hrH4qY18Qr75qaH9NH/3XWc2unQNHSXIs\"\nsenders = [\"@ok.example\", \"no-at-sign\"]\n")
             .unwrap_err()
             .0;
         assert_eq!(
@@ -470,7 +577,7 @@ mod sender_login_maps {
             (4, "auth.user[0].senders[1]")
         );
         let errors =
-            parse("[[auth.user]]\nname = \"app\"\npassword_hash = \"$argon2id$x\"\nsenders = []\n")
+            parse("[[auth.user]]\nname = \"app\"\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$CWBsMNbH8m8db191b4vZwg$Ng0wjmWyN1hrH4qY18Qr75qaH9NH/3XWc2unQNHSXIs\"\nsenders = []\n")
                 .unwrap_err()
                 .0;
         assert_eq!(errors[0].key, "auth.user[0].senders");
@@ -485,9 +592,8 @@ mod secrets_at_rest {
     #[test]
     fn a_tls_key_or_users_file_readable_by_everyone_is_warned_about() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let key = dir.path().join("key.pem");
+        let (_, key) = super::tls_files(dir.path());
         let users = dir.path().join("users");
-        std::fs::write(&key, "x").expect("write");
         std::fs::write(&users, "").expect("write");
         let toml = format!(
             "[tls]\ncertificate = \"{0}/cert.pem\"\nprivate_key = \"{0}/key.pem\"\n[auth]\nusers_file = \"{0}/users\"\n",
@@ -552,7 +658,7 @@ mod inbound_limits {
         let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
             keys,
-            ["limits.max_concurrent_auth", "limits.max_body_memory"]
+            ["limits.max_body_memory", "limits.max_concurrent_auth"]
         );
     }
 }
@@ -569,7 +675,7 @@ mod tls_required_no {
 
     #[test]
     fn users_and_networks_are_granted_the_header() {
-        let c = parse("[[auth.user]]\nname = \"ops\"\npassword_hash = \"$argon2id$x\"\nsenders = [\"@ops.example\"]\n[policy]\ntls_required_no_users = [\"ops\"]\ntls_required_no_networks = [\"10.1.0.0/16\", \"192.0.2.7\"]\n").unwrap();
+        let c = parse("[[auth.user]]\nname = \"ops\"\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$CWBsMNbH8m8db191b4vZwg$Ng0wjmWyN1hrH4qY18Qr75qaH9NH/3XWc2unQNHSXIs\"\nsenders = [\"@ops.example\"]\n[policy]\ntls_required_no_users = [\"ops\"]\ntls_required_no_networks = [\"10.1.0.0/16\", \"192.0.2.7\"]\n").unwrap();
         let p = &c.transport.tls_required_no;
         assert_eq!(p.users, vec!["ops".to_string()]);
         let nets: Vec<String> = p.networks.iter().map(ToString::to_string).collect();
@@ -626,15 +732,16 @@ mod tlsrpt {
         assert_eq!((defaults.max_rua, defaults.https_concurrency), (5, 8));
         assert_eq!(defaults.https_extra_ca_file, None);
         assert!(defaults.insecure_https_allow_networks.is_empty());
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let (ca, _) = super::tls_files(dir.path());
         let c = Config::parse(
-            "[tlsrpt]\nmax_rua = 2\nhttps_concurrency = 3\nhttps_extra_ca_file = \"Cargo.toml\"\ninsecure_https_allow_networks = [\"127.77.0.0/16\", \"::1\"]\n",
-            &dir.join("strictmx.toml"),
+            "[tlsrpt]\nmax_rua = 2\nhttps_concurrency = 3\nhttps_extra_ca_file = \"cert.pem\"\ninsecure_https_allow_networks = [\"127.77.0.0/16\", \"::1\"]\n",
+            &dir.path().join("strictmx.toml"),
         )
         .unwrap();
         let t = &c.tlsrpt;
         assert_eq!((t.max_rua, t.https_concurrency), (2, 3));
-        assert_eq!(t.https_extra_ca_file, Some(dir.join("Cargo.toml")));
+        assert_eq!(t.https_extra_ca_file, Some(ca));
         let nets: Vec<String> = t
             .insecure_https_allow_networks
             .iter()
@@ -682,9 +789,9 @@ mod tlsrpt {
             keys,
             vec![
                 (2, "tlsrpt.mail_from"),
-                (5, "tlsrpt.exclude_domains[0]"),
-                (4, "tlsrpt.send_delay_max"),
                 (3, "tlsrpt.keep_days"),
+                (4, "tlsrpt.send_delay_max"),
+                (5, "tlsrpt.exclude_domains[0]"),
             ]
         );
     }
@@ -753,5 +860,251 @@ mod trusted_networks {
             "{:?}",
             c.inbound.trusted_networks
         );
+    }
+}
+
+mod published_hashes {
+    use super::{Config, parse};
+
+    const PUBLISHED: &str = "$argon2id$v=19$m=19456,t=2,p=1$sBN/mlu0BB/y2+aAKt8i2w$RaY8C1ztvj/Enk6t6s10braX5ki/xiYH1mQqyhZSas8";
+
+    #[test]
+    fn a_user_with_the_hash_the_example_once_shipped_is_refused_issue_13() {
+        let text = format!(
+            "[[auth.user]]\nname = \"billing-app\"\npassword_hash = \"{PUBLISHED}\"\nsenders = [\"@billing.example\"]\n"
+        );
+        let errors = parse(&text).unwrap_err().0;
+        assert_eq!(
+            (errors[0].line, errors[0].key.as_str()),
+            (3, "auth.user[0].password_hash")
+        );
+        assert!(
+            errors[0].message.contains("example-only-change-me"),
+            "{errors:?}"
+        );
+        assert!(errors[0].message.contains("strictmx hash-password"));
+    }
+
+    #[test]
+    fn a_users_file_line_with_a_published_hash_is_refused_naming_the_line() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        std::fs::write(
+            dir.path().join("users"),
+            format!("# apps\nok:{}\nbilling:{PUBLISHED}\n", super::HASH),
+        )
+        .expect("write");
+        let errors = Config::parse(
+            "[auth]\nusers_file = \"users\"\n",
+            &dir.path().join("strictmx.toml"),
+        )
+        .unwrap_err()
+        .0;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            (errors[0].line, errors[0].key.as_str()),
+            (2, "auth.users_file")
+        );
+        assert!(errors[0].message.contains("users line 3"), "{errors:?}");
+        assert!(errors[0].message.contains("published"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_placeholder_from_the_readme_is_not_taken_for_a_hash() {
+        for placeholder in ["$argon2id$...", "$argon2id$v=19$m=19456,t=2,p=1$..."] {
+            let text =
+                format!("[[auth.user]]\nname = \"app\"\npassword_hash = \"{placeholder}\"\n");
+            let errors = parse(&text).unwrap_err().0;
+            assert_eq!(errors[0].key, "auth.user[0].password_hash");
+            assert!(errors[0].message.contains("PHC"), "{errors:?}");
+        }
+    }
+}
+
+mod tls_files {
+    use std::path::Path;
+
+    use super::{Config, tls_files};
+
+    fn check(dir: &Path, certificate: &str, private_key: &str) -> Vec<(usize, String, String)> {
+        let text =
+            format!("[tls]\ncertificate = \"{certificate}\"\nprivate_key = \"{private_key}\"\n");
+        match Config::parse(&text, &dir.join("strictmx.toml")) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors
+                .0
+                .into_iter()
+                .map(|e| (e.line, e.key, e.message))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_certificate_and_its_own_key_pass() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        tls_files(dir.path());
+        assert_eq!(check(dir.path(), "cert.pem", "key.pem"), vec![]);
+    }
+
+    #[test]
+    fn missing_files_are_refused_at_their_keys_issue_13() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let found = check(dir.path(), "fullchain.pem", "privkey.pem");
+        let keys: Vec<(usize, &str)> = found.iter().map(|(l, k, _)| (*l, k.as_str())).collect();
+        assert_eq!(keys, [(2, "tls.certificate"), (3, "tls.private_key")]);
+        assert!(found[0].2.contains("fullchain.pem"), "{found:?}");
+        assert!(found[0].2.contains("No such file"), "{found:?}");
+    }
+
+    #[test]
+    fn swapped_files_are_named_for_what_they_hold() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        tls_files(dir.path());
+        let found = check(dir.path(), "key.pem", "cert.pem");
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found[0].1, "tls.certificate");
+        assert!(
+            found[0]
+                .2
+                .contains("holds a private key, not a certificate")
+        );
+        assert_eq!(found[1].1, "tls.private_key");
+        assert!(
+            found[1]
+                .2
+                .contains("holds a certificate, not a private key")
+        );
+        let found = check(dir.path(), "cert.pem", "cert.pem");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].1, "tls.private_key");
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let other = dir.path().join("other");
+        std::fs::create_dir(&other).expect("mkdir");
+        tls_files(dir.path());
+        tls_files(&other);
+        let found = check(dir.path(), "cert.pem", "other/key.pem");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].0, found[0].1.as_str()), (3, "tls.private_key"));
+        assert!(
+            found[0]
+                .2
+                .contains("is not the private key of the certificate"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_pem_is_refused() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        tls_files(dir.path());
+        std::fs::write(dir.path().join("garbage.pem"), "not a certificate\n").expect("write");
+        let found = check(dir.path(), "garbage.pem", "key.pem");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].2.contains("holds no PEM certificate"), "{found:?}");
+    }
+}
+
+mod reading {
+    use super::parse;
+
+    fn found(text: &str) -> Vec<(usize, String, String)> {
+        parse(text)
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|e| (e.line, e.key, e.message))
+            .collect()
+    }
+
+    #[test]
+    fn an_unknown_key_under_a_commented_header_is_named_by_its_path_issue_13() {
+        let text = "[[rule]]                            # the bank\nname = \"bank\"\nfail_closed = true\n\n[[rule]]                            # password resets only to a verified receiver\nname = \"resets\"\nrequires = \"verified\"\n";
+        let found = found(text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].0, found[0].1.as_str()), (7, "rule[1].requires"));
+        assert_eq!(found[0].2, "unknown key: did you mean `require`?");
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported_in_file_order() {
+        let text = "[server]\nhostnme = \"a.test\"\n[limits]\nmax_recipient = 5\n[dns]\ntrusted_networks = []\n[sever]\nx = 1\n";
+        let found = found(text);
+        let keys: Vec<(usize, &str)> = found.iter().map(|(l, k, _)| (*l, k.as_str())).collect();
+        assert_eq!(
+            keys,
+            [
+                (2, "server.hostnme"),
+                (4, "limits.max_recipient"),
+                (6, "dns.trusted_networks"),
+                (7, "sever"),
+            ]
+        );
+        assert!(found[0].2.contains("`hostname`"));
+        assert!(found[1].2.contains("`max_recipients`"));
+        assert!(found[2].2.contains("belongs in [relay]"), "{found:?}");
+        assert!(found[3].2.contains("`server`"));
+    }
+
+    #[test]
+    fn a_key_with_no_near_miss_lists_what_its_table_takes() {
+        let found = found("[[listener]]\naddress = \"127.0.0.1:25\"\ncolour = \"blue\"\n");
+        assert_eq!(found[0].1, "listener[0].colour");
+        assert_eq!(
+            found[0].2,
+            "unknown key: [[listener]] takes `address`, `role`, `insecure_allow_plaintext_auth`"
+        );
+    }
+
+    #[test]
+    fn a_table_that_can_repeat_must_be_written_as_an_array_of_tables() {
+        let found = found("[listener]\naddress = \"127.0.0.1:25\"\n");
+        assert_eq!(found[0].1, "listener");
+        assert!(found[0].2.contains("[[listener]]"), "{found:?}");
+    }
+
+    #[test]
+    fn wrong_types_unknown_keys_and_bad_values_are_all_reported_together_in_file_order() {
+        let text = "[limits]\nmax_recipients = \"many\"\nmax_sessions = 0\n[dns]\ntimeout = 5\n[[route]]\ndomain = \"a.test\"\n[[rule]]\nrequired = \"verified\"\n";
+        let found = found(text);
+        let keys: Vec<(usize, &str)> = found.iter().map(|(l, k, _)| (*l, k.as_str())).collect();
+        assert_eq!(
+            keys,
+            [
+                (2, "limits.max_recipients"),
+                (3, "limits.max_sessions"),
+                (5, "dns.timeout"),
+                (6, "route[0]"),
+                (9, "rule[0].required"),
+            ]
+        );
+        assert_eq!(
+            found[3].2,
+            "missing key `next_hop`, which every [[route]] needs"
+        );
+    }
+
+    #[test]
+    fn a_wrong_required_key_is_not_reported_again_as_missing() {
+        let found = found("[[listener]]\naddress = 25\n");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].1, "listener[0].address");
+    }
+
+    #[test]
+    fn what_follows_from_a_key_taken_out_is_not_reported() {
+        // `private_key` is wrong, so it is read as absent; "needs its private key" would be noise.
+        let found = found("[tls]\ncertificate = \"cert.pem\"\nprivate_key = 5\n");
+        let keys: Vec<&str> = found.iter().map(|(_, k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["tls.private_key"]);
+    }
+
+    #[test]
+    fn every_syntax_error_is_reported_with_its_line() {
+        let found = found("[server\nhostname = \"a.test\"\n[limits]\nmax_recipients = = 3\n");
+        let lines: Vec<usize> = found.iter().map(|(l, _, _)| *l).collect();
+        assert_eq!(lines, [1, 4], "{found:?}");
     }
 }

@@ -13,7 +13,7 @@ use strictmx_tlsrpt::TlsrptSettings;
 
 use crate::error::Source;
 use crate::raw::RawTlsrpt;
-use crate::validate::{dur, existing_file, opt};
+use crate::validate::{checked_file, dur, opt};
 use crate::values;
 
 pub(crate) fn build(
@@ -116,7 +116,7 @@ pub(crate) fn build(
         &k("https_extra_ca_file"),
         &raw.https_extra_ca_file,
         None,
-        |p| existing_file(base, p).map(Some),
+        |p| checked_file(base, p, crate::files::ca_bundle).map(Some),
     );
     for (i, n) in raw
         .insecure_https_allow_networks

@@ -260,8 +260,9 @@ fn build_inbound(
         });
         match (cert, key) {
             (Some(cert_path), Some(key_path)) => {
-                if let Some(k) = &tls.private_key {
+                if let (Some(c), Some(k)) = (&tls.certificate, &tls.private_key) {
                     warn_if_world_readable(src, k.span(), "tls.private_key", &key_path);
+                    crate::files::server_tls(src, (c, &cert_path), (k, &key_path));
                 }
                 s.tls = Some(ServerTlsSettings {
                     cert_path,
@@ -552,13 +553,18 @@ fn warn_if_world_readable(src: &mut Source<'_>, span: Range<usize>, key: &str, p
 }
 
 fn check_hash(hash: &str) -> Result<(), String> {
-    if hash.starts_with("$argon2id$")
+    if let Some(place) = crate::published::published_in(hash) {
+        return Err(format!(
+            "this hash is published in {place}, so its password is known to everyone: make a new one with `strictmx hash-password`"
+        ));
+    }
+    let argon2 = hash.starts_with("$argon2id$")
         || hash.starts_with("$argon2i$")
-        || hash.starts_with("$argon2d$")
-    {
+        || hash.starts_with("$argon2d$");
+    if argon2 && argon2::PasswordHash::new(hash).is_ok() {
         Ok(())
     } else {
-        Err("the password hash must be an argon2 PHC string ($argon2id$...); make one with `strictmx hash-password`".into())
+        Err("the password hash must be an argon2 PHC string ($argon2id$v=19$m=...,t=...,p=...$SALT$HASH); make one with `strictmx hash-password`".into())
     }
 }
 
@@ -576,7 +582,7 @@ fn build_dns(raw: Option<&RawDns>, src: &mut Source<'_>, base: Option<&Path>) ->
         raw.trusted_nameservers.as_deref(),
     );
     let trust_anchor = opt(src, "dns.trust_anchor", &raw.trust_anchor, None, |p| {
-        existing_file(base, p).map(Some)
+        checked_file(base, p, crate::files::trust_anchor).map(Some)
     });
     s.dnssec = opt(
         src,
@@ -659,14 +665,15 @@ fn nameservers(
         .collect()
 }
 
-/// A path (relative to the configuration file) that must name an existing file.
-pub(crate) fn existing_file(base: Option<&Path>, text: &String) -> Result<PathBuf, String> {
+/// A path (relative to the configuration file) naming a file that `check` accepts.
+pub(crate) fn checked_file(
+    base: Option<&Path>,
+    text: &String,
+    check: fn(&Path) -> Result<(), String>,
+) -> Result<PathBuf, String> {
     let p = path_in(base)(text)?;
-    if p.is_file() {
-        Ok(p)
-    } else {
-        Err(format!("{} does not exist or is not a file", p.display()))
-    }
+    check(&p)?;
+    Ok(p)
 }
 
 fn build_transport(
@@ -714,14 +721,7 @@ fn build_transport(
             "delivery.extra_ca_file",
             &d.extra_ca_file,
             s.extra_ca_file.clone(),
-            |p| {
-                let p = path_in(base)(p)?;
-                if p.is_file() {
-                    Ok(Some(p))
-                } else {
-                    Err(format!("{} does not exist or is not a file", p.display()))
-                }
-            },
+            |p| checked_file(base, p, crate::files::ca_bundle).map(Some),
         );
         s.smtp_port = opt(src, "delivery.smtp_port", &d.smtp_port, s.smtp_port, |n| {
             u16::try_from(*n)

@@ -1,13 +1,15 @@
 //! The strictmx binary: parses the command line and hands each command to its module.
 //!
-//! Kept thin: configuration is `strictmx-config`'s job, serving is `serve`, the queue commands
-//! and `reload` talk to the running server through `control`, `explain` asks the server or
-//! works in-process. Exit codes: 0 ok, 1 runtime failure, 64 bad
-//! configuration or usage.
+//! Kept thin: which file is the configuration is `location`'s choice (`--config`,
+//! `STRICTMX_CONFIG`, /etc/strictmx/strictmx.toml, or the embedded defaults), reading it is
+//! `strictmx-config`'s job, serving is `serve`, the queue commands and `reload` talk to the
+//! running server through `control`, `explain` asks the server or works in-process. Exit codes:
+//! 0 ok, 1 runtime failure, 64 bad configuration or usage.
 
 mod control;
 mod explain;
 mod facts;
+mod location;
 mod logging;
 mod metrics;
 mod reload;
@@ -20,6 +22,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use strictmx_config::Config;
+
+use crate::location::Location;
 
 /// Exit code for a configuration that does not validate (EX_USAGE, as linkerd and others use).
 pub(crate) const EXIT_CONFIG: u8 = 64;
@@ -39,14 +43,20 @@ struct Cli {
 enum Command {
     /// Run the relay: accept mail from submitters, deliver it to each recipient domain.
     Serve {
-        /// Configuration file; without it the embedded defaults apply.
+        /// Configuration file; default: $STRICTMX_CONFIG, else /etc/strictmx/strictmx.toml if
+        /// it exists, else the embedded defaults.
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
     /// Validate a configuration file and print the effective configuration.
     CheckConfig {
-        file: PathBuf,
-        /// Only validate; print nothing when the file is valid.
+        /// The file (the same as --config).
+        file: Option<PathBuf>,
+        /// Configuration file; default: $STRICTMX_CONFIG, else /etc/strictmx/strictmx.toml if
+        /// it exists, else the embedded defaults.
+        #[arg(long, short, conflicts_with = "file")]
+        config: Option<PathBuf>,
+        /// Only validate; print nothing but warnings when the file is valid.
         #[arg(long, short)]
         quiet: bool,
     },
@@ -100,38 +110,37 @@ enum Command {
     HashPassword,
 }
 
-fn load(config: Option<&PathBuf>) -> Result<Config, ExitCode> {
-    match config {
-        None => Ok(Config::embedded_default()),
-        Some(path) => Config::load(path).map_err(|errors| {
-            eprintln!("{errors}");
-            ExitCode::from(EXIT_CONFIG)
-        }),
+/// The configuration the command's `--config` (or the process) points at. A client command
+/// without a file says so, since it then looks for the embedded defaults' control socket.
+fn load(flag: Option<&PathBuf>) -> Result<Config, ExitCode> {
+    let location = Location::of_process(flag.map(PathBuf::as_path));
+    if location.path().is_none() {
+        eprintln!("note: {location}");
     }
+    location.load().map_err(|errors| {
+        eprintln!("{errors}");
+        ExitCode::from(EXIT_CONFIG)
+    })
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => match load(config.as_ref()) {
-            Ok(config) => serve::run(config),
-            Err(code) => code,
-        },
-        Command::CheckConfig { file, quiet } => match Config::load(&file) {
-            Ok(config) => {
-                for warning in &config.warnings {
-                    eprintln!("warning: {warning}");
+        Command::Serve { config } => {
+            let location = Location::of_process(config.as_deref());
+            match location.load() {
+                Ok(config) => serve::run(config, &location),
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    ExitCode::from(EXIT_CONFIG)
                 }
-                if !quiet {
-                    print!("{}", config.render());
-                }
-                ExitCode::SUCCESS
             }
-            Err(errors) => {
-                eprintln!("{errors}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-        },
+        }
+        Command::CheckConfig {
+            file,
+            config,
+            quiet,
+        } => check_config(&Location::of_process(file.or(config).as_deref()), quiet),
         Command::Queue {
             config,
             json,
@@ -160,8 +169,12 @@ fn main() -> ExitCode {
         // The server validates the file; the client only needs to find its socket, also in a
         // file that no longer validates, so the server can refuse it and say why.
         Command::Reload { config } => {
-            let socket = match &config {
-                None => Ok(Config::embedded_default().control_socket),
+            let location = Location::of_process(config.as_deref());
+            let socket = match location.path() {
+                None => {
+                    eprintln!("note: {location}");
+                    Ok(Config::embedded_default().control_socket)
+                }
                 Some(path) => Config::control_socket_of(path),
             };
             match socket {
@@ -181,6 +194,31 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::HashPassword => hash_password(),
+    }
+}
+
+/// Validates the configuration and prints it as in force; every problem goes to standard error
+/// (exit 64), and so does the warning that no file was found.
+fn check_config(location: &Location, quiet: bool) -> ExitCode {
+    match location {
+        Location::Embedded { .. } => eprintln!("warning: {location}"),
+        Location::Environment(_) | Location::DefaultPath(_) => eprintln!("checking the {location}"),
+        Location::Flag(_) => {}
+    }
+    match location.load() {
+        Ok(config) => {
+            for warning in &config.warnings {
+                eprintln!("warning: {warning}");
+            }
+            if !quiet {
+                print!("{}", config.render());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::from(EXIT_CONFIG)
+        }
     }
 }
 

@@ -248,10 +248,21 @@ mod tests {
 
     #[test]
     fn an_unchanged_file_changes_nothing() {
+        // The example names TLS files under /etc/strictmx/tls; make real ones for the check.
+        let dir = tempfile::tempdir().unwrap();
+        let tls = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, tls.cert.pem()).unwrap();
+        std::fs::write(&key, tls.signing_key.serialize_pem()).unwrap();
         let text = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/strictmx.toml"),
         )
-        .unwrap();
+        .unwrap()
+        .replace(
+            "/etc/strictmx/tls/fullchain.pem",
+            &cert.display().to_string(),
+        )
+        .replace("/etc/strictmx/tls/privkey.pem", &key.display().to_string());
         let (a, b) = (parse(&text), parse(&text));
         assert!(policy_changes(&a, &b).is_empty());
         assert!(restart_needed(&a, &b).is_empty());

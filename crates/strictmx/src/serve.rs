@@ -28,14 +28,23 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::facts::SharedGatherer;
-
-/// How long after the grace period the server still waits for its last replies to be sent.
-const FAREWELL: std::time::Duration = std::time::Duration::from_secs(5);
+use crate::location::Location;
 use crate::reload::Live;
 use crate::{control, logging, metrics, tlsrpt_cmd};
 
-pub fn run(config: Config) -> ExitCode {
+/// How long after the grace period the server still waits for its last replies to be sent.
+const FAREWELL: std::time::Duration = std::time::Duration::from_secs(5);
+
+pub fn run(config: Config, location: &Location) -> ExitCode {
     logging::init(&config.log);
+    match location.file() {
+        Some((path, found_by)) => {
+            info!(config = %path.display(), found_by, "configuration loaded");
+        }
+        None => {
+            warn!(detail = %location, "no configuration file: running on the embedded defaults")
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
