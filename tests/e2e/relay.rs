@@ -292,28 +292,67 @@ async fn a_recipient_domain_that_is_not_a_host_name_is_refused_at_rcpt() {
     assert_eq!(ok.code, 250, "{ok:?}");
 }
 
+/// `strictmx hash-password` for `password`.
+fn hash_password(password: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new(bin())
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+// Issue 13: a user added to the file is in force after `strictmx reload`, no restart needed.
+#[tokio::test]
+async fn a_user_added_to_the_file_can_authenticate_after_reload() {
+    let dir = TestDir::new("reloadusers").unwrap();
+    let hash = hash_password("s3cret-Pass");
+    let user = |name: &str| {
+        format!(
+            "[[auth.user]]\nname = \"{name}\"\npassword_hash = \"{hash}\"\nsenders = [\"@src.test\"]\n\n"
+        )
+    };
+    let listener = "[[listener]]\naddress = \"127.0.0.1:0\"\nrole = \"submission\"\ninsecure_allow_plaintext_auth = true\n\n";
+    let relay = Relay::start(bin(), dir.path(), &format!("{listener}{}", user("billing")))
+        .await
+        .unwrap();
+    // "\0ops\0s3cret-Pass"
+    let ops = "AUTH PLAIN AG9wcwBzM2NyZXQtUGFzcw==";
+    let mut c = Client::connect(relay.smtp).await.unwrap();
+    assert_eq!(c.command("EHLO app.test").await.unwrap().code, 250);
+    assert_eq!(c.command(ops).await.unwrap().code, 535);
+
+    let text = std::fs::read_to_string(&relay.config_path).unwrap();
+    std::fs::write(&relay.config_path, format!("{text}\n{}", user("ops"))).unwrap();
+    let out = relay.cli(&["reload"]).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("auth: 2 user(s) now in force"), "{stdout}");
+    assert!(
+        !stdout.contains("[auth]"),
+        "not named as needing a restart: {stdout}"
+    );
+
+    let mut c = Client::connect(relay.smtp).await.unwrap();
+    assert_eq!(c.command("EHLO app.test").await.unwrap().code, 250);
+    assert_eq!(c.command(ops).await.unwrap().code, 235);
+}
+
 #[tokio::test]
 async fn an_authenticated_submitter_outside_the_trusted_networks_may_relay() {
     let dir = TestDir::new("auth").unwrap();
     let sink = Sink::start(RcptScript::Accept).await.unwrap();
-    let hash = {
-        use std::io::Write;
-        let mut child = std::process::Command::new(bin())
-            .arg("hash-password")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"s3cret-Pass\n")
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success());
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
+    let hash = hash_password("s3cret-Pass");
     let config = format!(
         "[[listener]]\naddress = \"127.0.0.1:0\"\nrole = \"submission\"\ninsecure_allow_plaintext_auth = true\n\n\
          [relay]\ntrusted_networks = [\"10.99.0.0/16\"]\n\n\

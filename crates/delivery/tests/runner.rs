@@ -306,9 +306,9 @@ impl Harness {
     }
 }
 
-/// Polls `check` until it yields, or fails the test after a few seconds.
+/// Polls `check` until it yields, or fails the test after 20 seconds (a loaded machine).
 async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    for _ in 0..500 {
+    for _ in 0..2000 {
         if let Some(found) = check() {
             return found;
         }

@@ -17,6 +17,6 @@ mod users;
 
 pub use error::InboundError;
 pub use queue::{Queue, QueueError};
-pub use server::Inbound;
+pub use server::{Inbound, InboundHandle};
 pub use settings::{InboundSettings, Limits, ListenerSettings, Role, ServerTlsSettings, User};
 pub use users::hash_password;

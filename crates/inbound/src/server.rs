@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use strictmx_protocol::replies;
@@ -34,8 +34,10 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 pub(crate) struct Shared<Q> {
     pub(crate) settings: InboundSettings,
     pub(crate) queue: Q,
-    pub(crate) users: Arc<Users>,
-    pub(crate) tls: Option<TlsAcceptor>,
+    /// Swapped whole by [`InboundHandle`] on reload; sessions take a clone and never hold the
+    /// lock across an await.
+    users: RwLock<Arc<Users>>,
+    tls: RwLock<Option<TlsAcceptor>>,
     pub(crate) auth_throttle: AuthThrottle,
     pub(crate) body_budget: BodyBudget,
     sessions: Arc<Semaphore>,
@@ -46,8 +48,75 @@ impl<Q> std::fmt::Debug for Shared<Q> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
             .field("settings", &self.settings)
-            .field("tls", &self.tls.is_some())
+            .field("tls", &self.tls().is_some())
             .finish_non_exhaustive()
+    }
+}
+
+impl<Q> Shared<Q> {
+    /// The users in force now.
+    pub(crate) fn users(&self) -> Arc<Users> {
+        Arc::clone(&self.users.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The server certificate in force now; `None` offers no TLS.
+    pub(crate) fn tls(&self) -> Option<TlsAcceptor> {
+        self.tls
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Changes what a running server authenticates with, without a restart: the users (and the
+/// users file's contents) and the server certificate and key (a renewal). Sessions already
+/// past their handshake or AUTH keep what they had.
+#[derive(Clone)]
+pub struct InboundHandle {
+    shared: Arc<dyn Reloadable>,
+}
+
+impl std::fmt::Debug for InboundHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboundHandle").finish_non_exhaustive()
+    }
+}
+
+/// What [`InboundHandle`] needs of the shared state, whatever the queue type.
+trait Reloadable: Send + Sync {
+    fn replace_users(&self, users: &[crate::User]) -> Result<(), InboundError>;
+    fn replace_tls(&self, tls: &crate::ServerTlsSettings) -> Result<bool, InboundError>;
+}
+
+impl<Q: Queue> Reloadable for Shared<Q> {
+    fn replace_users(&self, users: &[crate::User]) -> Result<(), InboundError> {
+        let users = Arc::new(Users::new(users)?);
+        *self.users.write().unwrap_or_else(PoisonError::into_inner) = users;
+        Ok(())
+    }
+
+    fn replace_tls(&self, tls: &crate::ServerTlsSettings) -> Result<bool, InboundError> {
+        let mut current = self.tls.write().unwrap_or_else(PoisonError::into_inner);
+        if current.is_none() {
+            // Listeners were bound knowing there was no TLS; offering it now needs a restart.
+            return Ok(false);
+        }
+        *current = Some(crate::tls::acceptor(tls)?);
+        Ok(true)
+    }
+}
+
+impl InboundHandle {
+    /// Check and put in force a new user list; on an error the old one stays.
+    pub fn replace_users(&self, users: &[crate::User]) -> Result<(), InboundError> {
+        self.shared.replace_users(users)
+    }
+
+    /// Re-read the certificate chain and key (the same paths or new ones); new handshakes use
+    /// them. Returns false, changing nothing, when the server started without TLS. On an error
+    /// the old certificate stays.
+    pub fn replace_tls(&self, tls: &crate::ServerTlsSettings) -> Result<bool, InboundError> {
+        self.shared.replace_tls(tls)
     }
 }
 
@@ -101,13 +170,20 @@ impl<Q: Queue> Inbound<Q> {
             per_ip: Mutex::new(HashMap::new()),
             settings,
             queue,
-            users,
-            tls,
+            users: RwLock::new(users),
+            tls: RwLock::new(tls),
         };
         Ok(Inbound {
             listeners,
             shared: Arc::new(shared),
         })
+    }
+
+    /// Reaches this server's users and certificate after it started (reload).
+    pub fn handle(&self) -> InboundHandle {
+        InboundHandle {
+            shared: Arc::clone(&self.shared) as Arc<dyn Reloadable>,
+        }
     }
 
     /// The bound addresses (with the real port when 0 was asked for) and their roles, in the

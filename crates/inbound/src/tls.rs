@@ -1,6 +1,6 @@
 //! Server TLS: loads the certificate chain and key (PEM) into a rustls acceptor with the ring
-//! provider, and describes a finished handshake for logs and `Received:`. Client certificates
-//! and certificate reloading are left out.
+//! provider (at bind and again on reload), and describes a finished handshake for logs and
+//! `Received:`. Client certificates are left out.
 
 use std::sync::Arc;
 

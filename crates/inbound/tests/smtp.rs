@@ -298,6 +298,50 @@ async fn an_authenticated_user_may_send_only_from_its_allowed_senders() {
     client.command("MAIL FROM:<>").await.code(250);
 }
 
+// Issue 13: users and the server certificate are replaced in a running server (reload); new
+// sessions authenticate against the new users and handshake with the new certificate.
+#[tokio::test]
+async fn a_running_server_takes_new_users_and_a_renewed_certificate() {
+    let mut server = TestServer::new(Role::Relay).with_tls().untrusted().start();
+    let newcomer = strictmx_inbound::User {
+        name: "bob".into(),
+        argon2_phc_hash: strictmx_inbound::hash_password("bobs password"),
+        senders: Vec::new(),
+    };
+    let mut client = server.connect_starttls().await;
+    client.command("EHLO client.test").await.code(250);
+    client
+        .command(&format!("AUTH PLAIN {}", plain("bob", "bobs password")))
+        .await
+        .code(535);
+
+    server
+        .handle
+        .replace_users(&[newcomer])
+        .expect("valid users");
+    let renewed = test_cert();
+    assert!(
+        server
+            .handle
+            .replace_tls(&renewed.settings)
+            .expect("valid certificate")
+    );
+    // The client now trusts only the renewed certificate: the handshake proves it is served.
+    server.cert = Some(renewed);
+    let mut client = server.connect_starttls().await;
+    client.command("EHLO client.test").await.code(250);
+    client
+        .command(&format!("AUTH PLAIN {}", plain("bob", "bobs password")))
+        .await
+        .code(235);
+    let mut client = server.connect_starttls().await;
+    client.command("EHLO client.test").await.code(250);
+    client
+        .command(&format!("AUTH PLAIN {}", plain(USER, PASSWORD)))
+        .await
+        .code(535);
+}
+
 // Issue 14: password checks beyond the configured bound are refused, not queued.
 #[tokio::test]
 async fn auth_beyond_the_concurrent_check_bound_is_refused_with_454() {

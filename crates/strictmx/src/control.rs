@@ -435,7 +435,7 @@ pub fn run_reload(socket: &Path) -> ExitCode {
     }
     let changed = changes["changed"].as_array().cloned().unwrap_or_default();
     if changed.is_empty() {
-        println!("reloaded: no policy change");
+        println!("reloaded: nothing changed");
     }
     for c in &changed {
         println!("reloaded: {}", text(c));

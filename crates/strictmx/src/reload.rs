@@ -1,9 +1,10 @@
 //! Reloading the configuration of a running server (SIGHUP, `strictmx reload`): re-read and
 //! validate the file, then swap the policy (rules, default, `TLS-Required: No` permission) into
-//! the transport without touching the queue.
+//! the transport, and the users (with the users file's contents) and the server certificate
+//! and key into the listeners, without touching the queue.
 //!
-//! Only policy changes take effect; any other changed section is named so the operator knows a
-//! restart is needed. A file that fails validation changes nothing.
+//! Any other changed section is named so the operator knows a restart is needed. A file that
+//! fails validation changes nothing.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,6 +16,8 @@ use strictmx_policy::DefaultRequirement;
 use strictmx_policy::rules::Rule;
 use tracing::{error, info, warn};
 
+use strictmx_inbound::InboundHandle;
+
 use crate::facts::ServerTransport;
 
 /// The running configuration and the transport whose policy it feeds.
@@ -23,6 +26,7 @@ pub struct Live {
     path: Option<PathBuf>,
     current: Mutex<Config>,
     transport: Arc<ServerTransport>,
+    inbound: Option<InboundHandle>,
 }
 
 /// What a successful reload did.
@@ -42,6 +46,15 @@ impl Live {
             path: config.source.clone(),
             current: Mutex::new(config),
             transport,
+            inbound: None,
+        }
+    }
+
+    /// Lets reloads replace the listeners' users and certificate.
+    pub fn with_inbound(self, inbound: InboundHandle) -> Live {
+        Live {
+            inbound: Some(inbound),
+            ..self
         }
     }
 
@@ -75,9 +88,13 @@ impl Live {
         };
         let next = Config::load(path)?;
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        // The listeners first: a failure there leaves everything as it was.
+        let (listener_changes, tls_reloaded) = self.reload_listeners(path, &current, &next)?;
+        let mut changed = listener_changes;
+        changed.extend(policy_changes(&current, &next));
         let done = Reloaded {
-            changed: policy_changes(&current, &next),
-            restart_needed: restart_needed(&current, &next),
+            changed,
+            restart_needed: restart_needed(&current, &next, tls_reloaded),
             warnings: next.warnings.iter().map(ToString::to_string).collect(),
         };
         self.transport.replace_policy(next.transport.policy.clone());
@@ -88,9 +105,54 @@ impl Live {
         let mut kept = current.clone();
         kept.transport.policy = next.transport.policy;
         kept.transport.tls_required_no = next.transport.tls_required_no;
+        kept.inbound.users = next.inbound.users;
+        if tls_reloaded {
+            kept.inbound.tls = next.inbound.tls;
+        }
         kept.warnings = next.warnings;
         *current = kept;
         Ok(done)
+    }
+
+    /// Puts the new users in force when they differ, and re-reads the certificate and key
+    /// (a renewal changes the files, not the configuration) when the server runs with TLS.
+    /// Returns the change lines and whether the certificate was reloaded.
+    fn reload_listeners(
+        &self,
+        path: &std::path::Path,
+        current: &Config,
+        next: &Config,
+    ) -> Result<(Vec<String>, bool), ConfigErrors> {
+        let Some(inbound) = &self.inbound else {
+            return Ok((Vec::new(), false));
+        };
+        let refused = |key: &str, error: strictmx_inbound::InboundError| {
+            ConfigErrors(vec![strictmx_config::ConfigError {
+                file: path.to_owned(),
+                line: 0,
+                column: 0,
+                key: key.to_owned(),
+                message: strictmx_protocol::ErrorChain(&error).to_string(),
+            }])
+        };
+        let mut changes = Vec::new();
+        if current.inbound.users != next.inbound.users {
+            inbound
+                .replace_users(&next.inbound.users)
+                .map_err(|e| refused("auth", e))?;
+            changes.push(format!(
+                "auth: {} user(s) now in force",
+                next.inbound.users.len()
+            ));
+        }
+        let tls_reloaded = match (&current.inbound.tls, &next.inbound.tls) {
+            (Some(_), Some(tls)) => inbound.replace_tls(tls).map_err(|e| refused("tls", e))?,
+            _ => false,
+        };
+        if tls_reloaded {
+            changes.push("tls: certificate and key re-read".to_owned());
+        }
+        Ok((changes, tls_reloaded))
     }
 }
 
@@ -99,7 +161,7 @@ fn log_reloaded(done: &Reloaded) {
         warn!(warning = %warning, "configuration warning");
     }
     if done.changed.is_empty() {
-        info!("configuration reloaded: no policy change");
+        info!("configuration reloaded: nothing changed");
     }
     for change in &done.changed {
         info!(change = %change, "configuration reloaded: policy changed");
@@ -171,11 +233,16 @@ fn rule_changes(old: &[Rule], new: &[Rule]) -> Vec<String> {
     changes
 }
 
-/// The sections of the effective configuration, other than the policy, that differ.
-pub fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
+/// The sections of the effective configuration that differ and that a reload does not put in
+/// force: everything but the policy, the users, and (when `tls_reloaded`) the certificate.
+pub fn restart_needed(old: &Config, new: &Config, tls_reloaded: bool) -> Vec<String> {
     let mut comparable = new.clone();
     comparable.transport.policy = old.transport.policy.clone();
     comparable.transport.tls_required_no = old.transport.tls_required_no.clone();
+    comparable.inbound.users = old.inbound.users.clone();
+    if tls_reloaded {
+        comparable.inbound.tls = old.inbound.tls.clone();
+    }
     comparable.source = old.source.clone();
     let (a, b) = (sections(&old.render()), sections(&comparable.render()));
     let mut names: Vec<String> = a
@@ -235,14 +302,14 @@ mod tests {
                 "rule `b` removed",
             ]
         );
-        assert!(restart_needed(&old, &new).is_empty());
+        assert!(restart_needed(&old, &new, false).is_empty());
     }
 
     #[test]
     fn sections_outside_the_policy_are_named_as_needing_a_restart() {
         let old = parse("[dns]\ntimeout = \"5s\"\n[[rule]]\nname = \"a\"\nfail_closed = true\n");
         let new = parse("[dns]\ntimeout = \"9s\"\n[limits]\nmax_recipients = 5\n");
-        assert_eq!(restart_needed(&old, &new), vec!["[dns]", "[limits]"]);
+        assert_eq!(restart_needed(&old, &new, false), vec!["[dns]", "[limits]"]);
         assert_eq!(policy_changes(&old, &new), vec!["rule `a` removed"]);
     }
 
@@ -265,6 +332,6 @@ mod tests {
         .replace("/etc/strictmx/tls/privkey.pem", &key.display().to_string());
         let (a, b) = (parse(&text), parse(&text));
         assert!(policy_changes(&a, &b).is_empty());
-        assert!(restart_needed(&a, &b).is_empty());
+        assert!(restart_needed(&a, &b, false).is_empty());
     }
 }

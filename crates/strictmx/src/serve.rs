@@ -84,7 +84,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Transport::new(transport_settings, SharedGatherer(gatherer.clone()))
             .context("setting up outbound delivery")?,
     );
-    let live = Arc::new(Live::new(config.clone(), transport.clone()));
+    let live =
+        Arc::new(Live::new(config.clone(), transport.clone()).with_inbound(inbound.handle()));
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
     let reporting = tlsrpt(&config, &spool, &gatherer, &tracker, &token)?;

@@ -420,7 +420,8 @@ async fn no_more_posts_run_at_once_than_the_bound() {
         ..settings()
     };
     let poster = Arc::new(TimedPoster {
-        delay: Duration::from_millis(100),
+        // Long enough that two posts overlap even on a loaded machine.
+        delay: Duration::from_millis(500),
         ..TimedPoster::default()
     });
     let outcomes = timed_reporter(&spool, settings, Arc::clone(&poster))

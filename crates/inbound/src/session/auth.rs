@@ -46,7 +46,7 @@ impl<Q: Queue> Session<Q> {
         if self.auth_user.is_some() {
             return self.reject(io, replies::already_authenticated());
         }
-        if self.shared.users.is_empty() {
+        if self.shared.users().is_empty() {
             return self.reply(io, replies::not_implemented());
         }
         if self.tls.is_none() && !self.listener.insecure_allow_plaintext_auth {
@@ -86,7 +86,7 @@ impl<Q: Queue> Session<Q> {
             Ok(slot) => slot,
             Err(refusal) => return self.auth_refused(io, refusal),
         };
-        let verified = self.shared.users.verify(name.clone(), password).await;
+        let verified = self.shared.users().verify(name.clone(), password).await;
         drop(slot);
         if verified {
             info!(ip = %self.peer.ip(), user = %name, outcome = "authenticated", "auth succeeded");

@@ -34,7 +34,7 @@ impl<Q: Queue> Session<Q> {
             "ENHANCEDSTATUSCODES".to_owned(),
             "DSN".to_owned(),
         ];
-        if self.tls.is_none() && self.shared.tls.is_some() {
+        if self.tls.is_none() && self.shared.tls().is_some() {
             capabilities.push("STARTTLS".to_owned());
         }
         if self.auth_allowed() && self.auth_user.is_none() {

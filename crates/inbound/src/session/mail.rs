@@ -28,7 +28,7 @@ impl<Q: Queue> Session<Q> {
             return self.reply(io, reply);
         }
         if let Some(user) = &self.auth_user
-            && !self.shared.users.may_send_as(user, &from)
+            && !self.shared.users().may_send_as(user, &from)
         {
             warn!(ip = %self.peer.ip(), user = %user, from = %from, outcome = "sender_not_owned", "sender refused for this user");
             metrics::counter!("strictmx_messages_rejected_total", "reason" => "sender_not_owned")

@@ -222,7 +222,7 @@ impl<Q: Queue> Session<Q> {
 
     /// Accept a TLS handshake within the command timeout. `None` ends the session.
     async fn handshake(&mut self, tcp: TcpStream) -> Option<Stream> {
-        let acceptor = self.shared.tls.clone()?;
+        let acceptor = self.shared.tls()?;
         let timeout = self.shared.settings.limits.command_timeout;
         match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => {
@@ -258,7 +258,7 @@ impl<Q: Queue> Session<Q> {
 
     /// AUTH may be offered: TLS is up, or the listener explicitly allows plaintext passwords.
     fn auth_allowed(&self) -> bool {
-        !self.shared.users.is_empty()
+        !self.shared.users().is_empty()
             && (self.tls.is_some() || self.listener.insecure_allow_plaintext_auth)
     }
 

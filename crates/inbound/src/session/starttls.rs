@@ -13,7 +13,7 @@ impl<Q: Queue> Session<Q> {
         if self.tls.is_some() {
             return self.reject(io, replies::bad_sequence("TLS already active"));
         }
-        if self.shared.tls.is_none() {
+        if self.shared.tls().is_none() {
             return self.reply(io, replies::not_implemented());
         }
         if self.helo.is_none() {

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, ServerName};
 use strictmx_inbound::{
-    Inbound, InboundSettings, ListenerSettings, Queue, QueueError, Role, ServerTlsSettings, User,
+    Inbound, InboundHandle, InboundSettings, ListenerSettings, Queue, QueueError, Role,
+    ServerTlsSettings, User,
 };
 use strictmx_protocol::{Reply, ReplyParse};
 use strictmx_spool::{Envelope, MessageId};
@@ -107,6 +108,7 @@ pub struct TestServer {
 
 pub struct Running {
     pub addrs: Vec<(SocketAddr, Role)>,
+    pub handle: InboundHandle,
     pub queue: MemoryQueue,
     pub shutdown: CancellationToken,
     pub task: tokio::task::JoinHandle<()>,
@@ -174,10 +176,12 @@ impl TestServer {
         };
         let inbound = Inbound::bind(self.settings, queue.clone()).expect("bind");
         let addrs = inbound.local_addrs();
+        let handle = inbound.handle();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(inbound.run(shutdown.clone()));
         Running {
             addrs,
+            handle,
             queue,
             shutdown,
             task,
