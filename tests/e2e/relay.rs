@@ -615,15 +615,22 @@ async fn the_metrics_endpoint_counts_sessions_accepted_messages_and_delivery_att
     assert_eq!(reply.code, 250);
     sink.wait_for(1, WAIT).await.unwrap();
 
-    let scrape = || async {
+    let get = |path: &'static str| async move {
         let mut s = tokio::net::TcpStream::connect(port).await.unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).await.unwrap();
         text
     };
+    let scrape = || get("/metrics");
+    // Issue 13: only /metrics is served, and every metric has its help text.
+    let other = get("/").await;
+    assert!(other.starts_with("HTTP/1.1 404"), "{other}");
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let text = scrape().await;
@@ -636,6 +643,10 @@ async fn the_metrics_endpoint_counts_sessions_accepted_messages_and_delivery_att
             && has("strictmx_sessions_total")
             && text.contains("strictmx_queue_messages")
         {
+            assert!(
+                text.contains("# HELP strictmx_messages_accepted_total messages accepted"),
+                "{text}"
+            );
             break;
         }
         assert!(

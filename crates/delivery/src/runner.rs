@@ -93,6 +93,35 @@ pub(crate) struct Context<D> {
     pub(crate) clock: Arc<dyn Clock>,
     /// Where each job's TLS sessions are counted for TLSRPT, when reporting is on.
     pub(crate) tlsrpt: Option<Recorder>,
+    /// The destination names per-destination metrics may carry.
+    pub(crate) destination_labels: DestinationLabels,
+}
+
+/// How many destination domains get a metric label of their own; the others share "other".
+/// Recipient domains come from submitters, so the set of labels (and the exporter's memory)
+/// must not grow with them.
+const DESTINATION_LABELS: usize = 200;
+
+/// The destinations named in per-destination metrics: the first [`DESTINATION_LABELS`] seen.
+#[derive(Debug, Default)]
+pub(crate) struct DestinationLabels {
+    named: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl DestinationLabels {
+    /// The label for `domain`: the domain itself while there is room, else "other".
+    pub(crate) fn label(&self, domain: &str) -> String {
+        let domain = domain.to_ascii_lowercase();
+        let mut named = self
+            .named
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if named.contains(&domain) || named.len() < DESTINATION_LABELS {
+            named.insert(domain.clone());
+            return domain;
+        }
+        "other".to_owned()
+    }
 }
 
 /// What the operator's tools may ask of the running loop.
@@ -192,6 +221,7 @@ impl<D: Deliver> QueueRunner<D> {
             settings: self.settings,
             clock: self.clock,
             tlsrpt: self.tlsrpt,
+            destination_labels: DestinationLabels::default(),
         });
         let notify = context.spool.work_notify();
         let mut tasks: JoinSet<TaskDone> = JoinSet::new();
@@ -267,5 +297,27 @@ async fn drain<D>(context: &Context<D>, mut tasks: JoinSet<TaskDone>) {
             "delivery jobs abandoned at shutdown; their recipients stay queued"
         );
         tasks.abort_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_beyond_the_label_bound_share_one_label() {
+        let labels = DestinationLabels::default();
+        for n in 0..DESTINATION_LABELS {
+            assert_eq!(
+                labels.label(&format!("d{n}.example")),
+                format!("d{n}.example")
+            );
+        }
+        assert_eq!(labels.label("late.example"), "other");
+        assert_eq!(
+            labels.label("D0.Example"),
+            "d0.example",
+            "known domains keep theirs"
+        );
     }
 }

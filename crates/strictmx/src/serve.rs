@@ -104,10 +104,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     .with_tlsrpt(reporting.as_ref().map(|t| t.reporter.clone()));
     let mut runner = QueueRunner::new(spool.clone(), transport, config.queue.clone());
     let control = control.with_runner(runner.handle());
-    if let Some(addr) = config.metrics_listen {
-        metrics::install(addr)
-            .with_context(|| format!("starting the metrics exporter on {addr}"))?;
-    }
+    let exporter = match config.metrics_listen {
+        Some(addr) => Some(
+            metrics::install(addr)
+                .with_context(|| format!("starting the metrics exporter on {addr}"))?,
+        ),
+        None => None,
+    };
 
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -125,6 +128,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracker.spawn(control.run(token.clone()));
     tracker.spawn(gatherer.run_refresher(token.clone()));
     tracker.spawn(metrics::sample_spool(spool.clone(), token.clone()));
+    if let Some(exporter) = exporter {
+        tracker.spawn(exporter.run(token.clone()));
+    }
     tracker.close();
     info!(hostname = %config.hostname, data_dir = %config.data_dir.display(), "strictmx is serving");
 

@@ -225,6 +225,13 @@ async fn settle<D>(
         Ok(()) => {
             metrics::counter!("strictmx_messages_delivered_total").increment(counts.delivered);
             metrics::counter!("strictmx_messages_deferred_total").increment(counts.deferred);
+            if counts.deferred > 0 {
+                // Domains come from senders' recipients: the label set is bounded (the rest
+                // count as "other").
+                let label = context.destination_labels.label(domain);
+                metrics::counter!("strictmx_destination_deferrals_total", "domain" => label)
+                    .increment(counts.deferred);
+            }
             metrics::counter!("strictmx_messages_bounced_total").increment(counts.bounced);
         }
         Err(source) => {
