@@ -978,6 +978,18 @@ async fn data_sent_after_the_starttls_reply_ends_the_connection() {
 
 /// A minimal DNS server on 127.0.0.1:0: answers MX and A from `records` (name, type, rdata),
 /// NXDOMAIN for any other name, an empty answer for other types of a known name.
+/// A resolver asking only the scripted DNS server at `dns` (no AD bit: answers are insecure).
+fn scripted_resolver(dns: SocketAddr) -> DnsResolver {
+    DnsResolver::new(&ResolverSettings {
+        nameservers: vec![dns],
+        timeout: Duration::from_millis(500),
+        attempts: 1,
+        dnssec: DnssecMode::TrustResolver,
+        ..ResolverSettings::default()
+    })
+    .expect("resolver")
+}
+
 async fn dns_server(records: Vec<(&'static str, u16, Vec<u8>)>) -> SocketAddr {
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
         .await
@@ -1050,14 +1062,7 @@ async fn a_dead_first_mx_is_skipped_for_the_next_one_in_preference_order() {
         ("mx2.dest.test", 1, vec![127, 0, 0, 1]),
     ])
     .await;
-    let resolver = DnsResolver::new(&ResolverSettings {
-        nameservers: vec![dns],
-        timeout: Duration::from_millis(500),
-        attempts: 1,
-        dnssec: DnssecMode::TrustResolver,
-        ..ResolverSettings::default()
-    })
-    .expect("resolver");
+    let resolver = scripted_resolver(dns);
     let mut settings = settings(receiver.addr.port(), DefaultRequirement::Opportunistic);
     settings.routes.clear();
     settings.smtp_port = receiver.addr.port();
@@ -1155,14 +1160,7 @@ async fn an_mx_on_loopback_is_refused_by_default_and_bounces() {
         ("mx.dest.test", 1, vec![127, 0, 0, 1]),
     ])
     .await;
-    let resolver = DnsResolver::new(&ResolverSettings {
-        nameservers: vec![dns],
-        timeout: Duration::from_millis(500),
-        attempts: 1,
-        dnssec: DnssecMode::TrustResolver,
-        ..ResolverSettings::default()
-    })
-    .expect("resolver");
+    let resolver = scripted_resolver(dns);
     let mut settings = settings(receiver.addr.port(), DefaultRequirement::Opportunistic);
     settings.routes.clear();
     settings.smtp_port = receiver.addr.port();
@@ -1187,14 +1185,7 @@ async fn an_mx_on_loopback_is_refused_by_default_and_bounces() {
 #[tokio::test]
 async fn a_null_mx_bounces_without_any_connection() {
     let dns = dns_server(vec![("dest.test", 15, vec![0, 0, 0])]).await;
-    let resolver = DnsResolver::new(&ResolverSettings {
-        nameservers: vec![dns],
-        timeout: Duration::from_millis(500),
-        attempts: 1,
-        dnssec: DnssecMode::TrustResolver,
-        ..ResolverSettings::default()
-    })
-    .expect("resolver");
+    let resolver = scripted_resolver(dns);
     let settings = TransportSettings {
         helo_name: "client.test".to_owned(),
         ..TransportSettings::default()

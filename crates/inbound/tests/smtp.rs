@@ -546,9 +546,7 @@ async fn a_bare_cr_or_lf_in_content_is_refused_and_the_session_closed() {
         let mut client = server.connect().await;
         client.expect(220).await;
         client.command("EHLO client.test").await.code(250);
-        client.command("MAIL FROM:<a@example.org>").await.code(250);
-        client.command("RCPT TO:<b@example.net>").await.code(250);
-        client.command("DATA").await.code(354);
+        client.open_data().await;
         client
             .send_raw(format!("Subject: first\r\n\r\nhello{ending}{smuggled}").as_bytes())
             .await;
@@ -566,9 +564,7 @@ async fn a_message_with_more_than_100_received_fields_is_refused_as_a_loop() {
         let mut client = server.connect().await;
         client.expect(220).await;
         client.command("EHLO client.test").await.code(250);
-        client.command("MAIL FROM:<a@example.org>").await.code(250);
-        client.command("RCPT TO:<b@example.net>").await.code(250);
-        client.command("DATA").await.code(354);
+        client.open_data().await;
         let trace = "Received: from a by b; Thu, 1 Jan 2026 00:00:00 +0000\r\n".repeat(hops);
         client
             .send_raw(format!("{trace}Subject: hops\r\n\r\nbody\r\n.\r\n").as_bytes())
@@ -592,9 +588,7 @@ async fn a_message_beyond_the_memory_budget_is_refused_with_452_and_the_budget_r
     client.expect(220).await;
     client.command("EHLO client.test").await.code(250);
     for (lines, code) in [(200, 452), (2, 250)] {
-        client.command("MAIL FROM:<a@example.org>").await.code(250);
-        client.command("RCPT TO:<b@example.net>").await.code(250);
-        client.command("DATA").await.code(354);
+        client.open_data().await;
         let text = "0123456789012345678901234567890123456789\r\n".repeat(lines);
         client
             .send_raw(format!("Subject: big\r\n\r\n{text}.\r\n").as_bytes())

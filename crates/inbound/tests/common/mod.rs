@@ -325,6 +325,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         self.reply().await
     }
 
+    /// MAIL, RCPT and DATA for one sender and recipient, each answered as expected, so the
+    /// caller can send content.
+    pub async fn open_data(&mut self) {
+        self.command("MAIL FROM:<a@example.org>").await.code(250);
+        self.command("RCPT TO:<b@example.net>").await.code(250);
+        self.command("DATA").await.code(354);
+    }
+
     /// True once the server has closed the connection (EOF within 10 s).
     pub async fn closed(&mut self) -> bool {
         tokio::time::timeout(Duration::from_secs(10), self.read_reply())
