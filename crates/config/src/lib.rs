@@ -7,6 +7,7 @@
 //! with file, line and key, all of them in file order. This crate holds no behaviour of its own
 //! beyond that.
 
+mod dkim;
 mod error;
 mod files;
 mod keys;

@@ -33,6 +33,8 @@ pub struct RawConfig {
     #[serde(default, rename = "rule")]
     pub rules: Vec<RawRule>,
     pub tlsrpt: Option<RawTlsrpt>,
+    #[serde(default, rename = "dkim")]
+    pub dkim: Vec<RawDkim>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -234,4 +236,13 @@ pub struct RawTlsrpt {
     pub https_concurrency: S<i64>,
     pub https_extra_ca_file: S<String>,
     pub insecure_https_allow_networks: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDkim {
+    pub domain: S<String>,
+    pub selector: S<String>,
+    pub key_file: S<String>,
+    pub headers: S<Vec<String>>,
 }

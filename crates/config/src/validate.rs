@@ -62,7 +62,7 @@ pub(crate) fn dur(s: &impl AsRef<str>) -> Result<Duration, String> {
     values::duration(s.as_ref())
 }
 
-fn path_in(base: Option<&Path>) -> impl Fn(&String) -> Result<PathBuf, String> + '_ {
+pub(crate) fn path_in(base: Option<&Path>) -> impl Fn(&String) -> Result<PathBuf, String> + '_ {
     move |s: &String| {
         if s.is_empty() {
             return Err("a path must not be empty".into());
@@ -150,6 +150,7 @@ pub(crate) fn build(raw: &RawConfig, src: &mut Source<'_>, base: Option<&Path>) 
 
     let mut inbound = build_inbound(raw, src, base, &hostname);
     inbound.shutdown_grace = shutdown_grace;
+    inbound.dkim = crate::dkim::build(&raw.dkim, src, base);
     let resolver = build_dns(raw.dns.as_ref(), src, base);
     let mut transport = build_transport(raw, src, base, &hostname);
     if let Some(p) = &raw.policy {
@@ -1228,6 +1229,7 @@ pub(crate) fn render(c: &Config) -> String {
         users.join(", "),
         nets.join(", ")
     );
+    crate::dkim::render(&c.inbound.dkim, o);
     crate::rules::render(&t.policy.rules, o);
     crate::tlsrpt::render(&c.tlsrpt, o);
     for route in &t.routes {

@@ -7,6 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::RngCore;
 
+use crate::dkim::{self, DkimKey, Signing};
+
 /// What the `Received:` field records about the session.
 #[derive(Debug)]
 pub(crate) struct Trace<'a> {
@@ -36,9 +38,17 @@ pub(crate) fn protocol_name(extended: bool, tls: bool, authenticated: bool, utf8
     name
 }
 
-/// Prepend `Received:` and add `Message-ID:`/`Date:` at the end of the header block if missing.
+/// Prepend `Received:` and add `Message-ID:`/`Date:` at the end of the header block if missing,
+/// then sign with the `From:` domain's DKIM key, if any. The signature covers the added
+/// `Message-ID:`/`Date:` but not `Received:`, a trace field that later hops add to (RFC 6376
+/// §5.4.1 advises against signing it); `DKIM-Signature:` goes at the top of the block as
+/// signed, just below our `Received:`, which RFC 5321 §4.4 puts first.
 /// The content is edited in place, so a large message is never held twice.
-pub(crate) fn prepare(mut body: Vec<u8>, trace: &Trace<'_>) -> Vec<u8> {
+pub(crate) fn prepare(
+    mut body: Vec<u8>,
+    trace: &Trace<'_>,
+    dkim_keys: &[DkimKey],
+) -> (Vec<u8>, Signing) {
     let header_end = header_block_end(&body);
     let present = |name: &str| has_field(&body[..header_end], name);
     let mut added = String::new();
@@ -48,12 +58,24 @@ pub(crate) fn prepare(mut body: Vec<u8>, trace: &Trace<'_>) -> Vec<u8> {
     if !present("date") {
         added.push_str(&format!("Date: {}\r\n", rfc5322_date(trace.now)));
     }
-    let received = received(trace);
-    body.reserve_exact(received.len() + added.len());
-    body.splice(header_end..header_end, added.into_bytes());
-    body.splice(0..0, received.into_bytes());
-    body
+    let mut top = received(trace);
+    body.reserve_exact(top.len() + added.len() + SIGNATURE_ROOM);
+    let header_end = header_end + added.len();
+    body.splice(
+        header_end - added.len()..header_end - added.len(),
+        added.into_bytes(),
+    );
+    let signing = dkim::sign(dkim_keys, &body, header_end);
+    if let Signing::Signed(field) = &signing {
+        top.push_str(field);
+    }
+    body.splice(0..0, top.into_bytes());
+    (body, signing)
 }
+
+/// Room reserved for a `DKIM-Signature:` field, so that prepending it does not grow the
+/// buffer a second time (an RSA-4096 field is about 900 octets).
+const SIGNATURE_ROOM: usize = 1024;
 
 fn received(trace: &Trace<'_>) -> String {
     let ip = match trace.ip {
@@ -243,7 +265,7 @@ mod tests {
     #[test]
     fn missing_message_id_and_date_are_added_at_the_end_of_the_header_block() {
         let body = b"From: a@example.org\r\nSubject: hi\r\n there\r\n\r\nbody\r\n".to_vec();
-        let out = String::from_utf8(prepare(body, &trace(UNIX_EPOCH))).expect("ascii");
+        let out = String::from_utf8(prepare(body, &trace(UNIX_EPOCH), &[]).0).expect("ascii");
         assert!(out.starts_with("Received: from client.example ([192.0.2.1])\r\n\tby mx.example.org (strictmx) with ESMTPSA (TLSv1.3 TLS13_AES_256_GCM_SHA384);\r\n\tThu, 1 Jan 1970 00:00:00 +0000\r\n"), "{out}");
         let (headers, rest) = out.split_once("\r\n\r\n").expect("a header block");
         assert_eq!(rest, "body\r\n");
@@ -257,7 +279,7 @@ mod tests {
     #[test]
     fn present_message_id_and_date_are_kept_whatever_their_case() {
         let body = b"message-id: <x@y>\r\nDATE: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\nb\r\n";
-        let out = prepare(body.to_vec(), &trace(UNIX_EPOCH));
+        let out = prepare(body.to_vec(), &trace(UNIX_EPOCH), &[]).0;
         let text = String::from_utf8(out).expect("ascii");
         assert_eq!(text.matches("essage-").count(), 1, "{text}");
         assert!(text.ends_with(std::str::from_utf8(body).expect("ascii")));
@@ -265,7 +287,7 @@ mod tests {
 
     #[test]
     fn a_message_without_headers_gets_them_before_its_text() {
-        let out = prepare(b"just text\r\n".to_vec(), &trace(UNIX_EPOCH));
+        let out = prepare(b"just text\r\n".to_vec(), &trace(UNIX_EPOCH), &[]).0;
         let text = String::from_utf8(out).expect("ascii");
         assert!(
             text.contains("Date: Thu, 1 Jan 1970 00:00:00 +0000\r\njust text\r\n"),

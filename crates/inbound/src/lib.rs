@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod budget;
+mod dkim;
 mod error;
 mod headers;
 mod io;
@@ -15,6 +16,7 @@ mod throttle;
 mod tls;
 mod users;
 
+pub use dkim::{DEFAULT_SIGNED_HEADERS, DkimError, DkimKey};
 pub use error::InboundError;
 pub use queue::{Queue, QueueError};
 pub use server::{Inbound, InboundHandle};

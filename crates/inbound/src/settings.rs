@@ -8,6 +8,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use strictmx_protocol::SenderPattern;
 
+use crate::dkim::DkimKey;
+
 /// Everything the listeners need to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundSettings {
@@ -22,6 +24,8 @@ pub struct InboundSettings {
     pub tls: Option<ServerTlsSettings>,
     /// After shutdown begins, how long sessions with a transaction in progress may continue.
     pub shutdown_grace: Duration,
+    /// DKIM keys, at most one per `From:` domain; a message whose domain has none is not signed.
+    pub dkim: Vec<DkimKey>,
 }
 
 /// One listening socket and what it is for.
@@ -122,6 +126,7 @@ impl Default for InboundSettings {
             limits: Limits::default(),
             tls: None,
             shutdown_grace: Duration::from_secs(30),
+            dkim: Vec::new(),
         }
     }
 }

@@ -3,6 +3,8 @@
 //! trace headers and queue failures.
 
 mod common;
+#[path = "smtp/dkim.rs"]
+mod dkim;
 
 use std::time::Duration;
 

@@ -10,6 +10,7 @@ use tracing::{error, info, warn};
 
 use super::{Session, State, Step, Transaction};
 use crate::budget::Reservation;
+use crate::dkim::Signing;
 use crate::headers::{self, Trace};
 use crate::io::{DataEnd, Io};
 use crate::queue::{Queue, QueueError};
@@ -88,7 +89,7 @@ impl<Q: Queue> Session<Q> {
             tls: self.tls.as_deref(),
             now,
         };
-        let body = headers::prepare(content, &trace);
+        let (body, signing) = headers::prepare(content, &trace, &self.shared.settings.dkim);
         let size = body.len();
         let rcpt_count = transaction.recipients.len();
         let from = transaction.from.clone();
@@ -105,6 +106,7 @@ impl<Q: Queue> Session<Q> {
             },
             kind: MessageKind::Normal,
         };
+        let dkim = self.signing_outcome(signing);
         match self.shared.queue.submit(envelope, body).await {
             Ok(id) => {
                 let msg_id = format_id(id);
@@ -116,6 +118,7 @@ impl<Q: Queue> Session<Q> {
                     rcpt_count,
                     size,
                     tls = self.tls.as_deref().unwrap_or("none"),
+                    dkim,
                     outcome = "queued",
                     "message accepted"
                 );
@@ -135,6 +138,25 @@ impl<Q: Queue> Session<Q> {
                 replies::local_error()
             }
         }
+    }
+}
+
+impl<Q: Queue> Session<Q> {
+    /// Logs a signing failure and counts every outcome; returns the outcome's name for the
+    /// acceptance record. A message whose signing failed is still accepted, unsigned: it is
+    /// otherwise fine, and refusing it would stop all of that domain's mail over a key problem
+    /// that only the operator can fix (docs/inbound.md, "DKIM signing").
+    fn signing_outcome(&self, signing: Signing) -> &'static str {
+        let outcome = match signing {
+            Signing::NoKey => "none",
+            Signing::Signed(_) => "signed",
+            Signing::Failed(failure) => {
+                error!(ip = %self.peer.ip(), error = %ErrorChain(&failure), "dkim signing failed; the message is accepted unsigned");
+                "failed"
+            }
+        };
+        metrics::counter!("strictmx_dkim_signing_total", "outcome" => outcome).increment(1);
+        outcome
     }
 }
 

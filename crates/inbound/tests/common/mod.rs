@@ -156,6 +156,11 @@ impl TestServer {
         self
     }
 
+    pub fn dkim(mut self, key: strictmx_inbound::DkimKey) -> TestServer {
+        self.settings.dkim.push(key);
+        self
+    }
+
     pub fn queue_mode(mut self, mode: QueueMode) -> TestServer {
         self.mode = mode;
         self
