@@ -83,11 +83,13 @@ impl Live {
         self.transport.replace_policy(next.transport.policy.clone());
         self.transport
             .replace_tls_required_no(next.transport.tls_required_no.clone());
+        self.transport.replace_routes(next.transport.routes.clone());
         // What is kept is what runs: the new policy, and the old values of everything that
         // needs a restart, so a later reload still reports them.
         let mut kept = current.clone();
         kept.transport.policy = next.transport.policy;
         kept.transport.tls_required_no = next.transport.tls_required_no;
+        kept.transport.routes = next.transport.routes;
         kept.warnings = next.warnings;
         *current = kept;
         Ok(done)
@@ -149,6 +151,10 @@ pub fn policy_changes(old: &Config, new: &Config) -> Vec<String> {
                 .collect::<Vec<_>>()
         ));
     }
+    if o.routes != n.routes {
+        // Compared with their logins: a new password in auth_password_file counts too.
+        changes.push(format!("route: {} route(s) now", n.routes.len()));
+    }
     changes
 }
 
@@ -176,6 +182,7 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
     let mut comparable = new.clone();
     comparable.transport.policy = old.transport.policy.clone();
     comparable.transport.tls_required_no = old.transport.tls_required_no.clone();
+    comparable.transport.routes = old.transport.routes.clone();
     comparable.source = old.source.clone();
     let (a, b) = (sections(&old.render()), sections(&comparable.render()));
     let mut names: Vec<String> = a
@@ -235,6 +242,14 @@ mod tests {
                 "rule `b` removed",
             ]
         );
+        assert!(restart_needed(&old, &new).is_empty());
+    }
+
+    #[test]
+    fn changed_routes_are_a_policy_change_not_a_restart() {
+        let old = parse("[[route]]\ndomain = \"a.test\"\nnext_hop = \"b.test\"\n");
+        let new = parse("[[route]]\ndomain = \"*\"\nnext_hop = \"[relay.test]:587\"\n");
+        assert_eq!(policy_changes(&old, &new), vec!["route: 1 route(s) now"]);
         assert!(restart_needed(&old, &new).is_empty());
     }
 
