@@ -15,6 +15,7 @@ mod networks;
 mod published;
 mod raw;
 mod read;
+mod routes;
 mod rules;
 mod tlsrpt;
 mod validate;

@@ -183,6 +183,8 @@ pub struct RawRetry {
 pub struct RawRoute {
     pub domain: Spanned<String>,
     pub next_hop: Spanned<String>,
+    pub auth_user: S<String>,
+    pub auth_password_file: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -239,6 +239,79 @@ fn routes_to_the_same_domain_twice_are_refused() {
 }
 
 #[test]
+fn a_route_reads_its_password_from_the_file_and_prints_only_the_file() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    std::fs::write(dir.path().join("relay-password"), "s3cret-relay\n").unwrap();
+    let text = "[[route]]\ndomain = \"*\"\nnext_hop = \"[smtp.provider.example]:587\"\nauth_user = \"me@provider.example\"\nauth_password_file = \"relay-password\"\n\n[[route]]\ndomain = \"*.Partner.Example\"\nnext_hop = \"[2001:db8::25]\"\n";
+    let c = Config::parse(text, &dir.path().join("strictmx.toml")).unwrap();
+    let routes = &c.transport.routes;
+    assert_eq!(routes[0].domain, "*");
+    assert_eq!(
+        (routes[0].host.as_str(), routes[0].port),
+        ("smtp.provider.example", 587)
+    );
+    let credentials = routes[0].credentials.as_ref().expect("credentials");
+    assert_eq!(credentials.user, "me@provider.example");
+    // The first line of the file, without its newline.
+    assert_eq!(credentials.password, "s3cret-relay");
+    assert_eq!(routes[1].domain, "*.partner.example");
+    assert_eq!(
+        (routes[1].host.as_str(), routes[1].port),
+        ("2001:db8::25", 25)
+    );
+    let rendered = c.render();
+    assert!(!rendered.contains("s3cret-relay"), "{rendered}");
+    let again = Config::parse(&rendered, &dir.path().join("strictmx.toml"))
+        .unwrap_or_else(|e| panic!("{e}\n{rendered}"));
+    assert_eq!(again.transport.routes, c.transport.routes);
+}
+
+#[test]
+fn a_route_login_needs_both_keys_and_a_readable_password_file() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    std::fs::write(dir.path().join("empty"), "\n").unwrap();
+    let base = dir.path().join("strictmx.toml");
+    let route =
+        |extra: &str| format!("[[route]]\ndomain = \"a.test\"\nnext_hop = \"b.test:587\"\n{extra}");
+    let rows = [
+        (
+            "auth_user = \"u\"\n",
+            "route[0].auth_password_file",
+            "needs auth_password_file",
+        ),
+        (
+            "auth_password_file = \"empty\"\n",
+            "route[0].auth_user",
+            "needs auth_user",
+        ),
+        (
+            "auth_user = \"u\"\nauth_password_file = \"missing\"\n",
+            "route[0].auth_password_file",
+            "cannot read",
+        ),
+        (
+            "auth_user = \"u\"\nauth_password_file = \"empty\"\n",
+            "route[0].auth_password_file",
+            "first line",
+        ),
+        (
+            "auth_password = \"inline\"\n",
+            "route[0].auth_password",
+            "unknown",
+        ),
+    ];
+    for (extra, key, message) in rows {
+        let errors = Config::parse(&route(extra), &base).unwrap_err().0;
+        assert_eq!(errors[0].key, key, "{extra}");
+        assert!(
+            errors[0].message.contains(message),
+            "{extra}: {}",
+            errors[0].message
+        );
+    }
+}
+
+#[test]
 fn the_effective_configuration_printed_by_check_config_reads_back_the_same() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let root = repo_root().join("config/strictmx.toml");

@@ -10,7 +10,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use strictmx_delivery::runner::QueueSettings;
-use strictmx_delivery::transport::{Route, TransportSettings};
+use strictmx_delivery::transport::TransportSettings;
 use strictmx_inbound::{InboundSettings, ListenerSettings, Role, ServerTlsSettings, User};
 use strictmx_policy::DefaultRequirement;
 use strictmx_policy::rules::SenderPattern;
@@ -534,7 +534,12 @@ fn user_senders(u: &RawUser, i: usize, name: &str, src: &mut Source<'_>) -> Vec<
 
 /// A secret (the TLS key, the password hashes) that every local user can read is worth a
 /// warning: it still works, and group access (e.g. Debian's `ssl-cert`) is a deliberate choice.
-fn warn_if_world_readable(src: &mut Source<'_>, span: Range<usize>, key: &str, path: &Path) {
+pub(crate) fn warn_if_world_readable(
+    src: &mut Source<'_>,
+    span: Range<usize>,
+    key: &str,
+    path: &Path,
+) {
     use std::os::unix::fs::PermissionsExt;
     let Ok(meta) = std::fs::metadata(path) else {
         return;
@@ -796,30 +801,7 @@ fn build_transport(
                 .collect();
         }
     }
-    let mut seen = std::collections::HashSet::new();
-    for (i, r) in raw.routes.iter().enumerate() {
-        let domain = req(src, &format!("route[{i}].domain"), &r.domain, None, |d| {
-            values::domain(d).map(Some)
-        });
-        let hop = req(
-            src,
-            &format!("route[{i}].next_hop"),
-            &r.next_hop,
-            None,
-            |h| values::next_hop(h).map(Some),
-        );
-        if let (Some(domain), Some((host, port))) = (domain, hop) {
-            if !seen.insert(domain.clone()) {
-                src.error(
-                    r.domain.span(),
-                    format!("route[{i}].domain"),
-                    format!("`{domain}` already has a route"),
-                );
-                continue;
-            }
-            s.routes.push(Route { domain, host, port });
-        }
-    }
+    s.routes = crate::routes::build(&raw.routes, src, base);
     s
 }
 
@@ -1232,13 +1214,6 @@ pub(crate) fn render(c: &Config) -> String {
     crate::dkim::render(&c.inbound.dkim, o);
     crate::rules::render(&t.policy.rules, o);
     crate::tlsrpt::render(&c.tlsrpt, o);
-    for route in &t.routes {
-        let _ = writeln!(
-            o,
-            "[[route]]\ndomain = {}\nnext_hop = {}\n",
-            q(&route.domain),
-            q(&format!("{}:{}", route.host, route.port))
-        );
-    }
+    crate::routes::render(&t.routes, o);
     out
 }

@@ -104,7 +104,26 @@ pub fn domain(text: &str) -> Result<String, String> {
     }
 }
 
-/// `host:port`, `[v6]:port` or `host` (port 25): a route's fixed next hop.
+/// What `[[route]] domain` takes: a domain (`example.org`), its subdomains (`*.example.org`)
+/// or every domain no other route takes (`*`).
+pub fn route_domain(text: &str) -> Result<String, String> {
+    if text == "*" {
+        return Ok("*".to_owned());
+    }
+    if let Some(suffix) = text.strip_prefix("*.") {
+        return domain(suffix).map(|suffix| format!("*.{suffix}"));
+    }
+    if text.contains('*') {
+        return Err(format!(
+            "`{text}` is not a route domain: use `example.org`, `*.example.org` (subdomains) or `*` (every other domain)"
+        ));
+    }
+    domain(text)
+}
+
+/// A route's fixed next hop: `host`, `host:port`, `[host]:port`, `ip:port`, `[v6]:port` (port 25
+/// when omitted). A host name is resolved with A/AAAA only, never through MX, with or without
+/// brackets (Postfix writes `[host]` for this; both spellings mean it here).
 pub fn next_hop(text: &str) -> Result<(String, u16), String> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok((addr.ip().to_string(), addr.port()));
@@ -112,17 +131,35 @@ pub fn next_hop(text: &str) -> Result<(String, u16), String> {
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Ok((ip.to_string(), 25));
     }
-    let (host, port) = match text.rsplit_once(':') {
-        Some((h, p)) => {
-            let port = p
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| format!("`{p}` is not a port number in `{text}`"))?;
-            (h, port)
+    let (host, port) = match text.strip_prefix('[') {
+        Some(bracketed) => {
+            let (inside, rest) = bracketed
+                .split_once(']')
+                .ok_or_else(|| format!("`{text}` opens `[` without closing it"))?;
+            match rest {
+                "" => (inside, None),
+                _ => match rest.strip_prefix(':') {
+                    Some(port) => (inside, Some(port)),
+                    None => return Err(format!("`{text}`: after `]` only `:port` may follow")),
+                },
+            }
         }
-        None => (text, 25),
+        None => match text.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        },
     };
+    let port = match port {
+        None => 25,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("`{p}` is not a port number in `{text}`"))?,
+    };
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok((ip.to_string(), port));
+    }
     Ok((domain(host)?, port))
 }
 
@@ -170,6 +207,44 @@ mod tests {
         assert_eq!(next_hop("[::1]:26").unwrap(), ("::1".into(), 26));
         assert!(next_hop("bad_host:25").is_err());
         assert!(next_hop("host:0").is_err());
+    }
+
+    #[test]
+    fn bracketed_next_hops_name_the_host_itself_like_plain_ones() {
+        let table: &[(&str, Option<(&str, u16)>)] = &[
+            (
+                "[smtp.provider.example]:587",
+                Some(("smtp.provider.example", 587)),
+            ),
+            (
+                "[Smtp.Provider.Example]",
+                Some(("smtp.provider.example", 25)),
+            ),
+            ("[192.0.2.7]:2525", Some(("192.0.2.7", 2525))),
+            ("[2001:db8::1]", Some(("2001:db8::1", 25))),
+            ("[smtp.provider.example:587", None),
+            ("[smtp.provider.example]587", None),
+            ("[smtp.provider.example]:", None),
+            ("[]:25", None),
+        ];
+        for (text, want) in table {
+            let got = next_hop(text).ok();
+            let want = want.map(|(h, p)| (h.to_owned(), p));
+            assert_eq!(got, want, "{text}");
+        }
+    }
+
+    #[test]
+    fn route_domains_are_a_domain_a_subdomain_wildcard_or_the_catch_all() {
+        assert_eq!(route_domain("*").unwrap(), "*");
+        assert_eq!(
+            route_domain("*.Partner.Example").unwrap(),
+            "*.partner.example"
+        );
+        assert_eq!(route_domain("partner.example.").unwrap(), "partner.example");
+        for bad in ["*partner.example", "a.*.example", "**", "*."] {
+            assert!(route_domain(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -32,7 +32,10 @@ use strictmx_resolve::DnsResolver;
 pub use error::{Stage, TransportError};
 pub use facts::{Destination, FactSource};
 pub use session::{MailSession, PlainSession, SecureSession, StartTlsError, TlsSession};
-pub use settings::{Route, TlsRequiredNoPermission, TransportSettings, default_never_deliver_to};
+pub use settings::{
+    Route, RouteCredentials, TlsRequiredNoPermission, TransportSettings, default_never_deliver_to,
+    route_for,
+};
 pub use tls::{CertificateCheck, TlsInfo};
 pub use wire::Capabilities;
 
@@ -48,11 +51,13 @@ pub struct Explanation {
     pub outcome: PlanOutcome,
 }
 
-/// What may change while the transport runs (`replace_policy`), swapped as a whole.
+/// What may change while the transport runs (`replace_policy`, `replace_routes`), swapped as
+/// a whole.
 #[derive(Debug, Clone)]
 pub(crate) struct LivePolicy {
     pub(crate) policy: PolicySettings,
     pub(crate) tls_required_no: TlsRequiredNoPermission,
+    pub(crate) routes: Vec<settings::Route>,
 }
 
 /// The SMTP client side of delivery; cheap to share behind an `Arc`. `F` gathers the facts:
@@ -72,6 +77,7 @@ impl<F: FactSource> Transport<F> {
         let live = LivePolicy {
             policy: settings.policy.clone(),
             tls_required_no: settings.tls_required_no.clone(),
+            routes: settings.routes.clone(),
         };
         Ok(Transport {
             settings,
@@ -81,8 +87,8 @@ impl<F: FactSource> Transport<F> {
         })
     }
 
-    /// The settings the transport was built with; `policy` and `tls_required_no` there are
-    /// the initial ones (see [`Transport::policy`]).
+    /// The settings the transport was built with; `policy`, `tls_required_no` and `routes`
+    /// there are the initial ones (see [`Transport::policy`], [`Transport::routes`]).
     pub fn settings(&self) -> &TransportSettings {
         &self.settings
     }
@@ -108,6 +114,16 @@ impl<F: FactSource> Transport<F> {
         self.swap(|live| live.tls_required_no = permission);
     }
 
+    /// The routes in force now.
+    pub fn routes(&self) -> Vec<Route> {
+        self.live().routes.clone()
+    }
+
+    /// Replaces the routes (and their credentials), like `replace_policy`.
+    pub fn replace_routes(&self, routes: Vec<Route>) {
+        self.swap(|live| live.routes = routes);
+    }
+
     fn swap(&self, change: impl FnOnce(&mut LivePolicy)) {
         // A poisoned lock only means a panic elsewhere while swapping an `Arc`; the value
         // inside is whole either way.
@@ -129,7 +145,8 @@ impl<F: FactSource> Transport<F> {
 
     /// The facts for `domain`: its route's next hop if one is configured, else its MX hosts.
     pub async fn destination(&self, domain: &str) -> Destination {
-        match self.settings.route_for(domain) {
+        let route = route_for(&self.live().routes, domain).cloned();
+        match route {
             Some(route) => Destination::Route {
                 domain: domain.to_owned(),
                 port: route.port,
@@ -137,6 +154,7 @@ impl<F: FactSource> Transport<F> {
                     Some(literal) => literal,
                     None => self.facts.host_facts(&route.host, route.port).await,
                 },
+                credentials: route.credentials,
             },
             None => Destination::Mx(self.facts.domain_facts(domain).await),
         }
@@ -156,21 +174,14 @@ impl<F: FactSource> Transport<F> {
         }
     }
 
-    /// The port to use for `domain`: the route's, or the SMTP port.
-    fn port_for(&self, domain: &str) -> u16 {
-        self.settings
-            .route_for(domain)
-            .map_or(self.settings.smtp_port, |route| route.port)
-    }
-
-    /// Why `target` must not be connected to for mail to `domain`, if it must not (a loop back
-    /// to our own listeners, or a `never_deliver_to` network for hosts not named by a route).
-    fn refusal(&self, domain: &str, target: std::net::SocketAddr) -> Option<loops::Refusal> {
+    /// Why `target` must not be connected to, if it must not (a loop back to our own
+    /// listeners, or a `never_deliver_to` network for hosts not named by a route).
+    fn refusal(&self, routed: bool, target: std::net::SocketAddr) -> Option<loops::Refusal> {
         loops::refusal(
             target,
             &self.settings.own_listeners,
             &self.settings.never_deliver_to,
-            self.settings.route_for(domain).is_some(),
+            routed,
             loops::is_local_address,
         )
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use strictmx_delivery::job::{
     Deliver, DeliveryJob, DeliveryReport, Diagnostic, JobMessage, JobRecipient, RecipientOutcome,
 };
-use strictmx_delivery::transport::{Route, Transport, TransportSettings};
+use strictmx_delivery::transport::{Route, RouteCredentials, Transport, TransportSettings};
 use strictmx_policy::{DefaultRequirement, PolicySettings};
 use strictmx_protocol::{MailParams, RcptParams};
 use strictmx_resolve::{DnsResolver, DnssecMode, ResolverSettings};
@@ -33,6 +33,19 @@ struct Log {
     connections: usize,
     commands: Vec<String>,
     transactions: Vec<Transaction>,
+    /// The (user, password) pairs clients sent with AUTH, decoded.
+    logins: Vec<(String, String)>,
+}
+
+/// A relay's AUTH (RFC 4954): what it advertises and whom it lets in.
+#[derive(Clone)]
+struct Login {
+    /// The EHLO line, e.g. `AUTH PLAIN LOGIN`.
+    advertise: &'static str,
+    user: &'static str,
+    password: &'static str,
+    /// Advertise AUTH before STARTTLS too (as a careless relay would).
+    in_plaintext: bool,
 }
 
 type RcptReply = Arc<dyn Fn(&str) -> &'static str + Send + Sync>;
@@ -51,6 +64,8 @@ struct Behaviour {
     demand_pipelining: bool,
     /// Answer STARTTLS with 220, then send garbage instead of a handshake.
     break_tls: bool,
+    /// Offer AUTH and refuse MAIL (530) until a client logged in.
+    login: Option<Login>,
 }
 
 impl Behaviour {
@@ -64,7 +79,13 @@ impl Behaviour {
             end_reply: "250 2.0.0 queued as 1",
             demand_pipelining: false,
             break_tls: false,
+            login: None,
         }
+    }
+
+    fn with_login(mut self, login: Login) -> Self {
+        self.login = Some(login);
+        self
     }
 
     fn with_tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
@@ -125,6 +146,10 @@ impl Receiver {
     fn commands(&self) -> Vec<String> {
         self.log.lock().expect("log").commands.clone()
     }
+
+    fn logins(&self) -> Vec<(String, String)> {
+        self.log.lock().expect("log").logins.clone()
+    }
 }
 
 async fn read_line<S: AsyncRead + AsyncWrite + Unpin>(reader: &mut BufReader<S>) -> Option<String> {
@@ -176,6 +201,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let mut current: Option<Transaction> = None;
     let mut accepted = 0;
+    let mut logged_in = false;
     while let Some(line) = read_line(&mut reader).await {
         log.lock().expect("log").commands.push(line.clone());
         let verb = line
@@ -197,6 +223,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     lines.push("PIPELINING".to_owned());
                 }
                 lines.extend(behaviour.extensions.iter().map(|e| (*e).to_owned()));
+                if let Some(login) = behaviour.login.as_ref().filter(|l| tls || l.in_plaintext) {
+                    lines.push(login.advertise.to_owned());
+                }
                 let last = lines.len() - 1;
                 for (i, text) in lines.iter().enumerate() {
                     let sep = if i == last { ' ' } else { '-' };
@@ -241,6 +270,27 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 write(&mut reader, behaviour.end_reply).await;
                 log.lock().expect("log").transactions.push(transaction);
             }
+            "AUTH" => {
+                let Some(login) = &behaviour.login else {
+                    write(&mut reader, "502 5.5.2 unknown command").await;
+                    continue;
+                };
+                let Some((user, password)) = read_login(&mut reader, &line).await else {
+                    write(&mut reader, "501 5.5.2 cannot decode").await;
+                    continue;
+                };
+                logged_in = user == login.user && password == login.password;
+                log.lock().expect("log").logins.push((user, password));
+                let reply = if logged_in {
+                    "235 2.7.0 authentication succeeded"
+                } else {
+                    "535 5.7.8 authentication credentials invalid"
+                };
+                write(&mut reader, reply).await;
+            }
+            "MAIL" if behaviour.login.is_some() && !logged_in => {
+                write(&mut reader, "530 5.7.0 authentication required").await;
+            }
             "MAIL" => {
                 current = Some(Transaction {
                     mail: line.clone(),
@@ -284,6 +334,37 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     None
 }
 
+/// The user and password of `AUTH PLAIN <initial response>` (RFC 4616) or of an AUTH LOGIN
+/// exchange, which this reads to its end.
+async fn read_login<S: AsyncRead + AsyncWrite + Unpin>(
+    reader: &mut BufReader<S>,
+    line: &str,
+) -> Option<(String, String)> {
+    use base64::Engine;
+    let decode = |text: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+    };
+    let mut words = line.split_ascii_whitespace().skip(1);
+    match words.next()?.to_ascii_uppercase().as_str() {
+        "PLAIN" => {
+            let message = decode(words.next()?)?;
+            let mut parts = message.split('\0').skip(1);
+            Some((parts.next()?.to_owned(), parts.next()?.to_owned()))
+        }
+        "LOGIN" => {
+            write(reader, "334 VXNlcm5hbWU6").await;
+            let user = decode(&read_line(reader).await?)?;
+            write(reader, "334 UGFzc3dvcmQ6").await;
+            let password = decode(&read_line(reader).await?)?;
+            Some((user, password))
+        }
+        _ => None,
+    }
+}
+
 /// A CA and a server certificate for 127.0.0.1 signed by it; returns (server config, CA PEM).
 fn certificates() -> (Arc<rustls::ServerConfig>, String) {
     let ca_key = rcgen::KeyPair::generate().expect("ca key");
@@ -317,6 +398,7 @@ fn settings(port: u16, default_requirement: DefaultRequirement) -> TransportSett
             domain: DOMAIN.to_owned(),
             host: "127.0.0.1".to_owned(),
             port,
+            credentials: None,
         }],
         policy: PolicySettings {
             default_requirement,
@@ -1416,4 +1498,181 @@ async fn a_leaf_issued_by_a_pinned_ca_gets_the_mail_only_for_the_host_name() {
         report.messages[0].attempts[0].result_type.as_deref(),
         Some("certificate-host-mismatch")
     );
+}
+
+const RELAY_USER: &str = "relay-user";
+const RELAY_PASSWORD: &str = "relay-s3cret";
+
+fn relay_login(advertise: &'static str, in_plaintext: bool) -> Login {
+    Login {
+        advertise,
+        user: RELAY_USER,
+        password: RELAY_PASSWORD,
+        in_plaintext,
+    }
+}
+
+/// Settings whose route to `port` logs in with `password`; `ca_pem` is trusted when given.
+fn smarthost_settings(port: u16, password: &str, ca_pem: Option<&str>) -> TransportSettings {
+    // The global default stays opportunistic: the credentials alone make the route Verified.
+    let mut settings = settings(port, DefaultRequirement::Opportunistic);
+    settings.routes[0].credentials = Some(RouteCredentials {
+        user: RELAY_USER.to_owned(),
+        password: password.to_owned(),
+        password_file: std::path::PathBuf::new(),
+    });
+    if let Some(pem) = ca_pem {
+        let dir = tempfile::tempdir().expect("temp dir").keep();
+        let ca_file = dir.join("relay-ca.pem");
+        std::fs::write(&ca_file, pem).expect("write ca");
+        settings.extra_ca_file = Some(ca_file);
+    }
+    settings
+}
+
+async fn deliver_one(transport: &Transport) -> DeliveryReport {
+    transport
+        .deliver(job(vec![message(
+            1,
+            "alice@src.test",
+            &["bob@dest.test"],
+            BODY,
+        )]))
+        .await
+}
+
+fn assert_no_credentials_and_no_mail(receiver: &Receiver, report: &DeliveryReport, case: &str) {
+    assert!(
+        !receiver.commands().iter().any(|c| c.starts_with("AUTH")),
+        "{case}: {:?}",
+        receiver.commands()
+    );
+    assert!(receiver.logins().is_empty(), "{case}");
+    assert!(receiver.transactions().is_empty(), "{case}");
+    assert!(
+        matches!(outcomes(report, 0)[0], RecipientOutcome::Deferred { .. }),
+        "{case}: {:?}",
+        outcomes(report, 0)
+    );
+}
+
+// RFC 4954 §4, RFC 4616 §2: the route's login goes as AUTH PLAIN over TLS verified for the
+// next hop, and the mail follows.
+#[tokio::test]
+async fn a_route_with_credentials_logs_in_with_auth_plain_over_verified_tls_and_delivers() {
+    let (config, ca_pem) = certificates();
+    let login = relay_login("AUTH LOGIN PLAIN", false);
+    let receiver = Receiver::start(Behaviour::plain().with_tls(config).with_login(login)).await;
+    let settings = smarthost_settings(receiver.addr.port(), RELAY_PASSWORD, Some(&ca_pem));
+    let report = deliver_one(&transport(settings)).await;
+
+    assert_eq!(status(&outcomes(&report, 0)[0]), "delivered");
+    assert_eq!(
+        receiver.logins(),
+        [(RELAY_USER.to_owned(), RELAY_PASSWORD.to_owned())]
+    );
+    assert!(
+        receiver
+            .commands()
+            .iter()
+            .any(|c| c.starts_with("AUTH PLAIN "))
+    );
+    assert!(receiver.transactions()[0].tls);
+    let attempt = &report.messages[0].attempts[0];
+    assert_eq!(attempt.cert_verified, Some(true));
+    assert_eq!(attempt.requirement.as_deref(), Some("verified"));
+}
+
+#[tokio::test]
+async fn a_relay_offering_only_auth_login_gets_the_credentials_through_login() {
+    let (config, ca_pem) = certificates();
+    let login = relay_login("AUTH LOGIN", false);
+    let receiver = Receiver::start(Behaviour::plain().with_tls(config).with_login(login)).await;
+    let settings = smarthost_settings(receiver.addr.port(), RELAY_PASSWORD, Some(&ca_pem));
+    let report = deliver_one(&transport(settings)).await;
+
+    assert_eq!(status(&outcomes(&report, 0)[0]), "delivered");
+    assert_eq!(
+        receiver.logins(),
+        [(RELAY_USER.to_owned(), RELAY_PASSWORD.to_owned())]
+    );
+    assert!(receiver.commands().iter().any(|c| c == "AUTH LOGIN"));
+}
+
+#[tokio::test]
+async fn a_relay_whose_certificate_does_not_verify_gets_no_credentials_and_no_mail() {
+    let (config, _) = certificates();
+    let login = relay_login("AUTH PLAIN", true);
+    let receiver = Receiver::start(Behaviour::plain().with_tls(config).with_login(login)).await;
+    let settings = smarthost_settings(receiver.addr.port(), RELAY_PASSWORD, None);
+    let report = deliver_one(&transport(settings)).await;
+
+    assert_no_credentials_and_no_mail(&receiver, &report, "unverified tls");
+    // RFC 3463 X.7.5: the certificate failed; a later attempt may pass.
+    assert_eq!(status(&outcomes(&report, 0)[0]), "4.7.5");
+}
+
+#[tokio::test]
+async fn a_relay_without_starttls_gets_no_credentials_even_when_it_offers_auth() {
+    let login = relay_login("AUTH PLAIN LOGIN", true);
+    let receiver = Receiver::start(Behaviour::plain().with_login(login)).await;
+    let settings = smarthost_settings(receiver.addr.port(), RELAY_PASSWORD, None);
+    let report = deliver_one(&transport(settings)).await;
+
+    assert_no_credentials_and_no_mail(&receiver, &report, "no starttls");
+    assert_eq!(status(&outcomes(&report, 0)[0]), "4.7.4");
+}
+
+// RFC 4954 §6: 535 means our credentials are wrong, which is no reason to bounce the mail.
+#[tokio::test]
+async fn a_535_from_the_relay_defers_the_mail_and_sends_none() {
+    let (config, ca_pem) = certificates();
+    let login = relay_login("AUTH PLAIN", false);
+    let receiver = Receiver::start(Behaviour::plain().with_tls(config).with_login(login)).await;
+    let settings = smarthost_settings(receiver.addr.port(), "wrong-password", Some(&ca_pem));
+    let report = deliver_one(&transport(settings)).await;
+
+    assert_eq!(receiver.logins().len(), 1);
+    assert!(receiver.transactions().is_empty());
+    assert!(!receiver.commands().iter().any(|c| c.starts_with("MAIL")));
+    let outcome = &outcomes(&report, 0)[0];
+    let RecipientOutcome::Deferred { diagnostic, .. } = outcome else {
+        panic!("not deferred: {outcome:?}");
+    };
+    assert_eq!(status(outcome), "4.7.0");
+    let Diagnostic::Local(text) = diagnostic else {
+        panic!("no local diagnostic: {diagnostic:?}");
+    };
+    assert!(
+        text.contains("refused the credentials of user relay-user"),
+        "{text}"
+    );
+    assert!(text.contains("535 5.7.8"), "{text}");
+    assert!(!text.contains("wrong-password"), "{text}");
+}
+
+#[tokio::test]
+async fn replaced_routes_take_effect_for_the_next_job_and_a_catch_all_takes_every_domain() {
+    let first = Receiver::start(Behaviour::plain()).await;
+    let second = Receiver::start(Behaviour::plain()).await;
+    let transport = transport(settings(
+        first.addr.port(),
+        DefaultRequirement::Opportunistic,
+    ));
+    assert_eq!(
+        status(&outcomes(&deliver_one(&transport).await, 0)[0]),
+        "delivered"
+    );
+    transport.replace_routes(vec![Route {
+        domain: "*".to_owned(),
+        host: "127.0.0.1".to_owned(),
+        port: second.addr.port(),
+        credentials: None,
+    }]);
+    assert_eq!(
+        status(&outcomes(&deliver_one(&transport).await, 0)[0]),
+        "delivered"
+    );
+    assert_eq!(first.transactions().len(), 1);
+    assert_eq!(second.transactions().len(), 1);
 }

@@ -100,6 +100,7 @@ impl Live {
         self.transport.replace_policy(next.transport.policy.clone());
         self.transport
             .replace_tls_required_no(next.transport.tls_required_no.clone());
+        self.transport.replace_routes(next.transport.routes.clone());
         // What is kept is what runs: the new policy, and the old values of everything that
         // needs a restart, so a later reload still reports them.
         let mut kept = current.clone();
@@ -109,6 +110,7 @@ impl Live {
         if tls_reloaded {
             kept.inbound.tls = next.inbound.tls;
         }
+        kept.transport.routes = next.transport.routes;
         kept.warnings = next.warnings;
         *current = kept;
         Ok(done)
@@ -211,6 +213,10 @@ pub fn policy_changes(old: &Config, new: &Config) -> Vec<String> {
                 .collect::<Vec<_>>()
         ));
     }
+    if o.routes != n.routes {
+        // Compared with their logins: a new password in auth_password_file counts too.
+        changes.push(format!("route: {} route(s) now", n.routes.len()));
+    }
     changes
 }
 
@@ -243,6 +249,7 @@ pub fn restart_needed(old: &Config, new: &Config, tls_reloaded: bool) -> Vec<Str
     if tls_reloaded {
         comparable.inbound.tls = old.inbound.tls.clone();
     }
+    comparable.transport.routes = old.transport.routes.clone();
     comparable.source = old.source.clone();
     let (a, b) = (sections(&old.render()), sections(&comparable.render()));
     let mut names: Vec<String> = a
@@ -302,6 +309,14 @@ mod tests {
                 "rule `b` removed",
             ]
         );
+        assert!(restart_needed(&old, &new, false).is_empty());
+    }
+
+    #[test]
+    fn changed_routes_are_a_policy_change_not_a_restart() {
+        let old = parse("[[route]]\ndomain = \"a.test\"\nnext_hop = \"b.test\"\n");
+        let new = parse("[[route]]\ndomain = \"*\"\nnext_hop = \"[relay.test]:587\"\n");
+        assert_eq!(policy_changes(&old, &new), vec!["route: 1 route(s) now"]);
         assert!(restart_needed(&old, &new, false).is_empty());
     }
 

@@ -26,6 +26,7 @@ pub enum Stage {
     Data,
     EndOfData,
     Rset,
+    Auth,
 }
 
 impl Stage {
@@ -42,6 +43,7 @@ impl Stage {
             Stage::Data => "data",
             Stage::EndOfData => "end of data",
             Stage::Rset => "rset",
+            Stage::Auth => "auth",
         }
     }
 }
@@ -145,6 +147,25 @@ pub enum TransportError {
     /// after STARTTLS.
     #[error("the server does not advertise requiretls after starttls")]
     RequireTlsNotOffered,
+
+    /// A route's credentials were about to go to a peer the policy did not authenticate;
+    /// they were withheld (the plan of such a route demands `Verified`, so this is a bug
+    /// guard, not a path configuration can reach).
+    #[error("credentials of user {user} withheld: {host} is not an authenticated tls peer")]
+    AuthUnauthenticatedPeer { host: String, user: String },
+
+    /// RFC 4954 §3: the next hop offers neither AUTH PLAIN nor AUTH LOGIN after STARTTLS.
+    #[error("{host} offers no auth mechanism strictmx speaks (plain, login) after starttls")]
+    AuthNotOffered { host: String },
+
+    /// RFC 4954 §6: the next hop refused the route's credentials (535 5.7.8, or another
+    /// failure). Our configuration's problem, never the message's: it defers.
+    #[error("{host} refused the credentials of user {user}: {}", reply_text(.reply))]
+    AuthRefused {
+        host: String,
+        user: String,
+        reply: Reply,
+    },
 }
 
 impl TransportError {
@@ -202,6 +223,11 @@ impl TransportError {
             // RFC 8689 §4.2.1: "REQUIRETLS not supported by server: 5.7.30 REQUIRETLS needed";
             // class 4 while other hosts or a later attempt may still meet it.
             TransportError::RequireTlsNotOffered => "4.7.30".to_owned(),
+            // X.7.0: other security failure; class 4 since mail must not bounce because our
+            // own credentials are wrong (RFC 4954 §6's 5.7.8 is about the client, not the mail).
+            TransportError::AuthUnauthenticatedPeer { .. }
+            | TransportError::AuthNotOffered { .. }
+            | TransportError::AuthRefused { .. } => "4.7.0".to_owned(),
             _ => "4.4.2".to_owned(),
         }
     }

@@ -8,6 +8,8 @@ use std::future::Future;
 use std::net::IpAddr;
 
 use serde::Serialize;
+
+use crate::transport::RouteCredentials;
 use strictmx_policy::{
     AddressFailure, Dnssec, DnssecHealth, DomainFacts, HostFacts, MxFacts, StsFacts,
     StsRecordFacts, TlsaFacts,
@@ -35,10 +37,29 @@ pub enum Destination {
         domain: String,
         port: u16,
         host: HostFacts,
+        /// The login the route sends to its next hop (only the user name is serialised).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        credentials: Option<RouteCredentials>,
     },
 }
 
 impl Destination {
+    /// The port to connect to: the route's, or `smtp_port` for MX hosts.
+    pub fn port(&self, smtp_port: u16) -> u16 {
+        match self {
+            Destination::Mx(_) => smtp_port,
+            Destination::Route { port, .. } => *port,
+        }
+    }
+
+    /// The login for the next hop, when a route with credentials was chosen.
+    pub fn credentials(&self) -> Option<&RouteCredentials> {
+        match self {
+            Destination::Mx(_) => None,
+            Destination::Route { credentials, .. } => credentials.as_ref(),
+        }
+    }
+
     /// The gathered facts of the candidate host `name`, if it was looked up.
     pub fn host(&self, name: &str) -> Option<&HostFacts> {
         match self {

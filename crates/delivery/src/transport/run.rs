@@ -33,7 +33,7 @@ use crate::transport::session::{
 };
 use crate::transport::sessions::SessionLog;
 use crate::transport::wire::Capabilities;
-use crate::transport::{LivePolicy, Transport};
+use crate::transport::{LivePolicy, RouteCredentials, Transport};
 
 /// A message of the job and what has become of its recipients so far.
 struct Pending<'j> {
@@ -205,9 +205,12 @@ pub(crate) fn plan_for(
 ) -> PlanOutcome {
     match destination {
         Destination::Mx(facts) => plan_delivery(facts, message, policy),
-        Destination::Route { domain, host, .. } => {
-            plan_route_delivery(domain, host, message, policy)
-        }
+        Destination::Route {
+            domain,
+            host,
+            credentials,
+            ..
+        } => plan_route_delivery(domain, host, credentials.is_some(), message, policy),
     }
 }
 
@@ -315,7 +318,8 @@ async fn deliver_plan<F: FactSource>(
     pending: &mut [Pending<'_>],
     sessions: &mut SessionLog,
 ) -> bool {
-    let port = transport.port_for(&plan.domain);
+    let port = destination.port(transport.settings.smtp_port);
+    let routed = matches!(destination, Destination::Route { .. });
     let mut reached = false;
     let mut only_permanent_dns_failures = true;
     let mut looped = false;
@@ -338,7 +342,7 @@ async fn deliver_plan<F: FactSource>(
                 continue;
             }
         };
-        let (addresses, refused) = screen(transport, &plan.domain, addresses, port);
+        let (addresses, refused) = screen(transport, routed, addresses, port);
         if let (true, Some((target, refusal))) = (addresses.is_empty(), refused.first()) {
             // Every address of this host is refused: as permanent as a host without one.
             let loops_back = matches!(refusal, loops::Refusal::OwnListener(_));
@@ -360,7 +364,13 @@ async fn deliver_plan<F: FactSource>(
                 break;
             }
             let addr = SocketAddr::new(ip, port);
-            reached |= deliver_to_address(transport, plan, host, addr, pending, sessions).await;
+            let via = Via {
+                plan,
+                host,
+                addr,
+                credentials: destination.credentials(),
+            };
+            reached |= deliver_to_address(transport, &via, pending, sessions).await;
         }
     }
     // RFC 5321 §5.1: MX records present but none usable "MUST be reported as an error". A
@@ -426,7 +436,7 @@ fn final_outcome(plan: &DeliveryPlan, failure: Failure, transient_seen: bool) ->
 /// The addresses that may be connected to, and the refused ones with the reason.
 fn screen<F: FactSource>(
     transport: &Transport<F>,
-    domain: &str,
+    routed: bool,
     addresses: Vec<IpAddr>,
     port: u16,
 ) -> (Vec<IpAddr>, Vec<(SocketAddr, loops::Refusal)>) {
@@ -434,7 +444,7 @@ fn screen<F: FactSource>(
     let mut refused = Vec::new();
     for ip in addresses {
         let target = SocketAddr::new(ip, port);
-        match transport.refusal(domain, target) {
+        match transport.refusal(routed, target) {
             Some(refusal) => refused.push((target, refusal)),
             None => usable.push(ip),
         }
@@ -503,6 +513,15 @@ fn failure_from(host: &str, error: &TransportError) -> Failure {
     }
 }
 
+/// One address of one planned host, and the login a route sends there.
+#[derive(Clone, Copy)]
+struct Via<'a> {
+    plan: &'a DeliveryPlan,
+    host: &'a PlannedHost,
+    addr: SocketAddr,
+    credentials: Option<&'a RouteCredentials>,
+}
+
 /// A session that may carry mail, over plaintext or TLS.
 enum Established {
     Plain(MailSession<TcpStream>),
@@ -513,12 +532,13 @@ enum Established {
 /// `max_messages_per_connection` needs. Returns whether any SMTP greeting was received.
 async fn deliver_to_address<F: FactSource>(
     transport: &Transport<F>,
-    plan: &DeliveryPlan,
-    host: &PlannedHost,
-    addr: SocketAddr,
+    via: &Via<'_>,
     pending: &mut [Pending<'_>],
     sessions: &mut SessionLog,
 ) -> bool {
+    let Via {
+        plan, host, addr, ..
+    } = *via;
     let mut queue: VecDeque<usize> = (0..pending.len())
         .filter(|i| !pending[*i].is_done())
         .collect();
@@ -526,16 +546,7 @@ async fn deliver_to_address<F: FactSource>(
     let mut plaintext_only = false;
     while !queue.is_empty() {
         let mut scope = host_scope(plan, host, Some(addr.ip()));
-        let established = establish(
-            transport,
-            plan,
-            host,
-            addr,
-            &mut scope,
-            plaintext_only,
-            sessions,
-        )
-        .await;
+        let established = establish(transport, via, &mut scope, plaintext_only, sessions).await;
         let session = match established {
             Ok(session) => session,
             Err(error) => {
@@ -597,13 +608,14 @@ async fn deliver_to_address<F: FactSource>(
 /// negotiation and the policy's judgement of the peer, each reported to TLSRPT once.
 async fn establish<F: FactSource>(
     transport: &Transport<F>,
-    plan: &DeliveryPlan,
-    host: &PlannedHost,
-    addr: SocketAddr,
+    via: &Via<'_>,
     scope: &mut AttemptScope,
     plaintext_only: bool,
     sessions: &mut SessionLog,
 ) -> Result<Established, TransportError> {
+    let Via {
+        plan, host, addr, ..
+    } = *via;
     let requirement = &host.requirement;
     let endpoint = Endpoint {
         addr,
@@ -649,6 +661,12 @@ async fn establish<F: FactSource>(
             }
             return Err(error);
         }
+    };
+    // The plan of a route with credentials demands an authenticated peer (see
+    // `plan_route_delivery`); `authenticate` checks it once more before sending them.
+    let secure = match via.credentials {
+        Some(credentials) => secure.authenticate(credentials, &host.host).await?,
+        None => secure,
     };
     match secure.into_mail_session(plan.requiretls) {
         Ok(session) => Ok(Established::Tls(Box::new(session))),

@@ -21,10 +21,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::client::TlsStream;
 
-use crate::transport::TransportSettings;
 use crate::transport::error::{Stage, TransportError};
 use crate::transport::tls::{CertificateCheck, CertificateChecks, TlsInfo, TlsSetup, version_name};
 use crate::transport::wire::{Capabilities, Conn};
+use crate::transport::{RouteCredentials, TransportSettings};
 
 /// The time limits of one session, copied from the settings.
 #[derive(Debug, Clone, Copy)]
@@ -351,6 +351,78 @@ impl SecureSession {
         &self.caps
     }
 
+    /// Logs in with a route's credentials (RFC 4954): AUTH PLAIN (RFC 4616) when offered, else
+    /// AUTH LOGIN. Only a `SecureSession` can do this, and only when the policy authenticated
+    /// the peer (web PKI or DANE), so credentials never travel in plaintext or to a peer whose
+    /// certificate did not verify. On failure the session is closed.
+    pub(crate) async fn authenticate(
+        mut self,
+        credentials: &RouteCredentials,
+        host: &str,
+    ) -> Result<SecureSession, TransportError> {
+        let failure = match self.login(credentials, host).await {
+            Ok(()) => return Ok(self),
+            Err(failure) => failure,
+        };
+        if let TransportError::AuthRefused { reply, .. } = &failure {
+            tracing::error!(mx = %host, user = %credentials.user, code = reply.code, "the next hop refused the route's credentials: check auth_user and auth_password_file");
+        }
+        self.quit().await;
+        Err(failure)
+    }
+
+    async fn login(
+        &mut self,
+        credentials: &RouteCredentials,
+        host: &str,
+    ) -> Result<(), TransportError> {
+        use base64::Engine;
+        let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        if self.auth == PeerAuth::None {
+            return Err(TransportError::AuthUnauthenticatedPeer {
+                host: host.to_owned(),
+                user: credentials.user.clone(),
+            });
+        }
+        let limit = self.timeouts.command;
+        let refused = |reply| TransportError::AuthRefused {
+            host: host.to_owned(),
+            user: credentials.user.clone(),
+            reply,
+        };
+        let reply = if self.caps.auth_plain {
+            // RFC 4616 §2: authzid (empty) NUL authcid NUL passwd, as an initial response
+            // (RFC 4954 §4).
+            let message = format!("\0{}\0{}", credentials.user, credentials.password);
+            let line = format!("AUTH PLAIN {}", encode(message.as_bytes()));
+            self.conn.secret_command(Stage::Auth, &line, limit).await?
+        } else if self.caps.auth_login {
+            let reply = self.conn.command(Stage::Auth, "AUTH LOGIN", limit).await?;
+            if reply.code != 334 {
+                return Err(refused(reply));
+            }
+            let user = encode(credentials.user.as_bytes());
+            let reply = self.conn.secret_command(Stage::Auth, &user, limit).await?;
+            if reply.code != 334 {
+                return Err(refused(reply));
+            }
+            let password = encode(credentials.password.as_bytes());
+            self.conn
+                .secret_command(Stage::Auth, &password, limit)
+                .await?
+        } else {
+            return Err(TransportError::AuthNotOffered {
+                host: host.to_owned(),
+            });
+        };
+        // RFC 4954 §6: 235 is success; anything else leaves us unauthenticated.
+        if reply.code == 235 {
+            Ok(())
+        } else {
+            Err(refused(reply))
+        }
+    }
+
     /// A mail session over TLS. RFC 8689 §4.2.1: under a REQUIRETLS plan the server must
     /// advertise REQUIRETLS after STARTTLS, otherwise this host cannot take the message.
     pub fn into_mail_session(
@@ -658,6 +730,8 @@ mod tests {
             size_limit: Some(10_000),
             size: true,
             requiretls: true,
+            auth_plain: true,
+            auth_login: true,
         }
     }
 

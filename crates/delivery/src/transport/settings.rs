@@ -31,14 +31,74 @@ impl TlsRequiredNoPermission {
     }
 }
 
-/// Sends one destination domain to a fixed next hop instead of its MX hosts.
+/// Sends recipient domains to a fixed next hop instead of their MX hosts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    /// The recipient domain, lowercase ASCII.
+    /// What recipient domains the route takes, lowercase ASCII: `example.org` (that domain),
+    /// `*.example.org` (its subdomains, not itself) or `*` (every domain no other route takes).
     pub domain: String,
-    /// An IP address, or a host name resolved with A/AAAA.
+    /// An IP address, or a host name resolved with A/AAAA only (never an MX lookup).
     pub host: String,
     pub port: u16,
+    /// The login at the next hop (RFC 4954 AUTH), sent only over TLS whose peer the policy
+    /// authenticated; a route with one is planned as `Verified` at least.
+    pub credentials: Option<RouteCredentials>,
+}
+
+/// A user name and password for a smarthost's AUTH. The password never shows in `Debug`,
+/// in `explain` or in logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RouteCredentials {
+    pub user: String,
+    pub password: String,
+    /// Where the password was read from (`auth_password_file`), for messages and
+    /// `check-config`; empty when it was given otherwise.
+    pub password_file: PathBuf,
+}
+
+impl std::fmt::Debug for RouteCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteCredentials")
+            .field("user", &self.user)
+            .field("password", &"<withheld>")
+            .field("password_file", &self.password_file)
+            .finish()
+    }
+}
+
+/// Only the user name is shown (`explain --json`).
+impl serde::Serialize for RouteCredentials {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut state = serializer.serialize_struct("RouteCredentials", 1)?;
+        state.serialize_field("user", &self.user)?;
+        state.end()
+    }
+}
+
+/// The route that takes `domain` (compared case-insensitively, trailing dot ignored): an exact
+/// route first, then the wildcard with the longest suffix (`*.a.example` before `*.example`),
+/// then the catch-all `*`.
+pub fn route_for<'r>(routes: &'r [Route], domain: &str) -> Option<&'r Route> {
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    let pattern = |route: &Route| route.domain.trim_end_matches('.').to_ascii_lowercase();
+    if let Some(exact) = routes.iter().find(|route| pattern(route) == domain) {
+        return Some(exact);
+    }
+    let wildcard = routes
+        .iter()
+        .filter_map(|route| {
+            let pattern = pattern(route);
+            let suffix = pattern.strip_prefix('*')?.to_owned();
+            // `*.example.org` takes `a.example.org`, never `example.org` or `badexample.org`.
+            (suffix.starts_with('.') && domain.ends_with(&suffix) && domain.len() > suffix.len())
+                .then_some((suffix.len(), route))
+        })
+        .max_by_key(|(len, _)| *len);
+    if let Some((_, route)) = wildcard {
+        return Some(route);
+    }
+    routes.iter().find(|route| pattern(route) == "*")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +120,7 @@ pub struct TransportSettings {
     pub data_timeout: Duration,
     /// PEM bundle of CA certificates trusted in addition to the web PKI roots.
     pub extra_ca_file: Option<PathBuf>,
+    /// Replaced at run time by `Transport::replace_routes`.
     pub routes: Vec<Route>,
     /// The port of MX hosts.
     pub smtp_port: u16,
@@ -112,14 +173,59 @@ impl Default for TransportSettings {
 }
 
 impl TransportSettings {
-    /// The route for `domain`, if one is configured (domains compare case-insensitively).
+    /// The route for `domain` among the routes the transport was built with (see
+    /// [`route_for`]; `Transport::replace_routes` may have replaced them since).
     pub fn route_for(&self, domain: &str) -> Option<&Route> {
-        let domain = domain.trim_end_matches('.');
-        self.routes.iter().find(|route| {
-            route
-                .domain
-                .trim_end_matches('.')
-                .eq_ignore_ascii_case(domain)
-        })
+        route_for(&self.routes, domain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(domain: &str) -> Route {
+        Route {
+            domain: domain.to_owned(),
+            host: format!("relay-for-{domain}"),
+            port: 25,
+            credentials: None,
+        }
+    }
+
+    #[test]
+    fn exact_routes_win_over_wildcards_and_the_longest_wildcard_over_the_catch_all() {
+        let routes = [
+            route("*"),
+            route("*.example.org"),
+            route("*.eu.example.org"),
+            route("eu.example.org"),
+        ];
+        let table = [
+            ("eu.example.org", "eu.example.org"),
+            ("EU.Example.Org.", "eu.example.org"),
+            ("a.eu.example.org", "*.eu.example.org"),
+            ("b.example.org", "*.example.org"),
+            // A wildcard takes subdomains only, and only at a label boundary.
+            ("example.org", "*"),
+            ("badexample.org", "*"),
+            ("other.test", "*"),
+        ];
+        for (domain, want) in table {
+            let found = route_for(&routes, domain).map(|r| r.domain.as_str());
+            assert_eq!(found, Some(want), "{domain}");
+        }
+        assert!(route_for(&routes[1..], "other.test").is_none());
+    }
+
+    #[test]
+    fn credentials_show_the_user_but_never_the_password() {
+        let credentials = RouteCredentials {
+            user: "relay-user".to_owned(),
+            password: "hunter2-secret".to_owned(),
+            password_file: PathBuf::new(),
+        };
+        let debug = format!("{credentials:?}");
+        assert!(debug.contains("relay-user") && !debug.contains("hunter2"));
     }
 }

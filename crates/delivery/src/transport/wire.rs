@@ -105,6 +105,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             .map_err(|source| TransportError::Io { stage, source })
     }
 
+    /// Sends a line that carries credentials and reads its reply; unlike `command`, the line
+    /// is never logged.
+    pub(crate) async fn secret_command(
+        &mut self,
+        stage: Stage,
+        line: &str,
+        limit: Duration,
+    ) -> Result<Reply, TransportError> {
+        tracing::debug!(stage = stage.as_str(), "send (credentials withheld)");
+        self.send(stage, format!("{line}\r\n").as_bytes(), limit)
+            .await?;
+        self.read_reply(stage, limit).await
+    }
+
     /// Sends a command line and reads its reply.
     pub(crate) async fn command(
         &mut self,
@@ -142,6 +156,10 @@ pub struct Capabilities {
     pub size: bool,
     /// RFC 8689 §2: the server takes the REQUIRETLS parameter (meaningful only after STARTTLS).
     pub requiretls: bool,
+    /// RFC 4954 §3: `AUTH` lists PLAIN (RFC 4616) among its mechanisms.
+    pub auth_plain: bool,
+    /// `AUTH` lists LOGIN (the older mechanism some relays still offer alone).
+    pub auth_login: bool,
 }
 
 impl Capabilities {
@@ -160,6 +178,15 @@ impl Capabilities {
                 "SMTPUTF8" => caps.smtputf8 = true,
                 "DSN" => caps.dsn = true,
                 "REQUIRETLS" => caps.requiretls = true,
+                "AUTH" => {
+                    for mechanism in words.by_ref() {
+                        match mechanism.to_ascii_uppercase().as_str() {
+                            "PLAIN" => caps.auth_plain = true,
+                            "LOGIN" => caps.auth_login = true,
+                            _ => {}
+                        }
+                    }
+                }
                 "SIZE" => {
                     caps.size = true;
                     caps.size_limit = words
@@ -197,6 +224,7 @@ mod tests {
             "DSN",
             "SIZE 1000",
             "RequireTLS",
+            "AUTH CRAM-MD5 plain",
         ]));
         assert_eq!(
             caps,
@@ -209,6 +237,8 @@ mod tests {
                 size_limit: Some(1000),
                 size: true,
                 requiretls: true,
+                auth_plain: true,
+                auth_login: false,
             }
         );
     }

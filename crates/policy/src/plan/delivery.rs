@@ -62,9 +62,14 @@ pub fn plan_delivery(
 /// Plans delivery of one message for `domain` to a configured next hop, whose facts the resolver
 /// gathered like an MX host's. The route itself is configuration, so its choice counts as
 /// authenticated (REQUIRETLS); MTA-STS does not apply, since no MX is chosen.
+///
+/// A route that `sends_credentials` (AUTH at a smarthost) needs at least `Verified` for the
+/// next hop's name, whatever the rules, the default or `TLS-Required: No` say: the password is
+/// ours, and it may go only to a peer whose certificate proves it is that host.
 pub fn plan_route_delivery(
     domain: &str,
     next_hop: &HostFacts,
+    sends_credentials: bool,
     message: &MessageFacts,
     settings: &PolicySettings,
 ) -> PlanOutcome {
@@ -97,7 +102,30 @@ pub fn plan_route_delivery(
     {
         plan.policy = PolicyLabel::Route;
     }
+    if sends_credentials && let PlanOutcome::Deliver(plan) = &mut outcome {
+        demand_authenticated_peer(plan);
+    }
     outcome
+}
+
+/// Raises every candidate of a route with credentials to `Verified` for its own name unless it
+/// already demands an authenticated peer (`Verified` or `Dane`); plaintext fallback is off.
+fn demand_authenticated_peer(plan: &mut DeliveryPlan) {
+    for host in &mut plan.candidates {
+        if !host.requirement.requires_authentication() {
+            host.requirement = TlsRequirement::Verified {
+                names: vec![host.host.clone()],
+            };
+        }
+    }
+    plan.insecure_plaintext_fallback = false;
+    let last = plan.why.pop();
+    plan.why.push(
+        "the route logs in with AUTH: credentials go only over TLS whose certificate verified \
+         for the next hop (Verified at least)"
+            .to_owned(),
+    );
+    plan.why.extend(last);
 }
 
 /// Stand-in domain facts for a route: no MTA-STS, DNSSEC assumed working.

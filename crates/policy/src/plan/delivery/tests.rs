@@ -583,6 +583,7 @@ fn a_route_plans_its_next_hop_with_dane_when_published() {
     let outcome = plan_route_delivery(
         DOMAIN,
         &next_hop,
+        false,
         &MessageFacts::default(),
         &PolicySettings::default(),
     );
@@ -594,6 +595,7 @@ fn a_route_plans_its_next_hop_with_dane_when_published() {
     let outcome = plan_route_delivery(
         DOMAIN,
         &next_hop,
+        false,
         &MessageFacts::default(),
         &PolicySettings::default(),
     );
@@ -601,4 +603,78 @@ fn a_route_plans_its_next_hop_with_dane_when_published() {
         summary(&outcome),
         Expect::Deliver(PolicyLabel::Route, vec![(MX1, "opportunistic")])
     );
+}
+
+// RFC 4954 §4: AUTH PLAIN and LOGIN carry the password itself, so a route that logs in demands a
+// peer authenticated for the next hop's name, whatever the default, rules or the message say.
+#[test]
+fn a_route_with_credentials_demands_a_verified_next_hop_even_when_the_message_relaxes() {
+    let insecure = domain(Dnssec::Insecure, none(), none()).hosts.remove(0);
+    let dane = domain(Dnssec::Secure, usable(), none()).hosts.remove(0);
+    let relaxed = MessageFacts {
+        tls_required_no: true,
+        submitter_may_relax: true,
+        ..MessageFacts::default()
+    };
+    let fallback = PolicySettings {
+        insecure_plaintext_fallback: true,
+        ..PolicySettings::default()
+    };
+    let rows: [(&str, &HostFacts, &MessageFacts, &PolicySettings, &str); 4] = [
+        (
+            "default opportunistic",
+            &insecure,
+            &MessageFacts::default(),
+            &PolicySettings::default(),
+            "verified",
+        ),
+        (
+            "TLS-Required: No honoured",
+            &insecure,
+            &relaxed,
+            &PolicySettings::default(),
+            "verified",
+        ),
+        (
+            "plaintext fallback configured",
+            &insecure,
+            &MessageFacts::default(),
+            &fallback,
+            "verified",
+        ),
+        // RFC 7672 §3.1: a DANE match authenticates the peer; it stays DANE.
+        (
+            "usable TLSA at the next hop",
+            &dane,
+            &MessageFacts::default(),
+            &PolicySettings::default(),
+            "dane",
+        ),
+    ];
+    for (case, next_hop, message, settings, requirement) in rows {
+        let PlanOutcome::Deliver(plan) =
+            plan_route_delivery(DOMAIN, next_hop, true, message, settings)
+        else {
+            panic!("{case}: not delivered");
+        };
+        assert_eq!(
+            plan.candidates[0].requirement.as_str(),
+            requirement,
+            "{case}"
+        );
+        assert!(!plan.insecure_plaintext_fallback, "{case}");
+        assert!(
+            plan.why
+                .iter()
+                .any(|line| line.contains("logs in with AUTH")),
+            "{case}"
+        );
+        if requirement == "verified" {
+            assert_eq!(
+                plan.candidates[0].requirement.required_names(),
+                Some(&[MX1.to_owned()][..]),
+                "{case}"
+            );
+        }
+    }
 }
