@@ -117,7 +117,9 @@ async fn in_process(config: &Config, question: &Question) -> anyhow::Result<(Val
     };
     let sts = StsSource::new(resolver.clone(), spool, config.mta_sts.clone())
         .context("setting up MTA-STS")?;
-    let gatherer = FactGatherer::new(resolver, sts, GatherSettings::default()).await;
+    // No blocking self-test first: it runs alongside the MX lookup, and not at all for a route
+    // to an IP address.
+    let gatherer = FactGatherer::testing_on_demand(resolver, sts, GatherSettings::default());
     let transport = Transport::new(config.transport.clone(), SharedGatherer(Arc::new(gatherer)))
         .context("setting up outbound delivery")?;
     let explanation = transport
