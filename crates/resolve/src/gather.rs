@@ -3,7 +3,7 @@
 //! time limit), the MTA-STS facts and the DNSSEC self-test's verdict.
 //!
 //! Deciding from the facts is `strictmx_policy`'s job; the background refresh of MTA-STS
-//! policies and of the self-test runs here too.
+//! policies and the self-test, with its backoff after a failure, run here too.
 
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -51,23 +51,58 @@ pub struct FactGatherer {
     sts: StsSource,
     settings: GatherSettings,
     health: RwLock<DnssecHealth>,
+    /// Run the self-test with each lookup instead of relying on a background task (a one-off
+    /// `explain` without a server).
+    test_on_demand: bool,
 }
 
 impl FactGatherer {
     /// Builds the gatherer and runs the DNSSEC self-test once; a failing test is logged as an
     /// error and reported in every [`DomainFacts`] until a later test passes.
     pub async fn new(resolver: DnsResolver, sts: StsSource, settings: GatherSettings) -> Self {
-        let gatherer = FactGatherer {
+        let gatherer = FactGatherer::untested(resolver, sts, settings);
+        gatherer.self_test().await;
+        gatherer
+    }
+
+    /// Builds the gatherer without waiting on DNS: DNSSEC counts as broken (DANE hosts defer)
+    /// until [`FactGatherer::run_self_test`] or [`FactGatherer::self_test`] passes.
+    pub fn untested(resolver: DnsResolver, sts: StsSource, settings: GatherSettings) -> Self {
+        metrics::gauge!("strictmx_dnssec_healthy").set(0.0);
+        FactGatherer {
             health: RwLock::new(DnssecHealth::Broken {
                 mode: resolver.mode().to_owned(),
-                reason: "the self-test has not run yet".into(),
+                reason: "the self-test has not passed yet".into(),
             }),
             resolver,
             sts,
             settings,
-        };
-        gatherer.self_test().await;
-        gatherer
+            test_on_demand: false,
+        }
+    }
+
+    /// A gatherer for one-off questions: no background task, the self-test runs alongside each
+    /// domain's MX lookup (so it adds no wait of its own), and a next hop written as an IP
+    /// address, which the transport never looks up, needs neither.
+    pub fn testing_on_demand(
+        resolver: DnsResolver,
+        sts: StsSource,
+        settings: GatherSettings,
+    ) -> Self {
+        FactGatherer {
+            test_on_demand: true,
+            ..FactGatherer::untested(resolver, sts, settings)
+        }
+    }
+
+    /// The self-test's verdict for a lookup starting now: the stored one, or a fresh one for
+    /// an on-demand gatherer.
+    async fn current_health(&self) -> DnssecHealth {
+        if self.test_on_demand {
+            self.self_test().await
+        } else {
+            self.dnssec_health()
+        }
     }
 
     pub fn resolver(&self) -> &DnsResolver {
@@ -86,32 +121,74 @@ impl FactGatherer {
             .clone()
     }
 
-    /// Runs the DNSSEC self-test, keeps and returns its verdict, and logs a change.
+    /// Runs the DNSSEC self-test, keeps and returns its verdict (also as the gauge
+    /// `strictmx_dnssec_healthy`, 1 or 0), and logs it: an error when it fails after passing
+    /// or for the first time, a warning while it keeps failing, info when it passes again.
     pub async fn self_test(&self) -> DnssecHealth {
         let verdict = self.resolver.self_test().await;
         let previous = std::mem::replace(
             &mut *self.health.write().unwrap_or_else(PoisonError::into_inner),
             verdict.clone(),
         );
-        match &verdict {
-            DnssecHealth::Broken { mode, reason } => tracing::error!(
+        let healthy = matches!(verdict, DnssecHealth::Working { .. });
+        metrics::gauge!("strictmx_dnssec_healthy").set(if healthy { 1.0 } else { 0.0 });
+        match (&verdict, &previous) {
+            (
+                DnssecHealth::Broken { mode, reason },
+                DnssecHealth::Broken { reason: before, .. },
+            ) if reason == before => {
+                tracing::warn!(mode, reason, "DNSSEC self-test still failing");
+            }
+            (DnssecHealth::Broken { mode, reason }, _) => tracing::error!(
                 mode,
                 reason,
-                "DNSSEC self-test failed: DANE hosts are deferred until it passes"
+                "DNSSEC self-test failed: DANE hosts are deferred until it passes; check [dns] nameservers, dnssec and trust_anchor"
             ),
-            DnssecHealth::Working { mode } if previous != verdict => {
+            (DnssecHealth::Working { mode }, _) if previous != verdict => {
                 tracing::info!(mode, "DNSSEC self-test passed");
             }
-            DnssecHealth::Working { .. } => {}
+            (DnssecHealth::Working { .. }, _) => {}
         }
         verdict
+    }
+
+    /// The background self-test: runs it at once, then again after `self_test_delay` (seconds
+    /// after a failure, doubling; the refresh interval after a pass, so a resolver that breaks
+    /// later is noticed), until `token` is cancelled.
+    pub async fn run_self_test(self: Arc<Self>, token: CancellationToken) {
+        let interval = self.refresh_period();
+        let mut failures: u32 = 0;
+        loop {
+            let verdict = tokio::select! {
+                () = token.cancelled() => return,
+                verdict = self.self_test() => verdict,
+            };
+            failures = match verdict {
+                DnssecHealth::Working { .. } => 0,
+                DnssecHealth::Broken { .. } => failures.saturating_add(1),
+            };
+            tokio::select! {
+                () = token.cancelled() => return,
+                () = tokio::time::sleep(self_test_delay(failures, interval)) => {}
+            }
+        }
+    }
+
+    fn refresh_period(&self) -> Duration {
+        self.sts
+            .settings()
+            .refresh_interval
+            .max(Duration::from_secs(1))
     }
 
     /// Everything about `domain`: MX (with status), hosts (addresses, TLSA), MTA-STS, health.
     pub async fn domain_facts(&self, domain: &str) -> DomainFacts {
         let domain = normalise(domain);
-        let (mx, sts) = tokio::join!(self.resolver.mx_secured(&domain), self.sts.facts(&domain));
-        let health = self.dnssec_health();
+        let (mx, sts, health) = tokio::join!(
+            self.resolver.mx_secured(&domain),
+            self.sts.facts(&domain),
+            self.current_health()
+        );
         let (mx, mx_dnssec, targets, gate) = match mx {
             Ok(answer) => {
                 let dnssec = answer.dnssec;
@@ -147,7 +224,7 @@ impl FactGatherer {
     /// The facts of a configured route's host; TLSA at `_<port>._tcp.<host>` when its address
     /// answer is secure.
     pub async fn host_facts(&self, host: &str, port: u16) -> HostFacts {
-        let health = self.dnssec_health();
+        let health = self.current_health().await;
         let mut hosts = self.hosts(vec![normalise(host)], port, None, &health).await;
         hosts.pop().unwrap_or_else(|| timed_out(normalise(host)))
     }
@@ -192,20 +269,15 @@ impl FactGatherer {
             .collect()
     }
 
-    /// The background task: every `refresh_interval`, re-runs the DNSSEC self-test and
-    /// refreshes MTA-STS policies close to expiry, until `token` is cancelled.
+    /// The background task: every `refresh_interval`, refreshes MTA-STS policies close to
+    /// expiry, until `token` is cancelled (the self-test has its own task, `run_self_test`).
     pub async fn run_refresher(self: Arc<Self>, token: CancellationToken) {
-        let period = self
-            .sts
-            .settings()
-            .refresh_interval
-            .max(Duration::from_secs(1));
+        let period = self.refresh_period();
         loop {
             tokio::select! {
                 () = token.cancelled() => return,
                 () = tokio::time::sleep(period) => {}
             }
-            self.self_test().await;
             let refreshed = self.sts.refresh_due().await;
             if refreshed > 0 {
                 tracing::info!(refreshed, "MTA-STS policies refreshed ahead of expiry");
@@ -249,6 +321,20 @@ async fn one_host(
     }
 }
 
+/// The first wait after a failed self-test; each further failure doubles it.
+const SELF_TEST_RETRY: Duration = Duration::from_secs(2);
+
+/// How long to wait before the next self-test after `failures` failures in a row (0: the last
+/// one passed): 2 s, 4 s, 8 s, ... capped at `interval`, and `interval` after a pass. A
+/// resolver that starts after strictmx (compose, boot order) is noticed within seconds.
+fn self_test_delay(failures: u32, interval: Duration) -> Duration {
+    if failures == 0 {
+        return interval;
+    }
+    let factor = 1u32.checked_shl(failures - 1).unwrap_or(u32::MAX);
+    SELF_TEST_RETRY.saturating_mul(factor).min(interval)
+}
+
 fn timed_out(name: String) -> HostFacts {
     HostFacts {
         name,
@@ -268,6 +354,29 @@ fn timed_out(name: String) -> HostFacts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_self_test_is_repeated_within_seconds_after_a_failure_doubling_up_to_the_interval() {
+        let hour = Duration::from_secs(3600);
+        let delays: Vec<u64> = (1..=13)
+            .map(|failures| self_test_delay(failures, hour).as_secs())
+            .collect();
+        assert_eq!(
+            delays,
+            [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 3600, 3600]
+        );
+        assert_eq!(self_test_delay(u32::MAX, hour), hour);
+        assert_eq!(
+            self_test_delay(1, Duration::from_secs(1)),
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn after_a_pass_the_self_test_waits_the_refresh_interval() {
+        let hour = Duration::from_secs(3600);
+        assert_eq!(self_test_delay(0, hour), hour);
+    }
 
     #[test]
     fn a_host_that_timed_out_is_unusable_and_never_dane_free() {

@@ -67,7 +67,7 @@ pub struct ResolverSettings {
     pub nameservers: Vec<SocketAddr>,
     /// Time allowed for one query to one server.
     pub timeout: Duration,
-    /// How many times a query is sent before giving up.
+    /// How many times in all a query is sent before giving up (tries, not retries; at least 1).
     pub attempts: usize,
     pub dnssec: DnssecMode,
     /// Resolvers off loopback whose AD bit `TrustResolver` may trust (the path to them must be
@@ -134,11 +134,7 @@ impl DnsResolver {
     /// nor listed as trusted, and a trust anchor file without DNSKEY records.
     pub fn new(settings: &ResolverSettings) -> Result<Self, ResolveError> {
         let nameservers = configured_nameservers(settings)?;
-        let tries = u32::try_from(settings.attempts.max(1)).unwrap_or(u32::MAX);
-        let deadline = settings
-            .timeout
-            .saturating_mul(tries.saturating_add(1))
-            .saturating_mul(u32::try_from(nameservers.len()).unwrap_or(u32::MAX));
+        let deadline = lookup_deadline(settings, nameservers.len());
         let backend = match &settings.dnssec {
             DnssecMode::Validate { trust_anchor } => {
                 let anchors = trust_anchors(trust_anchor.as_ref())?;
@@ -352,6 +348,17 @@ impl DnsResolver {
     }
 }
 
+/// The upper bound on one lookup: `attempts` tries of `timeout` each, per server (our own
+/// client asks each server in turn; hickory's pool spends at most `timeout` on all servers per
+/// try, so it finishes well inside this).
+fn lookup_deadline(settings: &ResolverSettings, servers: usize) -> Duration {
+    let tries = u32::try_from(settings.attempts.max(1)).unwrap_or(u32::MAX);
+    settings
+        .timeout
+        .saturating_mul(tries)
+        .saturating_mul(u32::try_from(servers.max(1)).unwrap_or(u32::MAX))
+}
+
 fn configured_nameservers(settings: &ResolverSettings) -> Result<Vec<SocketAddr>, ResolveError> {
     let nameservers = if settings.nameservers.is_empty() {
         let text =
@@ -415,7 +422,9 @@ fn validating(
     let config = ResolverConfig::from_name_servers(servers.collect());
     let mut options = ResolverOpts::default();
     options.timeout = settings.timeout;
-    options.attempts = settings.attempts.max(1);
+    // hickory's `attempts` counts retries after the first try (its `RetryDnsHandle`); ours
+    // counts tries.
+    options.attempts = settings.attempts.max(1) - 1;
     // Mail routing comes from DNS alone; /etc/hosts must not redirect an MX host.
     options.use_hosts_file = ResolveHosts::Never;
     options.ndots = 0;

@@ -477,3 +477,88 @@ async fn the_report_client_connects_only_to_the_addresses_it_checked() {
     assert!(error.contains("Connection refused"), "{error}");
     assert_eq!(collector.connections.load(Ordering::SeqCst), 0);
 }
+
+/// A UDP port on 127.0.0.1 where nothing listens: bound, then closed.
+fn closed_udp_port() -> SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+    socket.local_addr().expect("local addr")
+}
+
+/// A DNS server that reads every query and answers none, counting what it received.
+async fn silent_server() -> (SocketAddr, Arc<AtomicUsize>) {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
+    let addr = socket.local_addr().expect("local addr");
+    let queries = Arc::new(AtomicUsize::new(0));
+    let counted = queries.clone();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while socket.recv_from(&mut buf).await.is_ok() {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (addr, queries)
+}
+
+fn both_modes() -> [DnssecMode; 2] {
+    [
+        DnssecMode::TrustResolver,
+        DnssecMode::Validate { trust_anchor: None },
+    ]
+}
+
+#[tokio::test]
+async fn a_refused_loopback_resolver_fails_at_once_not_after_the_timeout() {
+    // Issue 13, bug 5: nothing listens on the resolver's port, so the kernel answers with ICMP
+    // port unreachable; a connected UDP socket reports it and the lookup fails there and then.
+    // Only our own client (`trust-resolver`) so far: hickory's validating resolver still waits
+    // for its timeout (docs/dns-and-mta-sts.md).
+    for dnssec in [DnssecMode::TrustResolver] {
+        let mode = dnssec.as_str();
+        let resolver = DnsResolver::new(&ResolverSettings {
+            nameservers: vec![closed_udp_port()],
+            timeout: Duration::from_secs(5),
+            attempts: 2,
+            dnssec,
+            ..ResolverSettings::default()
+        })
+        .expect("resolver");
+        let started = std::time::Instant::now();
+        let error = resolver.mx("example.test").await.unwrap_err();
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed < Duration::from_secs(1),
+            "{mode}: took {elapsed:?} ({error:?})"
+        );
+        assert!(error.is_transient(), "{mode}: {error:?}");
+    }
+}
+
+#[tokio::test]
+async fn attempts_counts_every_query_sent_not_the_retries_after_the_first() {
+    // Issue 13, bug 5: `[dns] attempts = 3` sends a question three times in all, so a lookup
+    // against a silent server ends after three timeouts, not four.
+    for dnssec in both_modes() {
+        let mode = dnssec.as_str();
+        let (server, queries) = silent_server().await;
+        let timeout = Duration::from_millis(300);
+        let resolver = DnsResolver::new(&ResolverSettings {
+            nameservers: vec![server],
+            timeout,
+            attempts: 3,
+            dnssec,
+            ..ResolverSettings::default()
+        })
+        .expect("resolver");
+        let started = std::time::Instant::now();
+        let error = resolver.mx("silent.test").await.unwrap_err();
+        let elapsed = started.elapsed();
+        // Let a late retransmission arrive before counting.
+        tokio::time::sleep(timeout).await;
+        assert_eq!(queries.load(Ordering::SeqCst), 3, "{mode}: {error:?}");
+        assert!(error.is_transient(), "{mode}: {error:?}");
+        assert!(
+            elapsed < timeout * 3 + Duration::from_millis(250),
+            "{mode}: took {elapsed:?}"
+        );
+    }
+}

@@ -41,7 +41,22 @@ impl Question {
     }
 }
 
-/// Runs `explain` and prints the answer; 0 when a plan was made, 1 when it could not be.
+/// sysexits.h EX_UNAVAILABLE: the decision is BOUNCE, the mail would never be delivered.
+const EXIT_BOUNCE: u8 = 69;
+/// sysexits.h EX_TEMPFAIL: the decision is DEFER, the mail would wait and be retried.
+const EXIT_DEFER: u8 = 75;
+
+/// The exit code of an answer: 0 deliver, 69 bounce, 75 defer.
+fn exit_code_for(explanation: &Value) -> ExitCode {
+    match explanation["outcome"]["kind"].as_str() {
+        Some("bounce") => ExitCode::from(EXIT_BOUNCE),
+        Some("defer") => ExitCode::from(EXIT_DEFER),
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+/// Runs `explain` and prints the answer; exits 0 for a plan to deliver, 75 (EX_TEMPFAIL) for
+/// DEFER, 69 (EX_UNAVAILABLE) for BOUNCE, 1 when no answer could be made.
 pub fn run(config: &Config, question: Question, json: bool) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -64,7 +79,7 @@ pub fn run(config: &Config, question: Question, json: bool) -> ExitCode {
             } else {
                 print!("{}", render(&explanation, &source));
             }
-            ExitCode::SUCCESS
+            exit_code_for(&explanation)
         }
         Err(e) => {
             eprintln!("{e:#}");
@@ -117,7 +132,9 @@ async fn in_process(config: &Config, question: &Question) -> anyhow::Result<(Val
     };
     let sts = StsSource::new(resolver.clone(), spool, config.mta_sts.clone())
         .context("setting up MTA-STS")?;
-    let gatherer = FactGatherer::new(resolver, sts, GatherSettings::default()).await;
+    // No blocking self-test first: it runs alongside the MX lookup, and not at all for a route
+    // to an IP address.
+    let gatherer = FactGatherer::testing_on_demand(resolver, sts, GatherSettings::default());
     let transport = Transport::new(config.transport.clone(), SharedGatherer(Arc::new(gatherer)))
         .context("setting up outbound delivery")?;
     let explanation = transport
@@ -484,6 +501,14 @@ fn names(v: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn defer_and_bounce_exit_with_sysexits_codes_and_delivery_with_zero() {
+        let with = |kind: &str| exit_code_for(&json!({"outcome": {"kind": kind}}));
+        assert_eq!(with("defer"), ExitCode::from(75));
+        assert_eq!(with("bounce"), ExitCode::from(69));
+        assert_eq!(with("deliver"), ExitCode::SUCCESS);
+    }
 
     #[test]
     fn a_dane_plan_renders_its_hosts_requirements_and_failures() {

@@ -4,7 +4,8 @@
 //! `STRICTMX_CONFIG`, /etc/strictmx/strictmx.toml, or the embedded defaults), reading it is
 //! `strictmx-config`'s job, serving is `serve`, the queue commands and `reload` talk to the
 //! running server through `control`, `explain` asks the server or works in-process. Exit codes:
-//! 0 ok, 1 runtime failure, 64 bad configuration or usage.
+//! 0 ok, 1 runtime failure, 64 bad configuration or usage; `explain` also 75 for DEFER and 69 for
+//! BOUNCE.
 
 mod control;
 mod explain;

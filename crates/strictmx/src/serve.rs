@@ -1,9 +1,10 @@
-//! `strictmx serve`: opens the spool, sets up DNS (with its DNSSEC self-test), MTA-STS and the
+//! `strictmx serve`: opens the spool, sets up DNS, MTA-STS and the
 //! transport, binds every listener, then runs the inbound listeners, the queue runner, the
 //! MTA-STS refresher, the control socket and the metrics exporter until SIGTERM or SIGINT.
 //!
 //! Everything that can fail on bad configuration or a busy port fails before anything serves;
-//! a failing DNSSEC self-test does not (it is logged as an error and DANE hosts defer). SIGHUP
+//! the DNSSEC self-test runs in the background once serving (DANE hosts defer until it passes,
+//! and it is repeated within seconds after a failure). SIGHUP
 //! reloads the policy (`reload`). On SIGTERM/SIGINT it stops accepting, then drains for
 //! `server.shutdown_grace`.
 
@@ -15,7 +16,6 @@ use strictmx_config::Config;
 use strictmx_delivery::runner::QueueRunner;
 use strictmx_delivery::transport::Transport;
 use strictmx_inbound::Inbound;
-use strictmx_policy::DnssecHealth;
 use strictmx_protocol::ErrorChain;
 use strictmx_resolve::{
     DnsResolver, FactGatherer, GatherSettings, HttpsTimeouts, StsSource, report_client,
@@ -79,7 +79,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .into_iter()
         .map(|(address, _)| address)
         .collect();
-    let gatherer = Arc::new(gatherer(&config, &spool).await?);
+    let gatherer = Arc::new(gatherer(&config, &spool)?);
     let transport = Arc::new(
         Transport::new(transport_settings, SharedGatherer(gatherer.clone()))
             .context("setting up outbound delivery")?,
@@ -126,6 +126,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     tracker.spawn(runner.run(token.clone()));
     tracker.spawn(control.run(token.clone()));
+    // Mail is served meanwhile; DANE destinations defer until the test passes.
+    tracker.spawn(gatherer.clone().run_self_test(token.clone()));
     tracker.spawn(gatherer.run_refresher(token.clone()));
     tracker.spawn(metrics::sample_spool(spool.clone(), token.clone()));
     if let Some(exporter) = exporter {
@@ -158,22 +160,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The resolver in the configured DNSSEC mode, its self-test (logged; a broken setup never
-/// stops the server, and DANE stays required where published), and MTA-STS on the spool's cache.
-async fn gatherer(config: &Config, spool: &Spool) -> anyhow::Result<FactGatherer> {
+/// The resolver in the configured DNSSEC mode and MTA-STS on the spool's cache. The DNSSEC
+/// self-test does not run here: `run_self_test` runs it in the background once serving, and
+/// until it passes DANE destinations defer (a broken setup never stops the server).
+fn gatherer(config: &Config, spool: &Spool) -> anyhow::Result<FactGatherer> {
     let resolver = DnsResolver::new(&config.resolver).context("setting up the DNS resolver")?;
     let sts = StsSource::new(resolver.clone(), spool.clone(), config.mta_sts.clone())
         .context("setting up MTA-STS")?;
-    let gatherer = FactGatherer::new(resolver, sts, GatherSettings::default()).await;
-    match gatherer.dnssec_health() {
-        DnssecHealth::Working { mode } => info!(mode, "DNSSEC self-test passed at startup"),
-        DnssecHealth::Broken { mode, reason } => error!(
-            mode,
-            reason,
-            "DNSSEC self-test FAILED at startup: DANE cannot be established, so destinations publishing TLSA records are deferred (never delivered without DANE) until it passes; check [dns] nameservers, dnssec and trust_anchor"
-        ),
-    }
-    Ok(gatherer)
+    Ok(FactGatherer::untested(
+        resolver,
+        sts,
+        GatherSettings::default(),
+    ))
 }
 
 /// With `[tlsrpt] enabled`: the TLSRPT recorder and daily report task, posting `https:` reports
