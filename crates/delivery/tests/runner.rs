@@ -45,6 +45,8 @@ struct FakeTransport {
     in_flight_per_domain: Mutex<HashMap<String, usize>>,
     /// Messages per job, in call order, per domain.
     jobs: Mutex<HashMap<String, Vec<usize>>>,
+    /// How often each (message, recipient index) was answered with a delivery.
+    delivered: Mutex<HashMap<(MessageId, usize), usize>>,
 }
 
 impl FakeTransport {
@@ -130,6 +132,14 @@ impl Deliver for FakeTransport {
         }
         let answer = self.next_answer(&domain);
         self.leave(&domain);
+        if answer == Scripted::Deliver {
+            let mut delivered = self.delivered.lock().expect("delivered lock");
+            for message in &job.messages {
+                for recipient in &message.recipients {
+                    *delivered.entry((message.id, recipient.index)).or_default() += 1;
+                }
+            }
+        }
         report(&job, answer)
     }
 }
@@ -697,4 +707,41 @@ async fn shutdown_waits_for_a_job_only_as_long_as_the_grace_period() {
         stored.states[0],
         RecipientState::Queued { attempts: 0, .. }
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn messages_for_many_domains_are_delivered_once_to_every_recipient() {
+    const DOMAINS: usize = 10;
+    const PER_DOMAIN: usize = 5;
+    const MESSAGES: usize = 300;
+    let mut transport = FakeTransport::with_delay(Duration::from_millis(1));
+    for d in 0..DOMAINS {
+        transport = transport.script(&format!("d{d}.test"), &[], Scripted::Deliver);
+    }
+    let h = Harness::start(transport, settings());
+    let mut ids = Vec::new();
+    for n in 0..MESSAGES {
+        let mut envelope = envelope("", "r0@d0.test", None);
+        envelope.recipients = (0..DOMAINS * PER_DOMAIN)
+            .map(|i| EnvelopeRecipient {
+                address: format!("m{n}r{i}@d{}.test", i % DOMAINS),
+                params: RcptParams::default(),
+            })
+            .collect();
+        ids.push(h.submit(envelope).await);
+    }
+    eventually("every message delivered and gone", || {
+        ids.iter().all(|id| h.stored(*id).is_none()).then_some(())
+    })
+    .await;
+    settle_a_moment().await;
+    let delivered = h.transport.delivered.lock().expect("lock").clone();
+    let duplicates: Vec<_> = delivered.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        duplicates.is_empty(),
+        "{} duplicates: {duplicates:?}",
+        duplicates.len()
+    );
+    assert_eq!(delivered.len(), MESSAGES * DOMAINS * PER_DOMAIN);
+    h.stop().await;
 }

@@ -522,14 +522,18 @@ impl Spool {
     /// too (so it is not reported again on every call) until the next restart.
     pub fn due(&self, now: SystemTime, limit: usize) -> Result<Vec<DueMessage>, SpoolError> {
         let fail = SpoolError::storage("reading due recipients");
+        // Taken before the snapshot and held for the whole call. A commit releases its leases
+        // only after it is durable and under this lock, so every recipient the snapshot still
+        // shows as queued is either really queued or still leased: a recipient whose outcome
+        // was recorded after the snapshot began is never handed out again. Holding the lock
+        // also keeps concurrent callers from picking the same recipient.
+        let mut leases = lock(&self.shared().leases);
         let db = self.shared().database()?;
         let txn = db.begin_read().map_err(|e| fail(e.into()))?;
         let schedule = txn.open_table(SCHEDULE).map_err(|e| fail(e.into()))?;
         let envelopes = txn.open_table(ENVELOPES).map_err(|e| fail(e.into()))?;
         let recipients = txn.open_table(RECIPIENTS).map_err(|e| fail(e.into()))?;
         let attempts = txn.open_table(ATTEMPTS).map_err(|e| fail(e.into()))?;
-        // Held for the whole call so that concurrent callers never pick the same recipient.
-        let mut leases = lock(&self.shared().leases);
 
         let end = Slot::new(now, MessageId::MAX, u32::MAX).key();
         let mut picked: Vec<(MessageId, Vec<u32>)> = Vec::new();
@@ -577,10 +581,11 @@ impl Spool {
 
     fn next_due_inner(&self) -> Result<Option<SystemTime>, SpoolError> {
         let fail = SpoolError::storage("reading the schedule");
+        // Before the snapshot, for the reason given in `due`.
+        let leases = lock(&self.shared().leases);
         let db = self.shared().database()?;
         let txn = db.begin_read().map_err(|e| fail(e.into()))?;
         let schedule = txn.open_table(SCHEDULE).map_err(|e| fail(e.into()))?;
-        let leases = lock(&self.shared().leases);
         for entry in schedule.iter().map_err(|e| fail(e.into()))? {
             let (key, _) = entry.map_err(|e| fail(e.into()))?;
             let (at_ms, id, index) = key.value();
