@@ -14,9 +14,10 @@ use strictmx_delivery::job::{
 };
 use strictmx_delivery::runner::{Clock, QueueRunner, QueueSettings};
 use strictmx_protocol::{MailParams, Notify, RcptParams};
+use strictmx_spool::fault::FillableStore;
 use strictmx_spool::{
-    AttemptOutcome, AttemptRecord, ClientInfo, Envelope, EnvelopeRecipient, MessageId, MessageKind,
-    PeerAuth, RecipientState, Spool, SpoolSettings, StoredMessage,
+    AttemptOutcome, AttemptRecord, ClientInfo, Envelope, EnvelopeRecipient, FileStore, MessageId,
+    MessageKind, PeerAuth, RecipientState, Spool, SpoolSettings, StoreOpener, StoredMessage,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -248,12 +249,24 @@ fn settings() -> QueueSettings {
 
 impl Harness {
     fn start(transport: FakeTransport, settings: QueueSettings) -> Harness {
+        Harness::start_on(transport, settings, Arc::new(FileStore::default()))
+    }
+
+    /// [`Harness::start`] with the spool's database opened by `store`.
+    fn start_on(
+        transport: FakeTransport,
+        settings: QueueSettings,
+        store: Arc<dyn StoreOpener>,
+    ) -> Harness {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let spool = Spool::open(&SpoolSettings {
-            data_dir: dir.path().to_owned(),
-            commit_batch_max: 64,
-            ..SpoolSettings::default()
-        })
+        let spool = Spool::open_with(
+            &SpoolSettings {
+                data_dir: dir.path().to_owned(),
+                commit_batch_max: 64,
+                ..SpoolSettings::default()
+            },
+            store,
+        )
         .expect("spool opens");
         let transport = Arc::new(transport);
         let clock = Arc::new(ShiftedClock::default());
@@ -743,5 +756,32 @@ async fn messages_for_many_domains_are_delivered_once_to_every_recipient() {
         duplicates.len()
     );
     assert_eq!(delivered.len(), MESSAGES * DOMAINS * PER_DOMAIN);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_that_cannot_be_recorded_leaves_no_recipient_leased_until_restart() {
+    let transport = FakeTransport::with_delay(Duration::from_millis(200)).script(
+        "full.test",
+        &[],
+        Scripted::Deliver,
+    );
+    let store = FillableStore::default();
+    let h = Harness::start_on(transport, settings(), Arc::new(store.clone()));
+    let id = h.submit(envelope("", "bob@full.test", None)).await;
+    eventually("the job start", || {
+        (h.transport.calls("full.test") == 1).then_some(())
+    })
+    .await;
+    // Full for longer than the runner's retries of the record take (about 6.3 s): the
+    // recipient must be handed out again, not stay leased.
+    store.set_full(true);
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    store.set_full(false);
+    eventually("the message delivered and gone", || {
+        matches!(h.spool.message(id), Ok(None)).then_some(())
+    })
+    .await;
+    assert!(h.transport.calls("full.test") >= 2, "delivered again");
     h.stop().await;
 }

@@ -34,6 +34,7 @@ pub(crate) struct Index {
     queued: usize,
     held: usize,
     commits: u64,
+    flushes: u64,
     failed_commits: u64,
     committed_operations: u64,
     last_commit_latency: Option<Duration>,
@@ -71,8 +72,9 @@ impl Index {
         }
     }
 
-    pub(crate) fn committed(&mut self, operations: usize, latency: Duration) {
+    pub(crate) fn committed(&mut self, operations: usize, latency: Duration, flushed: bool) {
         self.commits += 1;
+        self.flushes += u64::from(flushed);
         self.committed_operations += operations as u64;
         self.last_commit_latency = Some(latency);
         self.total_commit_latency += latency;
@@ -93,6 +95,7 @@ impl Index {
             held: self.held,
             oldest_age,
             commits: self.commits,
+            flushes: self.flushes,
             failed_commits: self.failed_commits,
             committed_operations: self.committed_operations,
             last_commit_latency: self.last_commit_latency,

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod fault;
 mod id;
 mod index;
 mod settings;

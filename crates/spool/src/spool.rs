@@ -28,7 +28,7 @@ use crate::types::{
     AttemptRecord, BouncedMessage, DueMessage, DueRecipient, Envelope, QueueEntry, QueueRecipient,
     RecipientState, RecipientUpdate, SpoolStats, StoredMessage,
 };
-use crate::writer::{self, AdminAction, Command, Effect, Op, Writer};
+use crate::writer::{self, AdminAction, Command, Effect, Flush, Op, Writer};
 
 /// How long the writer waits for readers to let go of a failed database before reopening it.
 const REOPEN_WAIT: Duration = Duration::from_secs(5);
@@ -82,11 +82,17 @@ impl Shared {
         slot.clone().ok_or(SpoolError::Reopening)
     }
 
-    pub(crate) fn committed(&self, effects: Vec<Effect>, operations: usize, latency: Duration) {
+    pub(crate) fn committed(
+        &self,
+        effects: Vec<Effect>,
+        operations: usize,
+        latency: Duration,
+        flushed: bool,
+    ) {
         let mut wake = false;
         {
             let mut index = lock(&self.index);
-            index.committed(operations, latency);
+            index.committed(operations, latency, flushed);
             for effect in &effects {
                 if let Effect::Summary(id, summary) = effect {
                     index.set(*id, *summary);
@@ -109,9 +115,14 @@ impl Shared {
             }
         }
         if wake {
-            self.notify.notify_waiters();
-            self.notify.notify_one();
+            self.wake();
         }
+    }
+
+    /// Tells the runner that work may be due now.
+    fn wake(&self) {
+        self.notify.notify_waiters();
+        self.notify.notify_one();
     }
 
     pub(crate) fn commit_failed(&self) {
@@ -156,6 +167,8 @@ impl Shared {
         let db = Arc::new(db);
         *self.db.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&db));
         tracing::warn!(path = %self.path.display(), "spool store reopened after an i/o failure");
+        // What was committed but not flushed is gone: recipients recorded in it are due again.
+        self.wake();
         Ok(db)
     }
 }
@@ -399,8 +412,30 @@ impl Spool {
         &self.inner.shared
     }
 
-    /// Sends one operation to the writer and waits for the commit that carries it.
+    /// Sends one operation to the writer and waits for the flushed commit that carries it.
     pub(crate) async fn execute<T, F>(&self, run: F) -> Result<T, SpoolError>
+    where
+        F: FnOnce(&mut writer::Tables<'_>, &mut writer::Ctx) -> Result<T, writer::OpError>
+            + Send
+            + 'static,
+        T: Send + 'static,
+    {
+        self.execute_flushing(run, Flush::BeforeAnswer).await
+    }
+
+    /// [`Spool::execute`] for a change whose loss in a crash costs no accepted mail: answered
+    /// once committed, on disk within `writer::FLUSH_WITHIN`.
+    pub(crate) async fn execute_lazily<T, F>(&self, run: F) -> Result<T, SpoolError>
+    where
+        F: FnOnce(&mut writer::Tables<'_>, &mut writer::Ctx) -> Result<T, writer::OpError>
+            + Send
+            + 'static,
+        T: Send + 'static,
+    {
+        self.execute_flushing(run, Flush::Within).await
+    }
+
+    async fn execute_flushing<T, F>(&self, run: F, flush: Flush) -> Result<T, SpoolError>
     where
         F: FnOnce(&mut writer::Tables<'_>, &mut writer::Ctx) -> Result<T, writer::OpError>
             + Send
@@ -414,7 +449,7 @@ impl Spool {
             .ok_or(SpoolError::WriterStopped)?;
         let (reply, answer) = oneshot::channel();
         commands
-            .send(Op::command(run, reply))
+            .send(Op::command(run, reply, flush))
             .await
             .map_err(|_| SpoolError::WriterStopped)?;
         answer.await.map_err(|_| SpoolError::WriterStopped)?
@@ -435,14 +470,17 @@ impl Spool {
     /// Applies delivery results and appends attempt records in one transaction, then releases
     /// the leases of the updated recipients. When the last recipient becomes final, the message
     /// is deleted in that same transaction. On error nothing is applied and the leases stay, so
-    /// the recipients are not handed out again before a restart or `release_leases`.
+    /// the recipients are not handed out again before `release_leases` or a restart.
+    ///
+    /// Answered once committed, without waiting for the flush: a crash before it (at most
+    /// 100 ms later) loses the outcome, and the recipients are attempted again.
     pub async fn record(
         &self,
         id: MessageId,
         updates: Vec<RecipientUpdate>,
         attempts: Vec<AttemptRecord>,
     ) -> Result<(), SpoolError> {
-        self.execute(move |t, ctx| writer::record(t, ctx, id, updates, attempts))
+        self.execute_lazily(move |t, ctx| writer::record(t, ctx, id, updates, attempts))
             .await
     }
 
@@ -508,11 +546,18 @@ impl Spool {
         Ok((bounced, report_id))
     }
 
-    /// Clears leases that `due` handed out for recipients the caller will not attempt now.
+    /// Clears leases that `due` handed out for recipients the caller will not attempt now, and
+    /// wakes whoever waits for work: they are due again at their scheduled time.
     pub fn release_leases(&self, id: MessageId, indexes: &[usize]) {
-        let mut leases = lock(&self.shared().leases);
-        for index in indexes.iter().filter_map(|&i| store::stored_index(i)) {
-            leases.remove(&(id, index));
+        let mut released = false;
+        {
+            let mut leases = lock(&self.shared().leases);
+            for index in indexes.iter().filter_map(|&i| store::stored_index(i)) {
+                released |= leases.remove(&(id, index));
+            }
+        }
+        if released {
+            self.shared().wake();
         }
     }
 

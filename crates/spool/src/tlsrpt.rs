@@ -227,7 +227,8 @@ impl Spool {
         sessions: Vec<TlsrptSession>,
         max_details: u32,
     ) -> Result<usize, SpoolError> {
-        self.execute(move |t, _| record_sessions(t, &sessions, max_details))
+        // Counts lost in a crash only make one day's report smaller: no flush is waited for.
+        self.execute_lazily(move |t, _| record_sessions(t, &sessions, max_details))
             .await
     }
 

@@ -261,6 +261,8 @@ pub struct SpoolStats {
     pub oldest_age: Option<Duration>,
     /// Write transactions committed since open.
     pub commits: u64,
+    /// Commits that ended with an fdatasync (the others reached the disk with a later one).
+    pub flushes: u64,
     /// Write transactions that failed and were aborted since open.
     pub failed_commits: u64,
     /// Operations carried by the committed transactions.

@@ -1,12 +1,15 @@
 //! The writer thread: the only place that opens write transactions. It takes every queued
-//! operation (up to `commit_batch_max`), applies them in one transaction, commits with
-//! `Durability::Immediate` (fdatasync) and only then answers each caller (group commit).
-//! A failed commit aborts the whole transaction, answers every caller in it with the error and
-//! leaves the thread running. The operations' rules (merging states, deleting finished
+//! operation (up to `commit_batch_max`), applies them in one transaction and commits (group
+//! commit). A batch holding an operation whose caller needs it on disk (a submission, an
+//! administrator's change) commits with `Durability::Immediate` (fdatasync) before any caller
+//! is answered. A batch of delivery outcomes alone commits without a flush; the next flushing
+//! commit carries it to disk, and the writer makes one itself at most [`FLUSH_WITHIN`] after
+//! the first unflushed commit. A failed commit aborts the whole transaction, answers every
+//! caller in it with the error and leaves the thread running. The operations' rules (merging states, deleting finished
 //! messages) live here too; reads for queries are left to `spool`.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use strictmx_protocol::ErrorChain;
@@ -31,6 +34,19 @@ pub(crate) const ADMIN_BOUNCE_STATUS: &str = "5.0.0";
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
 
+/// The longest a committed but unflushed change waits for the fdatasync that makes it durable.
+/// A crash inside that window loses at most the delivery outcomes recorded in it: those
+/// recipients are delivered again (SMTP is at-least-once), and nothing accepted is lost.
+pub(crate) const FLUSH_WITHIN: Duration = Duration::from_millis(100);
+
+/// When the caller may be answered: after the fdatasync, or once committed (flushed within
+/// [`FLUSH_WITHIN`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flush {
+    BeforeAnswer,
+    Within,
+}
+
 /// One unit of work for the writer, boxed so that each operation keeps its own answer type.
 pub(crate) type Command = Box<dyn Operation>;
 
@@ -44,6 +60,8 @@ pub(crate) trait Operation: Send {
     fn answer(self: Box<Self>);
     /// The transaction failed: send `error`, unless the operation was already rejected.
     fn fail(self: Box<Self>, error: SpoolError);
+    /// Whether the transaction carrying this operation must be flushed before answering.
+    fn flush(&self) -> Flush;
 }
 
 /// Why an operation did not apply.
@@ -71,6 +89,7 @@ pub(crate) struct Op<F, T> {
     run: Option<F>,
     reply: Reply<T>,
     result: Option<Result<T, SpoolError>>,
+    flush: Flush,
 }
 
 impl<F, T> Op<F, T>
@@ -78,11 +97,12 @@ where
     F: FnOnce(&mut Tables<'_>, &mut Ctx) -> Result<T, OpError> + Send + 'static,
     T: Send + 'static,
 {
-    pub(crate) fn command(run: F, reply: Reply<T>) -> Command {
+    pub(crate) fn command(run: F, reply: Reply<T>, flush: Flush) -> Command {
         Box::new(Op {
             run: Some(run),
             reply,
             result: None,
+            flush,
         })
     }
 }
@@ -117,6 +137,10 @@ where
             _ => Err(error),
         };
         let _ = self.reply.send(result);
+    }
+
+    fn flush(&self) -> Flush {
+        self.flush
     }
 }
 
@@ -169,6 +193,8 @@ pub(crate) struct Writer {
     shared: Arc<Shared>,
     ctx: Ctx,
     batch_max: usize,
+    /// When the oldest commit not yet flushed was made.
+    unflushed_since: Option<Instant>,
 }
 
 impl Writer {
@@ -181,27 +207,83 @@ impl Writer {
                 effects: Vec::new(),
             },
             batch_max: batch_max.max(1),
+            unflushed_since: None,
         }
     }
 
-    /// Runs until every sender is gone (the spool was dropped).
+    /// Runs until every sender is gone (the spool was dropped), then flushes what is left.
     pub(crate) fn run(mut self, mut commands: mpsc::Receiver<Command>) {
-        while let Some(first) = commands.blocking_recv() {
-            let mut batch = Vec::with_capacity(self.batch_max);
-            batch.push(first);
-            while batch.len() < self.batch_max {
-                match commands.try_recv() {
-                    Ok(command) => batch.push(command),
-                    Err(_) => break,
-                }
+        // A timer of its own, to wait for commands no longer than the flush deadline.
+        let timer = match tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+        {
+            Ok(timer) => timer,
+            Err(e) => {
+                tracing::error!(error = %ErrorChain(&e), "spool writer has no timer; every commit is flushed");
+                return self.run_flushing_always(commands);
             }
-            self.commit_batch(batch);
+        };
+        loop {
+            let first = match self.unflushed_since {
+                None => commands.blocking_recv(),
+                Some(since) => {
+                    let left = FLUSH_WITHIN.saturating_sub(since.elapsed());
+                    match timer
+                        .block_on(async { tokio::time::timeout(left, commands.recv()).await })
+                    {
+                        Ok(command) => command,
+                        Err(_) => {
+                            self.commit_batch(Vec::new(), Flush::BeforeAnswer);
+                            continue;
+                        }
+                    }
+                }
+            };
+            let Some(first) = first else { break };
+            let batch = self.gather(first, &mut commands);
+            let flush = match self.unflushed_since {
+                Some(since) if since.elapsed() >= FLUSH_WITHIN => Flush::BeforeAnswer,
+                _ => Flush::Within,
+            };
+            self.commit_batch(batch, flush);
+        }
+        if self.unflushed_since.is_some() {
+            self.commit_batch(Vec::new(), Flush::BeforeAnswer);
         }
     }
 
-    fn commit_batch(&mut self, mut batch: Vec<Command>) {
+    /// Without a timer nothing may wait for a later flush.
+    fn run_flushing_always(mut self, mut commands: mpsc::Receiver<Command>) {
+        while let Some(first) = commands.blocking_recv() {
+            let batch = self.gather(first, &mut commands);
+            self.commit_batch(batch, Flush::BeforeAnswer);
+        }
+    }
+
+    /// `first` and whatever else is already waiting, up to `batch_max`.
+    fn gather(&self, first: Command, commands: &mut mpsc::Receiver<Command>) -> Vec<Command> {
+        let mut batch = Vec::with_capacity(self.batch_max);
+        batch.push(first);
+        while batch.len() < self.batch_max {
+            match commands.try_recv() {
+                Ok(command) => batch.push(command),
+                Err(_) => break,
+            }
+        }
+        batch
+    }
+
+    /// Commits `batch` in one transaction, flushed when `flush` or any operation in it says
+    /// so. An empty batch with `Flush::BeforeAnswer` only flushes earlier commits.
+    fn commit_batch(&mut self, mut batch: Vec<Command>, flush: Flush) {
         let started = Instant::now();
         let operations = batch.len();
+        let flush = if batch.iter().any(|op| op.flush() == Flush::BeforeAnswer) {
+            Flush::BeforeAnswer
+        } else {
+            flush
+        };
         let db = match self.shared.database() {
             Ok(db) => db,
             Err(_) => match self.shared.reopen() {
@@ -217,13 +299,20 @@ impl Writer {
         };
         self.ctx.now = SystemTime::now();
         self.ctx.effects.clear();
-        match self.transact(&db, &mut batch) {
+        match self.transact(&db, &mut batch, flush) {
             Ok(()) => {
                 let latency = started.elapsed();
+                let flushed = flush == Flush::BeforeAnswer;
+                self.unflushed_since = match (flushed, self.unflushed_since) {
+                    (true, _) => None,
+                    (false, None) => Some(started),
+                    (false, since) => since,
+                };
                 let effects = std::mem::take(&mut self.ctx.effects);
-                self.shared.committed(effects, operations, latency);
+                self.shared.committed(effects, operations, latency, flushed);
                 tracing::debug!(
                     operations,
+                    flushed,
                     latency_us = latency.as_micros() as u64,
                     "spool commit"
                 );
@@ -246,9 +335,13 @@ impl Writer {
                 if latched {
                     // redb refuses every later operation after an I/O error until the
                     // database is closed and opened again; do that now so the next batch has
-                    // a chance (a full disk may have space again by then).
-                    if let Err(e) = self.shared.reopen() {
-                        tracing::error!(error = %ErrorChain(&e), "spool store could not be reopened");
+                    // a chance (a full disk may have space again by then). Reopening rereads
+                    // what reached the disk: nothing unflushed is left to flush.
+                    match self.shared.reopen() {
+                        Ok(_) => self.unflushed_since = None,
+                        Err(e) => {
+                            tracing::error!(error = %ErrorChain(&e), "spool store could not be reopened");
+                        }
                     }
                 }
             }
@@ -257,9 +350,17 @@ impl Writer {
 
     /// One write transaction over the whole batch. On error the transaction is dropped, which
     /// aborts it: nothing of the batch reaches the file.
-    fn transact(&mut self, db: &Database, batch: &mut [Command]) -> Result<(), redb::Error> {
+    fn transact(
+        &mut self,
+        db: &Database,
+        batch: &mut [Command],
+        flush: Flush,
+    ) -> Result<(), redb::Error> {
         let mut txn = db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
+        txn.set_durability(match flush {
+            Flush::BeforeAnswer => Durability::Immediate,
+            Flush::Within => Durability::None,
+        })?;
         {
             let mut tables = Tables::open(&txn)?;
             for op in batch.iter_mut() {

@@ -553,3 +553,50 @@ async fn the_data_directory_and_spool_file_are_private_to_their_owner() {
     assert_eq!(mode(&data), 0o700);
     assert_eq!(mode(&data.join("spool.redb")), 0o600);
 }
+
+#[tokio::test]
+async fn a_delivery_outcome_is_answered_before_its_flush_and_flushed_within_100_ms() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spool = open(dir.path());
+    let id = spool
+        .submit(envelope(&["a@x.test", "b@x.test"]), body(100))
+        .await
+        .expect("submit");
+    let after_submit = spool.stats();
+    assert_eq!(
+        after_submit.flushes, after_submit.commits,
+        "a submission is flushed"
+    );
+
+    spool
+        .record(id, vec![deferred(0, SystemTime::now(), 1)], vec![])
+        .await
+        .expect("record");
+    let after_record = spool.stats();
+    assert_eq!(after_record.commits, after_submit.commits + 1);
+    assert_eq!(
+        after_record.flushes, after_submit.flushes,
+        "answered unflushed"
+    );
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        spool.stats().flushes,
+        after_submit.flushes + 1,
+        "the writer flushed it by itself"
+    );
+
+    // A submission right after an outcome carries both in one flush, and no later flush is
+    // needed.
+    spool
+        .record(id, vec![deferred(1, SystemTime::now(), 1)], vec![])
+        .await
+        .expect("record");
+    spool
+        .submit(envelope(&["c@x.test"]), body(100))
+        .await
+        .expect("submit");
+    let carried = spool.stats();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(spool.stats().flushes, carried.flushes);
+}

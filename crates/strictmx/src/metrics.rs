@@ -78,6 +78,10 @@ const METRICS: &[(&str, &str)] = &[
     ),
     ("strictmx_spool_commits", "spool commits since start"),
     (
+        "strictmx_spool_flushes",
+        "spool commits that ended with an fdatasync since start",
+    ),
+    (
         "strictmx_spool_failed_commits",
         "failed spool commits since start",
     ),
@@ -195,6 +199,7 @@ pub async fn sample_spool(spool: Spool, token: CancellationToken) {
         metrics::gauge!("strictmx_queue_oldest_age_seconds")
             .set(stats.oldest_age.map_or(0.0, |d| d.as_secs_f64()));
         metrics::gauge!("strictmx_spool_commits").set(stats.commits as f64);
+        metrics::gauge!("strictmx_spool_flushes").set(stats.flushes as f64);
         metrics::gauge!("strictmx_spool_failed_commits").set(stats.failed_commits as f64);
         metrics::gauge!("strictmx_spool_commit_seconds_sum")
             .set(stats.total_commit_latency.as_secs_f64());

@@ -6,10 +6,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use strictmx_protocol::ErrorChain;
-use strictmx_spool::{MessageId, MessageIdDisplay, RecipientState, RecipientUpdate, SpoolError};
+use strictmx_spool::{
+    AttemptRecord, MessageId, MessageIdDisplay, RecipientState, RecipientUpdate, SpoolError,
+};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::dispatch::{PendingMessage, Reach, TaskDone};
@@ -23,6 +25,13 @@ use crate::job::{
 const EXPIRED_STATUS: &str = "5.4.7";
 /// RFC 3463 §3.5: X.4.1, "no answer from host", for a job that never reported.
 const NO_ANSWER_STATUS: &str = "4.4.1";
+/// The pauses before recording a job's outcome again after a transient spool failure.
+const RECORD_RETRIES: [Duration; 4] = [
+    Duration::from_millis(50),
+    Duration::from_millis(250),
+    Duration::from_secs(1),
+    Duration::from_secs(5),
+];
 
 /// Runs one job for `domain`; the permits are its connection slots, released when it ends.
 pub(super) async fn run_job<D: Deliver>(
@@ -176,16 +185,18 @@ async fn settle<D>(
     missing: &Diagnostic,
 ) {
     let id = message.id;
+    let indexes: Vec<usize> = message.recipients.iter().map(|r| r.index).collect();
     let stored = match context.spool.message(id) {
         Ok(Some(stored)) => stored,
-        Ok(None) => return,
+        // Deleted meanwhile by an administrator: nothing left to record.
+        Ok(None) => return context.spool.release_leases(id, &indexes),
         Err(source) => {
             let error = QueueError::Message {
                 id: MessageIdDisplay(id),
                 source,
             };
-            tracing::error!(msg_id = %MessageIdDisplay(id), error = %ErrorChain(&error), "outcome not recorded");
-            return;
+            tracing::error!(msg_id = %MessageIdDisplay(id), domain, error = %ErrorChain(&error), "outcome not recorded; its recipients are queued again");
+            return context.spool.release_leases(id, &indexes);
         }
     };
     let (outcomes, attempts) = match report {
@@ -221,7 +232,7 @@ async fn settle<D>(
     }
     send_dsns(context, message, &mut settlement, now).await;
     let counts = settlement.counts;
-    match context.spool.record(id, settlement.updates, attempts).await {
+    match record(context, id, settlement.updates, attempts).await {
         Ok(()) => {
             metrics::counter!("strictmx_messages_delivered_total").increment(counts.delivered);
             metrics::counter!("strictmx_messages_deferred_total").increment(counts.deferred);
@@ -234,12 +245,44 @@ async fn settle<D>(
             }
             metrics::counter!("strictmx_messages_bounced_total").increment(counts.bounced);
         }
+        // Deleted meanwhile by an administrator.
+        Err(SpoolError::NotFound { .. }) => context.spool.release_leases(id, &indexes),
         Err(source) => {
             let error = QueueError::Record {
                 id: MessageIdDisplay(id),
                 source,
             };
-            tracing::error!(msg_id = %MessageIdDisplay(id), domain, error = %ErrorChain(&error), "outcome not recorded");
+            // SMTP is at-least-once: the recipients are handed out again rather than kept
+            // leased, so a delivered one may be delivered twice, and none is stuck.
+            tracing::error!(msg_id = %MessageIdDisplay(id), domain, error = %ErrorChain(&error), "outcome not recorded; its recipients are queued again");
+            context.spool.release_leases(id, &indexes);
+        }
+    }
+}
+
+/// `Spool::record`, tried again after [`RECORD_RETRIES`] pauses when the failure is transient
+/// (a failed commit, a store reopening after an I/O error).
+async fn record<D>(
+    context: &Context<D>,
+    id: MessageId,
+    updates: Vec<RecipientUpdate>,
+    attempts: Vec<AttemptRecord>,
+) -> Result<(), SpoolError> {
+    let mut pauses = RECORD_RETRIES.iter();
+    loop {
+        match context
+            .spool
+            .record(id, updates.clone(), attempts.clone())
+            .await
+        {
+            Err(error) if error.is_transient() => match pauses.next() {
+                Some(pause) => {
+                    tracing::warn!(msg_id = %MessageIdDisplay(id), error = %ErrorChain(&error), retry_in_ms = pause.as_millis() as u64, "outcome not recorded yet; trying again");
+                    tokio::time::sleep(*pause).await;
+                }
+                None => return Err(error),
+            },
+            done => return done,
         }
     }
 }
@@ -457,7 +500,8 @@ pub(super) async fn reschedule<D>(
                     id: MessageIdDisplay(id),
                     source,
                 };
-                tracing::error!(msg_id = %MessageIdDisplay(id), error = %ErrorChain(&error), "not rescheduled");
+                tracing::error!(msg_id = %MessageIdDisplay(id), error = %ErrorChain(&error), "not rescheduled; its recipients are queued again");
+                context.spool.release_leases(id, &indexes);
                 continue;
             }
         };
@@ -481,12 +525,13 @@ pub(super) async fn reschedule<D>(
                 _ => None,
             })
             .collect();
-        if let Err(source) = context.spool.record(id, updates, Vec::new()).await {
+        if let Err(source) = record(&context, id, updates, Vec::new()).await {
             let error = QueueError::Record {
                 id: MessageIdDisplay(id),
                 source,
             };
-            tracing::error!(msg_id = %MessageIdDisplay(id), error = %ErrorChain(&error), "not rescheduled");
+            tracing::error!(msg_id = %MessageIdDisplay(id), error = %ErrorChain(&error), "not rescheduled; its recipients are queued again");
+            context.spool.release_leases(id, &indexes);
         }
     }
     TaskDone::Rescheduled
