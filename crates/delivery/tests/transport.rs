@@ -1676,3 +1676,43 @@ async fn replaced_routes_take_effect_for_the_next_job_and_a_catch_all_takes_ever
     assert_eq!(first.transactions().len(), 1);
     assert_eq!(second.transactions().len(), 1);
 }
+
+#[tokio::test]
+async fn a_large_body_is_sent_in_pieces_and_arrives_unchanged_with_its_leading_dots() {
+    // Lines that start with a dot fall on both sides of the 64 KiB piece boundary (the test
+    // receiver takes up to 100,000 octets).
+    let mut body = b"Subject: large\r\n\r\n".to_vec();
+    let mut n = 0;
+    while body.len() < 96 * 1024 {
+        let line = if n % 7 == 0 {
+            format!(".dotted line {n}\r\n")
+        } else {
+            format!("line {n} with some text to fill the message body\r\n")
+        };
+        body.extend_from_slice(line.as_bytes());
+        n += 1;
+    }
+    body.extend_from_slice(b".");
+    let receiver = Receiver::start(Behaviour::plain()).await;
+    let transport = transport(settings(
+        receiver.addr.port(),
+        DefaultRequirement::Opportunistic,
+    ));
+    let report = transport
+        .deliver(job(vec![message(
+            1,
+            "alice@src.test",
+            &["bob@dest.test"],
+            &body,
+        )]))
+        .await;
+    let outcome = outcomes(&report, 0);
+    assert!(
+        matches!(outcome[..], [RecipientOutcome::Delivered { .. }]),
+        "{outcome:?}"
+    );
+    let seen = receiver.transactions();
+    let mut expected = body.clone();
+    expected.extend_from_slice(b"\r\n");
+    assert_eq!(seen[0].body, expected, "the final lone dot gets its CRLF");
+}

@@ -152,26 +152,68 @@ impl DataReader {
     }
 }
 
-/// Dot-stuff a message for sending after DATA (RFC 5321 §4.5.2): a line starting with `.` gets
-/// another `.`, and the result ends with CRLF. The caller sends `.` CRLF after it.
-pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + body.len() / 64 + 2);
-    let mut line_start = true;
-    for &byte in body {
-        if line_start && byte == b'.' {
-            out.push(b'.');
+/// Dot-stuffs a message for sending after DATA (RFC 5321 §4.5.2), a piece at a time, so that a
+/// large message goes through a small buffer: a line starting with `.` gets another `.`, and
+/// [`DotStuffer::finish`] ends the content with CRLF; the caller then sends `.` CRLF. The
+/// pieces may be cut anywhere, also between CR and LF or before a leading dot.
+#[derive(Debug, Clone)]
+pub struct DotStuffer {
+    line_start: bool,
+    /// The last two octets pushed (fewer at the start).
+    tail: [u8; 2],
+    pushed: bool,
+}
+
+impl Default for DotStuffer {
+    fn default() -> Self {
+        DotStuffer {
+            line_start: true,
+            tail: [0; 2],
+            pushed: false,
         }
-        out.push(byte);
-        line_start = byte == b'\n';
     }
-    if !body.is_empty() && !out.ends_with(b"\r\n") {
-        if out.ends_with(b"\r") {
+}
+
+impl DotStuffer {
+    /// Appends the stuffed form of `piece` to `out`.
+    pub fn push(&mut self, mut piece: &[u8], out: &mut Vec<u8>) {
+        match piece {
+            [] => return,
+            [only] => self.tail = [self.tail[1], *only],
+            [.., before, last] => self.tail = [*before, *last],
+        }
+        self.pushed = true;
+        while let Some(&first) = piece.first() {
+            if self.line_start && first == b'.' {
+                out.push(b'.');
+            }
+            match piece.iter().position(|&b| b == b'\n') {
+                Some(end) => {
+                    out.extend_from_slice(&piece[..=end]);
+                    piece = &piece[end + 1..];
+                    self.line_start = true;
+                }
+                None => {
+                    out.extend_from_slice(piece);
+                    self.line_start = false;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Ends the content with CRLF if it does not already (a lone CR gets its LF).
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if !self.pushed || self.tail == *b"\r\n" {
+            return;
+        }
+        if self.tail[1] == b'\r' {
             out.push(b'\n');
         } else {
             out.extend_from_slice(b"\r\n");
         }
+        self.tail = *b"\r\n";
     }
-    out
 }
 
 /// Whether the content has any octet above 127, which needs 8BITMIME (RFC 6152) on relay.
@@ -342,6 +384,63 @@ mod tests {
         for (body, stuffed) in cases {
             assert_eq!(dot_stuff(body), *stuffed, "{body:?}");
         }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn stuffing_in_pieces_equals_stuffing_at_once(
+            body in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just(b'.'),
+                    proptest::strategy::Just(b'\r'),
+                    proptest::strategy::Just(b'\n'),
+                    proptest::strategy::Just(b'x'),
+                ],
+                0..64,
+            ),
+            cuts in proptest::collection::vec(0usize..64, 0..6),
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(body.len())).collect();
+            cuts.sort_unstable();
+            let mut stuffer = DotStuffer::default();
+            let mut out = Vec::new();
+            let mut from = 0;
+            for cut in cuts.into_iter().chain([body.len()]) {
+                stuffer.push(&body[from..cut], &mut out);
+                from = cut;
+            }
+            stuffer.finish(&mut out);
+            proptest::prop_assert_eq!(out, reference_stuff(&body));
+        }
+    }
+
+    fn dot_stuff(body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut stuffer = DotStuffer::default();
+        stuffer.push(body, &mut out);
+        stuffer.finish(&mut out);
+        out
+    }
+
+    /// RFC 5321 §4.5.2 octet by octet, the way the stuffer must behave.
+    fn reference_stuff(body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut line_start = true;
+        for &byte in body {
+            if line_start && byte == b'.' {
+                out.push(b'.');
+            }
+            out.push(byte);
+            line_start = byte == b'\n';
+        }
+        if !body.is_empty() && !out.ends_with(b"\r\n") {
+            if out.ends_with(b"\r") {
+                out.push(b'\n');
+            } else {
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        out
     }
 
     #[test]

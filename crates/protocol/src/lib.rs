@@ -20,7 +20,7 @@ pub use address::{
 };
 pub use chain::ErrorChain;
 pub use command::{AuthMechanism, Command};
-pub use data::{DataProgress, DataReader, dot_stuff, is_8bit};
+pub use data::{DataProgress, DataReader, DotStuffer, is_8bit};
 pub use error::ProtocolError;
 pub use line::{LineScan, scan_line};
 pub use params::{BodyType, DsnRet, MailParams, Notify, Orcpt, RcptParams};

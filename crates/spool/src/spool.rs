@@ -767,6 +767,7 @@ fn due_message(
     }
     Ok(DueMessage {
         id,
+        size: record.size,
         envelope: Arc::new(record.envelope),
         recipients: due,
     })

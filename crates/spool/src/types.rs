@@ -192,6 +192,8 @@ pub struct DueMessage {
     pub id: MessageId,
     pub envelope: Arc<Envelope>,
     pub recipients: Vec<DueRecipient>,
+    /// The body's size in octets, known without reading it.
+    pub size: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

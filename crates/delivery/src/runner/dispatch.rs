@@ -18,6 +18,9 @@ use crate::job::Deliver;
 const PENDING_BATCHES: usize = 4;
 /// A destination without work, failures or jobs is forgotten after this long.
 const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
+/// A job takes messages until their bodies add up to this many octets (at least one message):
+/// a job holds its bodies in memory, so this times `max_connections` bounds delivery's memory.
+const JOB_BODY_BUDGET: u64 = 16 * 1024 * 1024;
 
 /// What one look at the spool found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +58,7 @@ pub(super) struct PendingMessage {
     pub(super) id: MessageId,
     pub(super) envelope: Arc<Envelope>,
     pub(super) recipients: Vec<DueRecipient>,
+    pub(super) size: u64,
 }
 
 #[derive(Debug)]
@@ -203,6 +207,7 @@ impl Dispatcher {
                 id: message.id,
                 envelope: Arc::clone(&message.envelope),
                 recipients,
+                size: message.size,
             });
             self.pending_messages += 1;
         }
@@ -247,7 +252,10 @@ impl Dispatcher {
                     break;
                 };
                 let take = if destination.reachable {
-                    destination.pending.len().div_ceil(jobs - started)
+                    within_budget(
+                        &destination.pending,
+                        destination.pending.len().div_ceil(jobs - started),
+                    )
                 } else {
                     1
                 };
@@ -322,6 +330,21 @@ impl Dispatcher {
     }
 }
 
+/// How many of the first `wanted` pending messages one job takes: as many as fit in
+/// [`JOB_BODY_BUDGET`], and at least one.
+fn within_budget(pending: &VecDeque<PendingMessage>, wanted: usize) -> usize {
+    let mut total = 0u64;
+    let mut take = 0;
+    for message in pending.iter().take(wanted) {
+        total = total.saturating_add(message.size);
+        if take > 0 && total > JOB_BODY_BUDGET {
+            break;
+        }
+        take += 1;
+    }
+    take.max(1)
+}
+
 /// One global and one per-destination connection slot, or nothing.
 fn acquire(
     global: &Arc<Semaphore>,
@@ -384,6 +407,47 @@ pub(super) fn destination_backoff(settings: &QueueSettings, failures: u32) -> Du
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pending(sizes: &[u64]) -> VecDeque<PendingMessage> {
+        let envelope = Arc::new(Envelope {
+            mail_from: String::new(),
+            params: strictmx_protocol::MailParams::default(),
+            recipients: Vec::new(),
+            received_at: SystemTime::UNIX_EPOCH,
+            client: strictmx_spool::ClientInfo {
+                ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                helo: "client.test".to_owned(),
+                auth_user: None,
+                tls: None,
+            },
+            kind: strictmx_spool::MessageKind::Normal,
+        });
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(n, &size)| PendingMessage {
+                id: n as MessageId,
+                envelope: Arc::clone(&envelope),
+                recipients: Vec::new(),
+                size,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_job_takes_messages_up_to_its_body_budget_and_always_one() {
+        const MIB: u64 = 1024 * 1024;
+        let table: [(&[u64], usize, usize); 5] = [
+            (&[2048; 10], 10, 10),
+            (&[2048; 10], 4, 4),
+            (&[10 * MIB, 10 * MIB, 10 * MIB], 3, 1),
+            (&[6 * MIB, 6 * MIB, 6 * MIB], 3, 2),
+            (&[40 * MIB], 1, 1),
+        ];
+        for (sizes, wanted, take) in table {
+            assert_eq!(within_budget(&pending(sizes), wanted), take, "{sizes:?}");
+        }
+    }
 
     #[test]
     fn destination_backoff_doubles_from_one_minute_up_to_the_retry_cap() {

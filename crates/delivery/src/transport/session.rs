@@ -16,7 +16,9 @@ use rustls::pki_types::ServerName;
 use strictmx_policy::{
     PeerAuth, PeerFacts, PeerFailure, PlannedHost, TlsRequirement, judge_peer, pin_anchor_names,
 };
-use strictmx_protocol::{BodyType, DsnRet, MailParams, Notify, RcptParams, Reply, xtext_encode};
+use strictmx_protocol::{
+    BodyType, DotStuffer, DsnRet, MailParams, Notify, RcptParams, Reply, xtext_encode,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::client::TlsStream;
@@ -25,6 +27,9 @@ use crate::transport::error::{Stage, TransportError};
 use crate::transport::tls::{CertificateCheck, CertificateChecks, TlsInfo, TlsSetup, version_name};
 use crate::transport::wire::{Capabilities, Conn};
 use crate::transport::{RouteCredentials, TransportSettings};
+
+/// About how much of a message's content is stuffed and sent at once.
+const DATA_CHUNK: usize = 64 * 1024;
 
 /// The time limits of one session, copied from the settings.
 #[derive(Debug, Clone, Copy)]
@@ -581,10 +586,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MailSession<S> {
             self.conn.read_reply(Stage::EndOfData, limit).await?;
             return Ok(None);
         }
-        // RFC 5321 §4.5.2: dot-stuffing; the content then ends with CRLF "." CRLF.
-        let mut content = strictmx_protocol::dot_stuff(body);
-        content.extend_from_slice(b".\r\n");
-        self.conn.send(Stage::Data, &content, limit).await?;
+        // RFC 5321 §4.5.2: dot-stuffing; the content then ends with CRLF "." CRLF. Sent through
+        // a buffer of about DATA_CHUNK octets, never a stuffed copy of the whole message; the
+        // time limit applies to each send (RFC 5321 §4.5.3.2.5).
+        let mut stuffer = DotStuffer::default();
+        let mut buffer = Vec::with_capacity(body.len().min(DATA_CHUNK) + DATA_CHUNK / 32 + 5);
+        for piece in body.chunks(DATA_CHUNK) {
+            stuffer.push(piece, &mut buffer);
+            if buffer.len() >= DATA_CHUNK {
+                self.conn.send(Stage::Data, &buffer, limit).await?;
+                buffer.clear();
+            }
+        }
+        stuffer.finish(&mut buffer);
+        buffer.extend_from_slice(b".\r\n");
+        self.conn.send(Stage::Data, &buffer, limit).await?;
         Ok(Some(self.conn.read_reply(Stage::EndOfData, limit).await?))
     }
 
