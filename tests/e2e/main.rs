@@ -4,6 +4,7 @@
 
 mod cli;
 mod crash;
+mod dkim;
 mod lab_mx;
 mod policy;
 mod relay;
