@@ -8,6 +8,7 @@ mod dkim;
 mod lab_mx;
 mod policy;
 mod relay;
+mod smarthost;
 mod tlsrpt;
 
 use std::path::{Path, PathBuf};
