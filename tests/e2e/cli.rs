@@ -255,3 +255,45 @@ fn serve_refuses_an_invalid_configuration_before_binding_anything() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("listener[0].address"));
 }
+
+// Issue 13: when the MX lookup fails, `explain` still shows the trail (the failure with its
+// RFC 5321 §5.1 consequence, the matching rules) and the wait in humantime, not Debug form.
+#[tokio::test]
+async fn explain_shows_the_why_trail_and_matching_rules_when_the_mx_lookup_fails() {
+    let dir = TestDir::new("explain-mxfail").unwrap();
+    // The harness points DNS at a loopback port where nothing listens (1 s, 1 attempt).
+    let rules = "[[rule]]\nname = \"bank\"\ndomains = [\"bank.test\"]\nrequire = \"verified\"\n\n\
+                 [[rule]]\nname = \"elsewhere\"\ndomains = [\"other.test\"]\nrequire = \"verified\"\n";
+    let relay = Relay::start(bin(), dir.path(), rules).await.unwrap();
+    let out = relay.cli(&["explain", "bank.test"]).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(75), "{stdout}");
+    for expected in [
+        "Decision: DEFER (try again later): MX lookup for bank.test",
+        "Why:\n  - MX lookup failed: ",
+        "a temporary failure, so the mail is queued and retried later (RFC 5321 §5.1)",
+        "  - matching rule(s): bank\n",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    assert!(!stdout.contains("elsewhere"), "{stdout}");
+    if stdout.contains("timed out after") {
+        assert!(stdout.contains("timed out after 1s"), "{stdout}");
+        assert!(
+            !stdout.contains("timed out after 1."),
+            "Debug form: {stdout}"
+        );
+    }
+    let json = relay.cli(&["explain", "bank.test", "--json"]).unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["outcome"]["kind"], "defer", "{value}");
+    assert!(
+        value["outcome"]["why"]
+            .as_array()
+            .is_some_and(|why| why.iter().any(|w| w == "matching rule(s): bank")),
+        "{value}"
+    );
+}

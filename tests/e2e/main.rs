@@ -4,9 +4,11 @@
 
 mod cli;
 mod crash;
+mod dkim;
 mod lab_mx;
 mod policy;
 mod relay;
+mod smarthost;
 mod tlsrpt;
 
 use std::path::{Path, PathBuf};

@@ -656,3 +656,32 @@ async fn the_metrics_endpoint_counts_sessions_accepted_messages_and_delivery_att
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+// Issue 13: with its resolver dead (a closed loopback UDP port) and the default DNS timeouts
+// (5 s, 2 attempts), the relay greets and accepts mail at once; the DNSSEC self-test runs in
+// the background instead of holding the listeners back for 10 s or more.
+#[tokio::test]
+async fn a_relay_whose_resolver_is_dead_greets_and_accepts_mail_within_two_seconds_of_start() {
+    let dir = TestDir::new("deaddns").unwrap();
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead = closed.local_addr().unwrap();
+    drop(closed);
+    let config = format!("[dns]\nnameservers = [\"{dead}\"]\ntimeout = \"5s\"\nattempts = 2\n\n");
+    let started = std::time::Instant::now();
+    let relay = Relay::start(bin(), dir.path(), &config).await.unwrap();
+    let mut client = Client::connect(relay.smtp).await.unwrap();
+    let reply = client
+        .send_mail(
+            "app@src.test",
+            &["user@dest.test"],
+            &message("app@src.test", "user@dest.test", "dead dns"),
+        )
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(reply.code, 250, "{reply:?}");
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "greeting and acceptance took {elapsed:?}"
+    );
+}

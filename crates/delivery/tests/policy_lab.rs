@@ -450,6 +450,7 @@ async fn a_rule_that_relaxes_a_published_policy_delivers_to_a_broken_certificate
     let attempt = last_attempt(&report);
     assert_eq!(attempt.policy, "rule-relaxed");
     assert_eq!(attempt.requirement.as_deref(), Some("encrypted"));
+    assert_eq!(attempt.rules, ["partner with a broken certificate"]);
 }
 
 #[tokio::test]

@@ -199,6 +199,7 @@ fn report(job: &DeliveryJob, answer: Scripted) -> DeliveryReport {
                     cert_verified: None,
                     auth: PeerAuth::None,
                     policy: "test".to_owned(),
+                    rules: Vec::new(),
                     requirement: None,
                     result_type: None,
                     recipients: message.recipients.iter().map(|r| r.index).collect(),

@@ -38,6 +38,8 @@ pub(crate) struct Shared<Q> {
     /// lock across an await.
     users: RwLock<Arc<Users>>,
     tls: RwLock<Option<TlsAcceptor>>,
+    /// The `[[dkim]]` keys in force; `settings.dkim` holds the ones the server started with.
+    dkim: RwLock<Arc<[crate::DkimKey]>>,
     pub(crate) auth_throttle: AuthThrottle,
     pub(crate) body_budget: BodyBudget,
     sessions: Arc<Semaphore>,
@@ -59,6 +61,11 @@ impl<Q> Shared<Q> {
         Arc::clone(&self.users.read().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// The DKIM keys in force now.
+    pub(crate) fn dkim(&self) -> Arc<[crate::DkimKey]> {
+        Arc::clone(&self.dkim.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
     /// The server certificate in force now; `None` offers no TLS.
     pub(crate) fn tls(&self) -> Option<TlsAcceptor> {
         self.tls
@@ -69,8 +76,8 @@ impl<Q> Shared<Q> {
 }
 
 /// Changes what a running server authenticates with, without a restart: the users (and the
-/// users file's contents) and the server certificate and key (a renewal). Sessions already
-/// past their handshake or AUTH keep what they had.
+/// users file's contents), the server certificate and key (a renewal) and the DKIM keys.
+/// Sessions already past their handshake or AUTH keep what they had.
 #[derive(Clone)]
 pub struct InboundHandle {
     shared: Arc<dyn Reloadable>,
@@ -86,6 +93,7 @@ impl std::fmt::Debug for InboundHandle {
 trait Reloadable: Send + Sync {
     fn replace_users(&self, users: &[crate::User]) -> Result<(), InboundError>;
     fn replace_tls(&self, tls: &crate::ServerTlsSettings) -> Result<bool, InboundError>;
+    fn replace_dkim(&self, keys: &[crate::DkimKey]);
 }
 
 impl<Q: Queue> Reloadable for Shared<Q> {
@@ -104,6 +112,10 @@ impl<Q: Queue> Reloadable for Shared<Q> {
         *current = Some(crate::tls::acceptor(tls)?);
         Ok(true)
     }
+
+    fn replace_dkim(&self, keys: &[crate::DkimKey]) {
+        *self.dkim.write().unwrap_or_else(PoisonError::into_inner) = keys.into();
+    }
 }
 
 impl InboundHandle {
@@ -117,6 +129,12 @@ impl InboundHandle {
     /// the old certificate stays.
     pub fn replace_tls(&self, tls: &crate::ServerTlsSettings) -> Result<bool, InboundError> {
         self.shared.replace_tls(tls)
+    }
+
+    /// Put in force new DKIM keys (already loaded and checked, as configuration does):
+    /// messages accepted afterwards are signed with them.
+    pub fn replace_dkim(&self, keys: &[crate::DkimKey]) {
+        self.shared.replace_dkim(keys);
     }
 }
 
@@ -168,6 +186,7 @@ impl<Q: Queue> Inbound<Q> {
             body_budget: BodyBudget::new(settings.limits.max_body_memory),
             sessions: Arc::new(Semaphore::new(settings.limits.max_sessions)),
             per_ip: Mutex::new(HashMap::new()),
+            dkim: RwLock::new(settings.dkim.as_slice().into()),
             settings,
             queue,
             users: RwLock::new(users),

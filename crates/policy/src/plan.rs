@@ -171,6 +171,9 @@ pub struct DeliveryPlan {
     /// In the order they must be tried.
     pub candidates: Vec<PlannedHost>,
     pub policy: PolicyLabel,
+    /// The names of the administrator rules that matched this message and domain, in file
+    /// order; recorded in every attempt record, so `policy = "rule"` says which rule.
+    pub rules: Vec<String>,
     /// Set only when the settings allow it and the plan is opportunistic (see
     /// [`DeliveryPlan::allows_plaintext_after_failed_handshake`]).
     pub insecure_plaintext_fallback: bool,
@@ -215,6 +218,8 @@ pub enum PlanOutcome {
     Bounce {
         status: String,
         reason: String,
+        /// The trail of decisions that led here (the MX answer, matching rules), as in a plan.
+        why: Vec<String>,
     },
     /// Try again later; nothing was decided against the mail.
     Defer {
@@ -223,7 +228,40 @@ pub enum PlanOutcome {
         /// not about particular hosts.
         #[serde(skip_serializing_if = "Vec::is_empty")]
         policy_failures: Vec<HostPolicyFailure>,
+        /// The trail of decisions that led here, as in a plan.
+        why: Vec<String>,
     },
+}
+
+impl PlanOutcome {
+    /// The decision trail, whatever the outcome.
+    pub fn why(&self) -> &[String] {
+        match self {
+            PlanOutcome::Deliver(plan) => &plan.why,
+            PlanOutcome::Bounce { why, .. } | PlanOutcome::Defer { why, .. } => why,
+        }
+    }
+
+    /// Gives a bounce or deferral `trail`, the steps taken before it; a plan keeps its own.
+    fn with_trail(self, trail: Vec<String>) -> PlanOutcome {
+        match self {
+            PlanOutcome::Deliver(plan) => PlanOutcome::Deliver(plan),
+            PlanOutcome::Bounce { status, reason, .. } => PlanOutcome::Bounce {
+                status,
+                reason,
+                why: trail,
+            },
+            PlanOutcome::Defer {
+                reason,
+                policy_failures,
+                ..
+            } => PlanOutcome::Defer {
+                reason,
+                policy_failures,
+                why: trail,
+            },
+        }
+    }
 }
 
 /// Plans delivery to `domain` from what DNS said about its mail exchangers.
@@ -231,7 +269,7 @@ pub fn plan(domain: &str, facts: &MxFacts, settings: &PolicySettings) -> PlanOut
     let mut why = Vec::new();
     match mx_candidates(domain, facts, &mut why) {
         Ok(hosts) => PlanOutcome::Deliver(with_default_requirement(domain, hosts, settings, why)),
-        Err(outcome) => outcome,
+        Err(outcome) => (*outcome).with_trail(why),
     }
 }
 
@@ -240,36 +278,52 @@ fn mx_candidates(
     domain: &str,
     facts: &MxFacts,
     why: &mut Vec<String>,
-) -> Result<Vec<MxHost>, PlanOutcome> {
+) -> Result<Vec<MxHost>, Box<PlanOutcome>> {
     let hosts = match facts {
         // RFC 7505 §3: a null MX means the domain accepts no mail: fail at once with 5.1.10.
         MxFacts::Null => {
-            return Err(PlanOutcome::Bounce {
-                status: "5.1.10".to_owned(),
-                reason: format!("{domain} publishes a null MX and accepts no mail (RFC 7505)"),
-            });
+            why.push(format!(
+                "{domain} publishes a null MX: it accepts no mail (RFC 7505 §3), so the mail \
+                 bounces at once"
+            ));
+            return Err(Box::new(bounce(
+                "5.1.10",
+                format!("{domain} publishes a null MX and accepts no mail (RFC 7505)"),
+            )));
         }
         // RFC 5321 §5.1: a non-existent domain "MUST be reported as an error".
         MxFacts::NoSuchDomain => {
-            return Err(PlanOutcome::Bounce {
-                status: "5.1.2".to_owned(),
-                reason: format!("{domain} does not exist (NXDOMAIN)"),
-            });
+            why.push(format!(
+                "MX lookup: {domain} does not exist (NXDOMAIN); a permanent answer, which RFC \
+                 5321 §5.1 says must be reported as an error: bounce"
+            ));
+            return Err(Box::new(bounce(
+                "5.1.2",
+                format!("{domain} does not exist (NXDOMAIN)"),
+            )));
         }
         // RFC 5321 §4.1.2: only a host name can be looked up; RFC 3463 X.1.3: bad address syntax.
         MxFacts::NotAHostName { reason } => {
-            return Err(PlanOutcome::Bounce {
-                status: "5.1.3".to_owned(),
-                reason: format!("{domain} is not a valid host name: {reason}"),
-            });
+            why.push(format!(
+                "{domain} is not a host name (RFC 5321 §4.1.2), so nothing was looked up: bounce"
+            ));
+            return Err(Box::new(bounce(
+                "5.1.3",
+                format!("{domain} is not a valid host name: {reason}"),
+            )));
         }
         // RFC 5321 §5.1: a temporary error means the message "MUST be queued and retried later".
         // The reason already names the lookup and the domain ("MX lookup for x timed out").
         MxFacts::Unavailable { reason } => {
-            return Err(PlanOutcome::Defer {
+            why.push(format!(
+                "MX lookup failed: {reason}; a temporary failure, so the mail is queued and \
+                 retried later (RFC 5321 §5.1)"
+            ));
+            return Err(Box::new(PlanOutcome::Defer {
                 reason: reason.clone(),
                 policy_failures: Vec::new(),
-            });
+                why: Vec::new(),
+            }));
         }
         // RFC 5321 §5.1: no MX records, so the domain itself acts as an MX with preference 0.
         MxFacts::Implicit { host } => {
@@ -284,14 +338,27 @@ fn mx_candidates(
             None => {
                 // RFC 5321 §5.1: "If MX records are present, but none of them are usable, this
                 // situation MUST be reported as an error."
-                return Err(PlanOutcome::Bounce {
-                    status: "5.4.4".to_owned(),
-                    reason: format!("no usable MX host for {domain}"),
-                });
+                why.push(
+                    "MX records present but none usable: an error (RFC 5321 §5.1): bounce"
+                        .to_owned(),
+                );
+                return Err(Box::new(bounce(
+                    "5.4.4",
+                    format!("no usable MX host for {domain}"),
+                )));
             }
         },
     };
     Ok(hosts)
+}
+
+/// A bounce whose trail [`PlanOutcome::with_trail`] fills in.
+fn bounce(status: &str, reason: String) -> PlanOutcome {
+    PlanOutcome::Bounce {
+        status: status.to_owned(),
+        reason,
+        why: Vec::new(),
+    }
 }
 
 /// Plans delivery of `domain` to a configured next hop instead of its MX hosts.
@@ -387,6 +454,7 @@ fn with_default_requirement(
         domain: domain.to_owned(),
         candidates,
         policy,
+        rules: Vec::new(),
         insecure_plaintext_fallback: fallback,
         requiretls: false,
         policy_failures: Vec::new(),

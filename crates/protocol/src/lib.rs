@@ -7,6 +7,7 @@ mod address;
 mod chain;
 mod command;
 mod data;
+mod duration;
 mod error;
 mod line;
 mod params;
@@ -21,6 +22,7 @@ pub use address::{
 pub use chain::ErrorChain;
 pub use command::{AuthMechanism, Command};
 pub use data::{DataProgress, DataReader, DotStuffer, is_8bit};
+pub use duration::HumanDuration;
 pub use error::ProtocolError;
 pub use line::{LineScan, scan_line};
 pub use params::{BodyType, DsnRet, MailParams, Notify, Orcpt, RcptParams};

@@ -44,7 +44,10 @@ pub enum ResolveError {
     NoAddresses { host: String },
 
     /// No answer within the configured time.
-    #[error("{record_type} lookup for {name} timed out after {elapsed:?}")]
+    #[error(
+        "{record_type} lookup for {name} timed out after {}",
+        strictmx_protocol::HumanDuration(*elapsed)
+    )]
     Timeout {
         name: String,
         record_type: &'static str,
@@ -133,7 +136,10 @@ pub enum ResolveError {
     StsInvalid { domain: String, reason: String },
 
     /// The whole fetch took longer than the configured time.
-    #[error("MTA-STS policy fetch for {domain} timed out after {elapsed:?}")]
+    #[error(
+        "MTA-STS policy fetch for {domain} timed out after {}",
+        strictmx_protocol::HumanDuration(*elapsed)
+    )]
     StsTimeout { domain: String, elapsed: Duration },
 
     /// The policy cache in the spool failed.
@@ -290,5 +296,20 @@ mod tests {
             servfail.to_mx_facts(),
             MxFacts::Unavailable { .. }
         ));
+    }
+
+    #[test]
+    fn a_timeout_says_how_long_it_waited_in_the_units_of_the_configuration() {
+        let timeout = ResolveError::Timeout {
+            name: "x.example".into(),
+            record_type: "MX",
+            elapsed: Duration::from_nanos(10_002_096_950),
+        };
+        assert_eq!(
+            timeout.to_mx_facts(),
+            MxFacts::Unavailable {
+                reason: "MX lookup for x.example timed out after 10s".into()
+            }
+        );
     }
 }

@@ -169,6 +169,10 @@ pub struct AttemptRecord {
     pub auth: PeerAuth,
     /// The plan's policy label (`dane`, `sts-enforce`, `default-opportunistic`, ...).
     pub policy: String,
+    /// The names of the `[[rule]]`s that matched, in file order; empty when none did, and in
+    /// records written before it was recorded.
+    #[serde(default)]
+    pub rules: Vec<String>,
     /// The TLS requirement applied to this host (`opportunistic`, `encrypted`, `verified`,
     /// `dane`); absent in records written before it was recorded, and for attempts that never
     /// reached a host.
@@ -279,7 +283,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_attempt_record_stored_before_requirement_and_result_type_existed_still_loads() {
+    fn an_attempt_record_stored_before_requirement_result_type_and_rules_existed_still_loads() {
         let stored = r#"{"at":1700000000000,"domain":"example.net","mx":"mx.example.net",
             "ip":"127.0.0.2","tls_version":"TLSv1.3","cipher":"x","cert_verified":true,
             "auth":"none","policy":"default-opportunistic","recipients":[0],
@@ -287,6 +291,7 @@ mod tests {
         let record: AttemptRecord = serde_json::from_str(stored).expect("old record");
         assert_eq!(record.requirement, None);
         assert_eq!(record.result_type, None);
+        assert!(record.rules.is_empty());
         assert_eq!(record.auth, PeerAuth::None);
     }
 

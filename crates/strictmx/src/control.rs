@@ -602,7 +602,7 @@ fn render_show(m: &Value) -> String {
     out.push_str("attempts:\n");
     for a in m["attempts"].as_array().cloned().unwrap_or_default() {
         out.push_str(&format!(
-            "  {}  {}  mx={} ip={} tls={} cipher={} verified={} auth={} policy={} requirement={}{} -> {} ({} ms): {}\n",
+            "  {}  {}  mx={} ip={} tls={} cipher={} verified={} auth={} policy={}{} requirement={}{} -> {} ({} ms): {}\n",
             a["at"].as_u64().map(time_millis).unwrap_or_default(),
             text(&a["domain"]),
             or_dash(&a["mx"]),
@@ -612,6 +612,10 @@ fn render_show(m: &Value) -> String {
             or_dash(&a["cert_verified"]),
             text(&a["auth"]),
             text(&a["policy"]),
+            match rule_names(&a["rules"]) {
+                r if r.is_empty() => String::new(),
+                r => format!(" rules={r}"),
+            },
             or_dash(&a["requirement"]),
             match text(&a["result_type"]) {
                 r if r.is_empty() => String::new(),
@@ -623,6 +627,13 @@ fn render_show(m: &Value) -> String {
         ));
     }
     out
+}
+
+/// The matching rules of an attempt, comma-separated; empty for none (and old records).
+fn rule_names(v: &Value) -> String {
+    v.as_array()
+        .map(|names| names.iter().map(text).collect::<Vec<_>>().join(","))
+        .unwrap_or_default()
 }
 
 fn or_dash(v: &Value) -> String {
@@ -690,6 +701,29 @@ mod tests {
             1
         );
         assert_eq!(shown.lines().count(), 8, "{shown}");
+    }
+
+    #[test]
+    fn queue_show_names_the_rules_an_attempt_ran_under() {
+        let attempt = |rules: Value| {
+            json!({
+                "id": "00000000000000ab", "size": 1,
+                "envelope": {"mail_from": "a@b.test", "received_at": 0,
+                    "client": {"ip": "192.0.2.1", "helo": "h"}, "recipients": []},
+                "states": [],
+                "attempts": [{"at": 0, "domain": "bank.test", "mx": "mx.bank.test",
+                    "auth": "dane", "policy": "rule", "rules": rules, "outcome": "delivered",
+                    "duration_ms": 1, "reply": "250 ok"}],
+            })
+        };
+        let shown = render_show(&attempt(json!(["bank-dane-only", "resets"])));
+        assert!(
+            shown.contains("policy=rule rules=bank-dane-only,resets requirement="),
+            "{shown}"
+        );
+        // Records written before rules were recorded have none.
+        let shown = render_show(&attempt(Value::Null));
+        assert!(shown.contains("policy=rule requirement="), "{shown}");
     }
 
     #[test]

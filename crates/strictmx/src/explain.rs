@@ -14,6 +14,7 @@ use serde_json::Value;
 use strictmx_config::Config;
 use strictmx_delivery::transport::Transport;
 use strictmx_policy::MessageFacts;
+use strictmx_protocol::HumanDuration;
 use strictmx_resolve::{DnsResolver, FactGatherer, GatherSettings, StsSource};
 use strictmx_spool::{Spool, SpoolSettings};
 
@@ -266,10 +267,13 @@ fn sts_text(sts: &Value) -> String {
             .unwrap_or_default();
         let _ = write!(
             out,
-            "; policy mode {} mx [{}] max_age {}s ({}, expires {})",
+            "; policy mode {} mx [{}] max_age {} ({}, expires {})",
             text(&policy["mode"]),
             mx.join(", "),
-            policy["max_age"],
+            policy["max_age"].as_u64().map_or_else(
+                || text(&policy["max_age"]),
+                |secs| HumanDuration(Duration::from_secs(secs)).to_string()
+            ),
             if p["from_cache"] == true {
                 "from the cache"
             } else {
@@ -575,6 +579,36 @@ mod tests {
             1,
             "{shown}"
         );
+    }
+
+    #[test]
+    fn an_mta_sts_max_age_is_shown_like_a_configured_duration() {
+        let sts = json!({"record": {"kind": "present", "id": "1"},
+            "policy": {"policy": {"mode": "enforce", "mx": ["mx.x.test"], "max_age": 86400},
+                "from_cache": true, "expires_at": 0}});
+        let shown = sts_text(&sts);
+        assert!(shown.contains("max_age 1day (from the cache"), "{shown}");
+    }
+
+    #[test]
+    fn a_deferral_shows_its_why_trail() {
+        let e = json!({
+            "domain": "x.test", "message": {"sender": "", "requiretls": false},
+            "facts": {"kind": "mx", "mx": {"kind": "unavailable",
+                    "value": {"reason": "MX lookup for x.test timed out after 10s"}},
+                "mx_dnssec": "indeterminate", "hosts": [],
+                "sts": {"record": {"kind": "absent"}},
+                "dnssec_health": {"kind": "working", "mode": "validate"}},
+            "outcome": {"kind": "defer", "reason": "MX lookup for x.test timed out after 10s",
+                "why": ["MX lookup failed: MX lookup for x.test timed out after 10s; a temporary failure, so the mail is queued and retried later (RFC 5321 §5.1)",
+                    "matching rule(s): bank"]}
+        });
+        let shown = render(&e, "");
+        assert!(
+            shown.contains("Why:\n  - MX lookup failed: MX lookup for x.test timed out after 10s; a temporary failure"),
+            "{shown}"
+        );
+        assert!(shown.contains("  - matching rule(s): bank"), "{shown}");
     }
 
     #[test]

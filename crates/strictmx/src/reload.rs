@@ -1,7 +1,8 @@
 //! Reloading the configuration of a running server (SIGHUP, `strictmx reload`): re-read and
 //! validate the file, then swap the policy (rules, default, `TLS-Required: No` permission) into
-//! the transport, and the users (with the users file's contents) and the server certificate
-//! and key into the listeners, without touching the queue.
+//! the transport, and the users (with the users file's contents), the server certificate and
+//! key and the DKIM keys (each key file read again) into the listeners, without touching the
+//! queue.
 //!
 //! Any other changed section is named so the operator knows a restart is needed. A file that
 //! fails validation changes nothing.
@@ -107,6 +108,7 @@ impl Live {
         kept.transport.policy = next.transport.policy;
         kept.transport.tls_required_no = next.transport.tls_required_no;
         kept.inbound.users = next.inbound.users;
+        kept.inbound.dkim = next.inbound.dkim;
         if tls_reloaded {
             kept.inbound.tls = next.inbound.tls;
         }
@@ -153,6 +155,14 @@ impl Live {
         };
         if tls_reloaded {
             changes.push("tls: certificate and key re-read".to_owned());
+        }
+        // Keys compare by their public half, so a new key in the same file is a change too.
+        if current.inbound.dkim != next.inbound.dkim {
+            inbound.replace_dkim(&next.inbound.dkim);
+            changes.push(format!(
+                "dkim: {} key(s) now in force",
+                next.inbound.dkim.len()
+            ));
         }
         Ok((changes, tls_reloaded))
     }
@@ -240,12 +250,14 @@ fn rule_changes(old: &[Rule], new: &[Rule]) -> Vec<String> {
 }
 
 /// The sections of the effective configuration that differ and that a reload does not put in
-/// force: everything but the policy, the users, and (when `tls_reloaded`) the certificate.
+/// force: everything but the policy, the users, the DKIM keys, and (when `tls_reloaded`) the
+/// certificate.
 pub fn restart_needed(old: &Config, new: &Config, tls_reloaded: bool) -> Vec<String> {
     let mut comparable = new.clone();
     comparable.transport.policy = old.transport.policy.clone();
     comparable.transport.tls_required_no = old.transport.tls_required_no.clone();
     comparable.inbound.users = old.inbound.users.clone();
+    comparable.inbound.dkim = old.inbound.dkim.clone();
     if tls_reloaded {
         comparable.inbound.tls = old.inbound.tls.clone();
     }

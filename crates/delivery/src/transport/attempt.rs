@@ -16,6 +16,8 @@ use crate::transport::tls::TlsInfo;
 pub(crate) struct AttemptScope {
     pub(crate) domain: String,
     pub(crate) policy: &'static str,
+    /// The names of the rules that matched (the plan's `rules`).
+    pub(crate) rules: Vec<String>,
     /// The TLS requirement applied to this host, for the log.
     pub(crate) requirement: Option<&'static str>,
     pub(crate) mx: Option<String>,
@@ -37,6 +39,7 @@ impl AttemptScope {
         AttemptScope {
             domain: domain.to_owned(),
             policy,
+            rules: Vec::new(),
             requirement: None,
             mx: None,
             ip: None,
@@ -53,11 +56,13 @@ impl AttemptScope {
     pub(crate) fn for_host(
         domain: &str,
         policy: &'static str,
+        rules: &[String],
         requirement: &'static str,
         mx: &str,
         ip: Option<IpAddr>,
     ) -> Self {
         AttemptScope {
+            rules: rules.to_vec(),
             requirement: Some(requirement),
             mx: Some(mx.to_owned()),
             ip,
@@ -97,6 +102,7 @@ pub(crate) fn record_attempt(
         requirement = scope.requirement.unwrap_or("-"),
         auth = scope.auth.as_str(),
         policy = scope.policy,
+        rules = %RuleNames(&scope.rules),
         result_type = scope.result_type.map_or("-", ResultType::as_str),
         recipients = recipients.len(),
         outcome = outcome_label,
@@ -120,11 +126,24 @@ pub(crate) fn record_attempt(
         cert_verified: scope.tls.as_ref().map(TlsInfo::cert_verified),
         auth: scope.auth,
         policy: scope.policy.to_owned(),
+        rules: scope.rules.clone(),
         requirement: scope.requirement.map(str::to_owned),
         result_type: scope.result_type.map(|result| result.as_str().to_owned()),
         recipients,
         outcome,
         reply: reply.to_owned(),
         duration_ms,
+    }
+}
+
+/// The matching rules' names for the log: comma-separated, `-` for none.
+struct RuleNames<'a>(&'a [String]);
+
+impl std::fmt::Display for RuleNames<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("-");
+        }
+        f.write_str(&self.0.join(","))
     }
 }

@@ -89,7 +89,7 @@ pub enum TransportError {
     },
 
     /// The peer did not answer within the configured time.
-    #[error("timeout at {stage} after {after:?}")]
+    #[error("timeout at {stage} after {}", strictmx_protocol::HumanDuration(*after))]
     Timeout { stage: Stage, after: Duration },
 
     /// Reading or writing the connection failed.

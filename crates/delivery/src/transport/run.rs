@@ -160,7 +160,7 @@ pub(crate) async fn deliver<F: FactSource>(
                         !deliver_plan(transport, &plan, &destination, &mut group, &mut sessions)
                             .await;
                 }
-                PlanOutcome::Bounce { status, reason } => {
+                PlanOutcome::Bounce { status, reason, .. } => {
                     let outcome = RecipientOutcome::Bounced {
                         remote_mta: None,
                         diagnostic: Diagnostic::Local(reason.clone()),
@@ -171,6 +171,7 @@ pub(crate) async fn deliver<F: FactSource>(
                 PlanOutcome::Defer {
                     reason,
                     policy_failures,
+                    ..
                 } => {
                     tried = true;
                     sessions.refused_hosts(&policy_failures);
@@ -472,6 +473,7 @@ fn host_scope(plan: &DeliveryPlan, host: &PlannedHost, ip: Option<IpAddr>) -> At
     AttemptScope::for_host(
         &plan.domain,
         plan.policy.as_str(),
+        &plan.rules,
         host.requirement.as_str(),
         &host.host,
         ip,

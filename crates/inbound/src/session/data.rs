@@ -89,7 +89,7 @@ impl<Q: Queue> Session<Q> {
             tls: self.tls.as_deref(),
             now,
         };
-        let (body, signing) = headers::prepare(content, &trace, &self.shared.settings.dkim);
+        let (body, signing) = headers::prepare(content, &trace, &self.shared.dkim());
         let size = body.len();
         let rcpt_count = transaction.recipients.len();
         let from = transaction.from.clone();

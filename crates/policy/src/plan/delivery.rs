@@ -27,14 +27,17 @@ pub fn plan_delivery(
     let mut why = Vec::new();
     let mx_hosts = match mx_candidates(&domain, &facts.mx, &mut why) {
         Ok(hosts) => hosts,
-        Err(outcome) => return outcome,
+        Err(outcome) => {
+            // No host to plan for, but the trail still says what else applies to this mail.
+            note_dnssec_health(facts, &mut why);
+            note_rules(
+                &RuleDemand::collect(&settings.rules, &domain, &message.sender),
+                &mut why,
+            );
+            return (*outcome).with_trail(why);
+        }
     };
-    if let DnssecHealth::Broken { mode, reason } = &facts.dnssec_health {
-        why.push(format!(
-            "DNSSEC self-test ({mode}) failed: {reason}; DANE cannot be established, so hosts \
-             with TLSA records defer instead of losing DANE"
-        ));
-    }
+    note_dnssec_health(facts, &mut why);
     let mx_secure = facts.mx_dnssec == crate::facts::Dnssec::Secure;
     let ctx = Context::new(
         &domain,
@@ -54,9 +57,25 @@ pub fn plan_delivery(
                 ctx.demand.rules.join(", ")
             ),
             policy_failures: Vec::new(),
+            why,
         };
     }
     plan_hosts(&ctx, &mx_hosts, why, facts)
+}
+
+fn note_dnssec_health(facts: &DomainFacts, why: &mut Vec<String>) {
+    if let DnssecHealth::Broken { mode, reason } = &facts.dnssec_health {
+        why.push(format!(
+            "DNSSEC self-test ({mode}) failed: {reason}; DANE cannot be established, so hosts \
+             with TLSA records defer instead of losing DANE"
+        ));
+    }
+}
+
+fn note_rules(demand: &RuleDemand, why: &mut Vec<String>) {
+    if !demand.rules.is_empty() {
+        why.push(format!("matching rule(s): {}", demand.rules.join(", ")));
+    }
 }
 
 /// Plans delivery of one message for `domain` to a configured next hop, whose facts the resolver
@@ -83,8 +102,12 @@ pub fn plan_route_delivery(
         && let TlsaFacts::Failed { reason, .. } = &next_hop.tlsa
     {
         return PlanOutcome::Defer {
-            reason: format!("rule(s) fail closed: TLSA lookup for {host} failed: {reason}"),
+            reason: format!(
+                "rule(s) {} fail closed: TLSA lookup for {host} failed: {reason}",
+                ctx.demand.rules.join(", ")
+            ),
             policy_failures: Vec::new(),
+            why,
         };
     }
     let next = [MxHost {
@@ -175,9 +198,7 @@ impl<'a> Context<'a> {
         why: &mut Vec<String>,
     ) -> Context<'a> {
         let demand = RuleDemand::collect(&settings.rules, domain, &message.sender);
-        if !demand.rules.is_empty() {
-            why.push(format!("matching rule(s): {}", demand.rules.join(", ")));
-        }
+        note_rules(&demand, why);
         let header_relaxes = header_relaxes(message, why);
         let next_hop_requiretls = message.requiretls && !message.sender.is_empty();
         if message.requiretls && !next_hop_requiretls {
@@ -337,7 +358,7 @@ fn plan_hosts(
         }
     }
     if outcomes.is_empty() {
-        return no_candidates(ctx, &refusals, facts);
+        return no_candidates(ctx, &refusals, facts).with_trail(why);
     }
     let policy = label(ctx, &outcomes);
     let mut policy_failures: Vec<HostPolicyFailure> = refusals
@@ -357,6 +378,7 @@ fn plan_hosts(
         domain: ctx.domain.to_owned(),
         candidates,
         policy,
+        rules: ctx.demand.rules.clone(),
         insecure_plaintext_fallback: fallback,
         requiretls: ctx.next_hop_requiretls,
         policy_failures,
@@ -376,21 +398,22 @@ fn no_candidates(ctx: &Context<'_>, refusals: &[Box<Refusal>], facts: &DomainFac
             && facts.sts.policy.is_none());
     if ctx.requiretls && refusals.iter().any(|r| r.unauthenticated) && !sts_unknown {
         // RFC 8689 §4.2.1, §5: no authenticated MX: the message is returned with 5.7.30.
-        return PlanOutcome::Bounce {
-            status: "5.7.30".to_owned(),
-            reason: format!("REQUIRETLS cannot be met for {}: {reasons}", ctx.domain),
-        };
+        return super::bounce(
+            "5.7.30",
+            format!("REQUIRETLS cannot be met for {}: {reasons}", ctx.domain),
+        );
     }
     if refusals.iter().all(|r| !r.transient && !r.unauthenticated) {
         // RFC 5321 §5.1: MX records exist but none is usable.
-        return PlanOutcome::Bounce {
-            status: "5.4.4".to_owned(),
-            reason: format!("no usable host for {}: {reasons}", ctx.domain),
-        };
+        return super::bounce(
+            "5.4.4",
+            format!("no usable host for {}: {reasons}", ctx.domain),
+        );
     }
     PlanOutcome::Defer {
         reason: format!("no host of {} may be used now: {reasons}", ctx.domain),
         policy_failures: refusals.iter().map(|r| r.failure.clone()).collect(),
+        why: Vec::new(),
     }
 }
 

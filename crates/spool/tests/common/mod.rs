@@ -106,6 +106,7 @@ pub fn attempt(recipients: Vec<usize>, outcome: AttemptOutcome) -> AttemptRecord
         cert_verified: Some(true),
         auth: PeerAuth::Dane,
         policy: "dane".into(),
+        rules: Vec::new(),
         requirement: Some("dane".into()),
         result_type: None,
         recipients,

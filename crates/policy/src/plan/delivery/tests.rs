@@ -170,7 +170,7 @@ fn summary(outcome: &PlanOutcome) -> Expect {
 
 /// The test's constant equal to `text`, so expectations can stay `&'static str`.
 fn known(text: &str) -> &'static str {
-    [MX1, MX2, "5.7.30", "5.1.10", "5.4.4"]
+    [MX1, MX2, "5.7.30", "5.1.10", "5.1.2", "5.4.4"]
         .into_iter()
         .find(|constant| *constant == text)
         .unwrap_or("unexpected")
@@ -677,4 +677,124 @@ fn a_route_with_credentials_demands_a_verified_next_hop_even_when_the_message_re
             );
         }
     }
+}
+
+#[test]
+fn a_failed_mx_lookup_keeps_a_why_trail_with_the_matching_rules() {
+    let bank = Rule {
+        name: "bank".to_owned(),
+        fail_closed: true,
+        ..rule(Some(MinRequirement::DaneOnly))
+    };
+    let other = Rule {
+        name: "other".to_owned(),
+        domains: vec![DomainPattern::Exact("other.example".to_owned())],
+        ..rule(Some(MinRequirement::Verified))
+    };
+    let settings = PolicySettings {
+        rules: vec![bank, other],
+        ..PolicySettings::default()
+    };
+    let servfail = "MX lookup for example.org failed: SERVFAIL".to_owned();
+    let timeout = "MX lookup for example.org timed out after 10s".to_owned();
+    // (RFC clause, MX facts, expected outcome, what the trail must say about the MX answer)
+    let rows = [
+        (
+            "RFC 5321 §5.1: NXDOMAIN must be reported as an error",
+            MxFacts::NoSuchDomain,
+            Expect::Bounce("5.1.2"),
+            "does not exist (NXDOMAIN); a permanent answer, which RFC 5321 §5.1",
+        ),
+        (
+            "RFC 5321 §5.1: a temporary failure (SERVFAIL) is queued and retried",
+            MxFacts::Unavailable {
+                reason: servfail.clone(),
+            },
+            Expect::Defer,
+            "MX lookup failed: MX lookup for example.org failed: SERVFAIL; a temporary failure",
+        ),
+        (
+            "RFC 5321 §5.1: a timeout is temporary too",
+            MxFacts::Unavailable {
+                reason: timeout.clone(),
+            },
+            Expect::Defer,
+            "timed out after 10s; a temporary failure, so the mail is queued and retried later \
+             (RFC 5321 §5.1)",
+        ),
+        (
+            "RFC 7505 §3: a null MX accepts no mail",
+            MxFacts::Null,
+            Expect::Bounce("5.1.10"),
+            "publishes a null MX: it accepts no mail (RFC 7505 §3)",
+        ),
+        (
+            "RFC 5321 §5.1: MX records present but none usable is an error",
+            MxFacts::Hosts(vec![MxHost {
+                name: "localhost".to_owned(),
+                preference: 10,
+            }]),
+            Expect::Bounce("5.4.4"),
+            "MX records present but none usable: an error (RFC 5321 §5.1)",
+        ),
+    ];
+    for (clause, mx, expect, mx_note) in rows {
+        let mut facts = domain(Dnssec::Insecure, none(), none());
+        facts.mx = mx;
+        facts.dnssec_health = DnssecHealth::Broken {
+            mode: "validate".to_owned(),
+            reason: "root DNSKEY lookup timed out".to_owned(),
+        };
+        let outcome = plan_delivery(&facts, &message(false, false, false), &settings);
+        assert_eq!(summary(&outcome), expect, "{clause}: {outcome:#?}");
+        let why = outcome.why().join("\n");
+        for needed in [
+            mx_note,
+            "DNSSEC self-test (validate) failed: root DNSKEY lookup timed out",
+            "matching rule(s): bank",
+        ] {
+            assert!(
+                why.contains(needed),
+                "{clause}: missing {needed:?} in\n{why}"
+            );
+        }
+        assert!(!why.contains("other"), "{clause}: {why}");
+    }
+}
+
+#[test]
+fn a_plan_names_the_rules_that_matched_in_file_order() {
+    let first = Rule {
+        name: "first".to_owned(),
+        ..rule(Some(MinRequirement::Encrypted))
+    };
+    let elsewhere = Rule {
+        name: "elsewhere".to_owned(),
+        domains: vec![DomainPattern::Exact("other.example".to_owned())],
+        ..rule(Some(MinRequirement::Verified))
+    };
+    let second = Rule {
+        name: "second".to_owned(),
+        ..rule(Some(MinRequirement::Verified))
+    };
+    let settings = PolicySettings {
+        rules: vec![first, elsewhere, second],
+        ..PolicySettings::default()
+    };
+    let facts = domain(Dnssec::Insecure, none(), none());
+    let PlanOutcome::Deliver(plan) =
+        plan_delivery(&facts, &message(false, false, false), &settings)
+    else {
+        panic!("a plan");
+    };
+    assert_eq!(plan.policy, PolicyLabel::Rule);
+    assert_eq!(plan.rules, ["first", "second"]);
+    let PlanOutcome::Deliver(plan) = plan_delivery(
+        &facts,
+        &message(false, false, false),
+        &PolicySettings::default(),
+    ) else {
+        panic!("a plan");
+    };
+    assert!(plan.rules.is_empty());
 }
