@@ -18,6 +18,8 @@ pub(crate) struct Trace<'a> {
     /// RFC 3848 / RFC 6531 §3.7.3 protocol name: ESMTP, ESMTPSA, UTF8SMTPS, ...
     pub(crate) protocol: String,
     pub(crate) tls: Option<&'a str>,
+    /// The queue id the message will be stored under (the `id` clause).
+    pub(crate) queue_id: &'a str,
     pub(crate) now: SystemTime,
 }
 
@@ -86,11 +88,14 @@ fn received(trace: &Trace<'_>) -> String {
         .tls
         .map(|tls| format!(" ({})", sanitize(tls)))
         .unwrap_or_default();
+    // RFC 5321 §4.4: Stamp = From-domain By-domain [With] [ID] ";" date-time; the queue id
+    // (16 hex digits) is an Atom.
     format!(
-        "Received: from {helo} ({ip})\r\n\tby {host} (strictmx) with {protocol}{tls};\r\n\t{date}\r\n",
+        "Received: from {helo} ({ip})\r\n\tby {host} (strictmx) with {protocol}{tls}\r\n\tid {id};\r\n\t{date}\r\n",
         helo = sanitize(trace.helo),
         host = trace.hostname,
         protocol = trace.protocol,
+        id = trace.queue_id,
         date = rfc5322_date(trace.now),
     )
 }
@@ -228,6 +233,7 @@ mod tests {
             hostname: "mx.example.org",
             protocol: "ESMTPSA".into(),
             tls: Some("TLSv1.3 TLS13_AES_256_GCM_SHA384"),
+            queue_id: "01a2345231450006",
             now,
         }
     }
@@ -266,7 +272,7 @@ mod tests {
     fn missing_message_id_and_date_are_added_at_the_end_of_the_header_block() {
         let body = b"From: a@example.org\r\nSubject: hi\r\n there\r\n\r\nbody\r\n".to_vec();
         let out = String::from_utf8(prepare(body, &trace(UNIX_EPOCH), &[]).0).expect("ascii");
-        assert!(out.starts_with("Received: from client.example ([192.0.2.1])\r\n\tby mx.example.org (strictmx) with ESMTPSA (TLSv1.3 TLS13_AES_256_GCM_SHA384);\r\n\tThu, 1 Jan 1970 00:00:00 +0000\r\n"), "{out}");
+        assert!(out.starts_with("Received: from client.example ([192.0.2.1])\r\n\tby mx.example.org (strictmx) with ESMTPSA (TLSv1.3 TLS13_AES_256_GCM_SHA384)\r\n\tid 01a2345231450006;\r\n\tThu, 1 Jan 1970 00:00:00 +0000\r\n"), "{out}");
         let (headers, rest) = out.split_once("\r\n\r\n").expect("a header block");
         assert_eq!(rest, "body\r\n");
         assert!(

@@ -21,8 +21,13 @@ impl QueueError for SpoolError {
 pub trait Queue: Send + Sync + 'static {
     type Error: QueueError;
 
+    /// An id for a message about to be submitted, so that its `Received:` field can name it.
+    fn reserve_id(&self) -> MessageId;
+
+    /// Stores the message under `id`, from [`Queue::reserve_id`].
     fn submit(
         &self,
+        id: MessageId,
         envelope: Envelope,
         body: Vec<u8>,
     ) -> impl Future<Output = Result<MessageId, Self::Error>> + Send;
@@ -31,11 +36,16 @@ pub trait Queue: Send + Sync + 'static {
 impl Queue for Spool {
     type Error = SpoolError;
 
+    fn reserve_id(&self) -> MessageId {
+        Spool::reserve_id(self)
+    }
+
     fn submit(
         &self,
+        id: MessageId,
         envelope: Envelope,
         body: Vec<u8>,
     ) -> impl Future<Output = Result<MessageId, SpoolError>> + Send {
-        Spool::submit(self, envelope, body)
+        Spool::submit_reserved(self, id, envelope, body)
     }
 }

@@ -113,6 +113,7 @@ async fn a_trusted_client_relays_and_the_message_gets_trace_headers() {
         .send_raw(b"From: a@example.org\r\nSubject: hi\r\n\r\n..leading dot\r\nbody\r\n.\r\n")
         .await;
     let queued = client.expect(250).await;
+    // The id in the reply is the one our Received: field names (RFC 5321 §4.4).
     assert_eq!(queued.lines, ["Ok: queued as 000000000000ff01"]);
     client.command("QUIT").await.code(221);
 
@@ -125,7 +126,7 @@ async fn a_trusted_client_relays_and_the_message_gets_trace_headers() {
     assert_eq!(envelope.client.auth_user, None);
     let text = String::from_utf8(body.clone()).expect("ascii");
     assert!(
-        text.starts_with("Received: from client.test ([127.0.0.1])\r\n\tby mx.test.example (strictmx) with ESMTP;\r\n\t"),
+        text.starts_with("Received: from client.test ([127.0.0.1])\r\n\tby mx.test.example (strictmx) with ESMTP\r\n\tid 000000000000ff01;\r\n\t"),
         "{text}"
     );
     assert!(text.contains("\r\nMessage-ID: <"), "{text}");

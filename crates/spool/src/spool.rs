@@ -17,7 +17,7 @@ use strictmx_protocol::ErrorChain;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::error::SpoolError;
-use crate::id::{MessageId, MessageIdDisplay};
+use crate::id::{IdAllocator, MessageId, MessageIdDisplay};
 use crate::index::{Index, Summary};
 use crate::settings::SpoolSettings;
 use crate::store::{
@@ -68,6 +68,7 @@ pub(crate) struct Shared {
     index: Mutex<Index>,
     leases: Mutex<HashSet<(MessageId, u32)>>,
     notify: Arc<Notify>,
+    ids: Arc<Mutex<IdAllocator>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -391,10 +392,11 @@ impl Spool {
             index: Mutex::new(index),
             leases: Mutex::new(HashSet::new()),
             notify: Arc::new(Notify::new()),
+            ids: Arc::new(Mutex::new(IdAllocator::new(last_id.max(last_envelope)))),
         });
         let batch_max = settings.commit_batch_max.max(1);
         let (commands, receiver) = mpsc::channel(batch_max.saturating_mul(4));
-        let writer = Writer::new(Arc::clone(&shared), last_id.max(last_envelope), batch_max);
+        let writer = Writer::new(Arc::clone(&shared), Arc::clone(&shared.ids), batch_max);
         let handle = std::thread::Builder::new()
             .name("spool-writer".into())
             .spawn(move || writer.run(receiver))
@@ -458,10 +460,36 @@ impl Spool {
     /// Stores a message. Returns its id only after the transaction containing it committed
     /// with fdatasync; only then may inbound answer `250`.
     pub async fn submit(&self, envelope: Envelope, body: Vec<u8>) -> Result<MessageId, SpoolError> {
+        self.submit_with(None, envelope, body).await
+    }
+
+    /// A fresh message id for a message not yet submitted, e.g. to name it in its own
+    /// `Received:` field; [`Spool::submit_reserved`] then stores the message under it. An id
+    /// reserved and never used is simply skipped.
+    pub fn reserve_id(&self) -> MessageId {
+        writer::lock_ids(&self.shared().ids).next(SystemTime::now())
+    }
+
+    /// [`Spool::submit`] under an id from [`Spool::reserve_id`].
+    pub async fn submit_reserved(
+        &self,
+        id: MessageId,
+        envelope: Envelope,
+        body: Vec<u8>,
+    ) -> Result<MessageId, SpoolError> {
+        self.submit_with(Some(id), envelope, body).await
+    }
+
+    async fn submit_with(
+        &self,
+        reserved: Option<MessageId>,
+        envelope: Envelope,
+        body: Vec<u8>,
+    ) -> Result<MessageId, SpoolError> {
         let recipients = envelope.recipients.len();
         let size = body.len();
         let id = self
-            .execute(move |t, ctx| writer::submit(t, ctx, envelope, body))
+            .execute(move |t, ctx| writer::submit(t, ctx, reserved, envelope, body))
             .await?;
         tracing::info!(msg_id = %MessageIdDisplay(id), recipients, size, outcome = "queued", "message spooled");
         Ok(id)

@@ -8,7 +8,7 @@
 //! caller in it with the error and leaves the thread running. The operations' rules (merging states, deleting finished
 //! messages) live here too; reads for queries are left to `spool`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
@@ -157,8 +157,20 @@ pub(crate) enum Effect {
 #[derive(Debug)]
 pub(crate) struct Ctx {
     pub(crate) now: SystemTime,
-    ids: IdAllocator,
+    /// Shared with `Spool::reserve_id`, so that ids handed out early never collide.
+    ids: Arc<Mutex<IdAllocator>>,
     effects: Vec<Effect>,
+}
+
+impl Ctx {
+    fn next_id(&self) -> MessageId {
+        lock_ids(&self.ids).next(self.now)
+    }
+}
+
+/// The allocator's lock; its state is one integer, consistent across a panic.
+pub(crate) fn lock_ids(ids: &Mutex<IdAllocator>) -> MutexGuard<'_, IdAllocator> {
+    ids.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The tables of one write transaction.
@@ -198,12 +210,12 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(shared: Arc<Shared>, last_id: MessageId, batch_max: usize) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, ids: Arc<Mutex<IdAllocator>>, batch_max: usize) -> Self {
         Writer {
             shared,
             ctx: Ctx {
                 now: SystemTime::now(),
-                ids: IdAllocator::new(last_id),
+                ids,
                 effects: Vec::new(),
             },
             batch_max: batch_max.max(1),
@@ -366,7 +378,8 @@ impl Writer {
             for op in batch.iter_mut() {
                 op.apply(&mut tables, &mut self.ctx)?;
             }
-            tables.meta.insert(META_LAST_ID, self.ctx.ids.last())?;
+            let last_id = lock_ids(&self.ctx.ids).last();
+            tables.meta.insert(META_LAST_ID, last_id)?;
         }
         txn.commit()?;
         Ok(())
@@ -387,10 +400,12 @@ fn load(tables: &Tables<'_>, id: MessageId) -> Result<Loaded, SpoolError> {
     Ok(Loaded { record, states })
 }
 
-/// Stores a message and queues each recipient for now.
+/// Stores a message under `reserved` (from `Spool::reserve_id`) or a new id, and queues each
+/// recipient for now.
 pub(crate) fn submit(
     tables: &mut Tables<'_>,
     ctx: &mut Ctx,
+    reserved: Option<MessageId>,
     envelope: Envelope,
     body: Vec<u8>,
 ) -> Result<MessageId, OpError> {
@@ -402,7 +417,18 @@ pub(crate) fn submit(
     if count > max {
         return Err(SpoolError::TooManyRecipients { count, max }.into());
     }
-    let id = ctx.ids.next(ctx.now);
+    let id = match reserved {
+        Some(id) if tables.envelopes.get(id)?.is_some() => {
+            return Err(SpoolError::Inconsistent {
+                table: "envelopes",
+                id: MessageIdDisplay(id),
+                detail: "a reserved id is already in use",
+            }
+            .into());
+        }
+        Some(id) => id,
+        None => ctx.next_id(),
+    };
     let received_at = envelope.received_at;
     let record = EnvelopeRecord {
         size: body.len() as u64,
@@ -680,7 +706,7 @@ where
         body,
     };
     let report_id = match report(&bounced, &loaded.states) {
-        Some((envelope, body)) => Some(submit(tables, ctx, envelope, body)?),
+        Some((envelope, body)) => Some(submit(tables, ctx, None, envelope, body)?),
         None => None,
     };
     write_changes(tables, ctx, id, &loaded, &bounced.message.states, changes)?;

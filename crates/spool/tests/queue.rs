@@ -600,3 +600,43 @@ async fn a_delivery_outcome_is_answered_before_its_flush_and_flushed_within_100_
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(spool.stats().flushes, carried.flushes);
 }
+
+#[tokio::test]
+async fn a_reserved_id_names_the_message_and_is_never_handed_out_again() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spool = open(dir.path());
+    let reserved = spool.reserve_id();
+    let other = spool
+        .submit(envelope(&["a@x.test"]), body(10))
+        .await
+        .expect("submit");
+    assert!(other > reserved, "later ids are larger");
+    let stored = spool
+        .submit_reserved(reserved, envelope(&["b@x.test"]), body(10))
+        .await
+        .expect("submit under the reserved id");
+    assert_eq!(stored, reserved);
+    assert_eq!(
+        spool
+            .message(reserved)
+            .expect("read")
+            .expect("stored")
+            .envelope
+            .recipients[0]
+            .address,
+        "b@x.test"
+    );
+    let reused = spool
+        .submit_reserved(reserved, envelope(&["c@x.test"]), body(10))
+        .await;
+    assert!(
+        matches!(reused, Err(SpoolError::Inconsistent { .. })),
+        "{reused:?}"
+    );
+    drop(spool);
+    let spool = open(dir.path());
+    assert!(
+        spool.reserve_id() > other,
+        "ids stay unique across a restart"
+    );
+}

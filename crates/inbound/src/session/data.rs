@@ -75,6 +75,8 @@ impl<Q: Queue> Session<Q> {
 
     async fn submit(&self, transaction: Transaction, content: Vec<u8>) -> Reply {
         let now = SystemTime::now();
+        let id = self.shared.queue.reserve_id();
+        let queue_id = format_id(id);
         let helo = self.helo.as_ref().map_or("", |helo| helo.name.as_str());
         let trace = Trace {
             helo,
@@ -87,6 +89,7 @@ impl<Q: Queue> Session<Q> {
                 transaction.params.smtputf8,
             ),
             tls: self.tls.as_deref(),
+            queue_id: &queue_id,
             now,
         };
         let (body, signing) = headers::prepare(content, &trace, &self.shared.dkim());
@@ -107,7 +110,7 @@ impl<Q: Queue> Session<Q> {
             kind: MessageKind::Normal,
         };
         let dkim = self.signing_outcome(signing);
-        match self.shared.queue.submit(envelope, body).await {
+        match self.shared.queue.submit(id, envelope, body).await {
             Ok(id) => {
                 let msg_id = format_id(id);
                 info!(

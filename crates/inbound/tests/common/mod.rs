@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,17 +48,27 @@ pub type Accepted = (Envelope, Vec<u8>);
 pub struct MemoryQueue {
     pub messages: Arc<Mutex<Vec<Accepted>>>,
     mode: QueueMode,
+    reserved: Arc<AtomicU64>,
 }
 
 impl Queue for MemoryQueue {
     type Error = TestQueueError;
 
-    async fn submit(&self, envelope: Envelope, body: Vec<u8>) -> Result<MessageId, TestQueueError> {
+    fn reserve_id(&self) -> MessageId {
+        0xff00 + self.reserved.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    async fn submit(
+        &self,
+        id: MessageId,
+        envelope: Envelope,
+        body: Vec<u8>,
+    ) -> Result<MessageId, TestQueueError> {
         match self.mode {
             QueueMode::Accept => {
                 let mut messages = self.messages.lock().expect("test queue lock");
                 messages.push((envelope, body));
-                Ok(0xff00 + messages.len() as u64)
+                Ok(id)
             }
             QueueMode::FailTransient => Err(TestQueueError { transient: true }),
             QueueMode::FailPermanent => Err(TestQueueError { transient: false }),
@@ -171,6 +181,7 @@ impl TestServer {
         MemoryQueue {
             messages: Arc::default(),
             mode: self.mode,
+            reserved: Arc::default(),
         }
     }
 
@@ -178,6 +189,7 @@ impl TestServer {
         let queue = MemoryQueue {
             messages: Arc::default(),
             mode: self.mode,
+            reserved: Arc::default(),
         };
         let inbound = Inbound::bind(self.settings, queue.clone()).expect("bind");
         let addrs = inbound.local_addrs();
