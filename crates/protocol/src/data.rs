@@ -79,12 +79,25 @@ impl DataReader {
         if self.position == Position::Broken {
             return DataProgress::BareLineEnding;
         }
-        for (index, &byte) in input.iter().enumerate() {
+        let mut index = 0;
+        while index < input.len() {
+            if self.position == Position::Middle {
+                // Inside a line everything up to the next CR or LF is plain content: taken
+                // in one piece rather than octet by octet.
+                let rest = &input[index..];
+                let run = memchr::memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
+                if run > 0 {
+                    self.line_length += run;
+                    self.push_run(&rest[..run]);
+                    index += run;
+                    continue;
+                }
+            }
+            let byte = input[index];
+            index += 1;
             self.line_length += 1;
             if self.step(byte) {
-                return DataProgress::Done {
-                    consumed: index + 1,
-                };
+                return DataProgress::Done { consumed: index };
             }
             if self.position == Position::Broken {
                 return DataProgress::BareLineEnding;
@@ -118,10 +131,16 @@ impl DataReader {
     }
 
     fn push(&mut self, byte: u8) {
-        self.size += 1;
-        if self.size <= self.max_size && !self.discarding {
-            self.body.push(byte);
+        self.push_run(&[byte]);
+    }
+
+    /// Counts `run`, and keeps as much of it as fits in `max_size`.
+    fn push_run(&mut self, run: &[u8]) {
+        if !self.discarding {
+            let room = self.max_size.saturating_sub(self.size).min(run.len());
+            self.body.extend_from_slice(&run[..room]);
         }
+        self.size += run.len();
     }
 
     fn end_line(&mut self) {
@@ -387,6 +406,48 @@ mod tests {
     }
 
     proptest::proptest! {
+        // RFC 5321 §4.5.2: the receiver drops the first dot of a line that starts with one.
+        #[test]
+        fn content_fed_in_pieces_is_unstuffed_counted_and_cut_at_the_size_limit(
+            lines in proptest::collection::vec(
+                proptest::collection::vec(
+                    proptest::sample::select(vec![b'.', b'a', b'x']), 0..12),
+                0..8),
+            cuts in proptest::collection::vec(0usize..120, 0..4),
+            max_size in 0usize..80,
+        ) {
+            // A line that is a lone dot would end the data: the sender stuffs it.
+            let mut wire = Vec::new();
+            let mut expected = Vec::new();
+            for line in &lines {
+                if line.first() == Some(&b'.') {
+                    wire.push(b'.');
+                }
+                wire.extend_from_slice(line);
+                wire.extend_from_slice(b"\r\n");
+                expected.extend_from_slice(line);
+                expected.extend_from_slice(b"\r\n");
+            }
+            wire.extend_from_slice(b".\r\n");
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(wire.len())).collect();
+            cuts.sort_unstable();
+            let mut reader = DataReader::new(max_size);
+            let mut from = 0;
+            let mut done = None;
+            for cut in cuts.into_iter().chain([wire.len()]) {
+                if let DataProgress::Done { consumed } = reader.feed(&wire[from..cut]) {
+                    done = Some(from + consumed);
+                    break;
+                }
+                from = cut;
+            }
+            proptest::prop_assert_eq!(done, Some(wire.len()));
+            proptest::prop_assert_eq!(reader.size(), expected.len());
+            proptest::prop_assert_eq!(reader.is_too_big(), expected.len() > max_size);
+            expected.truncate(max_size);
+            proptest::prop_assert_eq!(reader.into_body(), expected);
+        }
+
         #[test]
         fn stuffing_in_pieces_equals_stuffing_at_once(
             body in proptest::collection::vec(

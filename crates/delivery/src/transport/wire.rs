@@ -72,16 +72,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     },
                 });
             }
-            let mut chunk = [0u8; READ_CHUNK];
+            // Into the buffer's spare room: no zeroed chunk per read, no copy.
+            self.buffer.reserve(READ_CHUNK);
             let read = self
                 .stream
-                .read(&mut chunk)
+                .read_buf(&mut self.buffer)
                 .await
                 .map_err(|source| TransportError::Io { stage, source })?;
             if read == 0 {
                 return Err(TransportError::Closed { stage });
             }
-            self.buffer.extend_from_slice(&chunk[..read]);
         }
     }
 
