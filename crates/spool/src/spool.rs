@@ -774,8 +774,14 @@ fn due_message(
     let mut due = Vec::with_capacity(indexes.len());
     for &index in indexes {
         let i = index as usize;
-        let (Some(recipient), Some(RecipientState::Queued { attempts, .. })) =
-            (record.envelope.recipients.get(i), states.get(i))
+        let (
+            Some(recipient),
+            Some(RecipientState::Queued {
+                attempts,
+                delay_dsn_sent,
+                ..
+            }),
+        ) = (record.envelope.recipients.get(i), states.get(i))
         else {
             return Err(inconsistent(
                 "schedule entry for a recipient that is not queued",
@@ -786,6 +792,7 @@ fn due_message(
             address: recipient.address.clone(),
             domain: store::domain_of(&recipient.address),
             attempts: *attempts,
+            delay_dsn_sent: *delay_dsn_sent,
             first_attempt: history
                 .iter()
                 .filter(|a| a.recipients.contains(&i))

@@ -208,6 +208,8 @@ pub struct DueRecipient {
     /// The domain of `address`, lowercased; empty when the address has none.
     pub domain: String,
     pub attempts: u32,
+    /// Whether the delay DSN for it was already sent.
+    pub delay_dsn_sent: bool,
     /// The time of the first attempt record naming this recipient.
     pub first_attempt: Option<SystemTime>,
 }

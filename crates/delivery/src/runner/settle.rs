@@ -40,6 +40,20 @@ pub(super) async fn run_job<D: Deliver>(
     messages: Vec<PendingMessage>,
     permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 ) -> TaskDone {
+    // What the spool said about each recipient when it was handed out (it stays leased to
+    // this job, so only an administrator's hold changes it meanwhile, and `record` keeps that).
+    let before: HashMap<(MessageId, usize), Before> = messages
+        .iter()
+        .flat_map(|m| {
+            m.recipients.iter().map(|r| {
+                let before = Before {
+                    attempts: r.attempts,
+                    delay_dsn_sent: r.delay_dsn_sent,
+                };
+                ((m.id, r.index), before)
+            })
+        })
+        .collect();
     let job = DeliveryJob {
         domain: domain.clone(),
         messages: load_bodies(&context, messages).await,
@@ -87,7 +101,7 @@ pub(super) async fn run_job<D: Deliver>(
     let mut reports = merge_reports(report);
     for message in &job.messages {
         let report = reports.remove(&message.id);
-        settle(&context, &domain, message, report, &missing).await;
+        settle(&context, &domain, message, report, &missing, &before).await;
     }
     TaskDone::Job { domain, reach }
 }
@@ -183,22 +197,10 @@ async fn settle<D>(
     message: &JobMessage,
     report: Option<MessageReport>,
     missing: &Diagnostic,
+    befores: &HashMap<(MessageId, usize), Before>,
 ) {
     let id = message.id;
     let indexes: Vec<usize> = message.recipients.iter().map(|r| r.index).collect();
-    let stored = match context.spool.message(id) {
-        Ok(Some(stored)) => stored,
-        // Deleted meanwhile by an administrator: nothing left to record.
-        Ok(None) => return context.spool.release_leases(id, &indexes),
-        Err(source) => {
-            let error = QueueError::Message {
-                id: MessageIdDisplay(id),
-                source,
-            };
-            tracing::error!(msg_id = %MessageIdDisplay(id), domain, error = %ErrorChain(&error), "outcome not recorded; its recipients are queued again");
-            return context.spool.release_leases(id, &indexes);
-        }
-    };
     let (outcomes, attempts) = match report {
         Some(report) => (report.recipients, report.attempts),
         None => (Vec::new(), Vec::new()),
@@ -217,17 +219,10 @@ async fn settle<D>(
                     diagnostic: missing.clone(),
                     status: NO_ANSWER_STATUS.to_owned(),
                 });
-        let before = match stored.states.get(recipient.index) {
-            Some(RecipientState::Queued {
-                attempts,
-                delay_dsn_sent,
-                ..
-            }) => Before {
-                attempts: *attempts,
-                delay_dsn_sent: *delay_dsn_sent,
-            },
-            _ => Before::default(),
-        };
+        let before = befores
+            .get(&(id, recipient.index))
+            .copied()
+            .unwrap_or_default();
         settlement.apply(context, message, recipient, outcome, before, now);
     }
     send_dsns(context, message, &mut settlement, now).await;
