@@ -491,7 +491,8 @@ impl Spool {
         let id = self
             .execute(move |t, ctx| writer::submit(t, ctx, reserved, envelope, body))
             .await?;
-        tracing::info!(msg_id = %MessageIdDisplay(id), recipients, size, outcome = "queued", "message spooled");
+        // Debug only: inbound's "message accepted" and the runner's "dsn queued" say it at info.
+        tracing::debug!(msg_id = %MessageIdDisplay(id), recipients, size, outcome = "queued", "message spooled");
         Ok(id)
     }
 

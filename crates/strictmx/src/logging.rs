@@ -19,7 +19,10 @@ pub fn init(settings: &LogSettings) {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
+            // The innermost span's fields (the session's client, the attempt's MX); listing
+            // every enclosing span as well repeated them in each record.
             .with_current_span(true)
+            .with_span_list(false)
             .try_init(),
     };
     if let Err(e) = result {
