@@ -39,6 +39,9 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
 /// recipients are delivered again (SMTP is at-least-once), and nothing accepted is lost.
 pub(crate) const FLUSH_WITHIN: Duration = Duration::from_millis(100);
 
+/// How long a batch of delivery outcomes alone waits for a submission to share its commit.
+const HOLD_OUTCOMES: Duration = Duration::from_millis(2);
+
 /// When the caller may be answered: after the fdatasync, or once committed (flushed within
 /// [`FLUSH_WITHIN`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,7 +256,8 @@ impl Writer {
                 }
             };
             let Some(first) = first else { break };
-            let batch = self.gather(first, &mut commands);
+            let mut batch = self.gather(first, &mut commands);
+            self.hold_for_company(&mut batch, &mut commands, &timer);
             let flush = match self.unflushed_since {
                 Some(since) if since.elapsed() >= FLUSH_WITHIN => Flush::BeforeAnswer,
                 _ => Flush::Within,
@@ -262,6 +266,44 @@ impl Writer {
         }
         if self.unflushed_since.is_some() {
             self.commit_batch(Vec::new(), Flush::BeforeAnswer);
+        }
+    }
+
+    /// A batch of delivery outcomes alone waits up to [`HOLD_OUTCOMES`] for more operations,
+    /// and stops waiting when one that must be flushed (a submission) arrives: they share one
+    /// transaction, so the pages both touch are written once. Under load that is most outcomes.
+    fn hold_for_company(
+        &self,
+        batch: &mut Vec<Command>,
+        commands: &mut mpsc::Receiver<Command>,
+        timer: &tokio::runtime::Runtime,
+    ) {
+        if batch.iter().any(|op| op.flush() == Flush::BeforeAnswer) {
+            return;
+        }
+        let until = Instant::now() + HOLD_OUTCOMES;
+        while batch.len() < self.batch_max {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            match timer.block_on(async { tokio::time::timeout(left, commands.recv()).await }) {
+                Ok(Some(op)) => {
+                    let flushing = op.flush() == Flush::BeforeAnswer;
+                    batch.push(op);
+                    if flushing {
+                        while batch.len() < self.batch_max {
+                            match commands.try_recv() {
+                                Ok(op) => batch.push(op),
+                                Err(_) => break,
+                            }
+                        }
+                        return;
+                    }
+                }
+                // Closed (the loop ends after this batch) or waited long enough.
+                Ok(None) | Err(_) => return,
+            }
         }
     }
 

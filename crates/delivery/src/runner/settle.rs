@@ -65,7 +65,10 @@ pub(super) async fn run_job<D: Deliver>(
         };
     }
     let timeout = context.settings.job_timeout;
-    let delivered = tokio::time::timeout(timeout, context.deliver.deliver(job.clone())).await;
+    // Boxed: the transport's future is large (about 14 KB), and inline it made every job's
+    // task that large, copied at each spawn and again when the task finished.
+    let delivering = Box::pin(context.deliver.deliver(job.clone()));
+    let delivered = tokio::time::timeout(timeout, delivering).await;
     drop(permits);
     let (report, reach, missing) = match delivered {
         Ok(report) => {
