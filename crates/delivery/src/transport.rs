@@ -13,6 +13,7 @@
 mod attempt;
 mod error;
 mod facts;
+mod idle;
 mod loops;
 mod message;
 mod run;
@@ -68,6 +69,8 @@ pub struct Transport<F = DnsResolver> {
     facts: F,
     tls: TlsSetup,
     live: RwLock<Arc<LivePolicy>>,
+    /// Sessions kept open for the next job to the same host (`idle`).
+    idle: Arc<idle::IdlePool<run::Established>>,
 }
 
 impl<F: FactSource> Transport<F> {
@@ -84,6 +87,7 @@ impl<F: FactSource> Transport<F> {
             facts,
             tls,
             live: RwLock::new(Arc::new(live)),
+            idle: Arc::default(),
         })
     }
 

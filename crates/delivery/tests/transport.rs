@@ -1716,3 +1716,82 @@ async fn a_large_body_is_sent_in_pieces_and_arrives_unchanged_with_its_leading_d
     expected.extend_from_slice(b"\r\n");
     assert_eq!(seen[0].body, expected, "the final lone dot gets its CRLF");
 }
+
+#[tokio::test]
+async fn the_next_job_to_the_same_host_reuses_the_open_connection() {
+    let receiver = Receiver::start(Behaviour::plain()).await;
+    let transport = transport(settings(
+        receiver.addr.port(),
+        DefaultRequirement::Opportunistic,
+    ));
+    for n in 1..=3 {
+        let report = transport
+            .deliver(job(vec![message(
+                n,
+                "alice@src.test",
+                &["bob@dest.test"],
+                b"hello\r\n",
+            )]))
+            .await;
+        assert!(
+            matches!(
+                outcomes(&report, 0)[..],
+                [RecipientOutcome::Delivered { .. }]
+            ),
+            "job {n}"
+        );
+    }
+    assert_eq!(receiver.connections(), 1, "one connection for three jobs");
+    assert_eq!(receiver.transactions().len(), 3);
+    // RFC 5321 §4.1.1.5: each later transaction starts from a reset.
+    assert_eq!(
+        receiver.commands().iter().filter(|c| *c == "RSET").count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_spare_connection_is_not_reused_under_a_stricter_plan() {
+    let receiver = Receiver::start(Behaviour::plain()).await;
+    let transport = transport(settings(
+        receiver.addr.port(),
+        DefaultRequirement::Opportunistic,
+    ));
+    let first = transport
+        .deliver(job(vec![message(
+            1,
+            "alice@src.test",
+            &["bob@dest.test"],
+            b"one\r\n",
+        )]))
+        .await;
+    assert!(matches!(
+        outcomes(&first, 0)[..],
+        [RecipientOutcome::Delivered { .. }]
+    ));
+    // The plaintext session left open must not carry mail that now requires TLS.
+    let mut policy = transport.policy();
+    policy.default_requirement = DefaultRequirement::Encrypted;
+    transport.replace_policy(policy);
+    let second = transport
+        .deliver(job(vec![message(
+            2,
+            "alice@src.test",
+            &["bob@dest.test"],
+            b"two\r\n",
+        )]))
+        .await;
+    assert!(
+        matches!(
+            outcomes(&second, 0)[..],
+            [RecipientOutcome::Deferred { .. }]
+        ),
+        "{:?}",
+        outcomes(&second, 0)
+    );
+    assert_eq!(
+        receiver.transactions().len(),
+        1,
+        "nothing sent in plaintext"
+    );
+}

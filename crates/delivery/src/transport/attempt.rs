@@ -71,6 +71,19 @@ impl AttemptScope {
     }
 }
 
+impl AttemptScope {
+    /// The same connection's facts for a new attempt on it (a spare session another job
+    /// reuses): its time and duration start now.
+    pub(crate) fn restarted(&self) -> Self {
+        AttemptScope {
+            result_type: None,
+            at: SystemTime::now(),
+            started: Instant::now(),
+            ..self.clone()
+        }
+    }
+}
+
 /// Records what one attempt did for one message: the typed record, one `info!` line and the
 /// `strictmx_delivery_attempts_total{outcome, tls}` counter.
 pub(crate) fn record_attempt(

@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use strictmx_policy::{
     AddressFailure, DeliveryPlan, MessageFacts, NoTls, PeerAuth, PlanOutcome, PlannedHost,
@@ -25,6 +26,7 @@ use crate::job::{
 use crate::transport::attempt::{AttemptScope, record_attempt};
 use crate::transport::error::{Stage, TransportError, reply_status, reply_text};
 use crate::transport::facts::{self, Destination, FactSource};
+use crate::transport::idle::{self, IdleKey, Spare};
 use crate::transport::loops;
 use crate::transport::message::message_facts;
 use crate::transport::session::{
@@ -525,9 +527,48 @@ struct Via<'a> {
 }
 
 /// A session that may carry mail, over plaintext or TLS.
-enum Established {
+#[derive(Debug)]
+pub(crate) enum Established {
     Plain(MailSession<TcpStream>),
     Tls(Box<MailSession<TlsStream<TcpStream>>>),
+}
+
+impl Established {
+    async fn quit(self) {
+        match self {
+            Established::Plain(session) => session.quit().await,
+            Established::Tls(session) => session.quit().await,
+        }
+    }
+}
+
+/// How `use_session` left the session.
+enum SessionEnd<S> {
+    /// Go on with the queue on a new connection (limit reached, or RSET failed).
+    Again,
+    /// Leave this host: the messages left were failed over to the next one.
+    Leave,
+    /// The queue is empty and the session can carry more: a spare, with its message count.
+    Spare(MailSession<S>, usize),
+}
+
+/// Keeps a spare session for the next job to the same host under the same demands, and
+/// says QUIT if none takes it within `idle::IDLE_FOR`.
+fn park<F>(transport: &Transport<F>, key: IdleKey, spare: Box<Spare<Established>>) {
+    match transport.idle.park(key, spare) {
+        Ok(ticket) => {
+            let pool = Arc::clone(&transport.idle);
+            tokio::spawn(async move {
+                tokio::time::sleep(idle::IDLE_FOR).await;
+                if let Some(spare) = pool.expire(ticket) {
+                    spare.session.quit().await;
+                }
+            });
+        }
+        Err(spare) => {
+            tokio::spawn(spare.session.quit());
+        }
+    }
 }
 
 /// Delivers what it can through one address, opening as many connections as
@@ -546,64 +587,147 @@ async fn deliver_to_address<F: FactSource>(
         .collect();
     let mut reached = false;
     let mut plaintext_only = false;
+    let key = IdleKey {
+        domain: plan.domain.clone(),
+        host: host.clone(),
+        addr,
+        requiretls: plan.requiretls,
+        login: via.credentials.map(|c| c.user.clone()),
+    };
     while !queue.is_empty() {
-        let mut scope = host_scope(plan, host, Some(addr.ip()));
-        let established = establish(transport, via, &mut scope, plaintext_only, sessions).await;
-        let session = match established {
-            Ok(session) => session,
-            Err(error) => {
-                reached |= !error.is_unreachable();
-                scope.result_type = error.tlsrpt_result();
-                let failure = failure_from(&host.host, &error);
-                let open: Vec<usize> = queue.iter().copied().collect();
-                for index in open {
-                    fail_message(&scope, &mut pending[index], &failure);
+        let (session, scope, sent) = match transport.idle.take(&key) {
+            Some(spare) => (spare.session, spare.scope.restarted(), spare.sent),
+            None => {
+                match connect(transport, via, plaintext_only, &queue, pending, sessions).await {
+                    Connected::Session(session, scope) => (session, *scope, 0),
+                    Connected::PlaintextFallback(reached_host) => {
+                        reached |= reached_host;
+                        plaintext_only = true;
+                        continue;
+                    }
+                    Connected::Failed(reached_host) => return reached || reached_host,
                 }
-                let handshake_failed = matches!(
-                    error,
-                    TransportError::Handshake(_)
-                        | TransportError::Timeout {
-                            stage: Stage::Handshake,
-                            ..
-                        }
-                );
-                if handshake_failed
-                    && !plaintext_only
-                    && plan.allows_plaintext_after_failed_handshake(host)
-                {
-                    tracing::warn!(domain = %plan.domain, mx = %host.host, ip = %addr.ip(), "tls handshake failed: retrying in plaintext as configured");
-                    plaintext_only = true;
-                    continue;
-                }
-                return reached;
             }
         };
         reached = true;
-        let span = tracing::info_span!(
-            "delivery_attempt",
-            domain = %plan.domain,
-            mx = %host.host,
-            ip = %addr.ip(),
-            tls = scope.tls.as_ref().map_or("none", |tls| tls.version.as_str()),
-            auth = scope.auth.as_str(),
-        );
-        let keep_going = match session {
-            Established::Plain(session) => {
-                use_session(transport, session, &scope, &host.host, &mut queue, pending)
-                    .instrument(span)
-                    .await
+        match carry(transport, session, &scope, host, sent, &mut queue, pending).await {
+            Some(Some(spare)) => {
+                park(transport, key, spare);
+                return reached;
             }
-            Established::Tls(session) => {
-                use_session(transport, *session, &scope, &host.host, &mut queue, pending)
-                    .instrument(span)
-                    .await
-            }
-        };
-        if !keep_going {
-            return reached;
+            Some(None) => {}
+            None => return reached,
         }
     }
     reached
+}
+
+/// What one connection attempt gave.
+enum Connected {
+    Session(Established, Box<AttemptScope>),
+    /// The handshake failed and the plan allows plaintext: try again without STARTTLS.
+    /// Whether a greeting was received.
+    PlaintextFallback(bool),
+    /// The host failed; the messages were failed over. Whether a greeting was received.
+    Failed(bool),
+}
+
+/// Opens a session to the address for the queued messages, or fails them over.
+async fn connect<F: FactSource>(
+    transport: &Transport<F>,
+    via: &Via<'_>,
+    plaintext_only: bool,
+    queue: &VecDeque<usize>,
+    pending: &mut [Pending<'_>],
+    sessions: &mut SessionLog,
+) -> Connected {
+    let Via {
+        plan, host, addr, ..
+    } = *via;
+    let mut scope = host_scope(plan, host, Some(addr.ip()));
+    let established = establish(transport, via, &mut scope, plaintext_only, sessions).await;
+    match established {
+        Ok(session) => Connected::Session(session, Box::new(scope)),
+        Err(error) => {
+            let reached = !error.is_unreachable();
+            scope.result_type = error.tlsrpt_result();
+            let failure = failure_from(&host.host, &error);
+            for &index in queue {
+                fail_message(&scope, &mut pending[index], &failure);
+            }
+            let handshake_failed = matches!(
+                error,
+                TransportError::Handshake(_)
+                    | TransportError::Timeout {
+                        stage: Stage::Handshake,
+                        ..
+                    }
+            );
+            if handshake_failed
+                && !plaintext_only
+                && plan.allows_plaintext_after_failed_handshake(host)
+            {
+                tracing::warn!(domain = %plan.domain, mx = %host.host, ip = %addr.ip(), "tls handshake failed: retrying in plaintext as configured");
+                return Connected::PlaintextFallback(reached);
+            }
+            Connected::Failed(reached)
+        }
+    }
+}
+
+/// Sends queued messages over `session` (which already carried `sent`). `None`: leave the
+/// host; `Some(None)`: go on with a new connection; `Some(Some(spare))`: done, and the
+/// session can take more.
+async fn carry<F: FactSource>(
+    transport: &Transport<F>,
+    session: Established,
+    scope: &AttemptScope,
+    host: &PlannedHost,
+    sent: usize,
+    queue: &mut VecDeque<usize>,
+    pending: &mut [Pending<'_>],
+) -> Option<Option<Box<Spare<Established>>>> {
+    let span = tracing::info_span!(
+        "delivery_attempt",
+        domain = %scope.domain,
+        mx = %host.host,
+        ip = %scope.ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
+        tls = scope.tls.as_ref().map_or("none", |tls| tls.version.as_str()),
+        auth = scope.auth.as_str(),
+    );
+    let spare = |session, sent| {
+        Box::new(Spare {
+            session,
+            scope: scope.clone(),
+            sent,
+        })
+    };
+    match session {
+        Established::Plain(session) => {
+            match use_session(transport, session, scope, &host.host, sent, queue, pending)
+                .instrument(span)
+                .await
+            {
+                SessionEnd::Again => Some(None),
+                SessionEnd::Leave => None,
+                SessionEnd::Spare(session, sent) => {
+                    Some(Some(spare(Established::Plain(session), sent)))
+                }
+            }
+        }
+        Established::Tls(session) => {
+            match use_session(transport, *session, scope, &host.host, sent, queue, pending)
+                .instrument(span)
+                .await
+            {
+                SessionEnd::Again => Some(None),
+                SessionEnd::Leave => None,
+                SessionEnd::Spare(session, sent) => {
+                    Some(Some(spare(Established::Tls(Box::new(session)), sent)))
+                }
+            }
+        }
+    }
 }
 
 /// Connects and brings the session to the point where the plan lets it carry mail: the TLS
@@ -733,28 +857,31 @@ async fn plaintext(
     }
 }
 
-/// Sends queued messages over one session, up to the per-connection limit. Returns false when
-/// the host must be left (421, connection lost): the messages left go to the next host.
+/// Sends queued messages over one session that already carried `sent`, up to the
+/// per-connection limit. Leaves the host on 421 or a lost connection (the messages left go to
+/// the next host); hands the session back when the queue ran out first.
 async fn use_session<F: FactSource, S: AsyncRead + AsyncWrite + Unpin>(
     transport: &Transport<F>,
     mut session: MailSession<S>,
     scope: &AttemptScope,
     host: &str,
+    mut sent: usize,
     queue: &mut VecDeque<usize>,
     pending: &mut [Pending<'_>],
-) -> bool {
+) -> SessionEnd<S> {
     let limit = transport.settings.max_messages_per_connection.max(1);
-    let mut sent = 0;
     while sent < limit {
         let Some(index) = queue.pop_front() else {
-            break;
+            return SessionEnd::Spare(session, sent);
         };
+        // RFC 5321 §4.1.1.5: a clean state before each further transaction. On a spare
+        // session this is also the check that the server still listens.
         if sent > 0
             && let Err(error) = session.reset().await
         {
             tracing::debug!(mx = host, error = %ErrorChain(&error), "rset failed: new connection");
             queue.push_front(index);
-            return true;
+            return SessionEnd::Again;
         }
         sent += 1;
         match send_one(&mut session, scope, host, &mut pending[index]).await {
@@ -768,18 +895,18 @@ async fn use_session<F: FactSource, S: AsyncRead + AsyncWrite + Unpin>(
                     "the server is closing the connection",
                 );
                 session.quit().await;
-                return false;
+                return SessionEnd::Leave;
             }
             Err(error) => {
                 let failure = failure_from(host, &error);
                 fail_message(scope, &mut pending[index], &failure);
                 leave_host(scope, host, queue, pending, &ErrorChain(&error).to_string());
-                return false;
+                return SessionEnd::Leave;
             }
         }
     }
     session.quit().await;
-    true
+    SessionEnd::Again
 }
 
 /// The messages still queued for this host go to the next one.
