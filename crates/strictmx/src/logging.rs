@@ -7,6 +7,8 @@ use std::io::IsTerminal;
 use strictmx_config::{LogFormat, LogSettings};
 use tracing_subscriber::EnvFilter;
 
+use crate::json_log::{JsonFields, JsonLines};
+
 pub fn init(settings: &LogSettings) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(settings.level.as_str()));
@@ -17,12 +19,8 @@ pub fn init(settings: &LogSettings) {
     let result = match settings.format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            // The innermost span's fields (the session's client, the attempt's MX); listing
-            // every enclosing span as well repeated them in each record.
-            .with_current_span(true)
-            .with_span_list(false)
+            .fmt_fields(JsonFields)
+            .event_format(JsonLines)
             .try_init(),
     };
     if let Err(e) = result {

@@ -10,6 +10,7 @@
 mod control;
 mod explain;
 mod facts;
+mod json_log;
 mod location;
 mod logging;
 mod metrics;
