@@ -216,6 +216,10 @@ pub(crate) enum Signing {
 
 /// Signs `message` with the key of its `From:` domain, if one is configured.
 pub(crate) fn sign(keys: &[DkimKey], message: &[u8], header_end: usize) -> Signing {
+    // Without keys the header block is not even parsed.
+    if keys.is_empty() {
+        return Signing::NoKey;
+    }
     let Some(domain) = author_domain(&message[..header_end]) else {
         return Signing::NoKey;
     };

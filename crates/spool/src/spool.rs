@@ -605,9 +605,6 @@ impl Spool {
         let db = self.shared().database()?;
         let txn = db.begin_read().map_err(|e| fail(e.into()))?;
         let schedule = txn.open_table(SCHEDULE).map_err(|e| fail(e.into()))?;
-        let envelopes = txn.open_table(ENVELOPES).map_err(|e| fail(e.into()))?;
-        let recipients = txn.open_table(RECIPIENTS).map_err(|e| fail(e.into()))?;
-        let attempts = txn.open_table(ATTEMPTS).map_err(|e| fail(e.into()))?;
 
         let end = Slot::new(now, MessageId::MAX, u32::MAX).key();
         let mut picked: Vec<(MessageId, Vec<u32>)> = Vec::new();
@@ -628,6 +625,14 @@ impl Spool {
             }
         }
 
+        if picked.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Opened only when something is due: opening a table is not free, and the runner
+        // often looks when nothing is.
+        let envelopes = txn.open_table(ENVELOPES).map_err(|e| fail(e.into()))?;
+        let recipients = txn.open_table(RECIPIENTS).map_err(|e| fail(e.into()))?;
+        let attempts = txn.open_table(ATTEMPTS).map_err(|e| fail(e.into()))?;
         let mut due = Vec::with_capacity(picked.len());
         for (id, indexes) in picked {
             leases.extend(indexes.iter().map(|&index| (id, index)));
