@@ -64,7 +64,7 @@ pub async fn run(secs: u64, rate: f64, size: usize) -> anyhow::Result<()> {
         load.clone(),
         stop.clone(),
     ));
-    let (_, error) = generator::run(load.clone(), n, CONNS).await;
+    let (submitted, error) = generator::run(load.clone(), n, CONNS).await;
     let window = start.elapsed();
     let delivered_in_window = dest.recipient_count();
     if let Some(e) = error {
@@ -97,13 +97,19 @@ pub async fn run(secs: u64, rate: f64, size: usize) -> anyhow::Result<()> {
     println!(
         "sustained {secs}s at {rate:.0} msg/s ({n} msgs, C={CONNS}, 30 ms before each 250, 5% 451 once, 2% 550): \
          delivered {:.0} msg/s during the run, {drained}; retries that became deliveries {retries_delivered} of {}; \
-         bounces (DSNs received) {} of {}; duplicates {}; missing {}; largest queue {max_queue:.0} msgs",
+         bounces (DSNs received) {} of {}; duplicates {}; missing {}; largest queue {max_queue:.0} msgs; \
+         .->250 p99 {:.1} ms, longest {:.0} ms",
         delivered_in_window as f64 / window.as_secs_f64(),
         retried.len(),
         senders.message_count(),
         bounces.len(),
         t.duplicates,
         expected.saturating_sub(t.distinct.len()),
+        probe::percentile(&submitted.latencies, 0.99).as_secs_f64() * 1e3,
+        submitted
+            .latencies
+            .last()
+            .map_or(0.0, |l| l.as_secs_f64() * 1e3),
     );
     Ok(())
 }
