@@ -532,3 +532,33 @@ async fn read_data<S: AsyncRead + Unpin>(s: &mut BufReader<S>) -> anyhow::Result
         body.extend_from_slice(line);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mixed_script_refuses_its_shares_of_addresses_and_lets_a_retried_451_through() {
+        let script = RcptScript::Mixed {
+            temp_per_mille: 50,
+            reject_per_mille: 20,
+        };
+        let addrs: Vec<String> = (0..20_000).map(|n| format!("r{n}@dest.test")).collect();
+        let share = |code| {
+            addrs
+                .iter()
+                .filter(|a| script.first_reply_code(a) == code)
+                .count() as f64
+                / addrs.len() as f64
+        };
+        assert!((share(451) - 0.05).abs() < 0.01, "451 share {}", share(451));
+        assert!((share(550) - 0.02).abs() < 0.01, "550 share {}", share(550));
+        for a in &addrs {
+            let retried = script.reply(a, 1);
+            match script.first_reply_code(a) {
+                550 => assert!(retried.starts_with("550"), "{a}: 550 every time"),
+                _ => assert!(retried.starts_with("250"), "{a}: 250 once seen"),
+            }
+        }
+    }
+}
