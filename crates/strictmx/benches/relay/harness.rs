@@ -21,7 +21,8 @@ pub struct Bench {
     pub metrics: SocketAddr,
     /// Where `perf stat` writes the flush counts (`--count-flushes`).
     flushes: Option<PathBuf>,
-    dir: TestDir,
+    /// The config and data directory, removed when the bench is dropped (after the relay).
+    _dir: TestDir,
 }
 
 /// CPU ticks and spool commits at one moment.
@@ -54,7 +55,7 @@ impl Bench {
             relay,
             metrics,
             flushes,
-            dir,
+            _dir: dir,
         })
     }
 
@@ -98,8 +99,20 @@ impl Bench {
             .status()?;
         let flushes = probe::flushes_counted(&out).await?;
         let _ = self.relay.terminate().await;
-        drop(self.dir);
         Ok(Some(flushes))
+    }
+}
+
+impl Drop for Bench {
+    /// A bench that ends without [`Bench::stop`] (an error) kills the relay: under the `perf`
+    /// wrapper, `Relay`'s own drop would kill only `perf` and leave the relay running.
+    fn drop(&mut self) {
+        if self.flushes.is_some() {
+            let _ = std::process::Command::new("kill")
+                .arg("-KILL")
+                .arg(self.pid().to_string())
+                .status();
+        }
     }
 }
 
