@@ -1,16 +1,19 @@
 //! A minimal SMTP client for submitting test mail, and a scriptable in-process SMTP receiver.
 //!
 //! Both speak over real sockets on 127.0.0.1. The receiver records what it got, so a test can
-//! assert on the envelope and the body exactly as they crossed the wire.
+//! assert on the envelope and the body exactly as they crossed the wire. For benchmarks it can
+//! also offer STARTTLS, answer the end of data late, and refuse a fixed share of recipients.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -151,14 +154,94 @@ async fn read_reply<R: AsyncRead + Unpin>(r: &mut BufReader<R>) -> anyhow::Resul
 }
 
 /// How the receiver answers each recipient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RcptScript {
     /// 250 to every recipient.
+    #[default]
     Accept,
     /// 451 4.3.0 the first time a recipient is seen, 250 after that.
     TempFailFirst,
     /// 550 5.1.1 to every recipient.
     Reject,
+    /// Chosen by a hash of the address, so the same address always gets the same treatment:
+    /// `temp_per_mille` of addresses get 451 4.3.0 the first time they are seen (250 after),
+    /// `reject_per_mille` get 550 5.1.1 every time, the rest 250.
+    Mixed {
+        temp_per_mille: u32,
+        reject_per_mille: u32,
+    },
+}
+
+impl RcptScript {
+    /// The reply to `RCPT TO:<addr>`, given how often `addr` was seen before this one.
+    fn reply(self, addr: &str, seen_before: u32) -> &'static str {
+        const ACCEPT: &str = "250 2.1.5 ok\r\n";
+        const TEMP: &str = "451 4.3.0 try again later\r\n";
+        const REJECT: &str = "550 5.1.1 no such user here\r\n";
+        match self {
+            RcptScript::Accept => ACCEPT,
+            RcptScript::Reject => REJECT,
+            RcptScript::TempFailFirst if seen_before == 0 => TEMP,
+            RcptScript::TempFailFirst => ACCEPT,
+            RcptScript::Mixed {
+                temp_per_mille,
+                reject_per_mille,
+            } => {
+                let bucket = fnv1a(addr.as_bytes()) % 1000;
+                if bucket < reject_per_mille {
+                    REJECT
+                } else if bucket < reject_per_mille + temp_per_mille && seen_before == 0 {
+                    TEMP
+                } else {
+                    ACCEPT
+                }
+            }
+        }
+    }
+
+    /// The code of the reply to the first `RCPT TO:<addr>`: 250, 451 or 550.
+    pub fn first_reply_code(self, addr: &str) -> u16 {
+        match self.reply(addr, 0).as_bytes()[0] {
+            b'5' => 550,
+            b'4' => 451,
+            _ => 250,
+        }
+    }
+}
+
+/// FNV-1a, 32 bits: a stable hash, the same in every run and build.
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// Everything a [`Sink`] can be told; `SinkOptions::default()` is the plain accepting sink.
+#[derive(Debug, Clone, Default)]
+pub struct SinkOptions {
+    pub script: RcptScript,
+    /// Offer STARTTLS with this server configuration (see [`self_signed_tls`]).
+    pub starttls: Option<Arc<rustls::ServerConfig>>,
+    /// Wait this long before answering the end of data.
+    pub data_reply_delay: Duration,
+    /// Keep at most this many bytes of each body (`None`: all of it). Benchmarks keep the
+    /// headers only, so that many large messages do not fill the load generator's memory.
+    pub body_limit: Option<usize>,
+}
+
+/// A TLS server configuration with a fresh self-signed certificate for 127.0.0.1, which
+/// opportunistic delivery accepts.
+pub fn self_signed_tls() -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let key = rcgen::KeyPair::generate()?;
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])?.self_signed(&key)?;
+    let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der())
+        .map_err(|e| anyhow::anyhow!("test key: {e}"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key)?;
+    Ok(Arc::new(config))
 }
 
 /// A message as the receiver got it.
@@ -184,6 +267,15 @@ pub struct Sink {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     connections: Arc<Mutex<usize>>,
+    counts: Arc<Counts>,
+}
+
+/// Running totals, readable without copying what was received.
+#[derive(Debug, Default)]
+struct Counts {
+    messages: AtomicUsize,
+    recipients: AtomicUsize,
+    tls_sessions: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -199,6 +291,18 @@ impl Sink {
 
     /// [`Sink::start`] on a chosen loopback address, e.g. one a relay already tried in vain.
     pub async fn start_at(addr: std::net::SocketAddr, script: RcptScript) -> anyhow::Result<Sink> {
+        Sink::start_with(
+            addr,
+            SinkOptions {
+                script,
+                ..SinkOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// A receiver on a chosen loopback address (port 0 for any) with every option.
+    pub async fn start_with(addr: SocketAddr, options: SinkOptions) -> anyhow::Result<Sink> {
         anyhow::ensure!(
             addr.ip().is_loopback(),
             "test sinks listen on loopback only"
@@ -209,8 +313,10 @@ impl Sink {
             addr,
             received: Arc::default(),
             connections: Arc::default(),
+            counts: Arc::default(),
         };
         let state = Arc::new(Mutex::new(SinkState::default()));
+        let options = Arc::new(options);
         let s = sink.clone();
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
@@ -218,12 +324,28 @@ impl Sink {
                 *s.connections.lock().expect("sink lock poisoned") += 1;
                 let s = s.clone();
                 let state = state.clone();
+                let options = options.clone();
                 tokio::spawn(async move {
-                    let _ = s.session(tcp, script, state).await;
+                    let _ = s.serve(tcp, &options, &state).await;
                 });
             }
         });
         Ok(sink)
+    }
+
+    /// Messages received so far (one per DATA, whatever its number of recipients).
+    pub fn message_count(&self) -> usize {
+        self.counts.messages.load(Ordering::Relaxed)
+    }
+
+    /// Recipients received so far, over all messages.
+    pub fn recipient_count(&self) -> usize {
+        self.counts.recipients.load(Ordering::Relaxed)
+    }
+
+    /// Sessions that completed a STARTTLS handshake.
+    pub fn tls_sessions(&self) -> usize {
+        self.counts.tls_sessions.load(Ordering::Relaxed)
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -238,76 +360,116 @@ impl Sink {
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> anyhow::Result<Vec<Received>> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let got = self.received();
-            if got.len() >= n {
-                return Ok(got);
+            // Copied only once there is enough: a poll must not copy every body received.
+            let got = self.message_count();
+            if got >= n {
+                return Ok(self.received());
             }
             if tokio::time::Instant::now() >= deadline {
-                bail!(
-                    "expected {n} message(s) at the sink within {timeout:?}, got {}",
-                    got.len()
-                );
+                bail!("expected {n} message(s) at the sink within {timeout:?}, got {got}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    async fn session(
+    /// One connection: the plaintext session, then, after STARTTLS, the session over TLS.
+    async fn serve(
         &self,
         tcp: TcpStream,
-        script: RcptScript,
-        state: Arc<Mutex<SinkState>>,
+        options: &SinkOptions,
+        state: &Mutex<SinkState>,
     ) -> anyhow::Result<()> {
-        let mut s = BufReader::new(tcp);
-        write(&mut s, "220 sink.test ESMTP test sink\r\n").await?;
+        let mut plain = BufReader::new(tcp);
+        write(&mut plain, "220 sink.test ESMTP test sink\r\n").await?;
+        let Some(acceptor) = options.starttls.clone().map(TlsAcceptor::from) else {
+            self.session(&mut plain, options, state, false).await?;
+            return Ok(());
+        };
+        if !self.session(&mut plain, options, state, true).await? {
+            return Ok(());
+        }
+        // RFC 3207 section 4.2: nothing the client sent before the handshake may be used after it.
+        anyhow::ensure!(plain.buffer().is_empty(), "data pipelined after STARTTLS");
+        let tls = acceptor.accept(plain.into_inner()).await?;
+        self.counts.tls_sessions.fetch_add(1, Ordering::Relaxed);
+        let mut secure = BufReader::new(tls);
+        self.session(&mut secure, options, state, false).await?;
+        Ok(())
+    }
+
+    /// Commands until QUIT or the end of the connection (false), or until a STARTTLS that was
+    /// offered and answered 220 (true).
+    async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        s: &mut BufReader<S>,
+        options: &SinkOptions,
+        state: &Mutex<SinkState>,
+        offer_starttls: bool,
+    ) -> anyhow::Result<bool> {
         let mut from = String::new();
         let mut params = String::new();
         let mut rcpts = Vec::new();
         loop {
             let mut line = String::new();
             if s.read_line(&mut line).await? == 0 {
-                return Ok(());
+                return Ok(false);
             }
             let upper = line.to_ascii_uppercase();
             let cmd = upper.trim_end();
             if cmd.starts_with("EHLO") {
-                write(&mut s, "250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-DSN\r\n250 SIZE 52428800\r\n").await?;
+                let starttls = if offer_starttls {
+                    "250-STARTTLS\r\n"
+                } else {
+                    ""
+                };
+                let ehlo = format!(
+                    "250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-DSN\r\n{starttls}250 SIZE 52428800\r\n"
+                );
+                write(s, &ehlo).await?;
+            } else if cmd == "STARTTLS" && offer_starttls {
+                write(s, "220 2.0.0 ready to start TLS\r\n").await?;
+                return Ok(true);
             } else if cmd.starts_with("HELO") {
-                write(&mut s, "250 sink.test\r\n").await?;
+                write(s, "250 sink.test\r\n").await?;
             } else if cmd.starts_with("MAIL FROM:") {
                 let rest = line.trim_end()[10..].trim();
                 let (addr, p) = split_path(rest);
                 from = addr;
                 params = p;
                 rcpts.clear();
-                write(&mut s, "250 2.1.0 ok\r\n").await?;
+                write(s, "250 2.1.0 ok\r\n").await?;
             } else if cmd.starts_with("RCPT TO:") {
                 let (addr, _) = split_path(line.trim_end()[8..].trim());
-                let reply = match script {
-                    RcptScript::Accept => "250 2.1.5 ok\r\n",
-                    RcptScript::Reject => "550 5.1.1 no such user here\r\n",
-                    RcptScript::TempFailFirst => {
+                let seen_before = match options.script {
+                    RcptScript::Accept | RcptScript::Reject => 0,
+                    RcptScript::TempFailFirst | RcptScript::Mixed { .. } => {
                         let mut st = state.lock().expect("sink lock poisoned");
                         let n = st.seen.entry(addr.clone()).or_insert(0);
                         *n += 1;
-                        if *n == 1 {
-                            "451 4.3.0 try again later\r\n"
-                        } else {
-                            "250 2.1.5 ok\r\n"
-                        }
+                        *n - 1
                     }
                 };
+                let reply = options.script.reply(&addr, seen_before);
                 if reply.starts_with('2') {
                     rcpts.push(addr);
                 }
-                write(&mut s, reply).await?;
+                write(s, reply).await?;
             } else if cmd == "DATA" {
                 if rcpts.is_empty() {
-                    write(&mut s, "554 5.5.1 no valid recipients\r\n").await?;
+                    write(s, "554 5.5.1 no valid recipients\r\n").await?;
                     continue;
                 }
-                write(&mut s, "354 go ahead\r\n").await?;
-                let body = read_data(&mut s).await?;
+                write(s, "354 go ahead\r\n").await?;
+                let mut body = read_data(s).await?;
+                if let Some(limit) = options.body_limit {
+                    body.truncate(limit);
+                }
+                if !options.data_reply_delay.is_zero() {
+                    tokio::time::sleep(options.data_reply_delay).await;
+                }
+                self.counts
+                    .recipients
+                    .fetch_add(rcpts.len(), Ordering::Relaxed);
                 self.received
                     .lock()
                     .expect("sink lock poisoned")
@@ -317,17 +479,18 @@ impl Sink {
                         rcpts: std::mem::take(&mut rcpts),
                         body,
                     });
-                write(&mut s, "250 2.0.0 queued at the sink\r\n").await?;
+                self.counts.messages.fetch_add(1, Ordering::Relaxed);
+                write(s, "250 2.0.0 queued at the sink\r\n").await?;
             } else if cmd == "RSET" {
                 rcpts.clear();
-                write(&mut s, "250 2.0.0 ok\r\n").await?;
+                write(s, "250 2.0.0 ok\r\n").await?;
             } else if cmd == "NOOP" {
-                write(&mut s, "250 2.0.0 ok\r\n").await?;
+                write(s, "250 2.0.0 ok\r\n").await?;
             } else if cmd == "QUIT" {
-                write(&mut s, "221 2.0.0 bye\r\n").await?;
-                return Ok(());
+                write(s, "221 2.0.0 bye\r\n").await?;
+                return Ok(false);
             } else {
-                write(&mut s, "502 5.5.2 not implemented\r\n").await?;
+                write(s, "502 5.5.2 not implemented\r\n").await?;
             }
         }
     }
@@ -367,5 +530,35 @@ async fn read_data<S: AsyncRead + Unpin>(s: &mut BufReader<S>) -> anyhow::Result
             &line[..]
         };
         body.extend_from_slice(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mixed_script_refuses_its_shares_of_addresses_and_lets_a_retried_451_through() {
+        let script = RcptScript::Mixed {
+            temp_per_mille: 50,
+            reject_per_mille: 20,
+        };
+        let addrs: Vec<String> = (0..20_000).map(|n| format!("r{n}@dest.test")).collect();
+        let share = |code| {
+            addrs
+                .iter()
+                .filter(|a| script.first_reply_code(a) == code)
+                .count() as f64
+                / addrs.len() as f64
+        };
+        assert!((share(451) - 0.05).abs() < 0.01, "451 share {}", share(451));
+        assert!((share(550) - 0.02).abs() < 0.01, "550 share {}", share(550));
+        for a in &addrs {
+            let retried = script.reply(a, 1);
+            match script.first_reply_code(a) {
+                550 => assert!(retried.starts_with("550"), "{a}: 550 every time"),
+                _ => assert!(retried.starts_with("250"), "{a}: 250 once seen"),
+            }
+        }
     }
 }
