@@ -1,14 +1,15 @@
 //! Connections kept open between jobs. A session that has sent its job's messages, with room
 //! left under `max_messages_per_connection`, waits here for the next job to the same host at
-//! the same address under the same demands, for at most [`IDLE_FOR`]; then it says QUIT.
+//! the same address under the same demands, for about [`IDLE_FOR`]; then one sweeper task per
+//! pool, which wakes every [`SWEEP_EVERY`], takes it out to say QUIT.
 //! Reusing it saves the TCP and TLS handshakes, EHLO and the judgement of the peer. It never
 //! weakens a plan: a session is handed only to a job whose plan asks exactly what the plan
 //! that judged it asked of that host (requirement, pins, TLS floor, REQUIRETLS, credentials).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use strictmx_policy::PlannedHost;
 
@@ -16,6 +17,8 @@ use crate::transport::attempt::AttemptScope;
 
 /// How long a spare session waits for another job.
 pub(crate) const IDLE_FOR: Duration = Duration::from_secs(5);
+/// How often the sweeper looks for spare sessions that waited long enough.
+pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Spare sessions kept at once, over all destinations.
 const MAX_SPARE: usize = 64;
 
@@ -40,7 +43,7 @@ pub(crate) struct Spare<T> {
 
 #[derive(Debug)]
 struct Entry<T> {
-    id: u64,
+    parked_at: Instant,
     key: IdleKey,
     spare: Box<Spare<T>>,
 }
@@ -49,14 +52,14 @@ struct Entry<T> {
 #[derive(Debug)]
 pub(crate) struct IdlePool<T> {
     entries: Mutex<Vec<Entry<T>>>,
-    next_id: AtomicU64,
+    sweeper: AtomicBool,
 }
 
 impl<T> Default for IdlePool<T> {
     fn default() -> Self {
         IdlePool {
             entries: Mutex::new(Vec::new()),
-            next_id: AtomicU64::new(0),
+            sweeper: AtomicBool::new(false),
         }
     }
 }
@@ -74,23 +77,38 @@ impl<T> IdlePool<T> {
         Some(entries.swap_remove(at).spare)
     }
 
-    /// Keeps `spare` for reuse and returns its ticket for [`IdlePool::expire`]; hands it back
-    /// when the pool is full.
-    pub(crate) fn park(&self, key: IdleKey, spare: Box<Spare<T>>) -> Result<u64, Box<Spare<T>>> {
+    /// Keeps `spare` for reuse; hands it back when the pool is full.
+    pub(crate) fn park(&self, key: IdleKey, spare: Box<Spare<T>>) -> Result<(), Box<Spare<T>>> {
         let mut entries = self.entries();
         if entries.len() >= MAX_SPARE {
             return Err(spare);
         }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        entries.push(Entry { id, key, spare });
-        Ok(id)
+        entries.push(Entry {
+            parked_at: Instant::now(),
+            key,
+            spare,
+        });
+        Ok(())
     }
 
-    /// The session parked under `ticket`, if no job took it meanwhile.
-    pub(crate) fn expire(&self, ticket: u64) -> Option<Box<Spare<T>>> {
+    /// Takes out the sessions that have waited [`IDLE_FOR`] by `now`.
+    pub(crate) fn expired(&self, now: Instant) -> Vec<Box<Spare<T>>> {
         let mut entries = self.entries();
-        let at = entries.iter().position(|entry| entry.id == ticket)?;
-        Some(entries.swap_remove(at).spare)
+        let mut expired = Vec::new();
+        let mut at = 0;
+        while at < entries.len() {
+            if now.saturating_duration_since(entries[at].parked_at) >= IDLE_FOR {
+                expired.push(entries.swap_remove(at).spare);
+            } else {
+                at += 1;
+            }
+        }
+        expired
+    }
+
+    /// True the first time only: the caller starts the pool's one sweeper.
+    pub(crate) fn claim_sweeper(&self) -> bool {
+        !self.sweeper.swap(true, Ordering::AcqRel)
     }
 }
 
@@ -150,20 +168,16 @@ mod tests {
     }
 
     #[test]
-    fn an_expired_ticket_returns_the_session_unless_a_job_took_it() {
+    fn only_sessions_that_waited_long_enough_expire() {
         let pool = IdlePool::default();
-        let first = pool
-            .park(key(TlsRequirement::Opportunistic, 25), spare(1))
+        pool.park(key(TlsRequirement::Opportunistic, 25), spare(1))
             .expect("room");
-        let second = pool
-            .park(key(TlsRequirement::Opportunistic, 25), spare(2))
-            .expect("room");
-        assert!(pool.take(&key(TlsRequirement::Opportunistic, 25)).is_some());
-        let left = [first, second]
-            .into_iter()
-            .filter(|ticket| pool.expire(*ticket).is_some())
-            .count();
-        assert_eq!(left, 1);
+        let now = Instant::now();
+        assert!(pool.expired(now).is_empty());
+        assert_eq!(pool.expired(now + IDLE_FOR).len(), 1);
+        assert!(pool.take(&key(TlsRequirement::Opportunistic, 25)).is_none());
+        assert!(pool.claim_sweeper());
+        assert!(!pool.claim_sweeper(), "one sweeper per pool");
     }
 
     #[test]

@@ -552,22 +552,28 @@ enum SessionEnd<S> {
     Spare(MailSession<S>, usize),
 }
 
-/// Keeps a spare session for the next job to the same host under the same demands, and
-/// says QUIT if none takes it within `idle::IDLE_FOR`.
+/// Keeps a spare session for the next job to the same host under the same demands; the
+/// pool's sweeper says QUIT to it if none takes it within `idle::IDLE_FOR`.
 fn park<F>(transport: &Transport<F>, key: IdleKey, spare: Box<Spare<Established>>) {
-    match transport.idle.park(key, spare) {
-        Ok(ticket) => {
-            let pool = Arc::clone(&transport.idle);
-            tokio::spawn(async move {
-                tokio::time::sleep(idle::IDLE_FOR).await;
-                if let Some(spare) = pool.expire(ticket) {
-                    spare.session.quit().await;
+    if let Err(spare) = transport.idle.park(key, spare) {
+        tokio::spawn(spare.session.quit());
+        return;
+    }
+    if transport.idle.claim_sweeper() {
+        let pool = Arc::downgrade(&transport.idle);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(idle::SWEEP_EVERY).await;
+                // The transport is gone: so are its spare sessions.
+                let Some(pool) = pool.upgrade() else { return };
+                let expired = pool.expired(std::time::Instant::now());
+                drop(pool);
+                for spare in expired {
+                    // Each on its own: a server slow to answer QUIT holds up no other.
+                    tokio::spawn(spare.session.quit());
                 }
-            });
-        }
-        Err(spare) => {
-            tokio::spawn(spare.session.quit());
-        }
+            }
+        });
     }
 }
 

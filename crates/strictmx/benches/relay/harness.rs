@@ -42,7 +42,12 @@ impl Bench {
             "[log]\nformat = \"json\"\nlevel = \"info\"\n\n[limits]\nmax_sessions_per_ip = 500\n{limits}\n\
              [metrics]\nlisten = \"{metrics}\"\n\n{rest}"
         );
-        let bin = PathBuf::from(env!("CARGO_BIN_EXE_strictmx"));
+        // STRICTMX_BENCH_BIN measures another build (an older commit) through the same
+        // generator and sink.
+        let bin = std::env::var_os("STRICTMX_BENCH_BIN").map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_strictmx")),
+            PathBuf::from,
+        );
         let (bin, flushes) = if count_flushes {
             let (script, out) = probe::flush_counting_wrapper(dir.path(), &bin)?;
             (script, Some(out))
