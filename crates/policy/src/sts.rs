@@ -65,11 +65,21 @@ pub fn parse_record(txt: &str) -> Result<StsRecord, StsError> {
     if fields.next().map(trim_wsp_end) != Some("v=STSv1") {
         return Err(StsError::RecordVersion);
     }
-    let fields: Vec<&str> = fields.map(trim_wsp).collect();
+    let pieces: Vec<&str> = fields.collect();
+    let last = pieces.len().saturating_sub(1);
     let mut id = None;
-    for (index, field) in fields.iter().enumerate() {
+    for (index, piece) in pieces.iter().enumerate() {
+        // WSP belongs to a field-delim only next to its ";": before a field always (a ";"
+        // precedes it), after one only when a ";" follows. The last piece, with no ";" after
+        // it, may not end in WSP (`v=STSv1; id=x ` does not parse) unless it is all WSP after
+        // a trailing delimiter.
+        let field = if index < last {
+            trim_wsp(piece)
+        } else {
+            piece.trim_start_matches([' ', '\t'])
+        };
         // A trailing delimiter (with trailing WSP) is allowed; an empty field elsewhere is not.
-        if field.is_empty() && index + 1 == fields.len() && index > 0 {
+        if field.is_empty() && index == last && index > 0 {
             continue;
         }
         let Some((name, value)) = field.split_once('=') else {

@@ -71,6 +71,21 @@ fn txt_records_parse_as_rfc_8461_section_3_1_says() {
             txt: "v=STSv1; id=abc; ext=a b",
             id: None,
         },
+        Row {
+            rule: "RFC 8461 §3.1: WSP after the last field needs a following ';' (field-delim)",
+            txt: "v=STSv1; id=policy1 ",
+            id: None,
+        },
+        Row {
+            rule: "RFC 8461 §3.1: a tab after the last field is WSP too",
+            txt: "v=STSv1; id=policy1\t",
+            id: None,
+        },
+        Row {
+            rule: "RFC 8461 §3.1: WSP before a final ';' is part of the delimiter",
+            txt: "v=STSv1; id=policy1 ;",
+            id: Some("policy1"),
+        },
     ];
     for row in rows {
         let parsed = parse_record(row.txt).ok().map(|record| record.id);
