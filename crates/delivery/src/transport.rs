@@ -97,11 +97,6 @@ impl<F: FactSource> Transport<F> {
         &self.settings
     }
 
-    /// The fact source, for callers that share it (the server's `explain`).
-    pub fn fact_source(&self) -> &F {
-        &self.facts
-    }
-
     /// The policy in force now.
     pub fn policy(&self) -> PolicySettings {
         self.live().policy.clone()

@@ -91,11 +91,6 @@ impl Reply {
         (200..300).contains(&self.code)
     }
 
-    /// 3xx: the server waits for more (354 after DATA, 334 during AUTH).
-    pub fn is_intermediate(&self) -> bool {
-        (300..400).contains(&self.code)
-    }
-
     /// 4xx: try again later.
     pub fn is_transient(&self) -> bool {
         (400..500).contains(&self.code)
