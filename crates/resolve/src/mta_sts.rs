@@ -7,8 +7,9 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use strictmx_policy::report::ResultType;
 use strictmx_policy::sts::{parse_policy, select_record};
@@ -71,7 +72,21 @@ pub struct StsSource {
     /// used when this process started.
     used: Mutex<HashMap<String, u64>>,
     started: u64,
+    /// One fetch at a time per domain; deliveries that asked meanwhile take its result.
+    fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<RecentFetch>>>>>,
+    fetches: AtomicU64,
 }
+
+/// What the last fetch of a domain gave, for the deliveries that waited for it.
+#[derive(Debug)]
+struct RecentFetch {
+    id: String,
+    at: Instant,
+    result: Result<StsPolicyFacts, StsFetchFailure>,
+}
+
+/// How long a fetch's result answers deliveries that were waiting for it.
+const SHARE_FETCH_FOR: Duration = Duration::from_secs(10);
 
 /// Unix seconds now.
 fn now() -> u64 {
@@ -106,6 +121,8 @@ impl StsSource {
             settings,
             used: Mutex::new(HashMap::new()),
             started: now(),
+            fetching: Mutex::new(HashMap::new()),
+            fetches: AtomicU64::new(0),
         })
     }
 
@@ -160,19 +177,67 @@ impl StsSource {
                 fetch_failure: None,
             };
         }
-        match self.fetch_and_store(&domain, id).await {
+        match self.fetch_shared(&domain, id).await {
             Ok(policy) => StsFacts {
                 record,
                 policy: Some(policy),
                 fetch_failure: None,
             },
             // RFC 8461 §5.1: a failed refresh leaves the cached policy in force until it expires.
-            Err(error) => StsFacts {
+            Err(failure) => StsFacts {
                 record,
                 policy: cached,
-                fetch_failure: Some(failure(&error)),
+                fetch_failure: Some(failure),
             },
         }
+    }
+
+    /// Policy fetches made since start (each one HTTPS request to a policy host).
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    /// [`StsSource::fetch_and_store`] once per domain at a time: deliveries to a domain that
+    /// ask while its policy is being fetched wait and take that fetch's result, if it was for
+    /// the same TXT id and is at most `SHARE_FETCH_FOR` old.
+    async fn fetch_shared(
+        &self,
+        domain: &str,
+        id: &str,
+    ) -> Result<StsPolicyFacts, StsFetchFailure> {
+        let slot = {
+            let mut fetching = self.fetching.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(fetching.entry(domain.to_owned()).or_default())
+        };
+        let result = {
+            let mut last = slot.lock().await;
+            match last.as_ref() {
+                Some(recent) if recent.id == id && recent.at.elapsed() < SHARE_FETCH_FOR => {
+                    recent.result.clone()
+                }
+                _ => {
+                    let result = self
+                        .fetch_and_store(domain, id)
+                        .await
+                        .map_err(|error| failure(&error));
+                    *last = Some(RecentFetch {
+                        id: id.to_owned(),
+                        at: Instant::now(),
+                        result: result.clone(),
+                    });
+                    result
+                }
+            }
+        };
+        // The last one out forgets the domain: the map holds only fetches in progress.
+        let mut fetching = self.fetching.lock().unwrap_or_else(PoisonError::into_inner);
+        if fetching
+            .get(domain)
+            .is_some_and(|held| Arc::ptr_eq(held, &slot) && Arc::strong_count(held) == 2)
+        {
+            fetching.remove(domain);
+        }
+        result
     }
 
     /// The `_mta-sts` TXT record of `domain` (RFC 8461 §3.1; the resolver follows CNAMEs).
@@ -220,6 +285,7 @@ impl StsSource {
         domain: &str,
         id: &str,
     ) -> Result<StsPolicyFacts, ResolveError> {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
         let fetched = fetch_policy(
             &self.client,
             domain,

@@ -411,3 +411,28 @@ async fn gathered_domain_facts_carry_the_mta_sts_facts() {
         StsMode::Enforce
     );
 }
+
+#[tokio::test]
+async fn deliveries_to_one_domain_at_the_same_moment_share_one_policy_fetch() {
+    let lab = Lab::get().expect("lab");
+    for (domain, fails) in [("sts-enforce.test", false), ("sts-expired-cert.test", true)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let resolver = trusting(&lab);
+        let source = sts(&lab, &resolver, &spool(dir.path()));
+        let (a, b, c, d) = tokio::join!(
+            source.facts(domain),
+            source.facts(domain),
+            source.facts(domain),
+            source.facts(domain)
+        );
+        for facts in [a, b, c, d] {
+            assert_eq!(facts.fetch_failure.is_some(), fails, "{domain}: {facts:?}");
+            assert_eq!(facts.policy.is_some(), !fails, "{domain}");
+        }
+        assert_eq!(
+            source.fetches(),
+            1,
+            "{domain}: one HTTPS fetch for four deliveries"
+        );
+    }
+}
