@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::error::StsError;
-use crate::facts::StsRecordFacts;
+use crate::facts::{StsFacts, StsRecordFacts};
 
 /// RFC 8461 §3.2 `mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -102,6 +102,22 @@ pub fn parse_record(txt: &str) -> Result<StsRecord, StsError> {
     }
     id.map(|id| StsRecord { id })
         .ok_or(StsError::RecordMissingId)
+}
+
+/// Whether the cached `enforce` policy in `facts` matches none of `mx_hosts`, the domain's MX
+/// hosts: then mail would defer on it, and RFC 8461 §5.1 has the sender look for an updated
+/// policy before failing (the domain may have moved its MX and its policy with it). A policy
+/// fetched just now, or one that matches a host, needs no second look.
+pub fn refuses_every_mx(facts: &StsFacts, mx_hosts: &[String]) -> bool {
+    match &facts.policy {
+        Some(policy) => {
+            policy.from_cache
+                && policy.policy.mode == StsMode::Enforce
+                && !mx_hosts.is_empty()
+                && !mx_hosts.iter().any(|host| policy.policy.matches(host))
+        }
+        None => false,
+    }
 }
 
 /// Chooses the `_mta-sts` record among all TXT strings at the name (RFC 8461 §3.1).

@@ -210,6 +210,13 @@ impl FactGatherer {
             }
             Err(error) => (error.to_mx_facts(), error.dnssec(), Vec::new(), None),
         };
+        // RFC 8461 §5.1: before mail defers on a cached enforce policy that no MX host
+        // matches, look for an updated one.
+        let sts = if strictmx_policy::sts::refuses_every_mx(&sts, &targets) {
+            self.sts.recheck(&domain, &sts).await.unwrap_or(sts)
+        } else {
+            sts
+        };
         let hosts = self.hosts(targets, SMTP_PORT, gate, &health).await;
         DomainFacts {
             domain,

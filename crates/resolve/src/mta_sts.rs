@@ -75,6 +75,8 @@ pub struct StsSource {
     /// One fetch at a time per domain; deliveries that asked meanwhile take its result.
     fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<RecentFetch>>>>>,
     fetches: AtomicU64,
+    /// When each domain's cached policy was last fetched again for matching no MX host.
+    rechecked: Mutex<HashMap<String, Instant>>,
 }
 
 /// What the last fetch of a domain gave, for the deliveries that waited for it.
@@ -87,6 +89,8 @@ struct RecentFetch {
 
 /// How long a fetch's result answers deliveries that were waiting for it.
 const SHARE_FETCH_FOR: Duration = Duration::from_secs(10);
+/// A domain's cached policy is fetched again for matching no MX host at most this often.
+const RECHECK_AFTER: Duration = Duration::from_secs(5 * 60);
 
 /// Unix seconds now.
 fn now() -> u64 {
@@ -123,6 +127,7 @@ impl StsSource {
             started: now(),
             fetching: Mutex::new(HashMap::new()),
             fetches: AtomicU64::new(0),
+            rechecked: Mutex::new(HashMap::new()),
         })
     }
 
@@ -190,6 +195,47 @@ impl StsSource {
                 fetch_failure: Some(failure),
             },
         }
+    }
+
+    /// RFC 8461 §5.1: `facts` for `domain` held a cached enforce policy that matches none of
+    /// its MX hosts. Unless this was done for the domain within `RECHECK_AFTER`, fetch the
+    /// policy again whatever the TXT id says and return the new facts; otherwise `None`.
+    pub async fn recheck(&self, domain: &str, facts: &StsFacts) -> Option<StsFacts> {
+        let domain = normalise(domain);
+        {
+            let mut rechecked = self
+                .rechecked
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            rechecked.retain(|_, at| now.saturating_duration_since(*at) < RECHECK_AFTER);
+            if rechecked.contains_key(&domain) {
+                return None;
+            }
+            rechecked.insert(domain.clone(), now);
+        }
+        let record = self.record(&domain).await;
+        let id = match &record {
+            StsRecordFacts::Present { id } => id.clone(),
+            // The record itself is gone or broken now: the cached policy stays (RFC 8461 §5.1).
+            _ => facts.policy.as_ref()?.id.clone(),
+        };
+        tracing::info!(
+            domain,
+            "cached MTA-STS policy matches no MX host: fetching it again"
+        );
+        Some(match self.fetch_shared(&domain, &id).await {
+            Ok(policy) => StsFacts {
+                record,
+                policy: Some(policy),
+                fetch_failure: None,
+            },
+            Err(failure) => StsFacts {
+                record,
+                policy: facts.policy.clone(),
+                fetch_failure: Some(failure),
+            },
+        })
     }
 
     /// Policy fetches made since start (each one HTTPS request to a policy host).

@@ -436,3 +436,53 @@ async fn deliveries_to_one_domain_at_the_same_moment_share_one_policy_fetch() {
         );
     }
 }
+
+// RFC 8461 §5.1: before failing on a cached enforce policy that lists none of the domain's MX
+// hosts, look for an updated policy; at most once per domain in a while.
+#[tokio::test]
+async fn a_cached_policy_that_matches_no_mx_host_is_fetched_again_before_mail_fails() {
+    let lab = Lab::get().expect("lab");
+    let domain = "sts-enforce.test";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let resolver = trusting(&lab);
+    let store = spool(dir.path());
+    let current_id = {
+        let probe = tempfile::tempdir().expect("tempdir");
+        match sts(&lab, &resolver, &spool(probe.path()))
+            .facts(domain)
+            .await
+            .record
+        {
+            StsRecordFacts::Present { id } => id,
+            other => panic!("no _mta-sts record: {other:?}"),
+        }
+    };
+    // Cached under the id the TXT record still has, but from before an MX move.
+    let stale = "version: STSv1\r\nmode: enforce\r\nmx: mx.moved-away.test\r\nmax_age: 86400\r\n";
+    store
+        .sts_cache_put(cached(domain, &current_id, stale, now() + 3600))
+        .await
+        .expect("put");
+    let gatherer = FactGatherer::new(
+        resolver.clone(),
+        sts(&lab, &resolver, &store),
+        GatherSettings::default(),
+    )
+    .await;
+    let facts = gatherer.domain_facts(domain).await;
+    let policy = facts.sts.policy.expect("policy");
+    assert!(!policy.from_cache, "fetched again");
+    assert!(policy.policy.matches("mx.sts-enforce.test"), "{policy:?}");
+
+    // The new policy was cached; a stale one put back is not fetched again right away.
+    store
+        .sts_cache_put(cached(domain, &current_id, stale, now() + 3600))
+        .await
+        .expect("put");
+    let facts = gatherer.domain_facts(domain).await;
+    let policy = facts.sts.policy.expect("policy");
+    assert!(
+        policy.from_cache,
+        "at most one new look per domain in a while"
+    );
+}

@@ -353,3 +353,60 @@ fn policy_lines_are_the_tlsrpt_policy_string() {
         vec!["version: STSv1".to_owned(), "mode: testing".to_owned()]
     );
 }
+
+#[test]
+fn a_cached_enforce_policy_that_matches_no_mx_host_calls_for_a_new_look() {
+    use crate::facts::{StsFacts, StsPolicyFacts};
+    let facts = |mode: &str, from_cache: bool| {
+        let text = format!("version: STSv1\nmode: {mode}\nmx: mx.old.example\nmax_age: 86400\n");
+        StsFacts {
+            record: StsRecordFacts::Present { id: "a1".into() },
+            policy: Some(StsPolicyFacts {
+                policy: parse_policy(&text).expect("policy"),
+                text,
+                id: "a1".into(),
+                fetched_at: 0,
+                expires_at: 86_400,
+                from_cache,
+            }),
+            fetch_failure: None,
+        }
+    };
+    let new_mx = vec!["mx.new.example".to_owned()];
+    let old_mx = vec!["mx.old.example".to_owned()];
+    let rows: [(&str, StsFacts, &[String], bool); 5] = [
+        (
+            "RFC 8461 §5.1: cached enforce, no MX matches: look again",
+            facts("enforce", true),
+            &new_mx,
+            true,
+        ),
+        (
+            "a policy that matches an MX host is in order",
+            facts("enforce", true),
+            &old_mx,
+            false,
+        ),
+        (
+            "a policy fetched just now is the newest there is",
+            facts("enforce", false),
+            &new_mx,
+            false,
+        ),
+        (
+            "RFC 8461 §5: testing never fails delivery",
+            facts("testing", true),
+            &new_mx,
+            false,
+        ),
+        (
+            "no MX hosts (null MX, lookup failed): nothing to match",
+            facts("enforce", true),
+            &[],
+            false,
+        ),
+    ];
+    for (rule, facts, hosts, expected) in rows {
+        assert_eq!(refuses_every_mx(&facts, hosts), expected, "{rule}");
+    }
+}
