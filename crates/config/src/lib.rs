@@ -30,7 +30,7 @@ pub use error::{ConfigError, ConfigErrors};
 use strictmx_delivery::runner::QueueSettings;
 use strictmx_delivery::transport::TransportSettings;
 use strictmx_inbound::InboundSettings;
-use strictmx_resolve::{ResolverSettings, StsSettings};
+use strictmx_resolve::{GatherSettings, ResolverSettings, StsSettings};
 use strictmx_spool::SpoolSettings;
 use strictmx_tlsrpt::TlsrptSettings;
 
@@ -52,6 +52,8 @@ pub struct Config {
     pub spool: SpoolSettings,
     pub inbound: InboundSettings,
     pub resolver: ResolverSettings,
+    /// `[dns]` limits on looking up a domain's MX hosts.
+    pub gather: GatherSettings,
     pub transport: TransportSettings,
     /// `[mta_sts]`; its extra CA file is `delivery.extra_ca_file`.
     pub mta_sts: StsSettings,

@@ -144,6 +144,9 @@ pub struct RawDns {
     pub dnssec: S<String>,
     pub trust_anchor: S<String>,
     pub trusted_nameservers: Option<Vec<Spanned<String>>>,
+    pub max_mx_hosts: S<i64>,
+    pub host_lookups_at_once: S<i64>,
+    pub host_lookup_timeout: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -547,6 +547,33 @@ mod dns {
         assert_eq!((errors[0].line, errors[0].key.as_str()), (3, "dns.dnssec"));
         assert!(errors[0].message.contains("trust-resolver"));
     }
+
+    #[test]
+    fn the_mx_host_lookup_limits_have_defaults_and_keys() {
+        let defaults = parse("").unwrap().gather;
+        assert_eq!(
+            (
+                defaults.max_hosts,
+                defaults.host_concurrency,
+                defaults.host_timeout
+            ),
+            (10, 4, std::time::Duration::from_secs(30))
+        );
+        let c = parse(
+            "[dns]\nmax_mx_hosts = 3\nhost_lookups_at_once = 2\nhost_lookup_timeout = \"5s\"\n",
+        )
+        .unwrap()
+        .gather;
+        assert_eq!(
+            (c.max_hosts, c.host_concurrency, c.host_timeout),
+            (3, 2, std::time::Duration::from_secs(5))
+        );
+        let errors = parse("[dns]\nmax_mx_hosts = 0\n").unwrap_err().0;
+        assert_eq!(
+            (errors[0].line, errors[0].key.as_str()),
+            (2, "dns.max_mx_hosts")
+        );
+    }
 }
 
 mod mta_sts {

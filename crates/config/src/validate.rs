@@ -14,7 +14,7 @@ use strictmx_delivery::transport::TransportSettings;
 use strictmx_inbound::{InboundSettings, ListenerSettings, Role, ServerTlsSettings, User};
 use strictmx_policy::DefaultRequirement;
 use strictmx_policy::rules::SenderPattern;
-use strictmx_resolve::{DnssecMode, ResolverSettings, StsSettings};
+use strictmx_resolve::{DnssecMode, GatherSettings, ResolverSettings, StsSettings};
 use strictmx_spool::SpoolSettings;
 
 use crate::error::Source;
@@ -152,6 +152,7 @@ pub(crate) fn build(raw: &RawConfig, src: &mut Source<'_>, base: Option<&Path>) 
     inbound.shutdown_grace = shutdown_grace;
     inbound.dkim = crate::dkim::build(&raw.dkim, src, base);
     let resolver = build_dns(raw.dns.as_ref(), src, base);
+    let gather = build_gather(raw.dns.as_ref(), src);
     let mut transport = build_transport(raw, src, base, &hostname);
     if let Some(p) = &raw.policy {
         build_tls_required_no(p, &inbound.users, &mut transport, src);
@@ -173,6 +174,7 @@ pub(crate) fn build(raw: &RawConfig, src: &mut Source<'_>, base: Option<&Path>) 
         spool,
         inbound,
         resolver,
+        gather,
         transport,
         mta_sts,
         queue,
@@ -609,6 +611,34 @@ fn build_dns(raw: Option<&RawDns>, src: &mut Source<'_>, base: Option<&Path>) ->
         s.dnssec = DnssecMode::Validate { trust_anchor };
     }
     check_dnssec_mode(raw, &s, src);
+    s
+}
+
+/// How many MX hosts of a domain are looked up, how many at once, and for how long each.
+fn build_gather(raw: Option<&RawDns>, src: &mut Source<'_>) -> GatherSettings {
+    let mut s = GatherSettings::default();
+    let Some(raw) = raw else { return s };
+    s.max_hosts = opt(
+        src,
+        "dns.max_mx_hosts",
+        &raw.max_mx_hosts,
+        s.max_hosts,
+        |n| values::count(*n, 1),
+    );
+    s.host_concurrency = opt(
+        src,
+        "dns.host_lookups_at_once",
+        &raw.host_lookups_at_once,
+        s.host_concurrency,
+        |n| values::count(*n, 1),
+    );
+    s.host_timeout = opt(
+        src,
+        "dns.host_lookup_timeout",
+        &raw.host_lookup_timeout,
+        s.host_timeout,
+        dur,
+    );
     s
 }
 
@@ -1117,6 +1147,13 @@ pub(crate) fn render(c: &Config) -> String {
         },
         q(&d(c.resolver.timeout)),
         c.resolver.attempts
+    );
+    let _ = writeln!(
+        o,
+        "max_mx_hosts = {}\nhost_lookups_at_once = {}\nhost_lookup_timeout = {}",
+        c.gather.max_hosts,
+        c.gather.host_concurrency,
+        q(&d(c.gather.host_timeout))
     );
     let (mode, anchor) = match &c.resolver.dnssec {
         DnssecMode::Validate { trust_anchor } => ("validate", trust_anchor.as_ref()),

@@ -15,7 +15,7 @@ use strictmx_config::Config;
 use strictmx_delivery::transport::Transport;
 use strictmx_policy::MessageFacts;
 use strictmx_protocol::HumanDuration;
-use strictmx_resolve::{DnsResolver, FactGatherer, GatherSettings, StsSource};
+use strictmx_resolve::{DnsResolver, FactGatherer, StsSource};
 use strictmx_spool::{Spool, SpoolSettings};
 
 use crate::control::{self, Request};
@@ -135,7 +135,7 @@ async fn in_process(config: &Config, question: &Question) -> anyhow::Result<(Val
         .context("setting up MTA-STS")?;
     // No blocking self-test first: it runs alongside the MX lookup, and not at all for a route
     // to an IP address.
-    let gatherer = FactGatherer::testing_on_demand(resolver, sts, GatherSettings::default());
+    let gatherer = FactGatherer::testing_on_demand(resolver, sts, config.gather);
     let transport = Transport::new(config.transport.clone(), SharedGatherer(Arc::new(gatherer)))
         .context("setting up outbound delivery")?;
     let explanation = transport

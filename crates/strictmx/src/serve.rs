@@ -17,9 +17,7 @@ use strictmx_delivery::runner::QueueRunner;
 use strictmx_delivery::transport::Transport;
 use strictmx_inbound::Inbound;
 use strictmx_protocol::ErrorChain;
-use strictmx_resolve::{
-    DnsResolver, FactGatherer, GatherSettings, HttpsTimeouts, StsSource, report_client,
-};
+use strictmx_resolve::{DnsResolver, FactGatherer, HttpsTimeouts, StsSource, report_client};
 use strictmx_spool::Spool;
 use strictmx_tlsrpt::ReportPoster;
 use tokio::signal::unix::{SignalKind, signal};
@@ -167,11 +165,7 @@ fn gatherer(config: &Config, spool: &Spool) -> anyhow::Result<FactGatherer> {
     let resolver = DnsResolver::new(&config.resolver).context("setting up the DNS resolver")?;
     let sts = StsSource::new(resolver.clone(), spool.clone(), config.mta_sts.clone())
         .context("setting up MTA-STS")?;
-    Ok(FactGatherer::untested(
-        resolver,
-        sts,
-        GatherSettings::default(),
-    ))
+    Ok(FactGatherer::untested(resolver, sts, config.gather))
 }
 
 /// With `[tlsrpt] enabled`: the TLSRPT recorder and daily report task, posting `https:` reports
