@@ -47,8 +47,10 @@ pub struct PolicyDescription {
     pub mx_host: Option<MxHost>,
 }
 
-/// RFC 8460 §4.4 gives `mx-host` as one pattern string; a policy with several `mx` patterns
-/// lists them as an array rather than dropping all but one.
+/// `mx-host`: RFC 8460 §4.4's example writes one pattern as a string, but consumers read an
+/// array: the `mail-auth` crate (Stalwart's parser) accepts only an array of strings and rejects
+/// the whole report for a string, and parsers that take both take the array. So strictmx always
+/// writes an array, one entry per policy `mx` pattern (docs/tlsrpt.md); reading accepts both.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum MxHost {
@@ -58,11 +60,7 @@ pub enum MxHost {
 
 impl MxHost {
     fn of(hosts: &[String]) -> Option<MxHost> {
-        match hosts {
-            [] => None,
-            [one] => Some(MxHost::One(one.clone())),
-            several => Some(MxHost::Several(several.to_vec())),
-        }
+        (!hosts.is_empty()).then(|| MxHost::Several(hosts.to_vec()))
     }
 }
 
