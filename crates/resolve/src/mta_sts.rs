@@ -182,19 +182,8 @@ impl StsSource {
                 fetch_failure: None,
             };
         }
-        match self.fetch_shared(&domain, id).await {
-            Ok(policy) => StsFacts {
-                record,
-                policy: Some(policy),
-                fetch_failure: None,
-            },
-            // RFC 8461 §5.1: a failed refresh leaves the cached policy in force until it expires.
-            Err(failure) => StsFacts {
-                record,
-                policy: cached,
-                fetch_failure: Some(failure),
-            },
-        }
+        let fetched = self.fetch_shared(&domain, id).await;
+        after_fetch(record, fetched, cached)
     }
 
     /// RFC 8461 §5.1: `facts` for `domain` held a cached enforce policy that matches none of
@@ -224,18 +213,8 @@ impl StsSource {
             domain,
             "cached MTA-STS policy matches no MX host: fetching it again"
         );
-        Some(match self.fetch_shared(&domain, &id).await {
-            Ok(policy) => StsFacts {
-                record,
-                policy: Some(policy),
-                fetch_failure: None,
-            },
-            Err(failure) => StsFacts {
-                record,
-                policy: facts.policy.clone(),
-                fetch_failure: Some(failure),
-            },
-        })
+        let fetched = self.fetch_shared(&domain, &id).await;
+        Some(after_fetch(record, fetched, facts.policy.clone()))
     }
 
     /// Policy fetches made since start (each one HTTPS request to a policy host).
@@ -441,6 +420,27 @@ fn refresh_is_due(entry: &CachedStsPolicy, refresh_before: Duration, now: u64) -
 }
 
 /// The RFC 8460 §4.3.2 result type and a reason for a failed fetch.
+/// The facts after a fetch: its policy, or (RFC 8461 §5.1: a failed refresh leaves the cached
+/// policy in force until it expires) the cached one and the failure.
+fn after_fetch(
+    record: StsRecordFacts,
+    fetched: Result<StsPolicyFacts, StsFetchFailure>,
+    cached: Option<StsPolicyFacts>,
+) -> StsFacts {
+    match fetched {
+        Ok(policy) => StsFacts {
+            record,
+            policy: Some(policy),
+            fetch_failure: None,
+        },
+        Err(failure) => StsFacts {
+            record,
+            policy: cached,
+            fetch_failure: Some(failure),
+        },
+    }
+}
+
 fn failure(error: &ResolveError) -> StsFetchFailure {
     StsFetchFailure {
         result_type: error

@@ -111,6 +111,35 @@ pub(crate) fn read_envelope(
     }
 }
 
+/// What changing a message's recipient states needs of its envelope record, decoded without
+/// its addresses, parameters or client (a message to fifty recipients is recorded once per
+/// destination domain).
+#[derive(Debug, Deserialize)]
+struct EnvelopeHead {
+    envelope: EnvelopeHeadFields,
+}
+
+#[derive(Debug, Deserialize)]
+struct EnvelopeHeadFields {
+    #[serde(with = "crate::time::secs")]
+    received_at: SystemTime,
+    recipients: Vec<serde::de::IgnoredAny>,
+}
+
+/// When message `id` was received and how many recipients it has.
+pub(crate) fn read_envelope_head(
+    table: &impl ReadableTable<u64, &'static [u8]>,
+    id: MessageId,
+) -> Result<Option<(SystemTime, usize)>, SpoolError> {
+    match table.get(id).map_err(read_err)? {
+        Some(bytes) => {
+            let head: EnvelopeHead = decode("envelopes", id, bytes.value())?;
+            Ok(Some((head.envelope.received_at, head.envelope.recipients.len())))
+        }
+        None => Ok(None),
+    }
+}
+
 /// The states of message `id`, in recipient order. A gap in the indexes is reported as
 /// inconsistent rather than silently shifting recipients.
 pub(crate) fn read_states(
@@ -139,8 +168,17 @@ pub(crate) fn read_states_for(
     id: MessageId,
     envelope: &Envelope,
 ) -> Result<Vec<RecipientState>, SpoolError> {
+    read_states_counted(table, id, envelope.recipients.len())
+}
+
+/// [`read_states`], checked against the envelope's recipient count.
+pub(crate) fn read_states_counted(
+    table: &impl ReadableTable<(u64, u32), &'static [u8]>,
+    id: MessageId,
+    count: usize,
+) -> Result<Vec<RecipientState>, SpoolError> {
     let states = read_states(table, id)?;
-    if states.len() != envelope.recipients.len() {
+    if states.len() != count {
         return Err(SpoolError::Inconsistent {
             table: "recipients",
             id: MessageIdDisplay(id),

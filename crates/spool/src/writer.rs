@@ -428,18 +428,22 @@ impl Writer {
     }
 }
 
-/// The stored facts about one message, read before changing it.
+/// The stored facts about one message, read before changing its recipients' states.
 struct Loaded {
-    record: EnvelopeRecord,
+    received_at: SystemTime,
     states: Vec<RecipientState>,
 }
 
 fn load(tables: &Tables<'_>, id: MessageId) -> Result<Loaded, SpoolError> {
-    let record = store::read_envelope(&tables.envelopes, id)?.ok_or(SpoolError::NotFound {
-        id: MessageIdDisplay(id),
-    })?;
-    let states = store::read_states_for(&tables.recipients, id, &record.envelope)?;
-    Ok(Loaded { record, states })
+    let (received_at, count) =
+        store::read_envelope_head(&tables.envelopes, id)?.ok_or(SpoolError::NotFound {
+            id: MessageIdDisplay(id),
+        })?;
+    let states = store::read_states_counted(&tables.recipients, id, count)?;
+    Ok(Loaded {
+        received_at,
+        states,
+    })
 }
 
 /// Stores a message under `reserved` (from `Spool::reserve_id`) or a new id, and queues each
@@ -717,7 +721,14 @@ pub(crate) fn bounce<F>(
 where
     F: FnOnce(&BouncedMessage, &[RecipientState]) -> Option<(Envelope, Vec<u8>)>,
 {
-    let loaded = load(tables, id)?;
+    // The whole envelope: it goes back to the caller, for the report.
+    let record = store::read_envelope(&tables.envelopes, id)?.ok_or(SpoolError::NotFound {
+        id: MessageIdDisplay(id),
+    })?;
+    let loaded = Loaded {
+        received_at: record.envelope.received_at,
+        states: store::read_states_for(&tables.recipients, id, &record.envelope)?,
+    };
     let attempts = store::read_attempts(&tables.attempts, id)?;
     let body = store::read_body(&tables.bodies, id)?.ok_or(SpoolError::Inconsistent {
         table: "bodies",
@@ -740,8 +751,8 @@ where
     let bounced = BouncedMessage {
         message: StoredMessage {
             id,
-            size: loaded.record.size,
-            envelope: loaded.record.envelope.clone(),
+            size: record.size,
+            envelope: record.envelope,
             states,
             attempts,
         },
@@ -809,7 +820,7 @@ fn write_changes(
             &change.bytes,
         )?;
     }
-    let summary = Summary::of(loaded.record.envelope.received_at, states);
+    let summary = Summary::of(loaded.received_at, states);
     ctx.effects.push(Effect::Summary(id, Some(summary)));
     Ok(false)
 }
