@@ -1,10 +1,10 @@
 //! Fuzzes the DATA reader: the message ends only at CRLF `.` CRLF with no bare CR or LF before
 //! it (checked against a plain reference scan, with the input split at an arbitrary point),
-//! and dot-stuffed content always reads back unchanged.
+//! and content dot-stuffed in two pieces (cut at the same point) always reads back unchanged.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use strictmx_protocol::{DataProgress, DataReader, dot_stuff};
+use strictmx_protocol::{DataProgress, DataReader, DotStuffer};
 
 /// What a reader that follows RFC 5321 §2.3.8 and §4.1.1.4 to the letter must report for the
 /// whole input at once; `Done` carries the absolute offset just past the end-of-data line.
@@ -58,7 +58,11 @@ fuzz_target!(|data: &[u8]| {
         && !input.starts_with(b"\n")
         && !input.ends_with(b"\r");
     if clean {
-        let mut wire = dot_stuff(&input);
+        let mut wire = Vec::new();
+        let mut stuffer = DotStuffer::default();
+        stuffer.push(&input[..split], &mut wire);
+        stuffer.push(&input[split..], &mut wire);
+        stuffer.finish(&mut wire);
         wire.extend_from_slice(b".\r\n");
         let mut reader = DataReader::new(usize::MAX);
         assert_eq!(reader.feed(&wire), DataProgress::Done { consumed: wire.len() });
