@@ -134,7 +134,10 @@ pub(crate) fn read_envelope_head(
     match table.get(id).map_err(read_err)? {
         Some(bytes) => {
             let head: EnvelopeHead = decode("envelopes", id, bytes.value())?;
-            Ok(Some((head.envelope.received_at, head.envelope.recipients.len())))
+            Ok(Some((
+                head.envelope.received_at,
+                head.envelope.recipients.len(),
+            )))
         }
         None => Ok(None),
     }
