@@ -62,11 +62,12 @@ impl DsnKind {
     }
 
     /// The status used when the outcome carried none that parses (RFC 3463 §3.1, "other").
-    fn fallback_status(self) -> &'static str {
+    fn fallback_status(self) -> strictmx_protocol::EnhancedStatus {
+        use strictmx_protocol::status;
         match self {
-            DsnKind::Failure => "5.0.0",
-            DsnKind::Delay => "4.0.0",
-            DsnKind::Success => "2.0.0",
+            DsnKind::Failure => status::OTHER_PERMANENT,
+            DsnKind::Delay => status::OTHER_TRANSIENT,
+            DsnKind::Success => status::SUCCESS,
         }
     }
 }

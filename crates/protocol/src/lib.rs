@@ -14,6 +14,7 @@ mod params;
 pub mod replies;
 mod reply;
 mod sender;
+pub mod status;
 mod xtext;
 
 pub use address::{

@@ -26,6 +26,11 @@ impl EnhancedStatus {
         }
     }
 
+    /// The same condition as a permanent failure (class 5, RFC 3463 §3.1).
+    pub const fn permanent(self) -> Self {
+        Self { class: 5, ..self }
+    }
+
     /// Parse `c.sss.ddd`: class 2, 4 or 5, subject and detail of one to three digits.
     pub fn parse(text: &str) -> Option<Self> {
         let mut parts = text.split('.');

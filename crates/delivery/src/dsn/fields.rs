@@ -123,7 +123,7 @@ pub(super) fn is_status_code(status: &str) -> bool {
 /// a failed recipient carries a 5.x.x status even when the last attempt said 4.x.x).
 fn status_for(kind: DsnKind, status: &str) -> String {
     if !is_status_code(status) {
-        return kind.fallback_status().to_owned();
+        return kind.fallback_status().to_string();
     }
     let class = match kind {
         DsnKind::Failure => '5',

@@ -55,7 +55,7 @@ fn failure_dsn(
         .map(|(r, _)| DsnRecipient {
             address: r.address.clone(),
             orcpt: r.params.orcpt.clone(),
-            status: "5.0.0".to_string(),
+            status: strictmx_protocol::status::OTHER_PERMANENT.to_string(),
             remote_mta: None,
             diagnostic: Some(Diagnostic::Local(
                 "delivery was given up by the relay's administrator".to_string(),

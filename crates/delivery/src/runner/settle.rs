@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use strictmx_protocol::ErrorChain;
+use strictmx_protocol::{ErrorChain, status};
 use strictmx_spool::{
     AttemptRecord, MessageId, MessageIdDisplay, RecipientState, RecipientUpdate, SpoolError,
 };
@@ -21,10 +21,6 @@ use crate::job::{
     Deliver, DeliveryJob, Diagnostic, JobMessage, JobRecipient, MessageReport, RecipientOutcome,
 };
 
-/// RFC 3463 §3.5: X.4.7, "delivery time expired".
-const EXPIRED_STATUS: &str = "5.4.7";
-/// RFC 3463 §3.5: X.4.1, "no answer from host", for a job that never reported.
-const NO_ANSWER_STATUS: &str = "4.4.1";
 /// The pauses before recording a job's outcome again after a transient spool failure.
 const RECORD_RETRIES: [Duration; 4] = [
     Duration::from_millis(50),
@@ -220,7 +216,7 @@ async fn settle<D>(
                 .unwrap_or_else(|| RecipientOutcome::Deferred {
                     remote_mta: None,
                     diagnostic: missing.clone(),
-                    status: NO_ANSWER_STATUS.to_owned(),
+                    status: status::NO_ANSWER.to_string(),
                 });
         let before = befores
             .get(&(id, recipient.index))
@@ -318,7 +314,7 @@ impl Settlement {
                 self.counts.delivered += 1;
                 let dsn = wants(DsnKind::Success).then(|| {
                     let entry = dsn_recipient(
-                        "2.0.0",
+                        &status::SUCCESS.to_string(),
                         Some(remote_mta.clone()),
                         Diagnostic::Smtp(reply.clone()),
                     );
@@ -362,12 +358,16 @@ impl Settlement {
                     let state = RecipientState::Bounced {
                         at: now,
                         reply: diagnostic_text(&diagnostic),
-                        status: EXPIRED_STATUS.to_owned(),
+                        status: status::DELIVERY_TIME_EXPIRED.to_string(),
                     };
                     let dsn = wants(DsnKind::Failure).then(|| {
                         (
                             DsnKind::Failure,
-                            dsn_recipient(EXPIRED_STATUS, remote_mta, diagnostic),
+                            dsn_recipient(
+                                &status::DELIVERY_TIME_EXPIRED.to_string(),
+                                remote_mta,
+                                diagnostic,
+                            ),
                         )
                     });
                     (state, dsn, "expired")

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use strictmx_policy::report::ResultType;
-use strictmx_protocol::{ProtocolError, Reply};
+use strictmx_protocol::{EnhancedStatus, ProtocolError, Reply, status};
 
 /// The step of the SMTP dialogue where something went wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,30 +205,28 @@ impl TransportError {
     }
 
     /// The enhanced status code (RFC 3463) that describes this failure for a DSN.
-    pub fn status(&self) -> String {
+    pub fn status(&self) -> EnhancedStatus {
         if let Some(reply) = self.smtp_reply() {
             return reply_status(reply);
         }
         match self {
-            // X.4.1: no answer from host; X.4.2: bad connection.
-            TransportError::Connect { .. } => "4.4.1".to_owned(),
-            TransportError::Timeout { stage, .. } if *stage == Stage::Connect => "4.4.1".to_owned(),
-            // X.7.4: security features not supported; X.7.5: cryptographic failure.
+            TransportError::Connect { .. } => status::NO_ANSWER,
+            TransportError::Timeout { stage, .. } if *stage == Stage::Connect => status::NO_ANSWER,
             TransportError::StartTlsNotOffered | TransportError::RequirementNotMet { .. } => {
-                "4.7.4".to_owned()
+                status::SECURITY_NOT_SUPPORTED
             }
             TransportError::Handshake(_)
             | TransportError::DataBeforeHandshake
-            | TransportError::PeerRefused { .. } => "4.7.5".to_owned(),
+            | TransportError::PeerRefused { .. } => status::CRYPTOGRAPHIC_FAILURE,
             // RFC 8689 §4.2.1: "REQUIRETLS not supported by server: 5.7.30 REQUIRETLS needed";
             // class 4 while other hosts or a later attempt may still meet it.
-            TransportError::RequireTlsNotOffered => "4.7.30".to_owned(),
-            // X.7.0: other security failure; class 4 since mail must not bounce because our
-            // own credentials are wrong (RFC 4954 §6's 5.7.8 is about the client, not the mail).
+            TransportError::RequireTlsNotOffered => status::REQUIRETLS_NEEDED,
+            // Class 4 since mail must not bounce because our own credentials are wrong
+            // (RFC 4954 §6's 5.7.8 is about the client, not the mail).
             TransportError::AuthUnauthenticatedPeer { .. }
             | TransportError::AuthNotOffered { .. }
-            | TransportError::AuthRefused { .. } => "4.7.0".to_owned(),
-            _ => "4.4.2".to_owned(),
+            | TransportError::AuthRefused { .. } => status::SECURITY_OTHER,
+            _ => status::BAD_CONNECTION,
         }
     }
 
@@ -266,10 +264,15 @@ impl TransportError {
 }
 
 /// The enhanced status of a reply, or the class default (`4.0.0`, `5.0.0`) when it has none.
-pub(crate) fn reply_status(reply: &Reply) -> String {
+pub(crate) fn reply_status(reply: &Reply) -> EnhancedStatus {
     match reply.status {
-        Some(status) => status.to_string(),
-        None => format!("{}.0.0", reply.code / 100),
+        Some(status) => status,
+        // RFC 3463 §3.1: X.0.0 of the reply's class.
+        None => match reply.code / 100 {
+            2 => status::SUCCESS,
+            4 => status::OTHER_TRANSIENT,
+            _ => status::OTHER_PERMANENT,
+        },
     }
 }
 

@@ -12,7 +12,7 @@ use strictmx_policy::{
     AddressFailure, DeliveryPlan, MessageFacts, NoTls, PeerAuth, PlanOutcome, PlannedHost,
     PolicySettings, plan_delivery, plan_route_delivery,
 };
-use strictmx_protocol::{ErrorChain, Reply, is_8bit, needs_smtputf8};
+use strictmx_protocol::{EnhancedStatus, ErrorChain, Reply, is_8bit, needs_smtputf8, status};
 use strictmx_spool::{AttemptOutcome, AttemptRecord, MessageKind};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -53,7 +53,7 @@ struct Pending<'j> {
 struct Failure {
     mx: Option<String>,
     diagnostic: Diagnostic,
-    status: String,
+    status: EnhancedStatus,
     /// RFC 8689 §4.2.1: the host failed a REQUIRETLS condition (not reachability).
     requiretls: bool,
 }
@@ -177,11 +177,10 @@ pub(crate) async fn deliver<F: FactSource>(
                 } => {
                     tried = true;
                     sessions.refused_hosts(&policy_failures);
-                    // X.4.3: directory server failure (RFC 3463).
                     let outcome = RecipientOutcome::Deferred {
                         remote_mta: None,
                         diagnostic: Diagnostic::Local(reason.clone()),
-                        status: "4.4.3".to_owned(),
+                        status: status::DIRECTORY_FAILURE.to_string(),
                     };
                     settle_without_connection(&job.domain, &mut group, &outcome, &reason);
                 }
@@ -245,14 +244,20 @@ fn unsendable(message: &JobMessage) -> Option<(String, String)> {
             .any(|b| b.is_ascii_control() || b == b'<' || b == b'>')
     };
     if unsafe_address(&envelope.mail_from) {
-        return Some(("5.1.7".to_owned(), "invalid sender address".to_owned()));
+        return Some((
+            status::BAD_SENDER_SYNTAX.to_string(),
+            "invalid sender address".to_owned(),
+        ));
     }
     if message
         .recipients
         .iter()
         .any(|r| unsafe_address(&r.address))
     {
-        return Some(("5.1.3".to_owned(), "invalid recipient address".to_owned()));
+        return Some((
+            status::BAD_DESTINATION_SYNTAX.to_string(),
+            "invalid recipient address".to_owned(),
+        ));
     }
     None
 }
@@ -265,14 +270,14 @@ fn refused_by_capabilities(
     // RFC 6531 §3.4: without SMTPUTF8 at the server, a message that needs it cannot be sent.
     if message.smtputf8 && !caps.smtputf8 {
         return Some((
-            "5.6.7".to_owned(),
+            status::NON_ASCII_ADDRESS.to_string(),
             "the server does not support SMTPUTF8, required by the addresses".to_owned(),
         ));
     }
     // RFC 6152 §3: 8-bit content only to a server that advertises 8BITMIME.
     if message.eight_bit && !caps.eight_bit_mime {
         return Some((
-            "5.6.3".to_owned(),
+            status::CONVERSION_NOT_SUPPORTED.to_string(),
             "the server does not support 8BITMIME, required by the content".to_owned(),
         ));
     }
@@ -281,7 +286,7 @@ fn refused_by_capabilities(
         && u64::try_from(message.body.len()).unwrap_or(u64::MAX) > limit
     {
         return Some((
-            "5.3.4".to_owned(),
+            status::MESSAGE_TOO_BIG.to_string(),
             format!("the message is larger than the server's limit of {limit} octets"),
         ));
     }
@@ -338,7 +343,11 @@ async fn deliver_plan<F: FactSource>(
                 let failure = Failure {
                     mx: Some(host.host.clone()),
                     diagnostic: Diagnostic::Local(failure.reason),
-                    status: if failure.transient { "4.4.3" } else { "4.4.4" }.to_owned(),
+                    status: if failure.transient {
+                        status::DIRECTORY_FAILURE
+                    } else {
+                        status::UNABLE_TO_ROUTE
+                    },
                     requiretls: false,
                 };
                 fail_open(&scope, pending, &failure);
@@ -355,7 +364,11 @@ async fn deliver_plan<F: FactSource>(
             let failure = Failure {
                 mx: Some(host.host.clone()),
                 diagnostic: Diagnostic::Local(reason),
-                status: if loops_back { "5.4.6" } else { "5.4.4" }.to_owned(),
+                status: if loops_back {
+                    status::ROUTING_LOOP
+                } else {
+                    status::UNABLE_TO_ROUTE
+                },
                 requiretls: false,
             };
             fail_open(&host_scope(plan, host, None), pending, &failure);
@@ -381,14 +394,14 @@ async fn deliver_plan<F: FactSource>(
     // or not.
     if only_permanent_dns_failures && (looped || plan.policy != strictmx_policy::PolicyLabel::Route)
     {
-        let (status, text) = if looped {
+        let (code, text) = if looped {
             (
-                "5.4.6",
+                status::ROUTING_LOOP,
                 format!("mail for {} loops back to myself", plan.domain),
             )
         } else {
             (
-                "5.4.4",
+                status::UNABLE_TO_ROUTE,
                 format!("no MX host of {} has a usable address", plan.domain),
             )
         };
@@ -396,7 +409,7 @@ async fn deliver_plan<F: FactSource>(
             message.decide_open(&RecipientOutcome::Bounced {
                 remote_mta: None,
                 diagnostic: Diagnostic::Local(text.clone()),
-                status: status.to_owned(),
+                status: code.to_string(),
             });
         }
     }
@@ -404,7 +417,7 @@ async fn deliver_plan<F: FactSource>(
         let failure = message.last_failure.clone().unwrap_or_else(|| Failure {
             mx: None,
             diagnostic: Diagnostic::Local("no host could be tried".to_owned()),
-            status: "4.4.1".to_owned(),
+            status: status::NO_ANSWER,
             requiretls: false,
         });
         message.decide_open(&final_outcome(plan, failure, message.transient_failure));
@@ -419,20 +432,23 @@ async fn deliver_plan<F: FactSource>(
 /// failed for another reason (unreachable, 4xx) may meet them later: then the message defers.
 fn final_outcome(plan: &DeliveryPlan, failure: Failure, transient_seen: bool) -> RecipientOutcome {
     if plan.requiretls && failure.requiretls && !transient_seen {
-        let status = match failure.status.as_str() {
-            "4.7.4" => "5.7.10".to_owned(),
-            other => format!("5{}", other.get(1..).unwrap_or(".7.30")),
+        // A missing STARTTLS is "encryption needed" for a REQUIRETLS message; the other
+        // conditions keep their code, made permanent.
+        let bounced = if failure.status == status::SECURITY_NOT_SUPPORTED {
+            status::ENCRYPTION_NEEDED
+        } else {
+            failure.status.permanent()
         };
         return RecipientOutcome::Bounced {
             remote_mta: failure.mx,
             diagnostic: failure.diagnostic,
-            status,
+            status: bounced.to_string(),
         };
     }
     RecipientOutcome::Deferred {
         remote_mta: failure.mx,
         diagnostic: failure.diagnostic,
-        status: failure.status,
+        status: failure.status.to_string(),
     }
 }
 
@@ -926,7 +942,7 @@ fn leave_host(
     let failure = Failure {
         mx: Some(host.to_owned()),
         diagnostic: Diagnostic::Local(reason.to_owned()),
-        status: "4.4.2".to_owned(),
+        status: status::BAD_CONNECTION,
         requiretls: false,
     };
     for index in queue.drain(..) {
@@ -1066,7 +1082,7 @@ fn judge(host: &str, replies: &TransactionReplies) -> Verdict {
         _ => RecipientOutcome::Deferred {
             remote_mta: Some(host.to_owned()),
             diagnostic: Diagnostic::Local("no reply to the end of data".to_owned()),
-            status: "4.4.2".to_owned(),
+            status: status::BAD_CONNECTION.to_string(),
         },
     };
     outcomes.extend(accepted.into_iter().map(|i| (i, after_data.clone())));
@@ -1083,24 +1099,24 @@ fn refused(host: &str, reply: &Reply) -> RecipientOutcome {
         RecipientOutcome::Bounced {
             remote_mta: Some(host.to_owned()),
             diagnostic: Diagnostic::Smtp(reply_text(reply)),
-            status: reply_status(reply),
+            status: reply_status(reply).to_string(),
         }
     } else {
         RecipientOutcome::Deferred {
             remote_mta: Some(host.to_owned()),
             diagnostic: Diagnostic::Smtp(reply_text(reply)),
-            status: reply_status_transient(reply),
+            status: reply_status_transient(reply).to_string(),
         }
     }
 }
 
 /// A status of class 4 for a reply that is not final (a 2xx or 3xx where a failure was due
 /// is a protocol error and counts as transient).
-fn reply_status_transient(reply: &Reply) -> String {
+fn reply_status_transient(reply: &Reply) -> EnhancedStatus {
     if reply.is_transient() {
         reply_status(reply)
     } else {
-        "4.5.0".to_owned()
+        status::PROTOCOL_ERROR
     }
 }
 

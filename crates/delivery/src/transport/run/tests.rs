@@ -139,7 +139,7 @@ fn a_transient_refusal_of_mail_from_sends_the_message_to_the_next_host() {
     let Verdict::NextHost(failure) = verdict else {
         panic!("expected next host");
     };
-    assert_eq!(failure.status, "4.7.1");
+    assert_eq!(failure.status.to_string(), "4.7.1");
     assert_eq!(
         failure.diagnostic,
         Diagnostic::Smtp("451 4.7.1 greylisted".to_owned())
@@ -241,5 +241,84 @@ fn mixed_outcomes_are_summarised_as_deferred_while_anything_is_left_to_do() {
     for (outcomes, expected) in rows {
         let outcomes: Vec<(usize, RecipientOutcome)> = outcomes.into_iter().enumerate().collect();
         assert_eq!(summarise(&outcomes), expected);
+    }
+}
+
+// RFC 8689 §4.2.1: a REQUIRETLS message that no host could take under its conditions bounces,
+// with X.7.10 for a missing STARTTLS and the failed condition's own code made permanent
+// otherwise; any other failure, or a REQUIRETLS one after a transient failure, defers.
+#[test]
+fn a_requiretls_message_no_host_could_take_bounces_with_the_condition_it_failed() {
+    let plan = |requiretls| DeliveryPlan {
+        domain: "example.org".to_owned(),
+        candidates: Vec::new(),
+        policy: strictmx_policy::PolicyLabel::Route,
+        rules: Vec::new(),
+        insecure_plaintext_fallback: false,
+        requiretls,
+        policy_failures: Vec::new(),
+        why: Vec::new(),
+    };
+    let failure = |code, requiretls| Failure {
+        mx: Some("mx.example.org".to_owned()),
+        diagnostic: Diagnostic::Local("x".to_owned()),
+        status: code,
+        requiretls,
+    };
+    let rows = [
+        (
+            true,
+            status::SECURITY_NOT_SUPPORTED,
+            true,
+            false,
+            "bounced",
+            "5.7.10",
+        ),
+        (
+            true,
+            status::REQUIRETLS_NEEDED,
+            true,
+            false,
+            "bounced",
+            "5.7.30",
+        ),
+        (
+            true,
+            status::CRYPTOGRAPHIC_FAILURE,
+            true,
+            false,
+            "bounced",
+            "5.7.5",
+        ),
+        (
+            true,
+            status::REQUIRETLS_NEEDED,
+            true,
+            true,
+            "deferred",
+            "4.7.30",
+        ),
+        (true, status::NO_ANSWER, false, false, "deferred", "4.4.1"),
+        (
+            false,
+            status::SECURITY_NOT_SUPPORTED,
+            true,
+            false,
+            "deferred",
+            "4.7.4",
+        ),
+    ];
+    for (requiretls, code, condition, transient_seen, kind, expected) in rows {
+        let outcome = final_outcome(&plan(requiretls), failure(code, condition), transient_seen);
+        let (got_kind, got) = match outcome {
+            RecipientOutcome::Bounced { status, .. } => ("bounced", status),
+            RecipientOutcome::Deferred { status, .. } => ("deferred", status),
+            RecipientOutcome::Delivered { .. } => ("delivered", String::new()),
+        };
+        assert_eq!(
+            (got_kind, got.as_str()),
+            (kind, expected),
+            "{code} {requiretls}"
+        );
     }
 }
