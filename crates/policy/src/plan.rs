@@ -9,6 +9,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use serde::Serialize;
+use strictmx_protocol::{EnhancedStatus, status};
 
 use crate::facts::{MxFacts, MxHost, TlsaRecord};
 use crate::report::{ReportPolicy, ResultType};
@@ -190,6 +191,30 @@ pub struct DeliveryPlan {
 }
 
 impl DeliveryPlan {
+    /// What becomes of a message no host took, given the last host's failure `code`, whether
+    /// that failure was one of the REQUIRETLS conditions, and whether any host failed only
+    /// transiently. RFC 8689 §4.2.1: when no MX host meets the REQUIRETLS conditions, "the
+    /// client MUST NOT transmit the message" and sends a non-delivery notification; so a
+    /// REQUIRETLS plan whose hosts all failed those conditions bounces, with X.7.10 for a
+    /// missing STARTTLS and the failed condition's own code (X.7.30, X.7.4, X.7.5) made
+    /// permanent otherwise. `None`: the message defers with `code` (a host that was
+    /// unreachable or said 4xx may meet the conditions later).
+    pub fn requiretls_bounce(
+        &self,
+        code: EnhancedStatus,
+        failed_condition: bool,
+        transient_seen: bool,
+    ) -> Option<EnhancedStatus> {
+        if !(self.requiretls && failed_condition && !transient_seen) {
+            return None;
+        }
+        Some(if code == status::SECURITY_NOT_SUPPORTED {
+            status::ENCRYPTION_NEEDED
+        } else {
+            code.permanent()
+        })
+    }
+
     /// Whether, after a failed TLS handshake with `host`, a plaintext reconnect may carry mail.
     pub fn allows_plaintext_after_failed_handshake(&self, host: &PlannedHost) -> bool {
         self.insecure_plaintext_fallback && host.requirement.allows_plaintext()

@@ -425,30 +425,20 @@ async fn deliver_plan<F: FactSource>(
     !reached
 }
 
-/// What becomes of recipients no host took. RFC 8689 §4.2.1: when no MX host meets the
-/// REQUIRETLS conditions, "the client MUST NOT transmit the message" and sends a non-delivery
-/// notification: a REQUIRETLS plan whose hosts all failed those conditions bounces (X.7.30 for
-/// a missing REQUIRETLS, X.7.10 for missing TLS, X.7.4/X.7.5 for authentication). A host that
-/// failed for another reason (unreachable, 4xx) may meet them later: then the message defers.
+/// What becomes of recipients no host took: the plan decides whether a REQUIRETLS message
+/// bounces (`DeliveryPlan::requiretls_bounce`, RFC 8689 §4.2.1); otherwise it defers.
 fn final_outcome(plan: &DeliveryPlan, failure: Failure, transient_seen: bool) -> RecipientOutcome {
-    if plan.requiretls && failure.requiretls && !transient_seen {
-        // A missing STARTTLS is "encryption needed" for a REQUIRETLS message; the other
-        // conditions keep their code, made permanent.
-        let bounced = if failure.status == status::SECURITY_NOT_SUPPORTED {
-            status::ENCRYPTION_NEEDED
-        } else {
-            failure.status.permanent()
-        };
-        return RecipientOutcome::Bounced {
+    match plan.requiretls_bounce(failure.status, failure.requiretls, transient_seen) {
+        Some(bounced) => RecipientOutcome::Bounced {
             remote_mta: failure.mx,
             diagnostic: failure.diagnostic,
             status: bounced.to_string(),
-        };
-    }
-    RecipientOutcome::Deferred {
-        remote_mta: failure.mx,
-        diagnostic: failure.diagnostic,
-        status: failure.status.to_string(),
+        },
+        None => RecipientOutcome::Deferred {
+            remote_mta: failure.mx,
+            diagnostic: failure.diagnostic,
+            status: failure.status.to_string(),
+        },
     }
 }
 
