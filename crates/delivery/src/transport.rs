@@ -28,7 +28,6 @@ use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 use strictmx_policy::{MessageFacts, PlanOutcome, PolicySettings};
-use strictmx_resolve::DnsResolver;
 
 pub use error::{Stage, TransportError};
 pub use facts::{Destination, FactSource};
@@ -62,9 +61,10 @@ pub(crate) struct LivePolicy {
 }
 
 /// The SMTP client side of delivery; cheap to share behind an `Arc`. `F` gathers the facts:
-/// the fact gatherer of `strictmx-resolve` in the server, a plain resolver in simple tests.
+/// the fact gatherer of `strictmx-resolve` (behind an `Arc`, shared with `explain` and the
+/// MTA-STS refresher).
 #[derive(Debug)]
-pub struct Transport<F = DnsResolver> {
+pub struct Transport<F> {
     settings: TransportSettings,
     facts: F,
     tls: TlsSetup,

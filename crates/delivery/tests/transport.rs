@@ -8,8 +8,13 @@ use std::time::{Duration, SystemTime};
 use strictmx_delivery::job::{
     Deliver, DeliveryJob, DeliveryReport, Diagnostic, JobMessage, JobRecipient, RecipientOutcome,
 };
-use strictmx_delivery::transport::{Route, RouteCredentials, Transport, TransportSettings};
-use strictmx_policy::{DefaultRequirement, PolicySettings};
+use strictmx_delivery::transport::{
+    FactSource, Route, RouteCredentials, Transport, TransportSettings,
+};
+use strictmx_policy::{
+    AddressFailure, DefaultRequirement, Dnssec, DnssecHealth, DomainFacts, HostFacts, MxFacts,
+    PolicySettings, StsFacts, StsRecordFacts, TlsaFacts,
+};
 use strictmx_protocol::{MailParams, RcptParams};
 use strictmx_resolve::{DnsResolver, DnssecMode, ResolverSettings};
 use strictmx_spool::{AttemptOutcome, ClientInfo, Envelope, EnvelopeRecipient, MessageKind};
@@ -409,7 +414,64 @@ fn settings(port: u16, default_requirement: DefaultRequirement) -> TransportSett
     }
 }
 
-fn transport(settings: TransportSettings) -> Transport {
+/// Facts from the scripted DNS server, which signs nothing: MX and addresses only, with no
+/// DNSSEC status, no TLSA and no MTA-STS, so every plan here is made without DANE or MTA-STS.
+#[derive(Debug)]
+struct PlainDns(DnsResolver);
+
+impl FactSource for PlainDns {
+    async fn domain_facts(&self, domain: &str) -> DomainFacts {
+        let mx = match self.0.mx(domain).await {
+            Ok(answer) => answer.to_facts(),
+            Err(error) => error.to_mx_facts(),
+        };
+        let names: Vec<String> = match &mx {
+            MxFacts::Hosts(hosts) => hosts.iter().map(|host| host.name.clone()).collect(),
+            MxFacts::Implicit { host } => vec![host.clone()],
+            _ => Vec::new(),
+        };
+        let mut hosts = Vec::with_capacity(names.len());
+        for name in names {
+            hosts.push(self.host_facts(&name, 25).await);
+        }
+        DomainFacts {
+            domain: domain.to_owned(),
+            mx,
+            mx_dnssec: Dnssec::Insecure,
+            hosts,
+            sts: StsFacts {
+                record: StsRecordFacts::Absent,
+                policy: None,
+                fetch_failure: None,
+            },
+            dnssec_health: DnssecHealth::Working {
+                mode: "trust-resolver".to_owned(),
+            },
+        }
+    }
+
+    async fn host_facts(&self, host: &str, _port: u16) -> HostFacts {
+        let addresses = self
+            .0
+            .addresses(host)
+            .await
+            .map_err(|error| AddressFailure {
+                transient: error.is_transient(),
+                reason: error.to_string(),
+            });
+        HostFacts {
+            name: host.to_owned(),
+            canonical: None,
+            addresses,
+            addresses_dnssec: Dnssec::Insecure,
+            tlsa: TlsaFacts::NotApplicable {
+                reason: "the scripted DNS server signs nothing".to_owned(),
+            },
+        }
+    }
+}
+
+fn transport(settings: TransportSettings) -> Transport<PlainDns> {
     // Routes point at IP literals, so this resolver is never asked anything.
     let resolver = DnsResolver::new(&ResolverSettings {
         nameservers: vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9)],
@@ -420,7 +482,7 @@ fn transport(settings: TransportSettings) -> Transport {
         ..ResolverSettings::default()
     })
     .expect("resolver");
-    Transport::new(settings, resolver).expect("transport")
+    Transport::new(settings, PlainDns(resolver)).expect("transport")
 }
 
 fn message(id: u64, from: &str, rcpts: &[&str], body: &[u8]) -> JobMessage {
@@ -1144,7 +1206,7 @@ async fn a_dead_first_mx_is_skipped_for_the_next_one_in_preference_order() {
         ("mx2.dest.test", 1, vec![127, 0, 0, 1]),
     ])
     .await;
-    let resolver = scripted_resolver(dns);
+    let resolver = PlainDns(scripted_resolver(dns));
     let mut settings = settings(receiver.addr.port(), DefaultRequirement::Opportunistic);
     settings.routes.clear();
     settings.smtp_port = receiver.addr.port();
@@ -1242,7 +1304,7 @@ async fn an_mx_on_loopback_is_refused_by_default_and_bounces() {
         ("mx.dest.test", 1, vec![127, 0, 0, 1]),
     ])
     .await;
-    let resolver = scripted_resolver(dns);
+    let resolver = PlainDns(scripted_resolver(dns));
     let mut settings = settings(receiver.addr.port(), DefaultRequirement::Opportunistic);
     settings.routes.clear();
     settings.smtp_port = receiver.addr.port();
@@ -1267,7 +1329,7 @@ async fn an_mx_on_loopback_is_refused_by_default_and_bounces() {
 #[tokio::test]
 async fn a_null_mx_bounces_without_any_connection() {
     let dns = dns_server(vec![("dest.test", 15, vec![0, 0, 0])]).await;
-    let resolver = scripted_resolver(dns);
+    let resolver = PlainDns(scripted_resolver(dns));
     let settings = TransportSettings {
         helo_name: "client.test".to_owned(),
         ..TransportSettings::default()
@@ -1530,7 +1592,7 @@ fn smarthost_settings(port: u16, password: &str, ca_pem: Option<&str>) -> Transp
     settings
 }
 
-async fn deliver_one(transport: &Transport) -> DeliveryReport {
+async fn deliver_one(transport: &Transport<PlainDns>) -> DeliveryReport {
     transport
         .deliver(job(vec![message(
             1,

@@ -19,7 +19,6 @@ use strictmx_resolve::{DnsResolver, FactGatherer, StsSource};
 use strictmx_spool::{Spool, SpoolSettings};
 
 use crate::control::{self, Request};
-use crate::facts::SharedGatherer;
 use crate::terminal::text;
 
 /// What the operator asked about.
@@ -136,7 +135,7 @@ async fn in_process(config: &Config, question: &Question) -> anyhow::Result<(Val
     // No blocking self-test first: it runs alongside the MX lookup, and not at all for a route
     // to an IP address.
     let gatherer = FactGatherer::testing_on_demand(resolver, sts, config.gather);
-    let transport = Transport::new(config.transport.clone(), SharedGatherer(Arc::new(gatherer)))
+    let transport = Transport::new(config.transport.clone(), Arc::new(gatherer))
         .context("setting up outbound delivery")?;
     let explanation = transport
         .explain(&question.domain, question.message_facts())

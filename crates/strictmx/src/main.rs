@@ -9,7 +9,6 @@
 
 mod control;
 mod explain;
-mod facts;
 mod json_log;
 mod location;
 mod logging;

@@ -19,7 +19,12 @@ use tracing::{error, info, warn};
 
 use strictmx_inbound::InboundHandle;
 
-use crate::facts::ServerTransport;
+use strictmx_delivery::transport::Transport;
+use strictmx_resolve::FactGatherer;
+
+/// The transport as the server runs it: one gatherer shared by delivery, `explain` and the
+/// MTA-STS refresher.
+pub type ServerTransport = Transport<Arc<FactGatherer>>;
 
 /// The running configuration and the transport whose policy it feeds.
 #[derive(Debug)]

@@ -25,7 +25,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::facts::SharedGatherer;
 use crate::location::Location;
 use crate::reload::Live;
 use crate::{control, logging, metrics, tlsrpt_cmd};
@@ -79,7 +78,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .collect();
     let gatherer = Arc::new(gatherer(&config, &spool)?);
     let transport = Arc::new(
-        Transport::new(transport_settings, SharedGatherer(gatherer.clone()))
+        Transport::new(transport_settings, gatherer.clone())
             .context("setting up outbound delivery")?,
     );
     let live =

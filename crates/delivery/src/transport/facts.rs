@@ -10,10 +10,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::transport::RouteCredentials;
-use strictmx_policy::{
-    AddressFailure, Dnssec, DnssecHealth, DomainFacts, HostFacts, MxFacts, StsFacts,
-    StsRecordFacts, TlsaFacts,
-};
+use strictmx_policy::{Dnssec, DomainFacts, HostFacts, TlsaFacts};
 
 /// Gathers what the planner needs to know about a destination.
 pub trait FactSource: Send + Sync + 'static {
@@ -82,64 +79,6 @@ pub(crate) fn literal_host(host: &str) -> Option<HostFacts> {
             reason: "the next hop is an IP address".to_owned(),
         },
     })
-}
-
-/// Facts from a plain resolver: MX and addresses only, with no DNSSEC status, no TLSA and no
-/// MTA-STS. It is what the transport had before the fact gatherer of `strictmx-resolve`, and
-/// what tests with a scripted DNS server use; it can never produce DANE or MTA-STS plans.
-impl FactSource for strictmx_resolve::DnsResolver {
-    async fn domain_facts(&self, domain: &str) -> DomainFacts {
-        let mx = match self.mx(domain).await {
-            Ok(answer) => answer.to_facts(),
-            Err(error) => error.to_mx_facts(),
-        };
-        let names: Vec<String> = match &mx {
-            MxFacts::Hosts(hosts) => hosts.iter().map(|host| host.name.clone()).collect(),
-            MxFacts::Implicit { host } => vec![host.clone()],
-            MxFacts::Null
-            | MxFacts::NoSuchDomain
-            | MxFacts::Unavailable { .. }
-            | MxFacts::NotAHostName { .. } => Vec::new(),
-        };
-        let mut hosts = Vec::with_capacity(names.len());
-        for name in names {
-            hosts.push(self.host_facts(&name, 25).await);
-        }
-        DomainFacts {
-            domain: domain.to_owned(),
-            mx,
-            mx_dnssec: Dnssec::Indeterminate,
-            hosts,
-            sts: StsFacts {
-                record: StsRecordFacts::Absent,
-                policy: None,
-                fetch_failure: None,
-            },
-            dnssec_health: DnssecHealth::Broken {
-                mode: "none".to_owned(),
-                reason: "a plain resolver reports no DNSSEC status".to_owned(),
-            },
-        }
-    }
-
-    async fn host_facts(&self, host: &str, _port: u16) -> HostFacts {
-        if let Some(literal) = literal_host(host) {
-            return literal;
-        }
-        let addresses = self.addresses(host).await.map_err(|error| AddressFailure {
-            transient: error.is_transient(),
-            reason: error.to_string(),
-        });
-        HostFacts {
-            name: host.to_owned(),
-            canonical: None,
-            addresses,
-            addresses_dnssec: Dnssec::Indeterminate,
-            tlsa: TlsaFacts::NotApplicable {
-                reason: "a plain resolver reports no DNSSEC status".to_owned(),
-            },
-        }
-    }
 }
 
 /// The server's gatherer: DNSSEC-aware lookups, TLSA, MTA-STS with its spool cache.
