@@ -5,6 +5,7 @@
 
 mod address;
 mod chain;
+mod client;
 mod command;
 mod data;
 mod duration;
@@ -21,6 +22,7 @@ pub use address::{
     HostNameProblem, check_host_name, domain_of, domains_equal, local_part, needs_smtputf8,
 };
 pub use chain::ErrorChain;
+pub use client::{MailFrom, ServerExtensions, mail_command, path_is_safe, rcpt_command};
 pub use command::{AuthMechanism, Command};
 pub use data::{DataProgress, DataReader, DotStuffer, is_8bit};
 pub use duration::HumanDuration;

@@ -117,6 +117,14 @@ pub enum TransportError {
     #[error("server replied {} at {stage}", .reply.code)]
     Rejected { stage: Stage, reply: Reply },
 
+    /// An address of the message cannot be written on a command line (a CR, LF or angle
+    /// bracket would forge commands); nothing of the transaction was sent.
+    #[error("the message has an address that cannot be sent")]
+    UnsafeAddress {
+        #[source]
+        source: ProtocolError,
+    },
+
     /// The plan requires TLS and the server does not offer STARTTLS.
     #[error("the server does not offer starttls and the plan requires tls")]
     StartTlsNotOffered,

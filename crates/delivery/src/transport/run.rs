@@ -12,7 +12,9 @@ use strictmx_policy::{
     AddressFailure, DeliveryPlan, MessageFacts, NoTls, PeerAuth, PlanOutcome, PlannedHost,
     PolicySettings, plan_delivery, plan_route_delivery,
 };
-use strictmx_protocol::{EnhancedStatus, ErrorChain, Reply, is_8bit, needs_smtputf8, status};
+use strictmx_protocol::{
+    EnhancedStatus, ErrorChain, Reply, is_8bit, needs_smtputf8, path_is_safe, status,
+};
 use strictmx_spool::{AttemptOutcome, AttemptRecord, MessageKind};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -238,11 +240,9 @@ fn group_by_plan(
 /// A message this relay must not send anywhere, whatever the server: (status, reason).
 fn unsendable(message: &JobMessage) -> Option<(String, String)> {
     let envelope = &message.envelope;
-    // Addresses go into command lines: a CR, LF or angle bracket would forge commands.
-    let unsafe_address = |a: &str| {
-        a.bytes()
-            .any(|b| b.is_ascii_control() || b == b'<' || b == b'>')
-    };
+    // Addresses go into command lines: a CR, LF or angle bracket would forge commands. The
+    // command builders refuse them too; here the message bounces before any connection.
+    let unsafe_address = |a: &str| !path_is_safe(a);
     if unsafe_address(&envelope.mail_from) {
         return Some((
             status::BAD_SENDER_SYNTAX.to_string(),

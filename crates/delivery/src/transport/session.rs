@@ -17,7 +17,7 @@ use strictmx_policy::{
     PeerAuth, PeerFacts, PeerFailure, PlannedHost, TlsRequirement, judge_peer, pin_anchor_names,
 };
 use strictmx_protocol::{
-    BodyType, DotStuffer, DsnRet, MailParams, Notify, RcptParams, Reply, xtext_encode,
+    DotStuffer, MailFrom, MailParams, RcptParams, Reply, mail_command, rcpt_command,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
@@ -513,12 +513,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MailSession<S> {
         &mut self,
         message: &Outgoing<'_>,
     ) -> Result<TransactionReplies, TransportError> {
-        let mail_line = mail_command(&self.caps, message);
-        let rcpt_lines: Vec<String> = message
+        let extensions = self.caps.extensions();
+        let unsafe_address = |source| TransportError::UnsafeAddress { source };
+        let mail_line = mail_command(
+            &extensions,
+            &MailFrom {
+                reverse_path: message.mail_from,
+                params: message.params,
+                content_len: message.body.len(),
+                eight_bit: message.eight_bit,
+                smtputf8: message.smtputf8,
+            },
+        )
+        .map_err(unsafe_address)?;
+        let rcpt_lines = message
             .recipients
             .iter()
-            .map(|(_, address, params)| rcpt_command(&self.caps, address, params))
-            .collect();
+            .map(|(_, address, params)| rcpt_command(&extensions, address, params))
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(unsafe_address)?;
         let command = self.timeouts.command;
         if self.caps.pipelining {
             let mut batch = format!("{mail_line}\r\n");
@@ -649,189 +662,9 @@ async fn connect(endpoint: &Endpoint<'_>, limit: Duration) -> Result<TcpStream, 
         .map_err(io_error)
 }
 
-/// `MAIL FROM:<...>` with the parameters this server understands.
-fn mail_command(caps: &Capabilities, message: &Outgoing<'_>) -> String {
-    let mut line = format!("MAIL FROM:<{}>", message.mail_from);
-    if caps.size {
-        // RFC 1870 §6: the size of the message content.
-        line.push_str(&format!(" SIZE={}", message.body.len()));
-    }
-    if caps.eight_bit_mime && (message.eight_bit || message.params.body != BodyType::SevenBit) {
-        line.push_str(" BODY=8BITMIME");
-    }
-    if caps.smtputf8 && message.smtputf8 {
-        line.push_str(" SMTPUTF8");
-    }
-    // RFC 8689 §4.2.1: a REQUIRETLS message carries the parameter. A plan that requires it
-    // never gets here without the server advertising it; a REQUIRETLS bounce (null sender,
-    // RFC 8689 §5) is sent with it wherever the server takes it, and without it elsewhere.
-    if caps.requiretls && message.params.requiretls {
-        line.push_str(" REQUIRETLS");
-    }
-    // RFC 3461 §4: DSN parameters go only to a server that advertises DSN.
-    if caps.dsn {
-        match message.params.ret {
-            Some(DsnRet::Full) => line.push_str(" RET=FULL"),
-            Some(DsnRet::Headers) => line.push_str(" RET=HDRS"),
-            None => {}
-        }
-        if let Some(envid) = &message.params.envid {
-            line.push_str(&format!(" ENVID={}", xtext_encode(envid)));
-        }
-    }
-    line
-}
-
-/// `RCPT TO:<...>` with NOTIFY and ORCPT when the server advertises DSN.
-fn rcpt_command(caps: &Capabilities, address: &str, params: &RcptParams) -> String {
-    let mut line = format!("RCPT TO:<{address}>");
-    if !caps.dsn {
-        return line;
-    }
-    if let Some(notify) = params.notify {
-        line.push_str(&format!(" NOTIFY={}", notify_value(notify)));
-    }
-    if let Some(orcpt) = &params.orcpt {
-        // RFC 3461 §4.2: addr-type is an atom; anything else cannot be forwarded safely.
-        let atom = !orcpt.addr_type.is_empty()
-            && orcpt
-                .addr_type
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        if atom {
-            line.push_str(&format!(
-                " ORCPT={};{}",
-                orcpt.addr_type,
-                xtext_encode(&orcpt.address)
-            ));
-        }
-    }
-    line
-}
-
-/// RFC 3461 §4.1: NEVER alone, or a comma-separated list of SUCCESS, FAILURE, DELAY.
-fn notify_value(notify: Notify) -> String {
-    if notify.never {
-        return "NEVER".to_owned();
-    }
-    let mut words = Vec::new();
-    if notify.success {
-        words.push("SUCCESS");
-    }
-    if notify.failure {
-        words.push("FAILURE");
-    }
-    if notify.delay {
-        words.push("DELAY");
-    }
-    if words.is_empty() {
-        return "NEVER".to_owned();
-    }
-    words.join(",")
-}
-
 #[cfg(test)]
 mod tests {
-    use strictmx_protocol::Orcpt;
-
     use super::*;
-
-    fn all_caps() -> Capabilities {
-        Capabilities {
-            starttls: true,
-            pipelining: true,
-            eight_bit_mime: true,
-            smtputf8: true,
-            dsn: true,
-            size_limit: Some(10_000),
-            size: true,
-            requiretls: true,
-            auth_plain: true,
-            auth_login: true,
-        }
-    }
-
-    #[test]
-    fn mail_from_carries_only_the_parameters_the_server_advertised() {
-        let params = MailParams {
-            size: Some(5),
-            body: BodyType::EightBitMime,
-            smtputf8: true,
-            requiretls: false,
-            ret: Some(DsnRet::Headers),
-            envid: Some("id+1 x".to_owned()),
-        };
-        let message = Outgoing {
-            mail_from: "a@example.org",
-            params: &params,
-            smtputf8: true,
-            eight_bit: true,
-            recipients: Vec::new(),
-            body: b"hello",
-        };
-        assert_eq!(
-            mail_command(&all_caps(), &message),
-            // RFC 3461 §4.4: ENVID is xtext ("+" and space are encoded).
-            "MAIL FROM:<a@example.org> SIZE=5 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=id+2B1+20x"
-        );
-        assert_eq!(
-            mail_command(&Capabilities::default(), &message),
-            "MAIL FROM:<a@example.org>"
-        );
-    }
-
-    // RFC 8689 §4.2.1: the parameter goes with a REQUIRETLS message to a server that takes it.
-    #[test]
-    fn mail_from_carries_requiretls_only_for_requiretls_messages_to_servers_advertising_it() {
-        let params = MailParams {
-            requiretls: true,
-            ..MailParams::default()
-        };
-        let message = Outgoing {
-            mail_from: "a@example.org",
-            params: &params,
-            smtputf8: false,
-            eight_bit: false,
-            recipients: Vec::new(),
-            body: b"x",
-        };
-        assert!(mail_command(&all_caps(), &message).contains(" REQUIRETLS"));
-        let without = Capabilities {
-            requiretls: false,
-            ..all_caps()
-        };
-        assert!(!mail_command(&without, &message).contains("REQUIRETLS"));
-        let plain_params = MailParams::default();
-        let ordinary = Outgoing {
-            params: &plain_params,
-            ..message
-        };
-        assert!(!mail_command(&all_caps(), &ordinary).contains("REQUIRETLS"));
-    }
-
-    #[test]
-    fn rcpt_to_forwards_notify_and_orcpt_only_to_dsn_servers() {
-        let params = RcptParams {
-            notify: Some(Notify {
-                success: true,
-                failure: true,
-                delay: false,
-                never: false,
-            }),
-            orcpt: Some(Orcpt {
-                addr_type: "rfc822".to_owned(),
-                address: "b+x@example.org".to_owned(),
-            }),
-        };
-        assert_eq!(
-            rcpt_command(&all_caps(), "b@example.org", &params),
-            "RCPT TO:<b@example.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b+2Bx@example.org"
-        );
-        assert_eq!(
-            rcpt_command(&Capabilities::default(), "b@example.org", &params),
-            "RCPT TO:<b@example.org>"
-        );
-    }
 
     /// A server that greets and answers EHLO without STARTTLS, then waits.
     async fn plaintext_server() -> SocketAddr {
@@ -887,16 +720,5 @@ mod tests {
                 assert!(matches!(error, TransportError::RequirementNotMet { .. }));
             }
         }
-    }
-
-    #[test]
-    fn notify_never_excludes_everything_else() {
-        let notify = Notify {
-            success: true,
-            failure: false,
-            delay: false,
-            never: true,
-        };
-        assert_eq!(notify_value(notify), "NEVER");
     }
 }

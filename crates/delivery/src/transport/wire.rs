@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use strictmx_protocol::{Reply, ReplyParse};
+use strictmx_protocol::{Reply, ReplyParse, ServerExtensions};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::transport::error::{Stage, TransportError};
@@ -163,6 +163,17 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
+    /// What the server's extensions let a `MAIL` or `RCPT` command carry.
+    pub fn extensions(&self) -> ServerExtensions {
+        ServerExtensions {
+            size: self.size,
+            eight_bit_mime: self.eight_bit_mime,
+            smtputf8: self.smtputf8,
+            requiretls: self.requiretls,
+            dsn: self.dsn,
+        }
+    }
+
     /// Parses the extension lines of an EHLO reply (every line after the first).
     pub fn from_ehlo(reply: &Reply) -> Self {
         let mut caps = Capabilities::default();
