@@ -29,7 +29,8 @@ pub use facts::{
 };
 pub use peer::{
     NoTls, PeerAuth, PeerFacts, PeerFailure, WebpkiVerdict, judge_peer, judge_testing,
-    judge_without_tls, pin_anchor_candidates, pin_anchor_names, testing_without_tls,
+    judge_without_tls, pin_anchor_candidates, pin_anchor_names, report_tls_session,
+    report_without_tls, testing_without_tls,
 };
 pub use plan::{
     DefaultRequirement, DeliveryPlan, HostPolicyFailure, PlanOutcome, PlannedHost, PolicyLabel,

@@ -137,6 +137,40 @@ pub fn testing_without_tls(host: &PlannedHost, what: &NoTls) -> Option<PeerFailu
         .map(|requirement| no_tls_failure(requirement, what))
 }
 
+/// What TLSRPT counts for a session that did not reach TLS (RFC 8460 §4.3.1): under MTA-STS
+/// `testing` the failure enforce mode would have had (RFC 8461 §5); under a requirement that
+/// forbids plaintext, that requirement's failure; and where plaintext may carry the mail, the
+/// failure to negotiate TLS all the same. A session without TLS is never a success.
+pub fn report_without_tls(host: &PlannedHost, what: &NoTls) -> PeerFailure {
+    if let Some(failure) = testing_without_tls(host, what) {
+        return failure;
+    }
+    if let Err(failure) = judge_without_tls(host, what) {
+        return failure;
+    }
+    match what {
+        NoTls::NotOffered => failure(
+            ResultType::StarttlsNotSupported,
+            "STARTTLS not offered".to_owned(),
+        ),
+        NoTls::HandshakeFailed { reason } => failure(ResultType::ValidationFailure, reason.clone()),
+    }
+}
+
+/// What TLSRPT counts for a TLS session whose peer the policy judged as `verdict`: under
+/// MTA-STS `testing` what enforce mode would have refused (RFC 8461 §5, the delivery went on
+/// under the plan), otherwise the judgement's own failure. `None` is a successful session.
+pub fn report_tls_session(
+    host: &PlannedHost,
+    peer: &PeerFacts,
+    verdict: &Result<PeerAuth, PeerFailure>,
+) -> Option<PeerFailure> {
+    if host.testing.is_some() {
+        return judge_testing(host, peer);
+    }
+    verdict.as_ref().err().cloned()
+}
+
 fn no_tls_failure(requirement: &TlsRequirement, what: &NoTls) -> PeerFailure {
     match what {
         // RFC 8460 §4.3.1: "starttls-not-supported: the recipient MX did not support

@@ -9,6 +9,7 @@ use std::time::{Instant, SystemTime};
 use strictmx_policy::report::ResultType;
 use strictmx_spool::{AttemptOutcome, AttemptRecord, MessageId, MessageIdDisplay, PeerAuth};
 
+use crate::transport::negotiation::Negotiation;
 use crate::transport::tls::TlsInfo;
 
 /// What is known about one connection attempt while it runs.
@@ -72,6 +73,14 @@ impl AttemptScope {
 }
 
 impl AttemptScope {
+    /// Takes in what establishing the connection showed: addresses, TLS, authentication.
+    pub(crate) fn negotiated(&mut self, negotiation: &Negotiation) {
+        self.local_ip = negotiation.local_ip;
+        self.peer_helo.clone_from(&negotiation.peer_helo);
+        self.tls = negotiation.tls_info().cloned();
+        self.auth = spool_auth(negotiation.auth());
+    }
+
     /// The same connection's facts for a new attempt on it (a spare session another job
     /// reuses): its time and duration start now.
     pub(crate) fn restarted(&self) -> Self {
@@ -81,6 +90,16 @@ impl AttemptScope {
             started: Instant::now(),
             ..self.clone()
         }
+    }
+}
+
+/// The spool's name for how the policy authenticated the peer.
+fn spool_auth(auth: strictmx_policy::PeerAuth) -> PeerAuth {
+    match auth {
+        strictmx_policy::PeerAuth::Dane => PeerAuth::Dane,
+        strictmx_policy::PeerAuth::Sts => PeerAuth::Sts,
+        strictmx_policy::PeerAuth::Webpki => PeerAuth::Webpki,
+        strictmx_policy::PeerAuth::None => PeerAuth::None,
     }
 }
 

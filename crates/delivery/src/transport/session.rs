@@ -1,7 +1,9 @@
 //! The SMTP client session as typestate: `PlainSession` → `starttls(self)` → `TlsSession` →
 //! `judge(self)` → `SecureSession`, and a `MailSession` that alone can send `MAIL FROM`.
 //!
-//! A `MailSession` comes only from `SecureSession::into_mail_session` or from
+//! A session is opened for one [`SessionPlan`] (the planned host and whether the message needs
+//! REQUIRETLS) and carries it through every state, so no later step takes a requirement of its
+//! own. A `MailSession` comes only from `SecureSession::into_mail_session` or from
 //! `PlainSession::into_mail_session_if_allowed`, which refuses unless the plan allows plaintext,
 //! so a plan that requires TLS cannot reach `MAIL FROM` over a plaintext connection. A
 //! `SecureSession` exists only for a peer that `strictmx_policy::judge_peer` accepted for its
@@ -57,8 +59,14 @@ pub(crate) struct Endpoint<'a> {
     pub(crate) addr: SocketAddr,
     pub(crate) helo_name: &'a str,
     pub(crate) source: Option<IpAddr>,
-    /// May EHLO fall back to HELO after a 5xx (only when the plan allows plaintext)?
-    pub(crate) allow_helo: bool,
+}
+
+/// What the plan demands of one session: the planned host (requirement, names, TLSA records,
+/// pins, version floor) and whether the server must take REQUIRETLS (RFC 8689 §4.2.1).
+#[derive(Debug, Clone)]
+pub(crate) struct SessionPlan {
+    pub(crate) host: PlannedHost,
+    pub(crate) requiretls: bool,
 }
 
 /// Greeted and introduced, no TLS. Cannot send mail on its own.
@@ -70,6 +78,7 @@ pub struct PlainSession {
     helo_name: String,
     local_ip: Option<IpAddr>,
     peer_name: Option<String>,
+    plan: SessionPlan,
 }
 
 /// TLS established, the peer not judged yet; nothing but judging can be done with it.
@@ -80,6 +89,7 @@ pub struct TlsSession {
     helo_name: String,
     tls: TlsInfo,
     peer: PeerFacts,
+    plan: SessionPlan,
 }
 
 /// TLS established, the peer accepted by the policy for its host, and EHLO repeated over it
@@ -91,6 +101,7 @@ pub struct SecureSession {
     timeouts: Timeouts,
     tls: TlsInfo,
     auth: PeerAuth,
+    plan: SessionPlan,
 }
 
 /// A session allowed to carry mail under the plan. Its fields are private to this module: the
@@ -116,9 +127,12 @@ pub enum StartTlsError {
 }
 
 impl PlainSession {
-    /// Connects, reads the greeting and introduces itself with EHLO (or HELO, see `Endpoint`).
+    /// Connects, reads the greeting and introduces itself with EHLO, for `plan`. HELO after a
+    /// refused EHLO (RFC 5321 §3.2) only when the plan allows plaintext: HELO cannot offer
+    /// STARTTLS.
     pub(crate) async fn open(
         endpoint: &Endpoint<'_>,
+        plan: SessionPlan,
         timeouts: Timeouts,
     ) -> Result<PlainSession, TransportError> {
         let stream = connect(endpoint, timeouts.connect).await?;
@@ -147,7 +161,7 @@ impl PlainSession {
             });
         let caps = if reply.code == 250 {
             Capabilities::from_ehlo(&reply)
-        } else if reply.is_permanent() && endpoint.allow_helo {
+        } else if reply.is_permanent() && plan.host.requirement.allows_plaintext() {
             // RFC 5321 §3.2: a client whose EHLO is rejected may fall back to HELO.
             let helo = format!("HELO {}", endpoint.helo_name);
             let reply = conn.command(Stage::Helo, &helo, timeouts.command).await?;
@@ -171,6 +185,7 @@ impl PlainSession {
             helo_name: endpoint.helo_name.to_owned(),
             local_ip,
             peer_name,
+            plan,
         })
     }
 
@@ -188,14 +203,15 @@ impl PlainSession {
         &self.caps
     }
 
-    /// Upgrades to TLS (RFC 3207) for `host`: SNI is its name; the certificate checks the
-    /// policy needs (web PKI for its names, DANE-TA for its TLSA records) are computed during
-    /// the handshake and judged by [`TlsSession::judge`].
-    pub(crate) async fn starttls(
-        mut self,
-        setup: &TlsSetup,
-        host: &PlannedHost,
-    ) -> Result<TlsSession, StartTlsError> {
+    /// The planned host this session is for.
+    pub(crate) fn host(&self) -> &PlannedHost {
+        &self.plan.host
+    }
+
+    /// Upgrades to TLS (RFC 3207) for the planned host: SNI is its name; the certificate checks
+    /// the policy needs (web PKI for its names, DANE-TA for its TLSA records) are computed
+    /// during the handshake and judged by [`TlsSession::judge`].
+    pub(crate) async fn starttls(mut self, setup: &TlsSetup) -> Result<TlsSession, StartTlsError> {
         let command = self.timeouts.command;
         let reply = self
             .conn
@@ -215,9 +231,9 @@ impl PlainSession {
             .into_stream_if_drained()
             .map_err(StartTlsError::Broken)?;
         let (connector, slot) = setup
-            .connector(checks_for(host))
+            .connector(checks_for(&self.plan.host))
             .map_err(StartTlsError::Broken)?;
-        let server_name = ServerName::try_from(host.host.clone()).map_err(|error| {
+        let server_name = ServerName::try_from(self.plan.host.host.clone()).map_err(|error| {
             StartTlsError::Broken(TransportError::Handshake(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 error,
@@ -251,20 +267,20 @@ impl PlainSession {
             helo_name: self.helo_name,
             tls,
             peer: findings.into_peer_facts(version),
+            plan: self.plan,
         })
     }
 
-    /// A mail session over plaintext, only when `requirement` allows plaintext.
+    /// A mail session over plaintext, only when the planned host's requirement allows it.
     pub fn into_mail_session_if_allowed(
         self,
-        requirement: &TlsRequirement,
     ) -> Result<MailSession<TcpStream>, (Box<PlainSession>, TransportError)> {
+        let requirement = &self.plan.host.requirement;
         if !requirement.allows_plaintext() {
+            let requirement = requirement.as_str();
             return Err((
                 Box::new(self),
-                TransportError::RequirementNotMet {
-                    requirement: requirement.as_str(),
-                },
+                TransportError::RequirementNotMet { requirement },
             ));
         }
         Ok(MailSession {
@@ -280,6 +296,11 @@ impl PlainSession {
 }
 
 impl TlsSession {
+    /// The planned host this session is for.
+    pub(crate) fn host(&self) -> &PlannedHost {
+        &self.plan.host
+    }
+
     pub fn tls(&self) -> &TlsInfo {
         &self.tls
     }
@@ -289,11 +310,11 @@ impl TlsSession {
         &self.peer
     }
 
-    /// The policy's judgement of this peer for `host` (`judge_peer`: version floor,
+    /// The policy's judgement of this peer for the planned host (`judge_peer`: version floor,
     /// requirement, pins); only an accepted peer is introduced with EHLO and becomes a
     /// [`SecureSession`].
-    pub(crate) async fn judge(self, host: &PlannedHost) -> Result<SecureSession, Judgement> {
-        let auth = match judge_peer(host, &self.peer) {
+    pub(crate) async fn judge(self) -> Result<SecureSession, Judgement> {
+        let auth = match judge_peer(&self.plan.host, &self.peer) {
             Ok(auth) => auth,
             Err(failure) => {
                 return Err(Judgement::Refused {
@@ -306,12 +327,13 @@ impl TlsSession {
         let command = self.timeouts.command;
         // RFC 3207 §4.2: forget what was learnt before TLS and ask again.
         let ehlo = format!("EHLO {}", self.helo_name);
+        let broken = |error| Judgement::Broken { auth, error };
         let reply = conn
             .command(Stage::Ehlo, &ehlo, command)
             .await
-            .map_err(Judgement::Broken)?;
+            .map_err(broken)?;
         if reply.code != 250 {
-            return Err(Judgement::Broken(TransportError::Rejected {
+            return Err(broken(TransportError::Rejected {
                 stage: Stage::Ehlo,
                 reply,
             }));
@@ -322,6 +344,7 @@ impl TlsSession {
             timeouts: self.timeouts,
             tls: self.tls,
             auth,
+            plan: self.plan,
         })
     }
 
@@ -338,8 +361,12 @@ pub(crate) enum Judgement {
         session: Box<TlsSession>,
         failure: PeerFailure,
     },
-    /// EHLO over TLS failed; the connection is gone.
-    Broken(TransportError),
+    /// The policy accepted the peer as `auth`, then EHLO over TLS failed; the connection is
+    /// gone.
+    Broken {
+        auth: PeerAuth,
+        error: TransportError,
+    },
 }
 
 impl SecureSession {
@@ -363,8 +390,9 @@ impl SecureSession {
     pub(crate) async fn authenticate(
         mut self,
         credentials: &RouteCredentials,
-        host: &str,
     ) -> Result<SecureSession, TransportError> {
+        let host = self.plan.host.host.clone();
+        let host = host.as_str();
         let failure = match self.login(credentials, host).await {
             Ok(()) => return Ok(self),
             Err(failure) => failure,
@@ -432,9 +460,8 @@ impl SecureSession {
     /// advertise REQUIRETLS after STARTTLS, otherwise this host cannot take the message.
     pub fn into_mail_session(
         self,
-        requiretls: bool,
     ) -> Result<MailSession<TlsStream<TcpStream>>, (Box<SecureSession>, TransportError)> {
-        if requiretls && !self.caps.requiretls {
+        if self.plan.requiretls && !self.caps.requiretls {
             return Err((Box::new(self), TransportError::RequireTlsNotOffered));
         }
         Ok(MailSession {
@@ -664,6 +691,8 @@ async fn connect(endpoint: &Endpoint<'_>, limit: Duration) -> Result<TcpStream, 
 
 #[cfg(test)]
 mod tests {
+    use strictmx_policy::report::{PolicyType, ReportPolicy};
+
     use super::*;
 
     /// A server that greets and answers EHLO without STARTTLS, then waits.
@@ -698,7 +727,6 @@ mod tests {
             addr,
             helo_name: "client.test",
             source: None,
-            allow_helo: false,
         };
         let requirements = [
             (TlsRequirement::Opportunistic, true),
@@ -711,10 +739,27 @@ mod tests {
             ),
         ];
         for (requirement, allowed) in requirements {
-            let session = PlainSession::open(&endpoint, timeouts)
+            let plan = SessionPlan {
+                host: PlannedHost {
+                    host: "mx.example".to_owned(),
+                    preference: 10,
+                    requirement: requirement.clone(),
+                    pins: Vec::new(),
+                    min_tls_version: None,
+                    report: ReportPolicy {
+                        policy_type: PolicyType::NoPolicyFound,
+                        policy_string: Vec::new(),
+                        policy_domain: "example".to_owned(),
+                        mx_host: Vec::new(),
+                    },
+                    testing: None,
+                },
+                requiretls: false,
+            };
+            let session = PlainSession::open(&endpoint, plan, timeouts)
                 .await
                 .expect("session");
-            let result = session.into_mail_session_if_allowed(&requirement);
+            let result = session.into_mail_session_if_allowed();
             assert_eq!(result.is_ok(), allowed, "{requirement:?}");
             if let Err((_, error)) = result {
                 assert!(matches!(error, TransportError::RequirementNotMet { .. }));

@@ -2,19 +2,20 @@
 //! (RFC 8460 §4.4), plus the policy failures found before any connection.
 //!
 //! What counts as a failure and under which result type is the policy's decision
-//! (`judge_peer`, `judge_testing`, `judge_without_tls`); counting and reporting the results is
+//! (`report_tls_session`, `report_without_tls`); counting and reporting the results is
 //! `strictmx-tlsrpt`'s. Sessions of TLSRPT reports themselves are dropped (RFC 8460 §3).
 
+use std::net::IpAddr;
 use strictmx_policy::report::{
     PolicyType, ReportPolicy, ResultType, SessionFailure, SessionResult,
 };
+
 use strictmx_policy::{
-    HostPolicyFailure, NoTls, PeerFacts, PeerFailure, PlannedHost, TlsaFacts, judge_testing,
-    judge_without_tls, testing_without_tls,
+    HostPolicyFailure, PlannedHost, TlsaFacts, report_tls_session, report_without_tls,
 };
 
-use crate::transport::attempt::AttemptScope;
 use crate::transport::facts::Destination;
+use crate::transport::negotiation::{Negotiation, TlsOutcome};
 
 /// The session results of one job, in the order they happened.
 #[derive(Debug)]
@@ -94,71 +95,41 @@ impl SessionLog {
         }
     }
 
-    /// A session that did not reach TLS: STARTTLS missing or refused, or a failed handshake.
-    /// Under MTA-STS `testing` the failure is what enforce mode would have reported.
-    pub(crate) fn without_tls(&mut self, scope: &AttemptScope, host: &PlannedHost, what: &NoTls) {
-        let failure = if host.testing.is_some() {
-            testing_without_tls(host, what)
-        } else {
-            judge_without_tls(host, what).err()
-        };
-        // Opportunistic sessions without TLS are failures to negotiate it all the same
-        // (RFC 8460 §4.3.1), though they may carry mail.
-        let failure = failure.unwrap_or_else(|| PeerFailure {
-            result_type: match what {
-                NoTls::NotOffered => ResultType::StarttlsNotSupported,
-                NoTls::HandshakeFailed { .. } => ResultType::ValidationFailure,
-            },
-            reason: match what {
-                NoTls::NotOffered => "STARTTLS not offered".to_owned(),
-                NoTls::HandshakeFailed { reason } => reason.clone(),
-            },
-        });
-        self.session(scope, host, Some(&failure));
-    }
-
-    /// RFC 8461 §5: under `testing`, the session is reported as enforce mode would have judged
-    /// it, while delivery goes on under the plan.
-    pub(crate) fn testing(&mut self, scope: &AttemptScope, host: &PlannedHost, peer: &PeerFacts) {
-        if host.testing.is_none() {
-            return;
-        }
-        let failure = judge_testing(host, peer);
-        if let Some(failure) = &failure {
-            tracing::warn!(
-                domain = %self.domain,
-                mx = %host.host,
-                result_type = failure.result_type.as_str(),
-                reason = %failure.reason,
-                "mta-sts testing: enforce mode would have refused this peer"
-            );
-        }
-        self.session(scope, host, failure.as_ref());
-    }
-
-    /// The policy's judgement of a TLS session (already reported under `testing`).
-    pub(crate) fn judged(
+    /// One connection's TLS negotiation, once: a session without TLS, or a TLS session as the
+    /// policy judged it (under `testing`, as enforce mode would have).
+    pub(crate) fn negotiated(
         &mut self,
-        scope: &AttemptScope,
+        ip: Option<IpAddr>,
         host: &PlannedHost,
-        failure: Option<&PeerFailure>,
+        negotiation: &Negotiation,
     ) {
-        if host.testing.is_none() {
-            self.session(scope, host, failure);
-        }
-    }
-
-    fn session(&mut self, scope: &AttemptScope, host: &PlannedHost, failure: Option<&PeerFailure>) {
+        let failure = match &negotiation.tls {
+            TlsOutcome::Skipped | TlsOutcome::Interrupted => return,
+            TlsOutcome::Without(what) => Some(report_without_tls(host, what)),
+            TlsOutcome::Established { peer, verdict, .. } => {
+                let failure = report_tls_session(host, peer, verdict);
+                if let (Some(failure), Some(_)) = (&failure, &host.testing) {
+                    tracing::warn!(
+                        domain = %self.domain,
+                        mx = %host.host,
+                        result_type = failure.result_type.as_str(),
+                        reason = %failure.reason,
+                        "mta-sts testing: enforce mode would have refused this peer"
+                    );
+                }
+                failure
+            }
+        };
         self.results.push(SessionResult {
             report_domain: self.domain.clone(),
             policy: host.report.clone(),
             failure: failure.map(|failure| SessionFailure {
                 result_type: failure.result_type,
-                sending_mta_ip: scope.local_ip,
+                sending_mta_ip: negotiation.local_ip,
                 receiving_mx_hostname: Some(host.host.clone()),
-                receiving_mx_helo: scope.peer_helo.clone(),
-                receiving_ip: scope.ip,
-                additional_information: Some(failure.reason.clone()),
+                receiving_mx_helo: negotiation.peer_helo.clone(),
+                receiving_ip: ip,
+                additional_information: Some(failure.reason),
                 failure_reason_code: None,
             }),
         });
@@ -184,5 +155,103 @@ impl SessionLog {
                 failure_reason_code: None,
             }),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use strictmx_policy::report::{PolicyType, ReportPolicy, ResultType};
+    use strictmx_policy::rules::TlsVersion;
+    use strictmx_policy::{NoTls, PeerAuth, PeerFacts, TlsRequirement, WebpkiVerdict};
+
+    use super::*;
+    use crate::transport::tls::{CertificateCheck, TlsInfo};
+
+    fn host() -> PlannedHost {
+        PlannedHost {
+            host: "mx.example".to_owned(),
+            preference: 10,
+            requirement: TlsRequirement::Opportunistic,
+            pins: Vec::new(),
+            min_tls_version: None,
+            report: ReportPolicy {
+                policy_type: PolicyType::NoPolicyFound,
+                policy_string: Vec::new(),
+                policy_domain: "example".to_owned(),
+                mx_host: Vec::new(),
+            },
+            testing: None,
+        }
+    }
+
+    fn negotiation(tls: TlsOutcome) -> Negotiation {
+        Negotiation {
+            local_ip: Some(Ipv4Addr::new(192, 0, 2, 1).into()),
+            peer_helo: Some("mx.example".to_owned()),
+            tls,
+        }
+    }
+
+    fn established() -> TlsOutcome {
+        TlsOutcome::Established {
+            info: TlsInfo {
+                version: "TLSv1.3".to_owned(),
+                cipher: "TLS13_AES_128_GCM_SHA256".to_owned(),
+                certificate: CertificateCheck::Verified,
+            },
+            peer: Box::new(PeerFacts {
+                tls_version: TlsVersion::Tls13,
+                chain: Vec::new(),
+                webpki: WebpkiVerdict::Valid,
+                dane_ta: None,
+                pin_anchor: None,
+            }),
+            verdict: Ok(PeerAuth::Webpki),
+        }
+    }
+
+    // RFC 8460 §4.4: one result per negotiation attempt, with the addresses and EHLO name of
+    // the connection; a plaintext retry and a connection lost during STARTTLS count nothing.
+    #[test]
+    fn each_connection_is_reported_once_with_its_own_facts() {
+        let ip = Some(Ipv4Addr::new(198, 51, 100, 7).into());
+        let rows = [
+            (
+                "a plaintext retry was reported before",
+                TlsOutcome::Skipped,
+                None,
+            ),
+            ("no handshake result", TlsOutcome::Interrupted, None),
+            (
+                "RFC 8460 §4.3.1: no STARTTLS",
+                TlsOutcome::Without(NoTls::NotOffered),
+                Some(Some(ResultType::StarttlsNotSupported)),
+            ),
+            (
+                "RFC 8460 §4.4: a successful session",
+                established(),
+                Some(None),
+            ),
+        ];
+        for (rule, tls, expected) in rows {
+            let mut log = SessionLog::new("example");
+            log.negotiated(ip, &host(), &negotiation(tls));
+            let results = log.into_results();
+            let got = results
+                .first()
+                .map(|r| r.failure.as_ref().map(|f| f.result_type));
+            assert_eq!(got, expected, "{rule}");
+            assert!(results.len() <= 1, "{rule}");
+            if let Some(failure) = results.first().and_then(|r| r.failure.as_ref()) {
+                assert_eq!(failure.receiving_ip, ip, "{rule}");
+                assert_eq!(
+                    failure.sending_mta_ip,
+                    Some(Ipv4Addr::new(192, 0, 2, 1).into())
+                );
+                assert_eq!(failure.receiving_mx_helo.as_deref(), Some("mx.example"));
+            }
+        }
     }
 }

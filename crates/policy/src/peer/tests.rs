@@ -371,3 +371,87 @@ fn testing_mode_reports_what_enforce_would_have_refused_without_refusing() {
         Some(ResultType::StarttlsNotSupported)
     );
 }
+
+#[test]
+fn every_session_is_reported_with_the_failure_its_policy_calls_for() {
+    let refused = PeerFailure {
+        result_type: ResultType::CertificateHostMismatch,
+        reason: "name".to_owned(),
+    };
+    let mut testing = host(TlsRequirement::Opportunistic, PolicyType::Sts);
+    testing.testing = Some(verified());
+    let opportunistic = host(TlsRequirement::Opportunistic, PolicyType::NoPolicyFound);
+    let enforced = host(verified(), PolicyType::Sts);
+    let handshake = NoTls::HandshakeFailed {
+        reason: "alert".to_owned(),
+    };
+    let without_tls = [
+        (
+            "RFC 8460 §4.3.1: no STARTTLS is starttls-not-supported, even where plaintext may carry the mail",
+            &opportunistic,
+            &NoTls::NotOffered,
+            ResultType::StarttlsNotSupported,
+        ),
+        (
+            "RFC 8460 §4.3.1: a failed handshake is a validation-failure",
+            &opportunistic,
+            &handshake,
+            ResultType::ValidationFailure,
+        ),
+        (
+            "RFC 8461 §5: testing reports what enforce would have had",
+            &testing,
+            &NoTls::NotOffered,
+            ResultType::StarttlsNotSupported,
+        ),
+        (
+            "RFC 8461 §5: an enforced policy's failure",
+            &enforced,
+            &handshake,
+            ResultType::ValidationFailure,
+        ),
+    ];
+    for (rule, planned, what, expected) in without_tls {
+        assert_eq!(
+            report_without_tls(planned, what).result_type,
+            expected,
+            "{rule}"
+        );
+    }
+    let untrusted = peer(WebpkiVerdict::NotTrusted);
+    let valid = peer(WebpkiVerdict::Valid);
+    let tls_sessions = [
+        (
+            "RFC 8460 §4.4: an accepted peer is a successful session",
+            &enforced,
+            &valid,
+            Ok(PeerAuth::Sts),
+            None,
+        ),
+        (
+            "RFC 8460 §4.3: a refused peer is counted with the refusal's result type",
+            &enforced,
+            &untrusted,
+            Err(refused.clone()),
+            Some(ResultType::CertificateHostMismatch),
+        ),
+        (
+            "RFC 8461 §5: under testing, what enforce would have refused, though delivery goes on",
+            &testing,
+            &untrusted,
+            Ok(PeerAuth::None),
+            Some(ResultType::CertificateNotTrusted),
+        ),
+        (
+            "RFC 8461 §5: under testing, a peer enforce would accept is a success",
+            &testing,
+            &valid,
+            Ok(PeerAuth::None),
+            None,
+        ),
+    ];
+    for (rule, planned, facts, verdict, expected) in tls_sessions {
+        let got = report_tls_session(planned, facts, &verdict).map(|f| f.result_type);
+        assert_eq!(got, expected, "{rule}");
+    }
+}
