@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
-use strictmx_protocol::ErrorChain;
+use strictmx_protocol::{EnhancedStatus, ErrorChain, status};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::SpoolError;
@@ -30,7 +30,7 @@ use crate::types::{
 /// The reply to the administrator for an administrative bounce (RFC 3463 §3.1: X.0.0, other
 /// undefined status).
 pub(crate) const ADMIN_BOUNCE_REPLY: &str = "administratively bounced";
-pub(crate) const ADMIN_BOUNCE_STATUS: &str = "5.0.0";
+pub(crate) const ADMIN_BOUNCE_STATUS: EnhancedStatus = status::OTHER_PERMANENT;
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
 
@@ -743,7 +743,7 @@ where
             _ => RecipientState::Bounced {
                 at: ctx.now,
                 reply: ADMIN_BOUNCE_REPLY.to_owned(),
-                status: ADMIN_BOUNCE_STATUS.to_owned(),
+                status: ADMIN_BOUNCE_STATUS.to_string(),
             },
         })
         .collect();

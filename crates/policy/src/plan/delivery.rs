@@ -4,6 +4,8 @@
 //! Facts come in as [`DomainFacts`]; nothing is looked up here. Each host is planned on its
 //! own ([`plan_host`]), then the plan as a whole gets its label and outcome.
 
+use strictmx_protocol::status;
+
 use crate::facts::{
     DnssecHealth, DomainFacts, HostFacts, MessageFacts, MxHost, StsPolicyFacts, StsRecordFacts,
     TlsaFacts,
@@ -399,14 +401,14 @@ fn no_candidates(ctx: &Context<'_>, refusals: &[Box<Refusal>], facts: &DomainFac
     if ctx.requiretls && refusals.iter().any(|r| r.unauthenticated) && !sts_unknown {
         // RFC 8689 §4.2.1, §5: no authenticated MX: the message is returned with 5.7.30.
         return super::bounce(
-            "5.7.30",
+            &status::REQUIRETLS_NEEDED.permanent().to_string(),
             format!("REQUIRETLS cannot be met for {}: {reasons}", ctx.domain),
         );
     }
     if refusals.iter().all(|r| !r.transient && !r.unauthenticated) {
         // RFC 5321 §5.1: MX records exist but none is usable.
         return super::bounce(
-            "5.4.4",
+            &status::UNABLE_TO_ROUTE.to_string(),
             format!("no usable host for {}: {reasons}", ctx.domain),
         );
     }
