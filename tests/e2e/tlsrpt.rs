@@ -105,6 +105,148 @@ fn summary(report: &Value) -> (String, u64, u64, Vec<String>) {
     )
 }
 
+/// A report as it travelled: the whole mail (`mailto:`) or the gzip body POSTed (`https:`).
+#[derive(Clone, Copy)]
+enum Wire<'a> {
+    Mail(&'a [u8]),
+    Https(&'a [u8]),
+}
+
+/// What a consumer must read back from a report, per policy: (policy domain, policy type,
+/// successful sessions, failed sessions, failure result types sorted).
+type Reading = Vec<(String, String, u64, u64, Vec<String>)>;
+
+/// The reading of our own JSON, the report strictmx meant to send.
+fn reading_of(report: &Value) -> Reading {
+    let mut reading: Reading = report["policies"]
+        .as_array()
+        .expect("policies")
+        .iter()
+        .map(|policy| {
+            let mut types: Vec<String> = policy["failure-details"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|d| d["result-type"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            types.sort();
+            (
+                policy["policy"]["policy-domain"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                policy["policy"]["policy-type"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                policy["summary"]["total-successful-session-count"]
+                    .as_u64()
+                    .unwrap_or(0),
+                policy["summary"]["total-failure-session-count"]
+                    .as_u64()
+                    .unwrap_or(0),
+                types,
+            )
+        })
+        .collect();
+    reading.sort();
+    reading
+}
+
+/// The report as parsedmarc (PyPI, installed by `tests/lab/up`) reads what travelled: the whole
+/// mail through `parse_report_email`, the POSTed body through `parse_report_file`. Offline, so
+/// it looks nothing up.
+fn parsedmarc_reading(wire: Wire<'_>) -> Reading {
+    let (mode, bytes) = match wire {
+        Wire::Mail(bytes) => ("mail", bytes),
+        Wire::Https(bytes) => ("https", bytes),
+    };
+    let script = "import json,sys,parsedmarc\n\
+                  data=sys.stdin.buffer.read()\n\
+                  parse=parsedmarc.parse_report_email if sys.argv[1]=='mail' else parsedmarc.parse_report_file\n\
+                  parsed=parse(data,offline=True,always_use_local_files=True)\n\
+                  assert parsed['report_type']=='smtp_tls', parsed['report_type']\n\
+                  out=[[p['policy_domain'],p['policy_type'],p['successful_session_count'],p['failed_session_count'],sorted(d['result_type'] for d in p.get('failure_details',[]))] for p in parsed['report']['policies']]\n\
+                  print(json.dumps(out))";
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(mode)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(bytes)
+        .expect("report written");
+    let out = child.wait_with_output().expect("python3 finishes");
+    assert!(
+        out.status.success(),
+        "parsedmarc refuses the {mode} report: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut reading: Reading = serde_json::from_slice(&out.stdout).expect("parsedmarc's reading");
+    reading.sort();
+    reading
+}
+
+/// The report as the `mail-auth` crate's TLSRPT parser reads what travelled.
+fn mail_auth_reading(wire: Wire<'_>) -> Reading {
+    let parsed = match wire {
+        Wire::Mail(bytes) => mail_auth::report::tlsrpt::TlsReport::parse_rfc5322(bytes, 1 << 20),
+        Wire::Https(bytes) => {
+            let mut json = Vec::new();
+            flate2::read::GzDecoder::new(bytes)
+                .read_to_end(&mut json)
+                .expect("gzip");
+            mail_auth::report::tlsrpt::TlsReport::parse_json(&json)
+        }
+    }
+    .unwrap_or_else(|e| panic!("mail-auth refuses the report: {e:?}"));
+    let mut reading: Reading = parsed
+        .policies
+        .iter()
+        .map(|policy| {
+            let mut types: Vec<String> = policy
+                .failure_details
+                .iter()
+                .map(|d| json_name(&d.result_type))
+                .collect();
+            types.sort();
+            (
+                policy.policy.policy_domain.clone(),
+                json_name(&policy.policy.policy_type),
+                u64::from(policy.summary.total_success),
+                u64::from(policy.summary.total_failure),
+                types,
+            )
+        })
+        .collect();
+    reading.sort();
+    reading
+}
+
+/// The RFC's JSON name of a `mail-auth` enum value (its serialisation).
+fn json_name<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// RFC 8460 §4 and §5 (issue 15, point 8): two parsers nobody on this project wrote read the
+/// report that travelled exactly as strictmx meant it: the same policy domains, policy types,
+/// session counts and result types.
+fn assert_consumers_agree(wire: Wire<'_>, report: &Value) {
+    let ours = reading_of(report);
+    assert_eq!(parsedmarc_reading(wire), ours, "parsedmarc: {report}");
+    assert_eq!(mail_auth_reading(wire), ours, "mail-auth: {report}");
+}
+
 fn check_report(report: &Value, domain: &str, day: &str, submitter: &str) {
     assert_schema_valid(report);
     assert_eq!(report["organization-name"], submitter);
@@ -147,7 +289,7 @@ fn check_report(report: &Value, domain: &str, day: &str, submitter: &str) {
 }
 
 /// The `mailto:` reports for `submitter` that reached the lab's collector, by report domain.
-fn mailto_reports(lab: &Lab, submitter: &str) -> anyhow::Result<Vec<(String, Value)>> {
+fn mailto_reports(lab: &Lab, submitter: &str) -> anyhow::Result<Vec<(String, Value, Vec<u8>)>> {
     let mut found = Vec::new();
     for received in lab.received("mx.tlsrpt.test")? {
         let body = received.body()?;
@@ -189,7 +331,7 @@ fn mailto_reports(lab: &Lab, submitter: &str) -> anyhow::Result<Vec<(String, Val
         assert_eq!((parts[0], parts[1]), (submitter, domain.as_str()), "{name}");
         assert!(name.ends_with(".json.gz"), "{name}");
         let report = gunzip_json(attachment.contents()).expect("the attachment is gzip JSON");
-        found.push((domain, report));
+        found.push((domain, report, body.clone()));
     }
     Ok(found)
 }
@@ -271,6 +413,7 @@ async fn reports_for_a_closed_day_reach_every_rua_with_counts_matching_the_deliv
     let mut https_domains = Vec::new();
     for (request, report) in &posted {
         assert_eq!(request.method, "POST");
+        assert_consumers_agree(Wire::Https(&request.body().unwrap()), report);
         assert_eq!(
             request.headers.get("content-type").map(String::as_str),
             Some("application/tlsrpt+gzip")
@@ -302,8 +445,9 @@ async fn reports_for_a_closed_day_reach_every_rua_with_counts_matching_the_deliv
     .await
     .unwrap();
     let mut mail_domains = Vec::new();
-    for (domain, report) in &mailed {
+    for (domain, report, mail) in &mailed {
         check_report(report, domain, &day, &submitter);
+        assert_consumers_agree(Wire::Mail(mail), report);
         mail_domains.push(domain.clone());
     }
     mail_domains.sort();
@@ -332,4 +476,32 @@ async fn reports_for_a_closed_day_reach_every_rua_with_counts_matching_the_deliv
         })
         .count();
     assert_eq!(total, 3, "a day's reports are sent once");
+
+    // RFC 8460 §3: the report mail went through our own queue today, to tlsrpt.test's MX; a
+    // session of a report is never counted, or reports would report on themselves.
+    assert_eq!(relay.terminate().await.unwrap(), Some(0));
+    relay.restart().await.unwrap();
+    let today = humantime::format_rfc3339_seconds(SystemTime::now()).to_string()[..10].to_owned();
+    let own = relay
+        .cli(&[
+            "tlsrpt",
+            "preview",
+            "--date",
+            &today,
+            "--domain",
+            "tlsrpt.test",
+            "--json",
+        ])
+        .unwrap();
+    assert!(
+        own.status.success(),
+        "{}",
+        String::from_utf8_lossy(&own.stderr)
+    );
+    let own: Value = serde_json::from_slice(&own.stdout).expect("preview JSON");
+    assert_eq!(
+        own,
+        serde_json::json!([]),
+        "the report mail was counted: {own}"
+    );
 }
