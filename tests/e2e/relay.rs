@@ -551,7 +551,7 @@ async fn queue_retry_clears_the_destination_backoff_and_queue_list_shows_it() {
     assert!(list.contains("last: "), "{list}");
 
     let sink = Sink::start_at(down, RcptScript::Accept).await.unwrap();
-    let retry = relay.cli(&["queue", "retry", "--all"]).unwrap();
+    let retry = relay.cli(&["queue", "retry", "--all", "--yes"]).unwrap();
     let retry = String::from_utf8_lossy(&retry.stdout).into_owned();
     assert!(
         retry.contains("1 destination backoff(s) cleared"),

@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
@@ -23,8 +23,10 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::bulk::{self, BulkAction};
 use crate::explain::Question;
 use crate::reload::Live;
+use crate::selector::{self, Selector};
 use crate::terminal::{escape, text};
 use crate::tlsrpt_cmd::{self, TlsrptAction, TlsrptRequest};
 use strictmx_tlsrpt::Reporter;
@@ -37,30 +39,63 @@ const MAX_REQUEST: usize = 4096;
 
 #[derive(Debug, Subcommand)]
 pub enum QueueAction {
-    /// Every queued message: id, age, size, sender, recipients and their states.
-    List,
+    /// Queued messages: id, age, size, sender, recipients and their states; every one, or those
+    /// the filters select.
+    List {
+        #[command(flatten)]
+        filter: Selector,
+    },
     /// One message: envelope, recipient states, every delivery attempt.
     Show { id: String },
-    /// Make a message (or, with --all, every queued recipient) due now.
-    Retry {
-        id: Option<String>,
-        #[arg(long, conflicts_with = "id")]
-        all: bool,
-    },
+    /// Undelivered recipients by destination domain, with the oldest age and counts by age
+    /// (like Postfix's qshape).
+    Summary,
+    /// Make a message, or every selected one, due now (also clears the destination backoff).
+    Retry(Target),
     /// Keep a message's queued recipients out of delivery until released.
-    Hold { id: String },
+    Hold(Target),
     /// Put a held message back on the schedule, due now.
-    Release { id: String },
+    Release(Target),
     /// Remove a message without delivering it and without a DSN.
-    Delete { id: String },
+    Delete(Target),
     /// Give up on a message now: its undelivered recipients bounce, with DSNs to the sender.
-    Bounce { id: String },
+    Bounce(Target),
+}
+
+/// One message by id, or the messages a selector picks (then the count is shown and confirmed).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    /// The message's queue id.
+    #[arg(conflicts_with_all = ["domain", "sender", "older_than", "all"])]
+    pub id: Option<String>,
+    #[command(flatten)]
+    pub select: Selector,
+    /// Act on the selected messages without asking.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
-    List,
+    /// Every queued message, or those `filter` selects (when it has a filter).
+    List {
+        #[serde(default)]
+        filter: Selector,
+    },
+    /// How many messages a selector matches now, and the first few.
+    Select {
+        selector: Selector,
+    },
+    /// `action` on every message `selector` matches that was received by `as_of_ms` (the time
+    /// of the `Select` the administrator confirmed).
+    Apply {
+        action: BulkAction,
+        selector: Selector,
+        as_of_ms: u64,
+    },
+    /// `queue summary`.
+    Summary,
     Show {
         id: String,
     },
@@ -239,13 +274,30 @@ async fn execute(
 ) -> anyhow::Result<Value> {
     let id = |text: &str| parse_id(text).with_context(|| format!("`{text}` is not a message id"));
     Ok(match request {
-        Request::List => {
+        Request::List { filter } => {
             let backoffs = match runner {
                 Some(runner) => runner.backoffs().await,
                 None => Vec::new(),
             };
-            with_backoffs(serde_json::to_value(spool.list()?)?, &backoffs)
+            let entries = match filter.is_empty() {
+                true => spool.list()?,
+                false => bulk::selected(spool, &filter.matcher()?, SystemTime::now())?,
+            };
+            with_backoffs(serde_json::to_value(entries)?, &backoffs)
         }
+        Request::Select { selector } => {
+            let now = SystemTime::now();
+            bulk::selection(&bulk::selected(spool, &selector.matcher()?, now)?, now)
+        }
+        Request::Apply {
+            action,
+            selector,
+            as_of_ms,
+        } => {
+            let entries = bulk::selected(spool, &selector.matcher()?, bulk::as_of(as_of_ms))?;
+            apply(action, &entries, spool, queue, runner).await
+        }
+        Request::Summary => serde_json::to_value(selector::summary(&spool.list()?))?,
         Request::Show { id: text } => match spool.message(id(&text)?)? {
             Some(message) => serde_json::to_value(message)?,
             None => bail!("no message {text} in the queue"),
@@ -296,6 +348,83 @@ async fn execute(
     })
 }
 
+/// A bulk action on each selected message; a message that left the queue since it was shown
+/// (delivered, say) is counted as gone, not as a failure.
+async fn apply(
+    action: BulkAction,
+    entries: &[strictmx_spool::QueueEntry],
+    spool: &Spool,
+    queue: &QueueSettings,
+    runner: Option<&RunnerHandle>,
+) -> Value {
+    let (mut done, mut gone, mut recipients, mut dsns) = (0u64, 0u64, 0u64, 0u64);
+    let mut failures = Vec::new();
+    let mut domains: Vec<String> = Vec::new();
+    if action == BulkAction::Retry {
+        for entry in entries {
+            domains.extend(
+                entry
+                    .recipients
+                    .iter()
+                    .filter_map(|r| strictmx_protocol::domain_of(&r.address))
+                    .map(str::to_ascii_lowercase),
+            );
+        }
+        domains.sort();
+        domains.dedup();
+    }
+    // As with a single retry, the backoff goes first so the runner sees the mail due at once.
+    let cleared = match (action, runner) {
+        (BulkAction::Retry, Some(runner)) => runner.clear_backoff(Some(domains)).await,
+        _ => 0,
+    };
+    for entry in entries {
+        let id = entry.id;
+        let result = match action {
+            BulkAction::Retry => spool.retry_now(id).await,
+            BulkAction::Hold => spool.hold(id).await,
+            BulkAction::Release => spool.release(id).await,
+            BulkAction::Delete => spool.delete(id).await,
+            BulkAction::Bounce => bounce_with_dsns(spool, id, queue).await.map(|n| {
+                dsns += n as u64;
+                entry
+                    .recipients
+                    .iter()
+                    .filter(|r| !r.state.is_final())
+                    .count()
+            }),
+        };
+        match result {
+            Ok(n) => {
+                done += 1;
+                recipients += n as u64;
+            }
+            Err(strictmx_spool::SpoolError::NotFound { .. }) => gone += 1,
+            Err(e) => failures.push(json!({
+                "id": strictmx_spool::MessageIdDisplay(id).to_string(),
+                "error": format!("{:#}", anyhow::Error::from(e)),
+            })),
+        }
+    }
+    info!(
+        action = action.as_str(),
+        selected = entries.len(),
+        done,
+        gone,
+        failed = failures.len(),
+        "bulk queue operation"
+    );
+    json!({
+        "done": done,
+        "gone": gone,
+        "failed": failures.len(),
+        "recipients": recipients,
+        "dsns": dsns,
+        "backoffs_cleared": cleared,
+        "failures": failures,
+    })
+}
+
 /// The distinct recipient domains of a message, lowercase.
 fn recipient_domains(envelope: &strictmx_spool::Envelope) -> Vec<String> {
     let mut domains: Vec<String> = envelope
@@ -335,22 +464,34 @@ fn with_backoffs(mut list: Value, backoffs: &[(String, std::time::SystemTime)]) 
 
 /// `strictmx queue ...`: one request to the running server, its answer printed.
 pub fn run_client(socket: &Path, action: QueueAction, json_output: bool) -> ExitCode {
-    let request = match action {
-        QueueAction::List => Request::List,
-        QueueAction::Show { id } => Request::Show { id },
-        QueueAction::Retry { all: true, .. } => Request::RetryAll,
-        QueueAction::Retry { id: Some(id), .. } => Request::Retry { id },
-        QueueAction::Retry {
-            id: None,
-            all: false,
-        } => {
-            eprintln!("queue retry: give a message id, or --all");
-            return ExitCode::from(64);
+    let (action, target) = match action {
+        QueueAction::List { filter } => {
+            if let Err(e) = filter.matcher().map(drop).or_else(|e| match e {
+                crate::selector::SelectorError::Empty => Ok(()),
+                other => Err(other),
+            }) {
+                eprintln!("queue list: {e}");
+                return ExitCode::from(64);
+            }
+            return run_request(socket, Request::List { filter }, json_output);
         }
-        QueueAction::Hold { id } => Request::Hold { id },
-        QueueAction::Release { id } => Request::Release { id },
-        QueueAction::Delete { id } => Request::Delete { id },
-        QueueAction::Bounce { id } => Request::Bounce { id },
+        QueueAction::Show { id } => return run_request(socket, Request::Show { id }, json_output),
+        QueueAction::Summary => return run_request(socket, Request::Summary, json_output),
+        QueueAction::Retry(target) => (BulkAction::Retry, target),
+        QueueAction::Hold(target) => (BulkAction::Hold, target),
+        QueueAction::Release(target) => (BulkAction::Release, target),
+        QueueAction::Delete(target) => (BulkAction::Delete, target),
+        QueueAction::Bounce(target) => (BulkAction::Bounce, target),
+    };
+    let Some(id) = target.id else {
+        return bulk::run(socket, action, target.select, target.yes, json_output);
+    };
+    let request = match action {
+        BulkAction::Retry => Request::Retry { id },
+        BulkAction::Hold => Request::Hold { id },
+        BulkAction::Release => Request::Release { id },
+        BulkAction::Delete => Request::Delete { id },
+        BulkAction::Bounce => Request::Bounce { id },
     };
     run_request(socket, request, json_output)
 }
@@ -358,6 +499,27 @@ pub fn run_client(socket: &Path, action: QueueAction, json_output: bool) -> Exit
 /// `strictmx tlsrpt ...`: one request to the running server, its answer printed.
 pub fn run_tlsrpt(socket: &Path, action: TlsrptAction, json_output: bool) -> ExitCode {
     run_request(socket, Request::Tlsrpt(action.into()), json_output)
+}
+
+/// One request to the running server; its result, or `None` once the failure was printed.
+pub(crate) fn ask_or_report(socket: &Path, request: &Request) -> Option<Value> {
+    let answer = block_on(ask(socket, request)).ok()?;
+    match answer {
+        Err(e) => {
+            eprintln!("{e:#}");
+            None
+        }
+        Ok(v) if v["ok"] == true => Some(v["result"].clone()),
+        Ok(v) => {
+            eprintln!(
+                "{}",
+                v["error"]
+                    .as_str()
+                    .unwrap_or("the server refused the request")
+            );
+            None
+        }
+    }
 }
 
 fn run_request(socket: &Path, request: Request, json_output: bool) -> ExitCode {
@@ -503,7 +665,8 @@ async fn exchange(stream: UnixStream, request: &Request) -> anyhow::Result<Value
 
 fn render(request: &Request, result: &Value) -> String {
     match request {
-        Request::List => render_list(result),
+        Request::List { .. } => render_list(result),
+        Request::Summary => render_summary(result),
         Request::Show { .. } => render_show(result),
         Request::Bounce { .. } => format!("bounced; {} DSN(s) queued\n", result["dsns"]),
         Request::Explain(_) | Request::Reload => format!("{}\n", text(result)),
@@ -514,6 +677,50 @@ fn render(request: &Request, result: &Value) -> String {
             result["backoffs_cleared"].as_u64().unwrap_or(0)
         ),
         _ => format!("{} recipient(s) affected\n", result["recipients"]),
+    }
+}
+
+/// `queue summary` as a table: one row per destination domain (TOTAL first), the oldest age,
+/// then recipients by message age.
+fn render_summary(result: &Value) -> String {
+    let rows = result.as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        return "the queue is empty\n".to_owned();
+    }
+    let mut heading = format!(
+        "{:<32} {:>6} {:>5} {:>10}",
+        "DOMAIN", "RCPTS", "HELD", "OLDEST"
+    );
+    for bound in selector::AGE_BUCKETS_MINUTES {
+        heading.push_str(&format!(" {:>6}", format!("<{bound}m")));
+    }
+    heading.push_str(&format!(" {:>6}\n", "older"));
+    let mut out = heading;
+    for row in &rows {
+        let oldest = Duration::from_secs(row["oldest_secs"].as_u64().unwrap_or(0));
+        out.push_str(&format!(
+            "{:<32} {:>6} {:>5} {:>10}",
+            text(&row["domain"]),
+            row["recipients"],
+            row["held"],
+            short_age(oldest),
+        ));
+        for count in row["by_age"].as_array().into_iter().flatten() {
+            out.push_str(&format!(" {count:>6}"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// An age in its two largest units: `45s`, `12m`, `3h05m`, `2d04h`.
+fn short_age(age: Duration) -> String {
+    let secs = age.as_secs();
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86_400 => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d{:02}h", secs / 86_400, secs % 86_400 / 3600),
     }
 }
 
@@ -724,6 +931,34 @@ mod tests {
         // Records written before rules were recorded have none.
         let shown = render_show(&attempt(Value::Null));
         assert!(shown.contains("policy=rule requirement="), "{shown}");
+    }
+
+    #[test]
+    fn the_summary_shows_ages_in_their_two_largest_units() {
+        let rows = [
+            (45, "45s"),
+            (720, "12m"),
+            (3 * 3600 + 300, "3h05m"),
+            (2 * 86_400 + 4 * 3600, "2d04h"),
+        ];
+        for (secs, shown) in rows {
+            assert_eq!(short_age(Duration::from_secs(secs)), shown);
+        }
+        let table = render_summary(&json!([
+            {"domain": "TOTAL", "recipients": 2, "held": 0, "oldest_secs": 90, "by_age": [2, 0, 0, 0, 0, 0, 0, 0, 0]},
+            {"domain": "dead.example\u{1b}[2J", "recipients": 2, "held": 0, "oldest_secs": 90, "by_age": [2, 0, 0, 0, 0, 0, 0, 0, 0]},
+        ]));
+        assert!(table.starts_with("DOMAIN"), "{table}");
+        assert!(table.contains("dead.example\\u{1b}[2J"), "{table}");
+        assert_eq!(table.lines().count(), 3, "{table}");
+    }
+
+    #[test]
+    fn a_bare_list_request_still_lists_everything() {
+        assert!(matches!(
+            serde_json::from_str::<Request>(r#"{"op":"list"}"#),
+            Ok(Request::List { filter }) if filter.is_empty()
+        ));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! 0 ok, 1 runtime failure, 64 bad configuration or usage; `explain` also 75 for DEFER and 69 for
 //! BOUNCE.
 
+mod bulk;
 mod control;
 mod explain;
 mod json_log;
@@ -14,6 +15,7 @@ mod location;
 mod logging;
 mod metrics;
 mod reload;
+mod selector;
 mod serve;
 mod terminal;
 mod tlsrpt_cmd;
