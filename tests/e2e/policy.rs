@@ -332,3 +332,25 @@ async fn a_rule_demanding_dane_for_a_domain_without_it_defers_and_the_attempt_sa
     assert!(text.contains("deferred"), "{text}");
     assert!(text.contains("a rule requires DANE"), "{text}");
 }
+
+// Issue 15: in the default `validate` mode, an MX name that is a signed CNAME into another
+// signed zone (RFC 4035 §5: each link validated in its own zone) gets mail over DANE; before,
+// the missing AAAA at the target read as bogus and the host deferred.
+#[tokio::test]
+async fn a_cnamed_mx_in_another_signed_zone_gets_mail_over_dane_in_validate_mode() {
+    let lab = Lab::get().unwrap();
+    let dir = TestDir::new("policy-dane-cname").unwrap();
+    let relay = relay_in_lab(&lab, &dir, "").await;
+    let rcpt = unique_rcpt("dane-cname.test");
+    submit(&relay, &rcpt).await;
+    let got = wait_for(WAIT, || {
+        Ok(lab.received_for("mx.hosting.test", &rcpt)?.pop())
+    })
+    .await
+    .unwrap();
+    assert!(got.tls);
+    let dane = attempt(&relay, "dane-cname.test", "delivered").await;
+    assert_eq!(dane["auth"], "dane", "{dane}");
+    assert_eq!(dane["requirement"], "dane", "{dane}");
+    assert_eq!(dane["mx"], "mx.dane-cname.test", "{dane}");
+}

@@ -19,6 +19,9 @@ ZONES = [
     Zone("test."),  # signed TLD: most domains live here as plain names (secure answers)
     Zone("insecure.test.", signing="unsigned"),  # delegated without DS: answers without AD
     Zone("bogus.test.", bogus=(("_25._tcp.mx.bogus.test.", "TLSA"),)),  # DS present, TLSA RRSIG broken
+    # A second signed zone with its own keys (DS in test.): a hosting provider's MX hosts, which
+    # signed names in test. point to by CNAME (RFC 4035 section 5: each link validates in its zone).
+    Zone("hosting.test."),
 ]
 
 RECEIVERS = [
@@ -65,9 +68,19 @@ RECEIVERS = [
     Receiver(("mx.bogus.test",), "127.77.1.33"),
     Receiver(("mx.insecure.test",), "127.77.1.34"),
     Receiver(("mx.requiretls.test",), "127.77.1.35", requiretls=True),
+    # CNAME'd MX hosts (RFC 7672 section 2.2.2): the MX names are CNAMEs in test. to these.
+    Receiver(("mx.hosting.test",), "127.77.1.36"),
+    Receiver(("mismatch.hosting.test",), "127.77.1.37"),
+    Receiver(("orig.hosting.test",), "127.77.1.38"),
+    Receiver(("mx.cname-target.insecure.test",), "127.77.1.39"),
+    # Only unusable TLSA records (RFC 7672 section 2.2): TLS mandatory, not authenticated.
+    Receiver(("mx.dane-unusable.test",), "127.77.1.42", tls="self-signed"),
+    # A receiver that speaks TLS 1.2 at most, for min_tls_version floors.
+    Receiver(("mx.tls12.test",), "127.77.1.44", max_tls="TLSv1.2"),
     # Backends of the STARTTLS strippers: not in DNS, certificates name the stripper's host.
     Receiver(("backend.dane-stripped.test", "mx.dane-stripped.test"), "127.77.1.40", in_dns=False),
     Receiver(("backend.sts-stripped.test", "mx.sts-stripped.test"), "127.77.1.41", in_dns=False),
+    Receiver(("backend.dane-unusable-stripped.test", "mx.dane-unusable-stripped.test"), "127.77.1.43", in_dns=False),
     # TLSRPT mailto: collector.
     Receiver(("mx.tlsrpt.test",), "127.77.1.50"),
 ]
@@ -75,6 +88,7 @@ RECEIVERS = [
 STRIPPERS = [
     Stripper("mx.dane-stripped.test", "127.77.4.1", backend="backend.dane-stripped.test"),
     Stripper("mx.sts-stripped.test", "127.77.4.2", backend="backend.sts-stripped.test"),
+    Stripper("mx.dane-unusable-stripped.test", "127.77.4.3", backend="backend.dane-unusable-stripped.test"),
 ]
 
 STS = [
@@ -108,6 +122,21 @@ def mx(domain: str, *hosts: tuple[int, str]) -> list[Record]:
 
 def tlsa(host: str, usage: int, selector: int, mtype: int, of: str | None = None) -> Record:
     return Record(f"_25._tcp.{host}", "TLSA", Tlsa(usage, selector, mtype, of or host))
+
+
+def unusable_tlsa(host: str, key_of: str) -> list[Record]:
+    """A TLSA RRset at `host` in which no record is usable for SMTP (RFC 7672 section 3.1,
+    RFC 6698 section 2.1, RFC 7671 section 5), several of them carrying the real key's digest."""
+    owner = f"_25._tcp.{host}"
+    return [
+        tlsa(host, 1, 1, 1, of=key_of),  # PKIX-EE: not for SMTP (RFC 7672 section 3.1.3)
+        tlsa(host, 4, 1, 1, of=key_of),  # unassigned usage
+        Record(owner, "TLSA", "3 2 1 " + "5a" * 32),  # unassigned selector
+        Record(owner, "TLSA", "3 1 7 " + "5b" * 32),  # unassigned matching type
+        Record(owner, "TLSA", "3 1 1 " + "5c" * 16),  # SHA2-256 data 16 bytes long
+        Record(owner, "TLSA", "3 1 2 " + "5d" * 32),  # SHA2-512 data 32 bytes long
+        Record(owner, "TYPE52", r"\# 3 030100"),  # Full(0) without data, in generic syntax
+    ]
 
 
 RECORDS = [
@@ -148,6 +177,29 @@ RECORDS = [
     tlsa("mx.insecure.test", 3, 1, 1),  # matches, but unsigned: must not be used for DANE
     *mx("dane-stripped.test", (10, "mx.dane-stripped.test")),
     tlsa("mx.dane-stripped.test", 3, 1, 1, of="backend.dane-stripped.test"),
+    # CNAME'd MX hosts (RFC 7672 section 2.2.2), every MX RRset signed in test.:
+    # secure chain into hosting.test., TLSA at the target (matching / not matching);
+    *mx("dane-cname.test", (10, "mx.dane-cname.test")),
+    Record("mx.dane-cname.test", "CNAME", "mx.hosting.test."),
+    tlsa("mx.hosting.test", 3, 1, 1),
+    *mx("dane-cname-mismatch.test", (10, "mx.dane-cname-mismatch.test")),
+    Record("mx.dane-cname-mismatch.test", "CNAME", "mismatch.hosting.test."),
+    tlsa("mismatch.hosting.test", 3, 1, 1, of="unrelated"),
+    # secure chain, no TLSA at the target: the original name's TLSA applies;
+    *mx("dane-cname-orig.test", (10, "mx.dane-cname-orig.test")),
+    Record("mx.dane-cname-orig.test", "CNAME", "orig.hosting.test."),
+    tlsa("mx.dane-cname-orig.test", 3, 1, 1, of="orig.hosting.test"),
+    # a signed CNAME into the unsigned insecure.test.: only the original name's TLSA may apply.
+    *mx("dane-cname-insecure.test", (10, "mx.dane-cname-insecure.test")),
+    Record("mx.dane-cname-insecure.test", "CNAME", "mx.cname-target.insecure.test."),
+    tlsa("mx.dane-cname-insecure.test", 3, 1, 1, of="mx.cname-target.insecure.test"),
+    # Only unusable TLSA records (RFC 7672 section 2.2): directly, and behind a STARTTLS stripper.
+    *mx("dane-unusable.test", (10, "mx.dane-unusable.test")),
+    *unusable_tlsa("mx.dane-unusable.test", "mx.dane-unusable.test"),
+    *mx("dane-unusable-stripped.test", (10, "mx.dane-unusable-stripped.test")),
+    *unusable_tlsa("mx.dane-unusable-stripped.test", "backend.dane-unusable-stripped.test"),
+    # TLS version floors: a receiver that stops at TLS 1.2.
+    *mx("tls12.test", (10, "mx.tls12.test")),
     # REQUIRETLS (RFC 8689): signed MX, DANE-verified, advertises REQUIRETLS after STARTTLS.
     *mx("requiretls.test", (10, "mx.requiretls.test")),
     tlsa("mx.requiretls.test", 3, 1, 1),

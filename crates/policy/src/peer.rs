@@ -105,8 +105,9 @@ pub fn judge_peer(host: &PlannedHost, peer: &PeerFacts) -> Result<PeerAuth, Peer
         return Err(failure(
             ResultType::ValidationFailure,
             format!(
-                "negotiated {:?}, the rule requires at least {floor:?}",
-                peer.tls_version
+                "negotiated {}, a rule requires at least {}",
+                peer.tls_version.as_str(),
+                floor.as_str()
             ),
         ));
     }

@@ -41,6 +41,16 @@ pub enum TlsVersion {
     Tls13,
 }
 
+impl TlsVersion {
+    /// The name used in config, logs and reasons (`TLSv1.2`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "TLSv1.2",
+            TlsVersion::Tls13 => "TLSv1.3",
+        }
+    }
+}
+
 /// A pinned certificate or key. A pin is met by the end-entity certificate (the one whose key
 /// signed the handshake), or by an issuing certificate the server presents when the end-entity
 /// certificate validates to it as the only trust anchor (`peer::judge_peer` decides; the

@@ -311,9 +311,18 @@ async fn one_host(
             reason: format!("no address to connect to: {}", failure.reason),
         }
     } else {
-        match tlsa::gate(gate, answer.dnssec, health) {
+        let alias = match (&answer.canonical, answer.dnssec) {
+            // RFC 7672 §2.2.2: an insecure chain may still start with a secure CNAME.
+            (Some(_), Dnssec::Insecure) => Some(match resolver.alias(&name).await {
+                Ok(alias) if alias.value.is_some() => alias.dnssec,
+                Ok(_) => Dnssec::Insecure,
+                Err(error) => error.dnssec(),
+            }),
+            _ => None,
+        };
+        match tlsa::gate(gate, answer.dnssec, alias, health) {
             Ok(()) => {
-                let bases = tlsa::base_domains(&name, answer.canonical.as_deref());
+                let bases = tlsa::base_domains(&name, answer.canonical.as_deref(), answer.dnssec);
                 tlsa::lookup(resolver, &bases, port).await
             }
             Err(facts) => facts,

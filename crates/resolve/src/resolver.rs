@@ -24,7 +24,7 @@ use strictmx_policy::{Dnssec, DnssecHealth, MxHost, TlsaRecord};
 use strictmx_protocol::ErrorChain;
 
 use crate::ad_client::AdClient;
-use crate::answer::{Answer, from_proof, weakest_of};
+use crate::answer::{Answer, from_proof, normalise, weakest_of};
 use crate::error::ResolveError;
 use crate::mx::MxAnswer;
 
@@ -278,6 +278,23 @@ impl DnsResolver {
         })
     }
 
+    /// The CNAME at `name` alone, not followed (`None` when `name` is no alias), with the status
+    /// of that one record: the first link of a chain (RFC 7672 §2.2.2).
+    pub async fn alias(&self, name: &str) -> Result<Secured<Option<String>>, ResolveError> {
+        let answer = self.query(name, RecordType::CNAME).await?;
+        let owner = normalise(name);
+        let value = answer.records.iter().find_map(|record| match &record.data {
+            RData::CNAME(target) if normalise(&record.name.to_ascii()) == owner => {
+                Some(normalise(&target.0.to_ascii()))
+            }
+            _ => None,
+        });
+        Ok(Secured {
+            value,
+            dnssec: answer.dnssec,
+        })
+    }
+
     /// The TXT strings at `name`, each record's character-strings joined (RFC 7208 §3.3 style,
     /// as RFC 8461 §3.1 and RFC 8460 §3 expect); empty when there are none.
     pub async fn txt(&self, name: &str) -> Result<Secured<Vec<String>>, ResolveError> {
@@ -332,8 +349,7 @@ impl DnsResolver {
         let lookup = async {
             match &self.backend {
                 Backend::Validating(resolver) => {
-                    let result = resolver.lookup(fqdn, record_type).await;
-                    classify(name, record_type, result, started.elapsed())
+                    validated_lookup(resolver, name, fqdn, record_type, started).await
                 }
                 Backend::TrustAd(client) => client.query(&fqdn, record_type).await,
             }
@@ -345,6 +361,90 @@ impl DnsResolver {
                 record_type: record_type_label(record_type),
                 elapsed: started.elapsed(),
             })?
+    }
+}
+
+/// The most CNAME links [`follow_chain`] follows one by one (RFC 1034 §3.6.2 leaves the bound
+/// to the resolver; a longer chain keeps the answer hickory gave).
+const MAX_CNAME_LINKS: usize = 8;
+
+/// One lookup validated in-process. RFC 4035 §5: each RRset is validated in the zone it comes
+/// from. hickory 0.26 does that for the links of a CNAME chain, but judges a denial at the end
+/// of the chain (say, no AAAA at a CNAME'd MX host) against the first name of the chain and
+/// its zone, and so calls every such answer bogus. A bogus answer is therefore looked at again
+/// one link at a time: the alias at each name, then the question at its target.
+async fn validated_lookup(
+    resolver: &TokioResolver,
+    name: &str,
+    fqdn: Name,
+    record_type: RecordType,
+    started: Instant,
+) -> Result<Answer, ResolveError> {
+    let direct = classify(
+        name,
+        record_type,
+        resolver.lookup(fqdn.clone(), record_type).await,
+        started.elapsed(),
+    );
+    if !is_bogus(&direct) || record_type == RecordType::CNAME {
+        return direct;
+    }
+    follow_chain(resolver, name, fqdn, record_type, started)
+        .await
+        .unwrap_or(direct)
+}
+
+/// Follows the CNAME chain from `start` link by link, each answer validated on its own, and
+/// asks `record_type` at each target; the answer holds the CNAME records and the weakest status
+/// of all links. `None` when `start` is no alias or the chain is too long, so the bogus answer
+/// stands.
+async fn follow_chain(
+    resolver: &TokioResolver,
+    name: &str,
+    start: Name,
+    record_type: RecordType,
+    started: Instant,
+) -> Option<Result<Answer, ResolveError>> {
+    let mut links = Vec::new();
+    let mut statuses = Vec::new();
+    let mut current = start;
+    for _ in 0..MAX_CNAME_LINKS {
+        let lookup = resolver.lookup(current.clone(), RecordType::CNAME).await;
+        let alias = match classify(name, RecordType::CNAME, lookup, started.elapsed()) {
+            Ok(alias) => alias,
+            Err(error) => return Some(Err(error)),
+        };
+        let target = alias.records.iter().find_map(|record| match &record.data {
+            RData::CNAME(target) if record.name == current => Some(target.0.clone()),
+            _ => None,
+        })?;
+        statuses.push(alias.dnssec);
+        links.extend(
+            alias
+                .records
+                .into_iter()
+                .filter(|record| record.record_type() == RecordType::CNAME),
+        );
+        let lookup = resolver.lookup(target.clone(), record_type).await;
+        let end = classify(name, record_type, lookup, started.elapsed());
+        if !is_bogus(&end) {
+            return Some(end.map(|mut answer| {
+                statuses.push(answer.dnssec);
+                answer.dnssec = weakest_of(statuses, Dnssec::Indeterminate);
+                links.append(&mut answer.records);
+                answer.records = links;
+                answer
+            }));
+        }
+        current = target;
+    }
+    None
+}
+
+fn is_bogus(answer: &Result<Answer, ResolveError>) -> bool {
+    match answer {
+        Ok(answer) => answer.dnssec == Dnssec::Bogus,
+        Err(error) => error.dnssec() == Dnssec::Bogus,
     }
 }
 
@@ -540,6 +640,7 @@ pub(crate) fn record_type_label(record_type: RecordType) -> &'static str {
         RecordType::TLSA => "TLSA",
         RecordType::TXT => "TXT",
         RecordType::DNSKEY => "DNSKEY",
+        RecordType::CNAME => "CNAME",
         _ => "other",
     }
 }

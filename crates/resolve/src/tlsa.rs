@@ -11,10 +11,12 @@ use crate::resolver::DnsResolver;
 /// Whether TLSA records may be looked up for a host.
 ///
 /// `mx` is the status of the MX RRset the host came from, `None` for an implicit MX or a
-/// configured route (where the address answer alone decides).
+/// configured route (where the address answer alone decides). `alias` is the status of the
+/// CNAME at the host name when the host is an alias whose chain is not secure as a whole.
 pub(crate) fn gate(
     mx: Option<Dnssec>,
     addresses: Dnssec,
+    alias: Option<Dnssec>,
     health: &DnssecHealth,
 ) -> Result<(), TlsaFacts> {
     // A broken DNSSEC setup must not read as "no DANE": every TLSA answer is unknown, so
@@ -33,30 +35,44 @@ pub(crate) fn gate(
             reason: format!("RFC 7672 §2.2.1: the MX RRset is {}", label(status)),
         });
     }
-    match addresses {
-        Dnssec::Secure => Ok(()),
+    match (addresses, alias) {
+        (Dnssec::Secure, _) => Ok(()),
         // RFC 7672 §2.1.1: a bogus answer is a failure, not an absence.
-        Dnssec::Bogus | Dnssec::Indeterminate => Err(TlsaFacts::Failed {
+        (Dnssec::Bogus | Dnssec::Indeterminate, _) => Err(TlsaFacts::Failed {
             dnssec: addresses,
             reason: format!(
                 "RFC 7672 §2.1.1: the host's address records are {}",
                 label(addresses)
             ),
         }),
-        // RFC 7672 §2.2.2: TLSA records are looked up only when the address records (and any
-        // CNAME leading to them) are secure.
-        Dnssec::Insecure => Err(TlsaFacts::NotApplicable {
+        // RFC 7672 §2.2.2: a secure CNAME whose chain ends in an insecure zone still names a
+        // host in a signed zone: the original name is the TLSA base domain.
+        (Dnssec::Insecure, Some(Dnssec::Secure)) => Ok(()),
+        (Dnssec::Insecure, Some(status @ (Dnssec::Bogus | Dnssec::Indeterminate))) => {
+            Err(TlsaFacts::Failed {
+                dnssec: status,
+                reason: format!(
+                    "RFC 7672 §2.1.1: the CNAME at the host name is {}",
+                    label(status)
+                ),
+            })
+        }
+        // RFC 7672 §2.2.2: TLSA records are looked up only when the address records (or the
+        // first CNAME leading to them) are secure.
+        (Dnssec::Insecure, None | Some(Dnssec::Insecure)) => Err(TlsaFacts::NotApplicable {
             reason: "RFC 7672 §2.2.2: the host's address records are insecure".into(),
         }),
     }
 }
 
 /// The TLSA base domains to try, in order (RFC 7672 §2.2.2): with a secure CNAME chain, the
-/// fully expanded name first, then the original name. The gate has already made sure that
-/// the whole chain is secure (an insecure CNAME makes the address answer insecure).
-pub(crate) fn base_domains(host: &str, canonical: Option<&str>) -> Vec<String> {
+/// fully expanded name first, then the original name; otherwise the original name alone (the
+/// gate has made sure that it, or the first CNAME at it, is secure).
+pub(crate) fn base_domains(host: &str, canonical: Option<&str>, chain: Dnssec) -> Vec<String> {
     match canonical {
-        Some(target) if target != host => vec![target.to_owned(), host.to_owned()],
+        Some(target) if target != host && chain == Dnssec::Secure => {
+            vec![target.to_owned(), host.to_owned()]
+        }
         _ => vec![host.to_owned()],
     }
 }
@@ -148,58 +164,99 @@ mod tests {
     #[test]
     fn tlsa_is_looked_up_only_behind_secure_mx_and_address_answers() {
         use Dnssec::*;
+        // (rule, MX RRset, address answer, CNAME at the host name when the chain is insecure)
         let rows = [
             (
                 "RFC 7672 §2.2.1: secure MX and addresses",
                 Some(Secure),
                 Secure,
+                None,
                 "lookup",
             ),
             (
                 "RFC 7672 §2.2.1: insecure MX RRset",
                 Some(Insecure),
                 Secure,
+                None,
                 "not-applicable",
             ),
             (
                 "RFC 7672 §2.2.1: unknown MX status",
                 Some(Indeterminate),
                 Secure,
+                None,
                 "not-applicable",
             ),
             (
                 "RFC 7672 §2.2.2: insecure address records",
                 Some(Secure),
                 Insecure,
+                None,
                 "not-applicable",
+            ),
+            (
+                "RFC 7672 §2.2.2: an insecure CNAME to insecure address records",
+                Some(Secure),
+                Insecure,
+                Some(Insecure),
+                "not-applicable",
+            ),
+            (
+                "RFC 7672 §2.2.2: a secure CNAME into an insecure zone",
+                Some(Secure),
+                Insecure,
+                Some(Secure),
+                "lookup",
+            ),
+            (
+                "RFC 7672 §2.1.1: a bogus CNAME at the host name",
+                Some(Secure),
+                Insecure,
+                Some(Bogus),
+                "failed",
+            ),
+            (
+                "RFC 7672 §2.1.1: the CNAME at the host name could not be looked up",
+                Some(Secure),
+                Insecure,
+                Some(Indeterminate),
+                "failed",
             ),
             (
                 "RFC 7672 §2.1.1: bogus address records",
                 Some(Secure),
                 Bogus,
+                None,
                 "failed",
             ),
             (
                 "RFC 7672 §2.1.1: unknown address status",
                 Some(Secure),
                 Indeterminate,
+                None,
                 "failed",
             ),
             (
                 "RFC 7672 §2.2.1: implicit MX, secure address",
                 None,
                 Secure,
+                None,
                 "lookup",
             ),
             (
                 "RFC 7672 §2.2.2: implicit MX, insecure address",
                 None,
                 Insecure,
+                None,
                 "not-applicable",
             ),
         ];
-        for (rule, mx, addresses, expected) in rows {
-            assert_eq!(kind(gate(mx, addresses, &working())), expected, "{rule}");
+        for (rule, mx, addresses, alias, expected) in rows {
+            assert_eq!(
+                kind(gate(mx, addresses, alias, &working())),
+                expected,
+                "{rule}"
+            );
         }
     }
 
@@ -211,7 +268,7 @@ mod tests {
         };
         for mx in [Some(Dnssec::Insecure), Some(Dnssec::Secure), None] {
             assert!(matches!(
-                gate(mx, Dnssec::Secure, &broken),
+                gate(mx, Dnssec::Secure, None, &broken),
                 Err(TlsaFacts::Failed {
                     dnssec: Dnssec::Indeterminate,
                     ..
@@ -222,19 +279,34 @@ mod tests {
 
     #[test]
     fn a_secure_cname_target_is_tried_before_the_original_name() {
-        assert_eq!(
-            base_domains("mx.example", Some("real.example")),
-            vec!["real.example".to_owned(), "mx.example".to_owned()],
-            "RFC 7672 §2.2.2"
-        );
-        assert_eq!(
-            base_domains("mx.example", None),
-            vec!["mx.example".to_owned()]
-        );
-        assert_eq!(
-            base_domains("mx.example", Some("mx.example")),
-            vec!["mx.example".to_owned()]
-        );
+        let rows: [(&str, Option<&str>, Dnssec, &[&str]); 4] = [
+            (
+                "RFC 7672 §2.2.2: a secure chain: the expanded name, then the original",
+                Some("real.example"),
+                Dnssec::Secure,
+                &["real.example", "mx.example"],
+            ),
+            (
+                "RFC 7672 §2.2.2: a chain that is not secure as a whole: the original name",
+                Some("real.example"),
+                Dnssec::Insecure,
+                &["mx.example"],
+            ),
+            ("no alias", None, Dnssec::Secure, &["mx.example"]),
+            (
+                "an alias of itself",
+                Some("mx.example"),
+                Dnssec::Secure,
+                &["mx.example"],
+            ),
+        ];
+        for (rule, canonical, chain, expected) in rows {
+            assert_eq!(
+                base_domains("mx.example", canonical, chain),
+                expected,
+                "{rule}"
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Fact gathering against the lab (`tests/lab/up`): DNSSEC status of MX, address and TLSA
 //! answers in both DNSSEC modes, the self-test, and every MTA-STS policy host with the spool
-//! cache. The lab has no CNAME between an MX name and its addresses, so the CNAME rule of
-//! RFC 7672 §2.2.2 is covered by unit tests only.
+//! cache, and MX names that are CNAMEs into another signed zone or into an unsigned one
+//! (RFC 7672 §2.2.2).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -112,6 +112,17 @@ async fn check_dane_world(gatherer: &FactGatherer, bogus_tlsa: Dnssec) {
             assert_eq!(records[0].data.len(), 32);
         }
         other => panic!("RFC 7672 §2.2: secure TLSA expected, got {other:?}"),
+    }
+
+    // RFC 7672 §2.2: a secure RRset of unusable records is gathered as it is (the planner
+    // makes TLS mandatory without authentication); nothing in it is usable.
+    let unusable = gatherer.domain_facts("dane-unusable.test").await;
+    match &host(&unusable, "mx.dane-unusable.test").tlsa {
+        TlsaFacts::Records { records, .. } => {
+            assert_eq!(records.len(), 7, "{records:?}");
+            assert!(records.iter().all(|r| !r.is_usable()), "{records:?}");
+        }
+        other => panic!("secure unusable TLSA records expected, got {other:?}"),
     }
 
     let ta = gatherer.domain_facts("dane-ta.test").await;
@@ -485,4 +496,72 @@ async fn a_cached_policy_that_matches_no_mx_host_is_fetched_again_before_mail_fa
         policy.from_cache,
         "at most one new look per domain in a while"
     );
+}
+
+/// The TLSA base domain and records gathered for the only MX host of `domain`.
+async fn cname_tlsa(gatherer: &FactGatherer, domain: &str) -> (HostFacts, Option<String>) {
+    let facts = gatherer.domain_facts(domain).await;
+    assert_eq!(facts.mx_dnssec, Dnssec::Secure, "{domain}: {facts:#?}");
+    let host = facts.hosts.into_iter().next().expect("one MX host");
+    let base = match &host.tlsa {
+        TlsaFacts::Records { base_domain, .. } => Some(base_domain.clone()),
+        _ => None,
+    };
+    (host, base)
+}
+
+/// RFC 4035 §5 and RFC 7672 §2.2.2 against the lab's CNAME'd MX hosts, in either mode.
+async fn check_cname_world(gatherer: &FactGatherer) {
+    // A secure chain from test. into the separately signed hosting.test.: the TLSA records at
+    // the CNAME-expanded name apply.
+    for (domain, target) in [
+        ("dane-cname.test", "mx.hosting.test"),
+        ("dane-cname-mismatch.test", "mismatch.hosting.test"),
+    ] {
+        let (host, base) = cname_tlsa(gatherer, domain).await;
+        assert_eq!(
+            host.canonical.as_deref(),
+            Some(target),
+            "{domain}: {host:#?}"
+        );
+        assert_eq!(host.addresses_dnssec, Dnssec::Secure, "{domain}: {host:#?}");
+        assert_eq!(base.as_deref(), Some(target), "{domain}: {host:#?}");
+    }
+    // RFC 7672 §2.2.2: no TLSA at the expanded name: the original name's records apply.
+    let (host, base) = cname_tlsa(gatherer, "dane-cname-orig.test").await;
+    assert_eq!(host.canonical.as_deref(), Some("orig.hosting.test"));
+    assert_eq!(
+        base.as_deref(),
+        Some("mx.dane-cname-orig.test"),
+        "{host:#?}"
+    );
+    // RFC 7672 §2.2.2: a secure CNAME into an unsigned zone: the addresses are insecure, the
+    // original name is the only TLSA base domain.
+    let (host, base) = cname_tlsa(gatherer, "dane-cname-insecure.test").await;
+    assert_eq!(
+        host.canonical.as_deref(),
+        Some("mx.cname-target.insecure.test")
+    );
+    assert_eq!(host.addresses_dnssec, Dnssec::Insecure, "{host:#?}");
+    assert_eq!(
+        base.as_deref(),
+        Some("mx.dane-cname-insecure.test"),
+        "{host:#?}"
+    );
+}
+
+#[tokio::test]
+async fn in_process_validation_follows_a_cname_into_another_signed_zone() {
+    let lab = Lab::get().expect("lab");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gatherer = gatherer(&lab, validating(&lab), dir.path()).await;
+    check_cname_world(&gatherer).await;
+}
+
+#[tokio::test]
+async fn the_trusted_resolver_follows_a_cname_into_another_signed_zone() {
+    let lab = Lab::get().expect("lab");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gatherer = gatherer(&lab, trusting(&lab), dir.path()).await;
+    check_cname_world(&gatherer).await;
 }

@@ -171,6 +171,7 @@ class Generator:
                 inception = str(int(time.time()) - 3600)
                 signed = path.with_suffix(".zone.signed")
                 run(["ldns-signzone", "-i", inception, "-o", fqdn(z.name), "-f", str(signed), str(path), ksk, zsk])
+                self.empty_tlsa_as_generic(signed)
                 if z.bogus:
                     self.corrupt(signed, z.bogus)
                 path = signed
@@ -179,6 +180,20 @@ class Generator:
             run(["nsd-checkzone", fqdn(z.name), str(path)])
             served.append((fqdn(z.name), str(path)))
         return served
+
+    @staticmethod
+    def empty_tlsa_as_generic(signed: Path) -> None:
+        """ldns-signzone prints a TLSA record without association data as `TLSA 3 1 0`, which nsd
+        cannot parse; writes such records in RFC 3597 generic syntax (same wire form, so the
+        signature still holds)."""
+        out = []
+        for line in signed.read_text().splitlines():
+            f = line.split()
+            if len(f) == 7 and f[3] == "TLSA":
+                head = "".join(f"{int(v):02x}" for v in f[4:7])
+                line = "\t".join([*f[:3], "TYPE52", f"\\# 3 {head}"])
+            out.append(line)
+        signed.write_text("\n".join(out) + "\n")
 
     @staticmethod
     def corrupt(signed: Path, rrsets: tuple[tuple[str, str], ...]) -> None:
@@ -302,6 +317,7 @@ remote-control:
                 "greylist": rc.greylist,
                 "rcpt_reply": rc.rcpt_reply,
                 "listen": rc.listen,
+                "max_tls": rc.max_tls,
                 "records": self.records_file(rc.names[0]),
             }
             for rc in w.receivers
@@ -340,10 +356,19 @@ remote-control:
         hosts = {}
         for rc in receivers:
             for n in rc["names"]:
-                hosts[n] = {"ip": rc["ip"], "port": 25, "kind": "receiver", "tls": rc["tls"], "listening": rc["listen"], "records": rc["records"]}
+                hosts[n] = {
+                    "ip": rc["ip"],
+                    "port": 25,
+                    "kind": "receiver",
+                    "tls": rc["tls"],
+                    "listening": rc["listen"],
+                    "records": rc["records"],
+                    "chain": rc["identity"]["chain"] if rc["identity"] else None,
+                    "max_tls": rc["max_tls"],
+                }
         for s in strippers:
             backend = by_name[fqdn(s["backend_name"])]
-            hosts[s["name"]] = {"ip": s["ip"], "port": 25, "kind": "stripper", "tls": "none", "listening": True, "records": backend["records"]}
+            hosts[s["name"]] = {"ip": s["ip"], "port": 25, "kind": "stripper", "tls": "none", "listening": True, "records": backend["records"], "chain": None, "max_tls": None}
         for p in sts:
             tls = "expired" if p["variant"] == "expired-cert" else "valid"
             hosts[p["host"]] = {"ip": p["ip"], "port": 443, "kind": "mta-sts", "tls": tls, "listening": p["variant"] != "refused", "records": services["sts_requests"]}
@@ -360,6 +385,7 @@ remote-control:
             "trust_anchor": str(r / "trust-anchor.key"),
             "trust_anchor_ds": str(r / "trust-anchor.ds"),
             "dane_ta_ca": str(r / "pki" / "dane-ta-ca" / "cert.pem"),
+            "intermediate_ca": str(r / "pki" / "intermediate-ca" / "cert.pem"),
             "hosts": hosts,
             "sts": {p["domain"]: {"host": p["host"], "ip": p["ip"], "variant": p["variant"], "mode": p["mode"], "policy": p["policy"]} for p in sts},
             "tlsrpt": {

@@ -14,6 +14,9 @@ LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 # TLS setups a receiver or HTTPS host can have; see pki.py for what each certificate is.
 TLS_SETUPS = ("none", "valid", "expired", "wrong-host", "self-signed", "dane-ta")
 
+# Highest TLS version a receiver may speak (None: whatever Python's ssl offers, TLS 1.3 here).
+MAX_TLS_VERSIONS = (None, "TLSv1.2")
+
 # Ways an MTA-STS policy host can break RFC 8461 section 3.3 on purpose.
 STS_VARIANTS = ("ok", "redirect", "content-type", "oversized", "malformed", "refused", "expired-cert")
 
@@ -65,7 +68,8 @@ class Tlsa:
 class Receiver:
     """An SMTP receiver on port 25. `names` are the DNS names that get an A record and appear in
     its certificate; the first one is its identity. `rcpt_reply` scripts a fixed RCPT reply;
-    `greylist` answers 4xx to the first RCPT of each recipient and 250 on retry."""
+    `greylist` answers 4xx to the first RCPT of each recipient and 250 on retry; `max_tls`
+    caps the TLS version it negotiates ("TLSv1.2")."""
 
     names: tuple[str, ...]
     ip: str
@@ -75,6 +79,7 @@ class Receiver:
     rcpt_reply: str | None = None
     listen: bool = True
     in_dns: bool = True
+    max_tls: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,8 @@ class World:
         for r in self.receivers:
             if r.tls not in TLS_SETUPS:
                 raise ValueError(f"receiver {r.names[0]}: unknown tls setup {r.tls!r}")
+            if r.max_tls not in MAX_TLS_VERSIONS:
+                raise ValueError(f"receiver {r.names[0]}: unknown max_tls {r.max_tls!r}")
         for p in self.sts:
             if p.variant not in STS_VARIANTS:
                 raise ValueError(f"mta-sts {p.domain}: unknown variant {p.variant!r}")

@@ -177,6 +177,38 @@ def https(ip: str, host: str, path: str, cafile: str | None, method: str = "GET"
     return int(lines[0].split()[1]), headers, payload
 
 
+def raw_tlsa(server: str, name: str) -> tuple[bool, list[tuple[int, int, int, int]]]:
+    """(AD, [(usage, selector, matching type, data length)]) of a TLSA answer, read from the
+    wire: dnspython (like BIND's dig) refuses a digest of the wrong length, which the lab serves
+    on purpose."""
+    q = dns.message.make_query(name, "TLSA", want_dnssec=True)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(TIMEOUT)
+        s.sendto(q.to_wire(), (server, 53))
+        wire = s.recv(65535)
+
+    def skip_name(i: int) -> int:
+        while wire[i]:
+            if wire[i] & 0xC0 == 0xC0:
+                return i + 2
+            i += wire[i] + 1
+        return i + 1
+
+    flags, qdcount, ancount = int.from_bytes(wire[2:4], "big"), int.from_bytes(wire[4:6], "big"), int.from_bytes(wire[6:8], "big")
+    i = 12
+    for _ in range(qdcount):
+        i = skip_name(i) + 4
+    found = []
+    for _ in range(ancount):
+        i = skip_name(i)
+        rtype, rdlength = int.from_bytes(wire[i : i + 2], "big"), int.from_bytes(wire[i + 8 : i + 10], "big")
+        rdata = wire[i + 10 : i + 10 + rdlength]
+        if rtype == 52:
+            found.append((rdata[0], rdata[1], rdata[2], len(rdata) - 3))
+        i += 10 + rdlength
+    return bool(flags & dns.flags.AD), sorted(found)
+
+
 def records(path: str) -> list[dict]:
     return [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
 
@@ -225,6 +257,26 @@ def main(run_dir: Path) -> int:
         return m.rcode() == dns.rcode.NXDOMAIN and bool(m.flags & dns.flags.AD), f"{dns.rcode.to_text(m.rcode())} ad={bool(m.flags & dns.flags.AD)}"
 
     check("nxdomain.test is an authenticated NXDOMAIN", nxdomain)
+
+    # CNAME'd MX hosts (RFC 7672 section 2.2.2): links signed in two zones, or ending unsigned.
+    def cname_chain(name: str, target: str, ad: bool):
+        m = ask(resolver, name, "A")
+        cname = answer_texts(m, "CNAME")
+        got_ad = bool(m.flags & dns.flags.AD)
+        return cname == [target] and bool(answer_texts(m, "A")) and got_ad == ad, f"cname={cname} ad={got_ad}"
+
+    check("mx.dane-cname.test is a secure CNAME into hosting.test", lambda: cname_chain("mx.dane-cname.test.", "mx.hosting.test.", True))
+    check("mx.dane-cname-orig.test is a secure CNAME into hosting.test", lambda: cname_chain("mx.dane-cname-orig.test.", "orig.hosting.test.", True))
+    check("mx.dane-cname-insecure.test leads into insecure.test (no AD)", lambda: cname_chain("mx.dane-cname-insecure.test.", "mx.cname-target.insecure.test.", False))
+    check("the CNAME at mx.dane-cname-insecure.test itself carries AD", lambda: secure(resolver, "mx.dane-cname-insecure.test.", "CNAME"))
+
+    def two_signers():
+        m = ask(lab["nonvalidating_resolver"].split(":")[0], "mx.dane-cname.test.", "A")
+        signers = sorted({rd.signer.to_text() for rrset in m.answer if rrset.rdtype == dns.rdatatype.RRSIG for rd in rrset})
+        return signers == ["hosting.test.", "test."], f"signers {signers}"
+
+    check("non-validating resolver passes the chain with RRSIGs of test. and hosting.test.", two_signers)
+    check("hosting.test. is delegated with DS", lambda: secure(resolver, "hosting.test.", "DS"))
     check("nullmx.test publishes a null MX (RFC 7505)", lambda: (answer_texts(ask(resolver, "nullmx.test.", "MX"), "MX") == ["0 ."], ""))
 
     def multi():
@@ -268,6 +320,20 @@ def main(run_dir: Path) -> int:
     check("DANE 3 1 1 of mx.dane-ok.test matches the served key", lambda: tlsa("mx.dane-ok.test") == spki_sha256(served_leaf(ip("mx.dane-ok.test"), "mx.dane-ok.test")))
     check("DANE 3 1 1 of mx.dane-mismatch.test does not match", lambda: tlsa("mx.dane-mismatch.test") != spki_sha256(served_leaf(ip("mx.dane-mismatch.test"), "mx.dane-mismatch.test")))
     check("DANE 2 1 1 of mx.dane-ta.test matches the private CA", lambda: tlsa("mx.dane-ta.test") == spki_sha256(x509.load_pem_x509_certificate(Path(lab["dane_ta_ca"]).read_bytes())))
+    check("DANE 3 1 1 of mx.hosting.test (a CNAME target) matches the served key", lambda: tlsa("mx.hosting.test") == spki_sha256(served_leaf(ip("mx.hosting.test"), "mx.hosting.test")))
+    check("DANE 3 1 1 of mismatch.hosting.test does not match", lambda: tlsa("mismatch.hosting.test") != spki_sha256(served_leaf(ip("mismatch.hosting.test"), "mismatch.hosting.test")))
+    check("DANE 3 1 1 at the alias mx.dane-cname-orig.test matches its target's key", lambda: tlsa("mx.dane-cname-orig.test") == spki_sha256(served_leaf(ip("orig.hosting.test"), "orig.hosting.test")))
+    check("DANE 3 1 1 at the alias mx.dane-cname-insecure.test matches its target's key", lambda: tlsa("mx.dane-cname-insecure.test") == spki_sha256(served_leaf(ip("mx.cname-target.insecure.test"), "mx.cname-target.insecure.test")))
+
+    def unusable(name: str):
+        ad, rrs = raw_tlsa(resolver, f"_25._tcp.{name}.")
+        # RFC 7672 section 3.1, RFC 6698 section 2.1, RFC 7671 section 5.
+        usable = [r for r in rrs if r[0] in (2, 3) and r[1] in (0, 1) and ((r[2], r[3]) in ((1, 32), (2, 64)) or (r[2] == 0 and r[3] > 0))]
+        empty = [r for r in rrs if r[3] == 0]
+        return ad and len(rrs) == 7 and not usable and len(empty) == 1, f"ad={ad} records {rrs}, usable {usable}"
+
+    check("mx.dane-unusable.test has a secure TLSA RRset of 7 unusable records", lambda: unusable("mx.dane-unusable.test"))
+    check("mx.dane-unusable-stripped.test has a secure TLSA RRset of 7 unusable records", lambda: unusable("mx.dane-unusable-stripped.test"))
     check("DANE 3 1 1 behind the stripper matches its backend", lambda: tlsa("mx.dane-stripped.test") == spki_sha256(served_leaf(ip("backend.dane-stripped.test"), "mx.dane-stripped.test")))
 
     # Receivers.
@@ -309,6 +375,23 @@ def main(run_dir: Path) -> int:
 
     check("mx.requiretls.test advertises REQUIRETLS after STARTTLS only", requiretls)
 
+    def tls12_only():
+        ok, version = starttls_verify(ip("mx.tls12.test"), "mx.tls12.test", ca)
+        ctx = tls_context(ca)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        s = Smtp(ip("mx.tls12.test"))
+        try:
+            s.ehlo()
+            s.starttls(ctx, "mx.tls12.test")
+            refused13 = False
+        except ssl.SSLError:
+            refused13 = True
+        finally:
+            s.sock.close()
+        return ok and version == "TLSv1.2" and refused13, f"verified={ok} version={version} refuses TLS 1.3 only={refused13}"
+
+    check("mx.tls12.test speaks TLS 1.2 and refuses a TLS 1.3-only client", tls12_only)
+
     def delivery():
         name, rcpt = "mx1.multi.test", f"{tag}@multi.test"
         s = Smtp(ip(name))
@@ -346,6 +429,7 @@ def main(run_dir: Path) -> int:
         return offered and stripped and code >= 500, f"backend offers={offered}, stripped={stripped}, STARTTLS answered {code}"
 
     check("stripper in front of mx.dane-stripped.test removes STARTTLS", lambda: stripper("mx.dane-stripped.test", "backend.dane-stripped.test"))
+    check("stripper in front of mx.dane-unusable-stripped.test removes STARTTLS", lambda: stripper("mx.dane-unusable-stripped.test", "backend.dane-unusable-stripped.test"))
     check("stripper in front of mx.sts-stripped.test removes STARTTLS", lambda: stripper("mx.sts-stripped.test", "backend.sts-stripped.test"))
 
     # MTA-STS policy hosts (RFC 8461 section 3).

@@ -21,9 +21,11 @@ MAX_SIZE = 50 * 1024 * 1024
 IDLE_TIMEOUT = 120
 
 
-def server_context(identity: dict, sni_seen: dict[int, str]) -> ssl.SSLContext:
+def server_context(identity: dict, sni_seen: dict[int, str], max_tls: str | None = None) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if max_tls == "TLSv1.2":
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(identity["chain"], identity["key"])
 
     def remember_sni(sslobj, server_name, _ctx):
@@ -65,7 +67,7 @@ class Receiver:
         self.spec = spec
         self.name = spec["name"]
         self.sni_seen: dict[int, str] = {}
-        self.tls_ctx = server_context(spec["identity"], self.sni_seen) if spec["identity"] else None
+        self.tls_ctx = server_context(spec["identity"], self.sni_seen, spec.get("max_tls")) if spec["identity"] else None
         self.greylisted: set[str] = set()
         self.counter = 0
 

@@ -32,6 +32,9 @@ pub struct Lab {
     trust_anchor: PathBuf,
     trust_anchor_ds: PathBuf,
     dane_ta_ca: PathBuf,
+    /// Missing in a lab.json from before it was added.
+    #[serde(default)]
+    intermediate_ca: Option<PathBuf>,
     hosts: HashMap<String, LabHost>,
     sts: HashMap<String, StsHost>,
     tlsrpt: TlsrptCollectors,
@@ -48,6 +51,13 @@ pub struct LabHost {
     pub listening: bool,
     /// The JSON-lines file this host (or, for a stripper, its backend) appends to.
     pub records: PathBuf,
+    /// A receiver's PEM chain, leaf first, as it serves it; `None` without TLS (and for
+    /// strippers and HTTPS hosts).
+    #[serde(default)]
+    pub chain: Option<PathBuf>,
+    /// The highest TLS version a receiver negotiates (`"TLSv1.2"`), `None` for no cap.
+    #[serde(default)]
+    pub max_tls: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -200,6 +210,28 @@ impl Lab {
         &self.dane_ta_ca
     }
 
+    /// The certificates `host` serves, DER, leaf first (for `[[rule]] pins`).
+    pub fn chain(&self, host: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+        let path = self
+            .host(host)?
+            .chain
+            .as_ref()
+            .with_context(|| format!("{host} serves no certificate"))?;
+        read_pem_certificates(path)
+    }
+
+    /// The lab intermediate CA's certificate, DER: it issues every valid leaf.
+    pub fn intermediate_ca(&self) -> anyhow::Result<Vec<u8>> {
+        let path = self
+            .intermediate_ca
+            .as_ref()
+            .context("this lab.json names no intermediate_ca: run tests/lab/down and up")?;
+        read_pem_certificates(path)?
+            .into_iter()
+            .next()
+            .with_context(|| format!("{} holds no certificate", path.display()))
+    }
+
     /// A host by any of its DNS names (`mx1.multi.test`, `mta-sts.sts-enforce.test`).
     pub fn host(&self, name: &str) -> anyhow::Result<&LabHost> {
         let key = name.trim_end_matches('.').to_ascii_lowercase();
@@ -308,6 +340,22 @@ where
         }
         tokio::time::sleep(POLL_INTERVAL).await;
     }
+}
+
+fn read_pem_certificates(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let certificates = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .map(|cert| cert.map(|der| der.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{} is not PEM", path.display()))?;
+    ensure!(
+        !certificates.is_empty(),
+        "{} holds no certificate",
+        path.display()
+    );
+    Ok(certificates)
 }
 
 fn lab_json_path() -> PathBuf {
@@ -526,5 +574,15 @@ mod tests {
         lab.received("mx1.multi.test").unwrap();
         lab.sts_requests().unwrap();
         lab.tlsrpt_https_reports().unwrap();
+        assert_eq!(
+            lab.chain("mx1.multi.test").unwrap().len(),
+            2,
+            "leaf and intermediate"
+        );
+        assert!(!lab.intermediate_ca().unwrap().is_empty());
+        assert_eq!(
+            lab.host("mx.tls12.test").unwrap().max_tls.as_deref(),
+            Some("TLSv1.2")
+        );
     }
 }

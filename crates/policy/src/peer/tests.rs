@@ -313,6 +313,10 @@ fn version_floors_from_rules_are_enforced_before_the_requirement() {
     };
     let failure = judge_peer(&planned, &old).expect_err("TLS 1.2 is below the floor");
     assert_eq!(failure.result_type, ResultType::ValidationFailure);
+    assert_eq!(
+        failure.reason,
+        "negotiated TLSv1.2, a rule requires at least TLSv1.3"
+    );
 }
 
 #[test]
