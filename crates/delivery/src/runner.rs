@@ -9,6 +9,7 @@ mod admin;
 mod dispatch;
 mod error;
 mod settle;
+mod work;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -22,8 +23,9 @@ use tokio_util::sync::CancellationToken;
 use crate::job::Deliver;
 use crate::retry::RetrySettings;
 pub use admin::bounce_with_dsns;
-use dispatch::{Dispatcher, TaskDone};
+use dispatch::Dispatcher;
 pub use error::QueueError;
+use work::TaskDone;
 
 /// How the queue is worked: limits, schedule and identity.
 #[derive(Debug, Clone, PartialEq)]

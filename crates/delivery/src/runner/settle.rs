@@ -14,7 +14,7 @@ use strictmx_spool::{
 };
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::dispatch::{PendingMessage, Reach, TaskDone};
+use super::work::{PendingMessage, Reach, TaskDone};
 use super::{Context, QueueError};
 use crate::dsn::{self, DsnKind, DsnRecipient, DsnRequest};
 use crate::job::{
