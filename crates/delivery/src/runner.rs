@@ -2,13 +2,16 @@
 //! runs delivery jobs within the global and per-destination limits, and backs off destinations
 //! that cannot be reached.
 //!
-//! What a job's outcome means for each recipient (retry, bounce, DSN) is `runner::settle`'s;
+//! Running a job and persisting its outcomes is `runner::settle`'s, what an outcome means for a
+//! recipient (retry, bounce) `runner::transition`'s, which DSNs it sends `runner::notify`'s;
 //! connecting and speaking SMTP is the transport's (`job::Deliver`).
 
 mod admin;
 mod dispatch;
 mod error;
+mod notify;
 mod settle;
+mod transition;
 mod work;
 
 use std::sync::Arc;
