@@ -1,11 +1,13 @@
 //! The files a configuration names, checked when it is loaded so that `check-config` finds what
 //! `serve` would otherwise stumble on later: the server certificate and key (readable, PEM of
 //! the right kind, the key belongs to the certificate), the extra CA bundle, the DNSSEC trust
-//! anchor. The users file is read with the users (`validate.rs`).
+//! anchor. The users file is read with the users (`auth.rs`); a secret any local user can read
+//! is warned of (`warn_if_world_readable`).
 //!
 //! Each check reads the file the way its user will (rustls with the ring provider, hickory's
 //! trust anchor parser), so what passes here loads there.
 
+use std::ops::Range;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -159,4 +161,30 @@ pub(crate) fn trust_anchor(path: &Path) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A secret (the TLS key, the password hashes) that every local user can read is worth a
+/// warning: it still works, and group access (e.g. Debian's `ssl-cert`) is a deliberate choice.
+pub(crate) fn warn_if_world_readable(
+    src: &mut Source<'_>,
+    span: Range<usize>,
+    key: &str,
+    path: &Path,
+) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.permissions().mode();
+    if mode & 0o004 != 0 {
+        src.warn(
+            span,
+            key,
+            format!(
+                "{} is readable by every local user (mode {:o}): chmod o-r it",
+                path.display(),
+                mode & 0o777
+            ),
+        );
+    }
 }

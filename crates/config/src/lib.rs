@@ -2,21 +2,33 @@
 //!
 //! Reading is two-staged: `read` turns the text into `raw`'s structs, which mirror the file,
 //! reporting every unknown key (`keys`), wrong type and missing key; `validate` turns them into
-//! the settings types the other crates own, checking the files the configuration names
-//! (`files`) and refusing published password hashes (`published`). Every problem is reported
+//! the settings types the other crates own, one module per section (`server`, `spool`,
+//! `listen`, `auth`, `limits`, `dkim`, `dns`, `delivery`, `policy`, `mta_sts`, `retry`,
+//! `rules`, `tlsrpt`, `routes`), checking the files the configuration names (`files`) and
+//! refusing published password hashes (`published`). Every problem is reported
 //! with file, line and key, all of them in file order. This crate holds no behaviour of its own
 //! beyond that.
 
+mod auth;
+mod delivery;
 mod dkim;
+mod dns;
 mod error;
 mod files;
 mod keys;
+mod limits;
+mod listen;
+mod mta_sts;
 mod networks;
+mod policy;
 mod published;
 mod raw;
 mod read;
+mod retry;
 mod routes;
 mod rules;
+mod server;
+mod spool;
 mod tlsrpt;
 mod validate;
 mod values;

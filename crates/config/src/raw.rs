@@ -2,7 +2,7 @@
 //!
 //! Every table rejects unknown keys (`deny_unknown_fields`; no `flatten`, which would disable
 //! that). Values that validation must check keep their place in the file (`Spanned`), so an error
-//! names the line. Turning these into settings is `validate.rs`'s job; defaults live there too.
+//! names the line. Turning these into settings is `validate.rs`'s job, one module per section.
 
 use serde::{Deserialize, Serialize};
 use toml::Spanned;

@@ -12,8 +12,9 @@ use std::path::Path;
 use strictmx_delivery::transport::{Route, RouteCredentials};
 
 use crate::error::Source;
+use crate::files::warn_if_world_readable;
 use crate::raw::RawRoute;
-use crate::validate::{path_in, warn_if_world_readable};
+use crate::validate::path_in;
 use crate::values;
 
 pub(crate) fn build(raw: &[RawRoute], src: &mut Source<'_>, base: Option<&Path>) -> Vec<Route> {

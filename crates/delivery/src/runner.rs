@@ -2,13 +2,17 @@
 //! runs delivery jobs within the global and per-destination limits, and backs off destinations
 //! that cannot be reached.
 //!
-//! What a job's outcome means for each recipient (retry, bounce, DSN) is `runner::settle`'s;
+//! Running a job and persisting its outcomes is `runner::settle`'s, what an outcome means for a
+//! recipient (retry, bounce) `runner::transition`'s, which DSNs it sends `runner::notify`'s;
 //! connecting and speaking SMTP is the transport's (`job::Deliver`).
 
 mod admin;
 mod dispatch;
 mod error;
+mod notify;
 mod settle;
+mod transition;
+mod work;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -22,8 +26,9 @@ use tokio_util::sync::CancellationToken;
 use crate::job::Deliver;
 use crate::retry::RetrySettings;
 pub use admin::bounce_with_dsns;
-use dispatch::{Dispatcher, TaskDone};
+use dispatch::Dispatcher;
 pub use error::QueueError;
+use work::TaskDone;
 
 /// How the queue is worked: limits, schedule and identity.
 #[derive(Debug, Clone, PartialEq)]

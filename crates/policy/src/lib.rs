@@ -34,5 +34,5 @@ pub use peer::{
 };
 pub use plan::{
     DefaultRequirement, DeliveryPlan, HostPolicyFailure, PlanOutcome, PlannedHost, PolicyLabel,
-    PolicySettings, TlsRequirement, plan, plan_delivery, plan_route, plan_route_delivery,
+    PolicySettings, TlsRequirement, plan_delivery, plan_route_delivery,
 };

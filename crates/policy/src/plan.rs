@@ -1,9 +1,10 @@
 //! Builds the `DeliveryPlan` for one destination: which hosts, in which order, with which TLS need.
 //!
-//! [`plan`] and [`plan_route`] apply the global default to MX facts alone; [`plan_delivery`] and
-//! [`plan_route_delivery`] apply the whole precedence (REQUIRETLS, DANE, MTA-STS, rules, the
-//! default, `TLS-Required: No`) to [`DomainFacts`](crate::DomainFacts). Executing the plan
-//! (connecting, STARTTLS, verifying) is the delivery transport's job.
+//! The plan's types live here, with the MX answer's rules (RFC 5321 §5.1, RFC 7505) that come
+//! before any policy; [`plan_delivery`] and [`plan_route_delivery`] apply the whole precedence
+//! (REQUIRETLS, DANE, MTA-STS, rules, the default, `TLS-Required: No`) to
+//! [`DomainFacts`](crate::DomainFacts). Executing the plan (connecting, STARTTLS, verifying) is
+//! the delivery transport's job.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -289,15 +290,6 @@ impl PlanOutcome {
     }
 }
 
-/// Plans delivery to `domain` from what DNS said about its mail exchangers.
-pub fn plan(domain: &str, facts: &MxFacts, settings: &PolicySettings) -> PlanOutcome {
-    let mut why = Vec::new();
-    match mx_candidates(domain, facts, &mut why) {
-        Ok(hosts) => PlanOutcome::Deliver(with_default_requirement(domain, hosts, settings, why)),
-        Err(outcome) => (*outcome).with_trail(why),
-    }
-}
-
 /// The MX hosts delivery may use in order, or the outcome when MX facts allow no delivery.
 fn mx_candidates(
     domain: &str,
@@ -386,19 +378,6 @@ fn bounce(status: &str, reason: String) -> PlanOutcome {
     }
 }
 
-/// Plans delivery of `domain` to a configured next hop instead of its MX hosts.
-pub fn plan_route(domain: &str, next_hop: &str, settings: &PolicySettings) -> PlanOutcome {
-    let host = normalise(next_hop);
-    let why = vec![format!("configured route sends {domain} to {host}")];
-    let hosts = vec![MxHost {
-        name: host,
-        preference: 0,
-    }];
-    let mut plan = with_default_requirement(domain, hosts, settings, why);
-    plan.policy = PolicyLabel::Route;
-    PlanOutcome::Deliver(plan)
-}
-
 /// Keeps the MX records delivery may use, in preference order, noting each one dropped.
 fn usable_mx_hosts(domain: &str, records: &[MxHost], why: &mut Vec<String>) -> Option<Vec<MxHost>> {
     let mut hosts: Vec<MxHost> = Vec::with_capacity(records.len());
@@ -442,49 +421,6 @@ fn unusable_exchange(name: &str) -> Option<&'static str> {
         return Some("a localhost name points back at this host");
     }
     None
-}
-
-fn with_default_requirement(
-    domain: &str,
-    hosts: Vec<MxHost>,
-    settings: &PolicySettings,
-    mut why: Vec<String>,
-) -> DeliveryPlan {
-    let policy = match settings.default_requirement {
-        DefaultRequirement::Opportunistic => PolicyLabel::DefaultOpportunistic,
-        DefaultRequirement::Encrypted => PolicyLabel::DefaultEncrypted,
-        DefaultRequirement::Verified => PolicyLabel::DefaultVerified,
-    };
-    why.push(format!(
-        "no published policy known: global default {policy}"
-    ));
-    let candidates = hosts
-        .into_iter()
-        .map(|host| PlannedHost {
-            requirement: default_requirement(settings.default_requirement, &host.name),
-            pins: Vec::new(),
-            min_tls_version: None,
-            report: no_policy_found(domain),
-            testing: None,
-            host: host.name,
-            preference: host.preference,
-        })
-        .collect();
-    let fallback = settings.insecure_plaintext_fallback
-        && settings.default_requirement == DefaultRequirement::Opportunistic;
-    if fallback {
-        why.push("insecure plaintext fallback after a failed handshake is enabled".to_owned());
-    }
-    DeliveryPlan {
-        domain: domain.to_owned(),
-        candidates,
-        policy,
-        rules: Vec::new(),
-        insecure_plaintext_fallback: fallback,
-        requiretls: false,
-        policy_failures: Vec::new(),
-        why,
-    }
 }
 
 /// RFC 8460 §4.4: the report identity of a session under no published policy.

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use strictmx_protocol::ErrorChain;
-use strictmx_spool::{DueMessage, DueRecipient, Envelope, MessageId, MessageIdDisplay};
+use strictmx_spool::{DueMessage, DueRecipient, MessageIdDisplay};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{Id, JoinError, JoinSet};
 
+use super::work::{PendingMessage, Reach, TaskDone};
 use super::{Context, QueueError, QueueSettings, settle};
 use crate::job::Deliver;
 
@@ -33,32 +34,6 @@ pub(super) enum Fetched {
     NoRoom,
     /// The spool could not be read.
     Failed,
-}
-
-/// What the loop learns when a task ends.
-#[derive(Debug)]
-pub(super) enum TaskDone {
-    Job { domain: String, reach: Reach },
-    Rescheduled,
-}
-
-/// What a job found out about its destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Reach {
-    Reachable,
-    /// No MX host could be reached at all (`DeliveryReport::destination_unreachable`).
-    Unreachable,
-    /// The job said nothing either way (it timed out, or had nothing to send).
-    Unknown,
-}
-
-/// The recipients of one message at one destination, leased and waiting for a job.
-#[derive(Debug)]
-pub(super) struct PendingMessage {
-    pub(super) id: MessageId,
-    pub(super) envelope: Arc<Envelope>,
-    pub(super) recipients: Vec<DueRecipient>,
-    pub(super) size: u64,
 }
 
 #[derive(Debug)]
@@ -406,6 +381,8 @@ pub(super) fn destination_backoff(settings: &QueueSettings, failures: u32) -> Du
 
 #[cfg(test)]
 mod tests {
+    use strictmx_spool::{Envelope, MessageId};
+
     use super::*;
 
     fn pending(sizes: &[u64]) -> VecDeque<PendingMessage> {

@@ -1,8 +1,9 @@
-//! One delivery job from start to finish: load the bodies, call the transport, turn each
-//! recipient's outcome into its next state (delivered, retry later, bounced), compose the DSNs
-//! the sender asked for, and persist each message with one `Spool::record`.
+//! One delivery job from start to finish: load the bodies, call the transport, apply each
+//! recipient's next state, queue the DSNs the sender asked for, and persist each message with
+//! one `Spool::record`.
 //!
-//! The retry arithmetic is `retry`'s, the DSN text `dsn`'s, choosing jobs `dispatch`'s.
+//! What an outcome means for a recipient is `transition`'s, which DSNs it calls for `notify`'s,
+//! the DSN text `dsn`'s, choosing jobs `dispatch`'s.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,9 +15,10 @@ use strictmx_spool::{
 };
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::dispatch::{PendingMessage, Reach, TaskDone};
-use super::{Context, QueueError};
-use crate::dsn::{self, DsnKind, DsnRecipient, DsnRequest};
+use super::transition::{self, Before, Verdict};
+use super::work::{PendingMessage, Reach, TaskDone};
+use super::{Context, QueueError, notify};
+use crate::dsn::{self, DsnRecipient};
 use crate::job::{
     Deliver, DeliveryJob, Diagnostic, JobMessage, JobRecipient, MessageReport, RecipientOutcome,
 };
@@ -36,20 +38,7 @@ pub(super) async fn run_job<D: Deliver>(
     messages: Vec<PendingMessage>,
     permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 ) -> TaskDone {
-    // What the spool said about each recipient when it was handed out (it stays leased to
-    // this job, so only an administrator's hold changes it meanwhile, and `record` keeps that).
-    let before: HashMap<(MessageId, usize), Before> = messages
-        .iter()
-        .flat_map(|m| {
-            m.recipients.iter().map(|r| {
-                let before = Before {
-                    attempts: r.attempts,
-                    delay_dsn_sent: r.delay_dsn_sent,
-                };
-                ((m.id, r.index), before)
-            })
-        })
-        .collect();
+    let before = befores(&messages);
     let job = DeliveryJob {
         domain: domain.clone(),
         messages: load_bodies(&context, messages).await,
@@ -103,6 +92,23 @@ pub(super) async fn run_job<D: Deliver>(
         settle(&context, &domain, message, report, &missing, &before).await;
     }
     TaskDone::Job { domain, reach }
+}
+
+/// What the spool said about each recipient when it was handed out (it stays leased to this
+/// job, so only an administrator's hold changes it meanwhile, and `record` keeps that).
+fn befores(messages: &[PendingMessage]) -> HashMap<(MessageId, usize), Before> {
+    messages
+        .iter()
+        .flat_map(|m| {
+            m.recipients.iter().map(|r| {
+                let before = Before {
+                    attempts: r.attempts,
+                    delay_dsn_sent: r.delay_dsn_sent,
+                };
+                ((m.id, r.index), before)
+            })
+        })
+        .collect()
 }
 
 /// Reads each body just before the job needs it (bodies are never kept for queued work). A
@@ -171,7 +177,7 @@ fn merge_reports(reports: Vec<MessageReport>) -> HashMap<MessageId, MessageRepor
 struct Settlement {
     updates: Vec<RecipientUpdate>,
     /// Per DSN kind: (index into `updates`, what the DSN says).
-    dsns: HashMap<DsnKind, Vec<(usize, DsnRecipient)>>,
+    dsns: notify::Entries,
     counts: Counts,
 }
 
@@ -182,11 +188,20 @@ struct Counts {
     bounced: u64,
 }
 
-/// What strictmx last knew about a recipient before this attempt.
-#[derive(Debug, Clone, Copy, Default)]
-struct Before {
-    attempts: u32,
-    delay_dsn_sent: bool,
+impl Counts {
+    /// Adds the recorded outcomes of one message for `domain` to the metrics.
+    fn publish<D>(self, context: &Context<D>, domain: &str) {
+        metrics::counter!("strictmx_messages_delivered_total").increment(self.delivered);
+        metrics::counter!("strictmx_messages_deferred_total").increment(self.deferred);
+        if self.deferred > 0 {
+            // Domains come from senders' recipients: the label set is bounded (the rest
+            // count as "other").
+            let label = context.destination_labels.label(domain);
+            metrics::counter!("strictmx_destination_deferrals_total", "domain" => label)
+                .increment(self.deferred);
+        }
+        metrics::counter!("strictmx_messages_bounced_total").increment(self.bounced);
+    }
 }
 
 /// Applies one message's outcomes: next states, DSNs, then one `record`.
@@ -227,18 +242,7 @@ async fn settle<D>(
     send_dsns(context, message, &mut settlement, now).await;
     let counts = settlement.counts;
     match record(context, id, settlement.updates, attempts).await {
-        Ok(()) => {
-            metrics::counter!("strictmx_messages_delivered_total").increment(counts.delivered);
-            metrics::counter!("strictmx_messages_deferred_total").increment(counts.deferred);
-            if counts.deferred > 0 {
-                // Domains come from senders' recipients: the label set is bounded (the rest
-                // count as "other").
-                let label = context.destination_labels.label(domain);
-                metrics::counter!("strictmx_destination_deferrals_total", "domain" => label)
-                    .increment(counts.deferred);
-            }
-            metrics::counter!("strictmx_messages_bounced_total").increment(counts.bounced);
-        }
+        Ok(()) => counts.publish(context, domain),
         // Deleted meanwhile by an administrator.
         Err(SpoolError::NotFound { .. }) => context.spool.release_leases(id, &indexes),
         Err(source) => {
@@ -282,6 +286,7 @@ async fn record<D>(
 }
 
 impl Settlement {
+    /// Moves `recipient` to its next state after `outcome` and notes the DSN it calls for.
     fn apply<D>(
         &mut self,
         context: &Context<D>,
@@ -292,107 +297,19 @@ impl Settlement {
         now: SystemTime,
     ) {
         let retry = &context.settings.retry;
-        let envelope = &message.envelope;
-        let params = envelope
-            .recipients
-            .get(recipient.index)
-            .map(|r| r.params.clone())
-            .unwrap_or_default();
-        let orcpt = params.orcpt.clone();
-        let dsn_recipient =
-            |status: &str, remote_mta: Option<String>, diagnostic: Diagnostic| DsnRecipient {
-                address: recipient.address.clone(),
-                orcpt: orcpt.clone(),
-                status: status.to_owned(),
-                remote_mta,
-                diagnostic: Some(diagnostic),
-                last_attempt: Some(now),
-            };
-        let wants = |kind| dsn::requested(envelope, &params, kind);
-        let (state, dsn, outcome_name) = match outcome {
-            RecipientOutcome::Delivered { remote_mta, reply } => {
-                self.counts.delivered += 1;
-                let dsn = wants(DsnKind::Success).then(|| {
-                    let entry = dsn_recipient(
-                        &status::SUCCESS.to_string(),
-                        Some(remote_mta.clone()),
-                        Diagnostic::Smtp(reply.clone()),
-                    );
-                    (DsnKind::Success, entry)
-                });
-                let state = RecipientState::Delivered {
-                    at: now,
-                    mx: remote_mta,
-                    reply,
-                };
-                (state, dsn, "delivered")
-            }
-            RecipientOutcome::Bounced {
-                remote_mta,
-                diagnostic,
-                status,
-            } => {
-                self.counts.bounced += 1;
-                let state = RecipientState::Bounced {
-                    at: now,
-                    reply: diagnostic_text(&diagnostic),
-                    status: status.clone(),
-                };
-                let dsn = wants(DsnKind::Failure).then(|| {
-                    (
-                        DsnKind::Failure,
-                        dsn_recipient(&status, remote_mta, diagnostic),
-                    )
-                });
-                (state, dsn, "bounced")
-            }
-            RecipientOutcome::Deferred {
-                remote_mta,
-                diagnostic,
-                status,
-            } => {
-                let attempts = before.attempts.saturating_add(1);
-                if retry.expired(envelope.received_at, now) {
-                    // RFC 3463 §3.5: the transient failure becomes 5.4.7 when time runs out.
-                    self.counts.bounced += 1;
-                    let state = RecipientState::Bounced {
-                        at: now,
-                        reply: diagnostic_text(&diagnostic),
-                        status: status::DELIVERY_TIME_EXPIRED.to_string(),
-                    };
-                    let dsn = wants(DsnKind::Failure).then(|| {
-                        (
-                            DsnKind::Failure,
-                            dsn_recipient(
-                                &status::DELIVERY_TIME_EXPIRED.to_string(),
-                                remote_mta,
-                                diagnostic,
-                            ),
-                        )
-                    });
-                    (state, dsn, "expired")
-                } else {
-                    self.counts.deferred += 1;
-                    let delay_due =
-                        !before.delay_dsn_sent && retry.delay_dsn_due(envelope.received_at, now);
-                    let state = RecipientState::Queued {
-                        next_attempt: retry.next_attempt(attempts, now, &mut rand::rng()),
-                        attempts,
-                        last_reply: Some(diagnostic_text(&diagnostic)),
-                        delay_dsn_sent: before.delay_dsn_sent || delay_due,
-                    };
-                    let dsn = (delay_due && wants(DsnKind::Delay)).then(|| {
-                        (
-                            DsnKind::Delay,
-                            dsn_recipient(&status, remote_mta, diagnostic),
-                        )
-                    });
-                    (state, dsn, "deferred")
-                }
-            }
-        };
-        log_outcome(message.id, recipient, &state, outcome_name);
-        if let Some((kind, entry)) = dsn {
+        let received_at = message.envelope.received_at;
+        let transition =
+            transition::next_state(before, outcome, retry, received_at, now, &mut rand::rng());
+        match transition.verdict {
+            Verdict::Delivered => self.counts.delivered += 1,
+            Verdict::Bounced | Verdict::Expired => self.counts.bounced += 1,
+            Verdict::Deferred => self.counts.deferred += 1,
+        }
+        log_outcome(message.id, recipient, &transition.state, transition.verdict);
+        let entry = transition
+            .notice
+            .and_then(|notice| notify::entry(message, recipient, notice, now));
+        if let Some((kind, entry)) = entry {
             self.dsns
                 .entry(kind)
                 .or_default()
@@ -400,7 +317,7 @@ impl Settlement {
         }
         self.updates.push(RecipientUpdate {
             index: recipient.index,
-            state,
+            state: transition.state,
         });
     }
 }
@@ -416,22 +333,12 @@ async fn send_dsns<D>(
 ) {
     let settings = &context.settings;
     let dsns = std::mem::take(&mut settlement.dsns);
-    for kind in [DsnKind::Failure, DsnKind::Delay, DsnKind::Success] {
+    for kind in notify::KINDS {
         let Some(entries) = dsns.get(&kind) else {
             continue;
         };
         let recipients: Vec<DsnRecipient> = entries.iter().map(|(_, r)| r.clone()).collect();
-        let composed = dsn::compose(&DsnRequest {
-            kind,
-            hostname: &settings.hostname,
-            original_id: message.id,
-            original: &message.envelope,
-            original_body: &message.body,
-            recipients: &recipients,
-            retry_until: Some(settings.retry.retry_until(message.envelope.received_at)),
-            full_body_limit: settings.dsn_full_body_limit,
-            now,
-        });
+        let composed = dsn::compose(&notify::request(kind, message, &recipients, settings, now));
         match context.spool.submit(composed.envelope, composed.body).await {
             Ok(dsn_id) => {
                 metrics::counter!("strictmx_dsn_sent_total", "kind" => kind.label()).increment(1);
@@ -453,33 +360,16 @@ async fn send_dsns<D>(
                 tracing::error!(msg_id = %MessageIdDisplay(message.id), error = %ErrorChain(&error), "dsn not queued");
                 for (position, _) in entries {
                     if let Some(update) = settlement.updates.get_mut(*position) {
-                        undo_for_dsn(update, kind, context, now);
+                        transition::after_unqueued_dsn(
+                            &mut update.state,
+                            kind,
+                            &settings.retry,
+                            now,
+                        );
                     }
                 }
             }
         }
-    }
-}
-
-/// Keeps a recipient whose DSN could not be queued in a state that produces the DSN again.
-fn undo_for_dsn<D>(
-    update: &mut RecipientUpdate,
-    kind: DsnKind,
-    context: &Context<D>,
-    now: SystemTime,
-) {
-    match (kind, &mut update.state) {
-        (DsnKind::Delay, RecipientState::Queued { delay_dsn_sent, .. }) => *delay_dsn_sent = false,
-        (DsnKind::Failure, RecipientState::Bounced { reply, .. }) => {
-            update.state = RecipientState::Queued {
-                next_attempt: now + context.settings.retry.initial,
-                attempts: 0,
-                last_reply: Some(reply.clone()),
-                delay_dsn_sent: false,
-            };
-        }
-        // A delivered recipient stays delivered: the success report is lost, the mail is not.
-        _ => {}
     }
 }
 
@@ -535,13 +425,8 @@ pub(super) async fn reschedule<D>(
     TaskDone::Rescheduled
 }
 
-fn diagnostic_text(diagnostic: &Diagnostic) -> String {
-    match diagnostic {
-        Diagnostic::Smtp(reply) | Diagnostic::Local(reply) => reply.clone(),
-    }
-}
-
-fn log_outcome(id: MessageId, recipient: &JobRecipient, state: &RecipientState, outcome: &str) {
+fn log_outcome(id: MessageId, recipient: &JobRecipient, state: &RecipientState, verdict: Verdict) {
+    let outcome = verdict.as_str();
     match state {
         RecipientState::Delivered { mx, .. } => tracing::info!(
             msg_id = %MessageIdDisplay(id), rcpt = %recipient.address, mx = %mx, outcome,

@@ -7,6 +7,8 @@ use crate::facts::{Dnssec, MxFacts, StsFacts, StsFetchFailure, TlsaRecord};
 use crate::rules::{DomainPattern, Relax, Rule, SenderPattern};
 use crate::sts::StsPolicy;
 
+mod mx;
+
 const DOMAIN: &str = "example.org";
 
 fn usable() -> TlsaFacts {

@@ -1,0 +1,52 @@
+//! `[spool]` → `strictmx_spool::SpoolSettings`: how many commits are grouped and how much the
+//! store may cache. Its directory is `server.data_dir`.
+//!
+//! How the queue is stored is `strictmx-spool`'s; this checks the values.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use strictmx_spool::SpoolSettings;
+
+use crate::error::Source;
+use crate::raw::RawSpool;
+use crate::validate::opt;
+use crate::values;
+
+pub(crate) fn build(
+    raw: Option<&RawSpool>,
+    data_dir: &Path,
+    src: &mut Source<'_>,
+) -> SpoolSettings {
+    let mut spool = SpoolSettings {
+        data_dir: data_dir.to_path_buf(),
+        ..SpoolSettings::default()
+    };
+    let Some(s) = raw else { return spool };
+    spool.commit_batch_max = opt(
+        src,
+        "spool.commit_batch_max",
+        &s.commit_batch_max,
+        spool.commit_batch_max,
+        |n| values::count(*n, 1),
+    );
+    spool.cache_size = opt(
+        src,
+        "spool.cache_size",
+        &s.cache_size,
+        spool.cache_size,
+        |v| {
+            values::size(v)
+                .and_then(|n| usize::try_from(n).map_err(|_| format!("{n} is out of range")))
+        },
+    );
+    spool
+}
+
+pub(crate) fn render(spool: &SpoolSettings, o: &mut String) {
+    let _ = writeln!(
+        o,
+        "[spool]\ncommit_batch_max = {}\ncache_size = {}\n",
+        spool.commit_batch_max, spool.cache_size
+    );
+}
