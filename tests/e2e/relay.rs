@@ -464,6 +464,131 @@ async fn the_queue_commands_list_show_hold_release_and_delete_a_stuck_message() 
     assert!(!missing.status.success());
 }
 
+// Issue 11: bulk queue operations select by domain, sender and age, show the count and act
+// only once confirmed; `queue summary` gives the queue's shape by destination.
+#[tokio::test]
+async fn bulk_queue_commands_act_on_what_the_selector_picks_once_confirmed() {
+    let dir = TestDir::new("bulkqueue").unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = format!(
+        "[retry]\ninitial = \"1h\"\n\n\
+         [[route]]\ndomain = \"down.test\"\nnext_hop = \"{closed}\"\n\n\
+         [[route]]\ndomain = \"dead.test\"\nnext_hop = \"{closed}\"\n"
+    );
+    let relay = Relay::start(bin(), dir.path(), &config).await.unwrap();
+    let mut c = Client::connect(relay.smtp).await.unwrap();
+    for (from, to) in [
+        ("app@src.test", "a@down.test"),
+        ("app@src.test", "b@down.test"),
+        ("cron@other.test", "c@dead.test"),
+    ] {
+        let reply = c
+            .send_mail(from, &[to], &message(from, to, "stuck"))
+            .await
+            .unwrap();
+        assert_eq!(reply.code, 250);
+    }
+    let json = |args: &[&str]| {
+        let out = relay.cli(args).unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while json(&["queue", "list", "--json"]).as_array().map(Vec::len) != Some(3) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "three messages queued"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let summary = json(&["queue", "summary", "--json"]);
+    let rows: Vec<(&str, u64)> = summary
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["domain"].as_str().unwrap(),
+                r["recipients"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows, [("TOTAL", 3), ("down.test", 2), ("dead.test", 1)]);
+    let table = relay.cli(&["queue", "summary"]).unwrap();
+    assert!(String::from_utf8_lossy(&table.stdout).contains("down.test"));
+
+    let listed = json(&["queue", "list", "--domain", "dead.test", "--json"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+    assert_eq!(listed[0]["sender"], "cron@other.test");
+
+    // Shown and asked; "n" (or no answer at all) changes nothing.
+    for answer in [&b"n\n"[..], b""] {
+        let out = relay
+            .cli_with_input(&["queue", "hold", "--domain", "down.test"], answer)
+            .unwrap();
+        assert!(!out.status.success());
+        let asked = String::from_utf8_lossy(&out.stderr);
+        assert!(asked.contains("2 message(s) match"), "{asked}");
+        assert!(asked.contains("hold 2 message(s)? [y/N]"), "{asked}");
+    }
+    assert!(
+        json(&["queue", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["held"] == false)
+    );
+
+    let out = relay
+        .cli_with_input(&["queue", "hold", "--domain", "down.test"], b"y\n")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let held: Vec<bool> = json(&["queue", "list", "--domain", "down.test", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["held"] == true)
+        .collect();
+    assert_eq!(held, [true, true]);
+
+    let deleted = json(&[
+        "queue",
+        "delete",
+        "--sender",
+        "@other.test",
+        "--yes",
+        "--json",
+    ]);
+    assert_eq!(
+        (deleted["done"].as_u64(), deleted["recipients"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let left = json(&["queue", "list", "--json"]);
+    assert_eq!(left.as_array().map(Vec::len), Some(2));
+
+    // Nothing older than a day is queued; a bulk command without a selector is refused.
+    let none = json(&["queue", "bounce", "--older-than", "1d", "--yes", "--json"]);
+    assert_eq!(none["count"], 0);
+    let refused = relay.cli(&["queue", "bounce", "--yes"]).unwrap();
+    assert_eq!(refused.status.code(), Some(64));
+
+    let bounced = json(&["queue", "bounce", "--all", "--yes", "--json"]);
+    assert_eq!(bounced["done"], 2);
+    assert_eq!(bounced["dsns"], 2);
+}
+
 // Issue 14: queued mail and the control socket are for the server's user only, whatever the
 // umask: the data directory 0700, the spool 0600, the control socket 0600.
 #[tokio::test]

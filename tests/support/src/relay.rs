@@ -266,6 +266,25 @@ impl Relay {
             .arg(&self.config_path)
             .output()?)
     }
+
+    /// Like [`Relay::cli`], with `input` on standard input.
+    pub fn cli_with_input(&self, args: &[&str], input: &[u8]) -> anyhow::Result<Output> {
+        use std::io::Write as _;
+        let mut child = Command::new(&self.bin)
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdin"))?
+            .write_all(input)?;
+        Ok(child.wait_with_output()?)
+    }
 }
 
 impl Drop for Relay {
