@@ -8,6 +8,7 @@ mod dkim;
 mod lab_mx;
 mod policy;
 mod relay;
+mod sendmail;
 mod smarthost;
 mod tlsrpt;
 

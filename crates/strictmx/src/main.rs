@@ -16,6 +16,7 @@ mod logging;
 mod metrics;
 mod reload;
 mod selector;
+mod sendmail;
 mod serve;
 mod terminal;
 mod tlsrpt_cmd;
@@ -111,6 +112,13 @@ enum Command {
     },
     /// Read a password on standard input and print its argon2id hash for `[[auth.user]]`.
     HashPassword,
+    /// Submit a message read on standard input to the running server, as sendmail(8) does for
+    /// local programs (also run as `sendmail` through a symlink): `-t`, `-i`, `-f FROM`,
+    /// `-F NAME`, `-N`, `-R`, `-V`, `-B`, `-C FILE` or `--config FILE`, then recipients.
+    Sendmail {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
 }
 
 /// The configuration the command's `--config` (or the process) points at. A client command
@@ -127,6 +135,17 @@ fn load(flag: Option<&PathBuf>) -> Result<Config, ExitCode> {
 }
 
 fn main() -> ExitCode {
+    // Installed as a symlink named sendmail, the binary takes sendmail's command line.
+    let argv: Vec<String> = std::env::args().collect();
+    let called = argv.first().map(|name| {
+        std::path::Path::new(name)
+            .file_name()
+            .unwrap_or_default()
+            .to_owned()
+    });
+    if called.as_deref() == Some(std::ffi::OsStr::new("sendmail")) {
+        return sendmail::run(&argv[1..]);
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => {
@@ -197,6 +216,7 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::HashPassword => hash_password(),
+        Command::Sendmail { args } => sendmail::run(&args),
     }
 }
 
