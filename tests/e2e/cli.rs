@@ -297,3 +297,69 @@ async fn explain_shows_the_why_trail_and_matching_rules_when_the_mx_lookup_fails
         "{value}"
     );
 }
+
+// Issue 11: the shipped unit runs strictmx hardened, as a dedicated user with only the capability
+// to bind ports below 1024, and verifies with systemd's own checker where it is installed.
+#[test]
+fn the_systemd_unit_is_hardened_and_systemd_accepts_it() {
+    let unit = std::fs::read_to_string(repo_root().join("config/strictmx.service")).unwrap();
+    for directive in [
+        "Type=notify",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "User=strictmx",
+        "StateDirectory=strictmx",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/strictmx",
+        "NoNewPrivileges=yes",
+        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+        "UMask=0077",
+    ] {
+        assert!(
+            unit.lines().any(|line| line.trim() == directive),
+            "{directive} missing"
+        );
+    }
+    let Ok(found) = Command::new("systemd-analyze").arg("--version").output() else {
+        return;
+    };
+    assert!(found.status.success());
+    let dir = TestDir::new("unit").unwrap();
+    let copy = dir.path().join("strictmx.service");
+    std::fs::write(
+        &copy,
+        unit.replace("/usr/local/bin/strictmx", &bin().display().to_string()),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+// Issue 11: under systemd (Type=notify) the server says READY=1 once it serves, and STOPPING=1
+// when SIGTERM starts the shutdown.
+#[tokio::test]
+async fn serve_tells_systemd_when_it_is_ready_and_when_it_stops() {
+    let dir = TestDir::new("sdnotify").unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let env = [("NOTIFY_SOCKET", socket_path.to_str().unwrap())];
+    let mut relay = Relay::start_with_env(bin(), dir.path(), NO_DNS, &env)
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).unwrap();
+    let ready = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready}");
+    // The listener is up by then.
+    assert!(std::net::TcpStream::connect(relay.smtp).is_ok());
+    assert_eq!(relay.terminate().await.unwrap(), Some(0));
+    let n = socket.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"STOPPING=1");
+}

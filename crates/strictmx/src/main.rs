@@ -15,6 +15,7 @@ mod location;
 mod logging;
 mod metrics;
 mod reload;
+mod sd_notify;
 mod selector;
 mod sendmail;
 mod serve;

@@ -27,7 +27,7 @@ use tracing::{error, info, warn};
 
 use crate::location::Location;
 use crate::reload::Live;
-use crate::{control, logging, metrics, tlsrpt_cmd};
+use crate::{control, logging, metrics, sd_notify, tlsrpt_cmd};
 
 /// How long after the grace period the server still waits for its last replies to be sent.
 const FAREWELL: std::time::Duration = std::time::Duration::from_secs(5);
@@ -132,6 +132,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     tracker.close();
     info!(hostname = %config.hostname, data_dir = %config.data_dir.display(), "strictmx is serving");
+    sd_notify::notify("READY=1\nSTATUS=serving");
 
     loop {
         tokio::select! {
@@ -144,6 +145,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }
         }
     }
+    sd_notify::notify("STOPPING=1");
     token.cancel();
     // The listeners give busy sessions `shutdown_grace`, then answer them 421 4.3.2; the
     // farewell lets those replies reach the clients before anything is abandoned.
