@@ -363,3 +363,41 @@ async fn serve_tells_systemd_when_it_is_ready_and_when_it_stops() {
     let n = socket.recv(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"STOPPING=1");
 }
+
+// Issue 11: manual pages and shell completions come from the command-line definition itself, so
+// they list every command and option the binary has.
+#[test]
+fn man_pages_and_completions_are_generated_from_the_command_line() {
+    let dir = TestDir::new("man").unwrap();
+    let out = Command::new(bin())
+        .arg("man")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let page = std::fs::read_to_string(dir.path().join("strictmx.1")).unwrap();
+    assert!(page.contains(".TH strictmx 1"), "{page}");
+    let queue = std::fs::read_to_string(dir.path().join("strictmx-queue-hold.1")).unwrap();
+    for option in ["domain", "sender", "older", "yes"] {
+        assert!(
+            queue.contains(option),
+            "{option} missing from strictmx-queue-hold.1"
+        );
+    }
+    assert!(dir.path().join("strictmx-sendmail.1").exists());
+
+    let out = Command::new(bin())
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let script = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        script.contains("summary") && script.contains("--older-than"),
+        "{script}"
+    );
+    let file = dir.path().join("strictmx.bash");
+    std::fs::write(&file, &script).unwrap();
+    let checked = Command::new("bash").arg("-n").arg(&file).output().unwrap();
+    assert!(checked.status.success(), "{}", stderr(&checked));
+}

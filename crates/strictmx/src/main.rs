@@ -120,6 +120,17 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<String>,
     },
+    /// Print a shell completion script: `strictmx completions bash > /etc/bash_completion.d/strictmx`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (strictmx.1 and one per command, strictmx-queue.1 ...) into DIR.
+    Man {
+        /// Where to write them, e.g. /usr/local/share/man/man1.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 /// The configuration the command's `--config` (or the process) points at. A client command
@@ -218,6 +229,20 @@ fn main() -> ExitCode {
         },
         Command::HashPassword => hash_password(),
         Command::Sendmail { args } => sendmail::run(&args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "strictmx", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man { dir } => {
+            match clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), &dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("cannot write the manual pages into {}: {e}", dir.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 
