@@ -464,6 +464,54 @@ async fn the_queue_commands_list_show_hold_release_and_delete_a_stuck_message() 
     assert!(!missing.status.success());
 }
 
+// Issue 11: wildcard routes, through the binary: an exact route wins, then the longest
+// wildcard, then the catch-all; a wildcard never takes its own apex.
+#[tokio::test]
+async fn wildcard_routes_send_each_domain_to_its_most_specific_next_hop() {
+    let dir = TestDir::new("wildroutes").unwrap();
+    let exact = Sink::start(RcptScript::Accept).await.unwrap();
+    let deep = Sink::start(RcptScript::Accept).await.unwrap();
+    let wide = Sink::start(RcptScript::Accept).await.unwrap();
+    let smarthost = Sink::start(RcptScript::Accept).await.unwrap();
+    let config = format!(
+        "{}{}{}{}",
+        route("*", &smarthost),
+        route("*.partner.test", &wide),
+        route("*.eu.partner.test", &deep),
+        route("eu.partner.test", &exact),
+    );
+    let relay = Relay::start(bin(), dir.path(), &config).await.unwrap();
+    let mut c = Client::connect(relay.smtp).await.unwrap();
+    let cases = [
+        ("a@eu.partner.test", &exact),
+        ("b@shop.eu.partner.test", &deep),
+        ("c@us.partner.test", &wide),
+        ("d@partner.test", &smarthost),
+        ("e@elsewhere.test", &smarthost),
+    ];
+    for (rcpt, _) in cases {
+        let reply = c
+            .send_mail(
+                "app@src.test",
+                &[rcpt],
+                &message("app@src.test", rcpt, "routed"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(reply.code, 250);
+    }
+    for (sink, count) in [(&exact, 1), (&deep, 1), (&wide, 1), (&smarthost, 2)] {
+        sink.wait_for(count, Duration::from_secs(30)).await.unwrap();
+    }
+    for (rcpt, sink) in cases {
+        let got = sink.wait_for(1, Duration::from_secs(1)).await.unwrap();
+        assert!(
+            got.iter().any(|m| m.rcpts == [rcpt]),
+            "{rcpt} went elsewhere"
+        );
+    }
+}
+
 // Issue 11: bulk queue operations select by domain, sender and age, show the count and act
 // only once confirmed; `queue summary` gives the queue's shape by destination.
 #[tokio::test]

@@ -36,8 +36,8 @@ pub use error::{Stage, TransportError};
 pub use facts::{Destination, FactSource};
 pub use session::{MailSession, PlainSession, SecureSession, StartTlsError, TlsSession};
 pub use settings::{
-    Route, RouteCredentials, TlsRequiredNoPermission, TransportSettings, default_never_deliver_to,
-    route_for,
+    Route, RouteCredentials, RouteTable, TlsRequiredNoPermission, TransportSettings,
+    default_never_deliver_to,
 };
 pub use tls::{CertificateCheck, TlsInfo};
 pub use wire::Capabilities;
@@ -60,7 +60,7 @@ pub struct Explanation {
 pub(crate) struct LivePolicy {
     pub(crate) policy: PolicySettings,
     pub(crate) tls_required_no: TlsRequiredNoPermission,
-    pub(crate) routes: Vec<settings::Route>,
+    pub(crate) routes: RouteTable,
 }
 
 /// The SMTP client side of delivery; cheap to share behind an `Arc`. `F` gathers the facts:
@@ -83,7 +83,7 @@ impl<F: FactSource> Transport<F> {
         let live = LivePolicy {
             policy: settings.policy.clone(),
             tls_required_no: settings.tls_required_no.clone(),
-            routes: settings.routes.clone(),
+            routes: settings.route_table(),
         };
         Ok(Transport {
             settings,
@@ -118,12 +118,13 @@ impl<F: FactSource> Transport<F> {
 
     /// The routes in force now.
     pub fn routes(&self) -> Vec<Route> {
-        self.live().routes.clone()
+        self.live().routes.routes().to_vec()
     }
 
     /// Replaces the routes (and their credentials), like `replace_policy`.
     pub fn replace_routes(&self, routes: Vec<Route>) {
-        self.swap(|live| live.routes = routes);
+        let table = RouteTable::new(routes);
+        self.swap(|live| live.routes = table);
     }
 
     fn swap(&self, change: impl FnOnce(&mut LivePolicy)) {
@@ -147,7 +148,7 @@ impl<F: FactSource> Transport<F> {
 
     /// The facts for `domain`: its route's next hop if one is configured, else its MX hosts.
     pub async fn destination(&self, domain: &str) -> Destination {
-        let route = route_for(&self.live().routes, domain).cloned();
+        let route = self.live().routes.get(domain).cloned();
         match route {
             Some(route) => Destination::Route {
                 domain: domain.to_owned(),

@@ -2,6 +2,7 @@
 //!
 //! `strictmx-config` builds these from TOML; the transport only reads them.
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -76,29 +77,55 @@ impl serde::Serialize for RouteCredentials {
     }
 }
 
-/// The route that takes `domain` (compared case-insensitively, trailing dot ignored): an exact
-/// route first, then the wildcard with the longest suffix (`*.a.example` before `*.example`),
-/// then the catch-all `*`.
-pub fn route_for<'r>(routes: &'r [Route], domain: &str) -> Option<&'r Route> {
-    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-    let pattern = |route: &Route| route.domain.trim_end_matches('.').to_ascii_lowercase();
-    if let Some(exact) = routes.iter().find(|route| pattern(route) == domain) {
-        return Some(exact);
+/// The routes indexed by pattern, so that finding a domain's route costs one hash lookup per
+/// label of the domain, however many routes there are (a scan of every route per job would
+/// grow with the table). Patterns compare case-insensitively, a trailing dot ignored; the
+/// first route of a pattern wins.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+    exact: HashMap<String, usize>,
+    /// `*.example.org` under `example.org`.
+    wildcard: HashMap<String, usize>,
+    catch_all: Option<usize>,
+}
+
+impl RouteTable {
+    pub fn new(routes: Vec<Route>) -> Self {
+        let mut table = RouteTable::default();
+        for (index, route) in routes.iter().enumerate() {
+            let pattern = route.domain.trim_end_matches('.').to_ascii_lowercase();
+            if pattern == "*" {
+                table.catch_all.get_or_insert(index);
+            } else if let Some(suffix) = pattern.strip_prefix("*.") {
+                table.wildcard.entry(suffix.to_owned()).or_insert(index);
+            } else {
+                table.exact.entry(pattern).or_insert(index);
+            }
+        }
+        table.routes = routes;
+        table
     }
-    let wildcard = routes
-        .iter()
-        .filter_map(|route| {
-            let pattern = pattern(route);
-            let suffix = pattern.strip_prefix('*')?.to_owned();
-            // `*.example.org` takes `a.example.org`, never `example.org` or `badexample.org`.
-            (suffix.starts_with('.') && domain.ends_with(&suffix) && domain.len() > suffix.len())
-                .then_some((suffix.len(), route))
-        })
-        .max_by_key(|(len, _)| *len);
-    if let Some((_, route)) = wildcard {
-        return Some(route);
+
+    /// Every route, in configuration order.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
     }
-    routes.iter().find(|route| pattern(route) == "*")
+
+    /// The route that takes `domain`: an exact route first, then the wildcard with the longest
+    /// suffix (`*.a.example` before `*.example`; a wildcard takes subdomains only, at a label
+    /// boundary), then the catch-all `*`.
+    pub fn get(&self, domain: &str) -> Option<&Route> {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let index = self.exact.get(&domain).copied().or_else(|| {
+            // The parent domains, longest first: a.eu.example.org → eu.example.org, example.org, org.
+            domain
+                .match_indices('.')
+                .find_map(|(dot, _)| self.wildcard.get(&domain[dot + 1..]).copied())
+                .or(self.catch_all)
+        })?;
+        self.routes.get(index)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,10 +200,10 @@ impl Default for TransportSettings {
 }
 
 impl TransportSettings {
-    /// The route for `domain` among the routes the transport was built with (see
-    /// [`route_for`]; `Transport::replace_routes` may have replaced them since).
-    pub fn route_for(&self, domain: &str) -> Option<&Route> {
-        route_for(&self.routes, domain)
+    /// The routes the transport was built with, indexed (`Transport::replace_routes` may have
+    /// replaced them since).
+    pub fn route_table(&self) -> RouteTable {
+        RouteTable::new(self.routes.clone())
     }
 }
 
@@ -191,6 +218,10 @@ mod tests {
             port: 25,
             credentials: None,
         }
+    }
+
+    fn table_of(routes: &[Route]) -> RouteTable {
+        RouteTable::new(routes.to_vec())
     }
 
     #[test]
@@ -211,11 +242,12 @@ mod tests {
             ("badexample.org", "*"),
             ("other.test", "*"),
         ];
+        let indexed = table_of(&routes);
         for (domain, want) in table {
-            let found = route_for(&routes, domain).map(|r| r.domain.as_str());
+            let found = indexed.get(domain).map(|r| r.domain.as_str());
             assert_eq!(found, Some(want), "{domain}");
         }
-        assert!(route_for(&routes[1..], "other.test").is_none());
+        assert!(table_of(&routes[1..]).get("other.test").is_none());
     }
 
     #[test]
