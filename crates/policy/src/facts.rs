@@ -45,6 +45,18 @@ pub enum Dnssec {
     Indeterminate,
 }
 
+impl Dnssec {
+    /// The status as RFC 4035 §4.3 names it, lowercase, for reasons and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dnssec::Secure => "secure",
+            Dnssec::Insecure => "insecure",
+            Dnssec::Bogus => "bogus",
+            Dnssec::Indeterminate => "indeterminate",
+        }
+    }
+}
+
 /// One TLSA record (RFC 6698 §2.1), as published.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TlsaRecord {

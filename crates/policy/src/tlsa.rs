@@ -3,10 +3,13 @@
 //!
 //! Pure byte work on DER the transport hands in; the transport runs the handshake and, for
 //! DANE-TA, the chain validation up to the matched trust anchor (see [`dane_ta_candidates`]).
+//! Whether TLSA applies to a host at all, and what an answer means, is [`lookup`].
 
 use ring::digest;
 
 use crate::facts::TlsaRecord;
+
+pub mod lookup;
 
 /// RFC 6698 §2.1.1 certificate usages that SMTP uses (RFC 7672 §3.1).
 pub const USAGE_DANE_TA: u8 = 2;

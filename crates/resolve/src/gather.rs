@@ -8,6 +8,7 @@
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use strictmx_policy::tlsa::lookup;
 use strictmx_policy::{AddressFailure, Dnssec, DnssecHealth, DomainFacts, HostFacts, TlsaFacts};
 use strictmx_protocol::ErrorChain;
 use tokio::sync::Semaphore;
@@ -320,9 +321,9 @@ async fn one_host(
             }),
             _ => None,
         };
-        match tlsa::gate(gate, answer.dnssec, alias, health) {
+        match lookup::gate(gate, answer.dnssec, alias, health) {
             Ok(()) => {
-                let bases = tlsa::base_domains(&name, answer.canonical.as_deref(), answer.dnssec);
+                let bases = lookup::base_domains(&name, answer.canonical.as_deref(), answer.dnssec);
                 tlsa::lookup(resolver, &bases, port).await
             }
             Err(facts) => facts,
