@@ -355,6 +355,33 @@ fn pinned(domain: &str, pins: Vec<Pin>) -> Rule {
     }
 }
 
+// A pin or a version floor alone makes TLS mandatory: a receiver without STARTTLS (as a
+// stripper would make any receiver look) never gets the mail in plaintext.
+#[tokio::test]
+async fn a_pin_or_a_floor_alone_never_lets_mail_go_in_plaintext() {
+    let floor_only = Rule {
+        min_tls_version: Some(TlsVersion::Tls13),
+        ..rule("floor only", "plain.test")
+    };
+    let pin_only = Rule {
+        pins: vec![Pin::Spki { sha256: [7; 32] }],
+        ..rule("pin only", "plain.test")
+    };
+    for only in [floor_only, pin_only] {
+        let setup = setup(Mode::TrustResolver, vec![only]).await;
+        let (report, rcpt) = deliver(&setup, "plain.test").await;
+        assert!(deferred(&report), "{report:#?}");
+        assert!(
+            received(&setup, "mx.plain.test", &rcpt).is_empty(),
+            "delivered in plaintext"
+        );
+        assert_eq!(
+            last_attempt(&report).requirement.as_deref(),
+            Some("encrypted")
+        );
+    }
+}
+
 fn leaf(lab: &Lab, host: &str) -> Vec<u8> {
     lab.chain(host).expect("chain").remove(0)
 }

@@ -157,6 +157,12 @@ impl RuleDemand {
                 demand.relax = Some((rule.name.clone(), relax));
             }
         }
+        // A pin or a version floor is a demand on the TLS session, which a plaintext session
+        // would never meet: either one makes TLS mandatory, so a STARTTLS stripper cannot get
+        // the mail past it in plaintext.
+        if !demand.pins.is_empty() || demand.min_tls_version.is_some() {
+            demand.require = demand.require.max(Some(MinRequirement::Encrypted));
+        }
         demand
     }
 }

@@ -800,3 +800,56 @@ fn a_plan_names_the_rules_that_matched_in_file_order() {
     };
     assert!(plan.rules.is_empty());
 }
+
+#[test]
+fn a_pin_or_a_version_floor_makes_tls_mandatory() {
+    use Expect::*;
+    let plain = || domain(Dnssec::Insecure, none(), none());
+    let pinned = Rule {
+        pins: vec![crate::rules::Pin::Spki { sha256: [7; 32] }],
+        ..rule(None)
+    };
+    let floored = Rule {
+        min_tls_version: Some(crate::rules::TlsVersion::Tls13),
+        ..rule(None)
+    };
+    let verified_and_pinned = Rule {
+        require: Some(MinRequirement::Verified),
+        ..pinned.clone()
+    };
+    check(vec![
+        Row {
+            settings: with_rule(pinned),
+            ..row(
+                "a pin is a demand on the certificate: no plaintext session may bypass it",
+                plain(),
+                Deliver(
+                    PolicyLabel::Rule,
+                    vec![(MX1, "encrypted"), (MX2, "encrypted")],
+                ),
+            )
+        },
+        Row {
+            settings: with_rule(floored),
+            ..row(
+                "a version floor is a demand on the session: TLS becomes mandatory",
+                plain(),
+                Deliver(
+                    PolicyLabel::Rule,
+                    vec![(MX1, "encrypted"), (MX2, "encrypted")],
+                ),
+            )
+        },
+        Row {
+            settings: with_rule(verified_and_pinned),
+            ..row(
+                "a stricter require stays as it is",
+                plain(),
+                Deliver(
+                    PolicyLabel::Rule,
+                    vec![(MX1, "verified"), (MX2, "verified")],
+                ),
+            )
+        },
+    ]);
+}
