@@ -12,6 +12,7 @@ mod error;
 mod facts;
 mod peer;
 mod plan;
+pub mod posture;
 pub mod report;
 pub mod rules;
 pub mod sts;

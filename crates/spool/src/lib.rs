@@ -8,6 +8,7 @@ mod error;
 pub mod fault;
 mod id;
 mod index;
+mod postures;
 mod settings;
 mod spool;
 mod store;
@@ -19,6 +20,7 @@ mod writer;
 
 pub use error::SpoolError;
 pub use id::{MessageId, MessageIdDisplay, format_id, parse_id};
+pub use postures::PostureWrite;
 pub use settings::SpoolSettings;
 pub use spool::{FileStore, Spool, StoreOpener};
 pub use sts_cache::CachedStsPolicy;
