@@ -858,3 +858,106 @@ async fn a_relay_whose_resolver_is_dead_greets_and_accepts_mail_within_two_secon
         "greeting and acceptance took {elapsed:?}"
     );
 }
+
+// Issue 11: when several unrelated destinations stop offering STARTTLS at once, the relay
+// raises one site-wide alarm (a middlebox on our own path is the likely cause), keeps each
+// change for `policy changes`, and `explain` shows the banner.
+#[tokio::test]
+async fn destinations_that_drop_starttls_together_raise_one_site_wide_alarm() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use strictmx_test_support::smtp::{SinkOptions, self_signed_tls};
+
+    let dir = TestDir::new("downgrade-alarm").unwrap();
+    let on = Arc::new(AtomicBool::new(true));
+    let mut routes = String::new();
+    let domains = ["one.test", "two.test", "three.test"];
+    let mut sinks = Vec::new();
+    for domain in domains {
+        let options = SinkOptions {
+            starttls: Some(self_signed_tls().unwrap()),
+            starttls_on: Some(on.clone()),
+            ..SinkOptions::default()
+        };
+        let sink = Sink::start_with("127.0.0.1:0".parse().unwrap(), options)
+            .await
+            .unwrap();
+        routes.push_str(&route(domain, &sink));
+        sinks.push(sink);
+    }
+    let config = format!(
+        "[watch]\nalarm_destinations = 3\nalarm_window = \"10m\"\n\n\
+         [delivery]\nmax_messages_per_connection = 1\n\n{routes}"
+    );
+    let relay = Relay::start(bin(), dir.path(), &config).await.unwrap();
+    let send_all = |round: usize| {
+        let relay_smtp = relay.smtp;
+        async move {
+            let mut c = Client::connect(relay_smtp).await.unwrap();
+            for domain in domains {
+                let rcpt = format!("r{round}@{domain}");
+                let reply = c
+                    .send_mail(
+                        "app@src.test",
+                        &[&rcpt],
+                        &message("app@src.test", &rcpt, "x"),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(reply.code, 250);
+            }
+        }
+    };
+    send_all(1).await;
+    for sink in &sinks {
+        sink.wait_for(1, WAIT).await.unwrap();
+    }
+    // Our own path starts stripping STARTTLS for every destination.
+    on.store(false, Ordering::Relaxed);
+    send_all(2).await;
+    for sink in &sinks {
+        sink.wait_for(2, WAIT).await.unwrap();
+    }
+    relay
+        .wait_log(WAIT, |v| {
+            v["level"] == "ERROR"
+                && v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("site-wide STARTTLS downgrade alarm"))
+        })
+        .await
+        .unwrap();
+    let out = relay.cli(&["policy", "changes", "--json"]).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut changed: Vec<&str> = answer["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["domain"].as_str().unwrap())
+        .collect();
+    changed.sort();
+    assert_eq!(changed, ["one.test", "three.test", "two.test"]);
+    assert_eq!(
+        answer["alarm"]["destinations"].as_array().map(Vec::len),
+        Some(3)
+    );
+    // One alarm, not three unrelated destination warnings for the last two drops.
+    let warned = relay
+        .logs()
+        .iter()
+        .filter(|v| v["message"] == "destination policy weakened")
+        .count();
+    assert!(warned < 3, "{warned} per-destination warnings");
+    let explained = relay.cli(&["explain", "one.test"]).unwrap();
+    let text = String::from_utf8_lossy(&explained.stdout);
+    assert!(
+        text.contains("SITE-WIDE STARTTLS DOWNGRADE ALARM"),
+        "{text}"
+    );
+    assert!(text.contains("no longer offers STARTTLS"), "{text}");
+}

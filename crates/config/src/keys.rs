@@ -69,6 +69,7 @@ pub(crate) fn schema() -> Table {
             ("dns", leaf(fields_of::<RawDns>())),
             ("delivery", leaf(fields_of::<RawDelivery>())),
             ("retry", leaf(fields_of::<RawRetry>())),
+            ("watch", leaf(fields_of::<RawWatch>())),
             ("route", Many(Table::leaf(fields_of::<RawRoute>()))),
             ("mta_sts", leaf(fields_of::<RawMtaSts>())),
             ("policy", leaf(fields_of::<RawPolicy>())),

@@ -32,6 +32,7 @@ mod spool;
 mod tlsrpt;
 mod validate;
 mod values;
+mod watch;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -72,6 +73,8 @@ pub struct Config {
     pub queue: QueueSettings,
     /// `[tlsrpt]`: daily RFC 8460 reports.
     pub tlsrpt: TlsrptSettings,
+    /// `[watch]`: noticing destinations that weaken their policy.
+    pub watch: strictmx_delivery::watch::WatchSettings,
     /// Valid but dangerous or pointless settings (an `insecure_relax` rule, a rule that changes
     /// nothing), located like errors; `check-config` prints them and `serve` logs them.
     pub warnings: Vec<ConfigError>,

@@ -26,6 +26,7 @@ pub struct RawConfig {
     pub dns: Option<RawDns>,
     pub delivery: Option<RawDelivery>,
     pub retry: Option<RawRetry>,
+    pub watch: Option<RawWatch>,
     #[serde(default, rename = "route")]
     pub routes: Vec<RawRoute>,
     pub mta_sts: Option<RawMtaSts>,
@@ -179,6 +180,14 @@ pub struct RawRetry {
     pub max_lifetime: S<String>,
     pub delay_dsn_after: S<String>,
     pub destination_backoff: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWatch {
+    pub alarm_destinations: S<i64>,
+    pub alarm_window: S<String>,
+    pub keep: S<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

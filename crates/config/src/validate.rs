@@ -18,7 +18,7 @@ use crate::raw::RawConfig;
 use crate::{Config, values};
 use crate::{
     auth, delivery, dkim, dns, limits, listen, mta_sts, policy, retry, routes, rules, server,
-    spool, tlsrpt,
+    spool, tlsrpt, watch,
 };
 
 /// Reads an optional spanned value through `parse`; on failure records the error and keeps `default`.
@@ -118,6 +118,7 @@ pub(crate) fn build(raw: &RawConfig, src: &mut Source<'_>, base: Option<&Path>) 
     queue.shutdown_grace = server.shutdown_grace;
     transport.policy.rules = rules::build(&raw.rules, src);
     let tlsrpt = tlsrpt::build(raw.tlsrpt.as_ref(), &hostname, src, base);
+    let watch = watch::build(raw.watch.as_ref(), src);
 
     Config {
         source: None,
@@ -135,6 +136,7 @@ pub(crate) fn build(raw: &RawConfig, src: &mut Source<'_>, base: Option<&Path>) 
         mta_sts,
         queue,
         tlsrpt,
+        watch,
         warnings: Vec::new(),
     }
 }
@@ -159,6 +161,7 @@ pub(crate) fn render(c: &Config) -> String {
     delivery::render(&c.transport, &c.queue, o);
     mta_sts::render(&c.mta_sts, o);
     retry::render(&c.queue, o);
+    watch::render(&c.watch, o);
     policy::render(&c.transport, o);
     dkim::render(&c.inbound.dkim, o);
     rules::render(&c.transport.policy.rules, o);

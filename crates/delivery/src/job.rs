@@ -42,6 +42,9 @@ pub struct DeliveryReport {
     /// One per TLS negotiation attempt (and per policy failure found before connecting), for
     /// TLSRPT (RFC 8460 §4.4); empty for jobs that carry only TLSRPT reports.
     pub sessions: Vec<SessionResult>,
+    /// What the destination (or its route's next hop) published and offered this time, for
+    /// the watch that notices weakening destinations; `None` when no delivery was planned.
+    pub posture: Option<strictmx_policy::posture::Posture>,
 }
 
 #[derive(Debug, Clone)]

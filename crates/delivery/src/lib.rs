@@ -7,3 +7,4 @@ pub mod job;
 pub mod retry;
 pub mod runner;
 pub mod transport;
+pub mod watch;

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::job::Deliver;
 use crate::retry::RetrySettings;
+use crate::watch::PostureWatch;
 pub use admin::bounce_with_dsns;
 use dispatch::Dispatcher;
 pub use error::QueueError;
@@ -98,6 +99,8 @@ pub(crate) struct Context<D> {
     pub(crate) clock: Arc<dyn Clock>,
     /// Where each job's TLS sessions are counted for TLSRPT, when reporting is on.
     pub(crate) tlsrpt: Option<Recorder>,
+    /// Where each job's destination posture is compared with the last one seen.
+    pub(crate) watch: Option<Arc<PostureWatch>>,
     /// The destination names per-destination metrics may carry.
     pub(crate) destination_labels: DestinationLabels,
 }
@@ -181,6 +184,7 @@ pub struct QueueRunner<D> {
     settings: QueueSettings,
     clock: Arc<dyn Clock>,
     tlsrpt: Option<Recorder>,
+    watch: Option<Arc<PostureWatch>>,
     commands: mpsc::Receiver<Command>,
     handle: RunnerHandle,
 }
@@ -194,6 +198,7 @@ impl<D: Deliver> QueueRunner<D> {
             settings,
             clock: Arc::new(SystemClock),
             tlsrpt: None,
+            watch: None,
             commands,
             handle: RunnerHandle { commands: sender },
         }
@@ -212,6 +217,14 @@ impl<D: Deliver> QueueRunner<D> {
         }
     }
 
+    /// Compares every MX job's destination posture with the last one (`watch`).
+    pub fn with_watch(self, watch: Arc<PostureWatch>) -> Self {
+        QueueRunner {
+            watch: Some(watch),
+            ..self
+        }
+    }
+
     /// Replaces the system clock, for tests that move time without sleeping.
     pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
         QueueRunner { clock, ..self }
@@ -226,6 +239,7 @@ impl<D: Deliver> QueueRunner<D> {
             settings: self.settings,
             clock: self.clock,
             tlsrpt: self.tlsrpt,
+            watch: self.watch,
             destination_labels: DestinationLabels::default(),
         });
         let notify = context.spool.work_notify();

@@ -176,6 +176,7 @@ fn report(job: &DeliveryJob, answer: Scripted) -> DeliveryReport {
     DeliveryReport {
         destination_unreachable: answer == Scripted::Unreachable,
         sessions: Vec::new(),
+        posture: None,
         messages: job
             .messages
             .iter()

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::facts::{Dnssec, DomainFacts, StsRecordFacts, TlsaFacts};
+use crate::facts::{Dnssec, DomainFacts, HostFacts, StsRecordFacts, TlsaFacts};
 
 /// One destination's published security at one delivery.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,9 +132,33 @@ pub fn posture_of(facts: &DomainFacts) -> Posture {
             StsPosture::Unknown
         }
     };
+    let mx_secure = match facts.mx_dnssec {
+        Dnssec::Secure => Some(true),
+        Dnssec::Insecure => Some(false),
+        Dnssec::Bogus | Dnssec::Indeterminate => None,
+    };
+    Posture {
+        sts,
+        tlsa: tlsa_posture(&facts.hosts),
+        mx_secure,
+        starttls: BTreeMap::new(),
+        requiretls: BTreeMap::new(),
+    }
+}
+
+/// The posture of a configured route's next hop: its TLSA records (no MTA-STS, no MX RRset).
+pub fn posture_of_route(host: &HostFacts) -> Posture {
+    Posture {
+        tlsa: tlsa_posture(std::slice::from_ref(host)),
+        ..Posture::default()
+    }
+}
+
+/// The best TLSA state among `hosts`; unknown when a lookup failed and no host is usable.
+fn tlsa_posture(hosts: &[HostFacts]) -> TlsaPosture {
     let mut tlsa = TlsaPosture::None;
     let mut failed = false;
-    for host in &facts.hosts {
+    for host in hosts {
         match &host.tlsa {
             TlsaFacts::Records { records, .. } => {
                 let this = if records.iter().any(|r| r.is_usable()) {
@@ -150,19 +174,9 @@ pub fn posture_of(facts: &DomainFacts) -> Posture {
     }
     // A failed lookup hides what that host publishes: only a usable finding elsewhere stands.
     if failed && tlsa != TlsaPosture::Usable {
-        tlsa = TlsaPosture::Unknown;
-    }
-    let mx_secure = match facts.mx_dnssec {
-        Dnssec::Secure => Some(true),
-        Dnssec::Insecure => Some(false),
-        Dnssec::Bogus | Dnssec::Indeterminate => None,
-    };
-    Posture {
-        sts,
-        tlsa,
-        mx_secure,
-        starttls: BTreeMap::new(),
-        requiretls: BTreeMap::new(),
+        TlsaPosture::Unknown
+    } else {
+        tlsa
     }
 }
 

@@ -16,6 +16,7 @@ use clap::Subcommand;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use strictmx_delivery::runner::{QueueSettings, RunnerHandle, bounce_with_dsns};
+use strictmx_delivery::watch::PostureWatch;
 use strictmx_protocol::ErrorChain;
 use strictmx_spool::{Spool, parse_id};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -25,6 +26,7 @@ use tracing::{info, warn};
 
 use crate::bulk::{self, BulkAction};
 use crate::explain::Question;
+use crate::policy_cmd;
 use crate::reload::Live;
 use crate::selector::{self, Selector};
 use crate::terminal::{escape, text};
@@ -121,6 +123,11 @@ pub enum Request {
     Reload,
     /// `strictmx tlsrpt preview|send`.
     Tlsrpt(TlsrptRequest),
+    /// `strictmx policy changes`: destinations that weakened since `since_secs` ago.
+    PolicyChanges {
+        since_secs: u64,
+        domain: Option<String>,
+    },
 }
 
 /// The server side, bound before the server starts serving.
@@ -133,6 +140,7 @@ pub struct Server {
     live: Arc<Live>,
     tlsrpt: Option<Reporter>,
     runner: Option<RunnerHandle>,
+    watch: Option<Arc<PostureWatch>>,
 }
 
 impl Server {
@@ -157,12 +165,19 @@ impl Server {
             live,
             tlsrpt: None,
             runner: None,
+            watch: None,
         })
     }
 
     /// Lets `queue retry` clear destination backoff and `queue list` show it.
     pub fn with_runner(mut self, runner: RunnerHandle) -> Server {
         self.runner = Some(runner);
+        self
+    }
+
+    /// Answers `policy changes` and adds the destination's changes to `explain`.
+    pub fn with_watch(mut self, watch: Arc<PostureWatch>) -> Server {
+        self.watch = Some(watch);
         self
     }
 
@@ -189,8 +204,9 @@ impl Server {
             let live = self.live.clone();
             let tlsrpt = self.tlsrpt.clone();
             let runner = self.runner.clone();
+            let watch = self.watch.clone();
             tokio::spawn(async move {
-                let answering = answer(stream, spool, queue, live, tlsrpt, runner);
+                let answering = answer(stream, spool, queue, live, tlsrpt, runner, watch);
                 if let Err(e) = tokio::time::timeout(TIMEOUT, answering).await {
                     warn!(error = %ErrorChain(&e), "control request timed out");
                 }
@@ -236,6 +252,7 @@ async fn answer(
     live: Arc<Live>,
     tlsrpt: Option<Reporter>,
     runner: Option<RunnerHandle>,
+    watch: Option<Arc<PostureWatch>>,
 ) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
@@ -251,6 +268,7 @@ async fn answer(
                 &live,
                 tlsrpt.as_ref(),
                 runner.as_ref(),
+                watch.as_deref(),
             )
             .await
             {
@@ -271,6 +289,7 @@ async fn execute(
     live: &Live,
     tlsrpt: Option<&Reporter>,
     runner: Option<&RunnerHandle>,
+    watch: Option<&PostureWatch>,
 ) -> anyhow::Result<Value> {
     let id = |text: &str| parse_id(text).with_context(|| format!("`{text}` is not a message id"));
     Ok(match request {
@@ -338,7 +357,15 @@ async fn execute(
                 .transport()
                 .explain(&question.domain, question.message_facts())
                 .await;
-            serde_json::to_value(explanation)?
+            let mut value = serde_json::to_value(&explanation)?;
+            if let Some(watch) = watch {
+                policy_cmd::annotate(&mut value, watch, &explanation.domain)?;
+            }
+            value
+        }
+        Request::PolicyChanges { since_secs, domain } => {
+            let watch = watch.context("this server does not watch destination policies")?;
+            policy_cmd::changes(watch, since_secs, domain.as_deref())?
         }
         Request::Reload => match live.reload() {
             Ok(done) => json!({ "reloaded": true, "changes": done }),
@@ -667,6 +694,7 @@ fn render(request: &Request, result: &Value) -> String {
     match request {
         Request::List { .. } => render_list(result),
         Request::Summary => render_summary(result),
+        Request::PolicyChanges { .. } => policy_cmd::render(result),
         Request::Show { .. } => render_show(result),
         Request::Bounce { .. } => format!("bounced; {} DSN(s) queued\n", result["dsns"]),
         Request::Explain(_) | Request::Reload => format!("{}\n", text(result)),

@@ -130,6 +130,7 @@ async fn in_process(config: &Config, question: &Question) -> anyhow::Result<(Val
             )
         }
     };
+    let history = spool.clone();
     let sts = StsSource::new(resolver.clone(), spool, config.mta_sts.clone())
         .context("setting up MTA-STS")?;
     // No blocking self-test first: it runs alongside the MX lookup, and not at all for a route
@@ -140,7 +141,8 @@ async fn in_process(config: &Config, question: &Question) -> anyhow::Result<(Val
     let explanation = transport
         .explain(&question.domain, question.message_facts())
         .await;
-    let value = serde_json::to_value(&explanation).context("serializing the explanation")?;
+    let mut value = serde_json::to_value(&explanation).context("serializing the explanation")?;
+    crate::policy_cmd::annotate_from_spool(&mut value, &history, &explanation.domain)?;
     Ok((value, source))
 }
 
@@ -181,8 +183,16 @@ pub fn render(e: &Value, source: &str) -> String {
         o.push_str(" with REQUIRETLS");
     }
     let _ = writeln!(o, "\n  {source}\n");
+    if let Some(banner) = crate::policy_cmd::alarm_banner(&e["site_alarm"]) {
+        let _ = writeln!(o, "{banner}");
+    }
     render_facts(&mut o, &e["facts"]);
     render_outcome(&mut o, &e["outcome"]);
+    let changes = crate::policy_cmd::change_lines(&e["policy_changes"]);
+    if !changes.is_empty() {
+        o.push_str("\nPolicy weakened (last 30 days):\n");
+        o.push_str(&changes);
+    }
     o
 }
 

@@ -14,6 +14,7 @@ mod json_log;
 mod location;
 mod logging;
 mod metrics;
+mod policy_cmd;
 mod reload;
 mod sd_notify;
 mod selector;
@@ -110,6 +111,17 @@ enum Command {
         json: bool,
         #[command(subcommand)]
         action: tlsrpt_cmd::TlsrptAction,
+    },
+    /// What destinations publish: the ones whose policy weakened, from the running server.
+    Policy {
+        /// The server's configuration file (to find its control socket).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        action: policy_cmd::PolicyAction,
     },
     /// Read a password on standard input and print its argon2id hash for `[[auth.user]]`.
     HashPassword,
@@ -225,6 +237,14 @@ fn main() -> ExitCode {
             action,
         } => match load(config.as_ref()) {
             Ok(config) => control::run_tlsrpt(&config.control_socket, action, json),
+            Err(code) => code,
+        },
+        Command::Policy {
+            config,
+            json,
+            action,
+        } => match load(config.as_ref()) {
+            Ok(config) => policy_cmd::run(&config.control_socket, action, json),
             Err(code) => code,
         },
         Command::HashPassword => hash_password(),

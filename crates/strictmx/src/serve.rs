@@ -15,6 +15,7 @@ use anyhow::Context;
 use strictmx_config::Config;
 use strictmx_delivery::runner::QueueRunner;
 use strictmx_delivery::transport::Transport;
+use strictmx_delivery::watch::PostureWatch;
 use strictmx_inbound::Inbound;
 use strictmx_protocol::ErrorChain;
 use strictmx_resolve::{DnsResolver, FactGatherer, HttpsTimeouts, StsSource, report_client};
@@ -99,8 +100,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         )
     })?
     .with_tlsrpt(reporting.as_ref().map(|t| t.reporter.clone()));
-    let mut runner = QueueRunner::new(spool.clone(), transport, config.queue.clone());
-    let control = control.with_runner(runner.handle());
+    let watch = Arc::new(
+        PostureWatch::load(spool.clone(), config.watch)
+            .context("loading the destination postures")?,
+    );
+    let mut runner =
+        QueueRunner::new(spool.clone(), transport, config.queue.clone()).with_watch(watch.clone());
+    let control = control.with_runner(runner.handle()).with_watch(watch);
     let exporter = match config.metrics_listen {
         Some(addr) => Some(
             metrics::install(addr)

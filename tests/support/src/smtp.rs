@@ -222,6 +222,9 @@ pub struct SinkOptions {
     pub script: RcptScript,
     /// Offer STARTTLS with this server configuration (see [`self_signed_tls`]).
     pub starttls: Option<Arc<rustls::ServerConfig>>,
+    /// While set and false, STARTTLS is not offered after all (as if a middlebox stripped
+    /// it); connections made after a change see it.
+    pub starttls_on: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// Wait this long before answering the end of data.
     pub data_reply_delay: Duration,
     /// Keep at most this many bytes of each body (`None`: all of it). Benchmarks keep the
@@ -381,7 +384,16 @@ impl Sink {
     ) -> anyhow::Result<()> {
         let mut plain = BufReader::new(tcp);
         write(&mut plain, "220 sink.test ESMTP test sink\r\n").await?;
-        let Some(acceptor) = options.starttls.clone().map(TlsAcceptor::from) else {
+        let stripped = options
+            .starttls_on
+            .as_ref()
+            .is_some_and(|on| !on.load(Ordering::Relaxed));
+        let acceptor = options
+            .starttls
+            .clone()
+            .filter(|_| !stripped)
+            .map(TlsAcceptor::from);
+        let Some(acceptor) = acceptor else {
             self.session(&mut plain, options, state, false).await?;
             return Ok(());
         };

@@ -56,7 +56,10 @@ pub(super) async fn run_job<D: Deliver>(
     let delivered = tokio::time::timeout(timeout, delivering).await;
     drop(permits);
     let (report, reach, missing) = match delivered {
-        Ok(report) => {
+        Ok(mut report) => {
+            if let (Some(watch), Some(posture)) = (&context.watch, report.posture.take()) {
+                watch.observe(&domain, posture, context.clock.now()).await;
+            }
             // RFC 8460 §4: every negotiation counts towards the recipient domain's report;
             // the transport already leaves out jobs that carry only TLSRPT reports.
             if let Some(recorder) = &context.tlsrpt

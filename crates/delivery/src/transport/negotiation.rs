@@ -36,7 +36,22 @@ pub(crate) enum TlsOutcome {
         info: TlsInfo,
         peer: Box<PeerFacts>,
         verdict: Result<PeerAuth, PeerFailure>,
+        /// Whether EHLO over TLS advertised REQUIRETLS; `None` when it was not reached.
+        requiretls_offered: Option<bool>,
     },
+}
+
+impl TlsOutcome {
+    /// Whether the server offered STARTTLS; `None` when nothing was learnt about it.
+    pub(crate) fn starttls_offered(&self) -> Option<bool> {
+        match self {
+            TlsOutcome::Skipped | TlsOutcome::Interrupted => None,
+            TlsOutcome::Without(NoTls::NotOffered) => Some(false),
+            TlsOutcome::Without(NoTls::HandshakeFailed { .. }) | TlsOutcome::Established { .. } => {
+                Some(true)
+            }
+        }
+    }
 }
 
 impl Negotiation {

@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use strictmx_policy::posture::{posture_of, posture_of_route};
 use strictmx_policy::{
     AddressFailure, DeliveryPlan, MessageFacts, PlanOutcome, PlannedHost, PolicySettings,
     plan_delivery, plan_route_delivery,
@@ -80,6 +81,7 @@ pub(crate) async fn deliver<F: FactSource>(
     let mut sessions = SessionLog::new(&job.domain);
     // None until a plan called for hosts (delivery, or a deferral for want of one).
     let mut reach: Option<Reach> = None;
+    let mut posture = None;
     if pending.iter().any(|p| !p.is_done()) {
         let live = transport.live();
         let destination = transport.destination(&job.domain).await;
@@ -129,11 +131,20 @@ pub(crate) async fn deliver<F: FactSource>(
             }
         }
         pending = slots.into_iter().flatten().collect();
+        let mut seen = match &destination {
+            Destination::Mx(facts) => posture_of(facts),
+            Destination::Route { host, .. } => posture_of_route(host),
+        };
+        let offered = std::mem::take(&mut sessions.offered);
+        seen.starttls = offered.starttls;
+        seen.requiretls = offered.requiretls;
+        posture = Some(seen);
     }
     DeliveryReport {
         messages: pending.into_iter().map(Pending::into_report).collect(),
         destination_unreachable: reach == Some(Reach::Unreachable),
         sessions: sessions.into_results(),
+        posture,
     }
 }
 

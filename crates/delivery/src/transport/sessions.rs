@@ -5,6 +5,7 @@
 //! (`report_tls_session`, `report_without_tls`); counting and reporting the results is
 //! `strictmx-tlsrpt`'s. Sessions of TLSRPT reports themselves are dropped (RFC 8460 §3).
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use strictmx_policy::report::{
     PolicyType, ReportPolicy, ResultType, SessionFailure, SessionResult,
@@ -26,6 +27,15 @@ pub(crate) struct SessionLog {
     results: Vec<SessionResult>,
     /// Hosts already counted by `refused_hosts`, with the result type.
     refused: Vec<(String, ResultType)>,
+    /// Per MX host connected to: whether it offered STARTTLS, and REQUIRETLS after it.
+    pub(crate) offered: Offered,
+}
+
+/// What the hosts of one job offered, for the destination's posture.
+#[derive(Debug, Default)]
+pub(crate) struct Offered {
+    pub(crate) starttls: BTreeMap<String, bool>,
+    pub(crate) requiretls: BTreeMap<String, bool>,
 }
 
 impl SessionLog {
@@ -35,6 +45,7 @@ impl SessionLog {
             counted: true,
             results: Vec::new(),
             refused: Vec::new(),
+            offered: Offered::default(),
         }
     }
 
@@ -103,6 +114,16 @@ impl SessionLog {
         host: &PlannedHost,
         negotiation: &Negotiation,
     ) {
+        if let Some(offered) = negotiation.tls.starttls_offered() {
+            self.offered.starttls.insert(host.host.clone(), offered);
+        }
+        if let TlsOutcome::Established {
+            requiretls_offered: Some(offered),
+            ..
+        } = &negotiation.tls
+        {
+            self.offered.requiretls.insert(host.host.clone(), *offered);
+        }
         let failure = match &negotiation.tls {
             TlsOutcome::Skipped | TlsOutcome::Interrupted => return,
             TlsOutcome::Without(what) => Some(report_without_tls(host, what)),
@@ -209,6 +230,7 @@ mod tests {
                 pin_anchor: None,
             }),
             verdict: Ok(PeerAuth::Webpki),
+            requiretls_offered: Some(true),
         }
     }
 

@@ -163,8 +163,12 @@ async fn secure<F: FactSource>(
     let info = session.tls().clone();
     let peer = Box::new(session.peer().clone());
     let requirement = session.host().requirement.as_str();
+    let mut requiretls_offered = None;
     let (verdict, judged) = match session.judge().await {
-        Ok(secure) => (Ok(secure.auth()), Ok(secure)),
+        Ok(secure) => {
+            requiretls_offered = Some(secure.capabilities().requiretls);
+            (Ok(secure.auth()), Ok(secure))
+        }
         Err(Judgement::Refused { session, failure }) => {
             tracing::warn!(mx = %host, requirement, result_type = failure.result_type.as_str(), reason = %failure.reason, "peer refused by policy");
             session.quit().await;
@@ -181,6 +185,7 @@ async fn secure<F: FactSource>(
         info,
         peer,
         verdict,
+        requiretls_offered,
     };
     // The plan of a route with credentials demands an authenticated peer (see
     // `plan_route_delivery`); `authenticate` checks it once more before sending them.

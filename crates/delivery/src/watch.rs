@@ -1,0 +1,355 @@
+//! The watch on what destinations publish: after every delivery job the destination's posture
+//! (`strictmx_policy::posture`) is compared with the last one seen. A weakening is logged at
+//! `warn`, counted (`strictmx_policy_weakened_total{kind}`) and kept in the spool's history for
+//! `strictmx policy changes` and `explain`.
+//!
+//! When many unrelated destinations stop offering STARTTLS within a short window, the cause is
+//! almost certainly on our own path (a firewall's "SMTP inspection" stripping it). That raises
+//! one site-wide alarm instead of a warning per destination: an `error` log, the gauge
+//! `strictmx_downgrade_alarm` at 1 and a banner in `explain`, until the window passes without
+//! another such drop.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use strictmx_policy::posture::{Posture, Weakening, merged, weakenings};
+use strictmx_spool::{PostureWrite, Spool, SpoolError};
+
+/// `[watch]` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchSettings {
+    /// How many distinct destinations dropping STARTTLS within `alarm_window` raise the alarm.
+    pub alarm_destinations: usize,
+    pub alarm_window: Duration,
+    /// How long recorded changes are kept.
+    pub keep: Duration,
+}
+
+impl Default for WatchSettings {
+    fn default() -> Self {
+        WatchSettings {
+            alarm_destinations: 5,
+            alarm_window: Duration::from_secs(600),
+            keep: Duration::from_secs(90 * 86_400),
+        }
+    }
+}
+
+/// One recorded weakening of a destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostureChange {
+    pub domain: String,
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    pub weakenings: Vec<Weakening>,
+    /// Whether the site-wide STARTTLS alarm was up when it was seen (then the cause is most
+    /// likely on our own path, not the destination's).
+    pub during_alarm: bool,
+    pub before: Posture,
+    pub after: Posture,
+}
+
+/// The site-wide downgrade alarm while it is up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DowngradeAlarm {
+    /// Unix milliseconds.
+    pub since_ms: u64,
+    /// The destinations whose MX hosts stopped offering STARTTLS within the window.
+    pub destinations: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    last: HashMap<String, Posture>,
+    /// (when, destination) of each STARTTLS drop within the window.
+    drops: VecDeque<(SystemTime, String)>,
+    alarm: Option<DowngradeAlarm>,
+}
+
+/// Shared by the queue runner (which feeds it), the control socket and `explain`.
+#[derive(Debug)]
+pub struct PostureWatch {
+    spool: Spool,
+    settings: WatchSettings,
+    state: Mutex<State>,
+}
+
+fn millis(t: SystemTime) -> u64 {
+    u64::try_from(t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX)
+}
+
+impl PostureWatch {
+    /// Loads the last postures from the spool; a record that no longer decodes is skipped (a
+    /// later delivery stores a fresh one).
+    pub fn load(spool: Spool, settings: WatchSettings) -> Result<PostureWatch, SpoolError> {
+        let mut last = HashMap::new();
+        for (domain, bytes) in spool.postures()? {
+            match serde_json::from_slice::<Posture>(&bytes) {
+                Ok(posture) => {
+                    last.insert(domain, posture);
+                }
+                Err(e) => tracing::warn!(domain, error = %e, "stored destination posture skipped"),
+            }
+        }
+        metrics::gauge!("strictmx_downgrade_alarm").set(0.0);
+        Ok(PostureWatch {
+            spool,
+            settings,
+            state: Mutex::new(State {
+                last,
+                ..State::default()
+            }),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes in what one delivery to `domain` saw at `now`; returns the weakenings found.
+    pub async fn observe(&self, domain: &str, seen: Posture, now: SystemTime) -> Vec<Weakening> {
+        let (change, write) = {
+            let mut state = self.state();
+            let before = state.last.get(domain).cloned();
+            let next = merged(before.as_ref().unwrap_or(&Posture::default()), &seen);
+            let found = before
+                .as_ref()
+                .map(|before| weakenings(before, &next))
+                .unwrap_or_default();
+            if before.as_ref() == Some(&next) {
+                self.expire_alarm(&mut state, now);
+                return Vec::new();
+            }
+            let drops = found
+                .iter()
+                .any(|w| matches!(w, Weakening::StarttlsDropped { .. }));
+            if drops {
+                state.drops.push_back((now, domain.to_owned()));
+            }
+            self.expire_alarm(&mut state, now);
+            if drops {
+                self.maybe_raise_alarm(&mut state, now);
+            }
+            let during_alarm = state.alarm.is_some();
+            state.last.insert(domain.to_owned(), next.clone());
+            let change = (!found.is_empty()).then(|| PostureChange {
+                domain: domain.to_owned(),
+                at_ms: millis(now),
+                weakenings: found.clone(),
+                during_alarm,
+                before: before.unwrap_or_default(),
+                after: next.clone(),
+            });
+            (change, next)
+        };
+        if let Some(change) = &change {
+            for weakening in &change.weakenings {
+                metrics::counter!("strictmx_policy_weakened_total", "kind" => weakening.as_str())
+                    .increment(1);
+                let reason = weakening.describe();
+                if change.during_alarm && matches!(weakening, Weakening::StarttlsDropped { .. }) {
+                    tracing::debug!(domain, change = %reason, "destination policy weakened (part of the site-wide downgrade alarm)");
+                } else {
+                    tracing::warn!(domain, kind = weakening.as_str(), change = %reason, "destination policy weakened");
+                }
+            }
+        }
+        let stored = PostureWrite {
+            domain: domain.to_owned(),
+            posture: serde_json::to_vec(&write).unwrap_or_default(),
+            change: change
+                .as_ref()
+                .map(|c| (c.at_ms, serde_json::to_vec(c).unwrap_or_default())),
+            keep_after_ms: millis(now)
+                .saturating_sub(u64::try_from(self.settings.keep.as_millis()).unwrap_or(u64::MAX)),
+        };
+        if let Err(e) = self.spool.posture_put(stored).await {
+            tracing::warn!(domain, error = %strictmx_protocol::ErrorChain(&e), "destination posture not stored");
+        }
+        change.map(|c| c.weakenings).unwrap_or_default()
+    }
+
+    fn expire_alarm(&self, state: &mut State, now: SystemTime) {
+        let window = self.settings.alarm_window;
+        while state
+            .drops
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at).unwrap_or_default() > window)
+        {
+            state.drops.pop_front();
+        }
+        if state.alarm.is_some() && state.drops.is_empty() {
+            state.alarm = None;
+            metrics::gauge!("strictmx_downgrade_alarm").set(0.0);
+            tracing::info!(
+                "site-wide STARTTLS downgrade alarm over: no destination dropped STARTTLS within the window"
+            );
+        }
+    }
+
+    fn maybe_raise_alarm(&self, state: &mut State, now: SystemTime) {
+        let mut destinations: Vec<String> = state.drops.iter().map(|(_, d)| d.clone()).collect();
+        destinations.sort();
+        destinations.dedup();
+        match &mut state.alarm {
+            Some(alarm) => alarm.destinations = destinations,
+            None if destinations.len() >= self.settings.alarm_destinations.max(1) => {
+                tracing::error!(
+                    destinations = destinations.len(),
+                    window = %strictmx_protocol::HumanDuration(self.settings.alarm_window),
+                    list = %destinations.join(","),
+                    "site-wide STARTTLS downgrade alarm: many unrelated destinations stopped offering STARTTLS at once; a middlebox on our own path (a firewall's SMTP inspection) is the likely cause"
+                );
+                metrics::gauge!("strictmx_downgrade_alarm").set(1.0);
+                state.alarm = Some(DowngradeAlarm {
+                    since_ms: millis(now),
+                    destinations,
+                });
+            }
+            None => {}
+        }
+    }
+
+    /// The site-wide alarm, while it is up.
+    pub fn alarm(&self) -> Option<DowngradeAlarm> {
+        self.state().alarm.clone()
+    }
+
+    /// The last posture seen for `domain`.
+    pub fn posture(&self, domain: &str) -> Option<Posture> {
+        self.state().last.get(domain).cloned()
+    }
+
+    /// The recorded weakenings since `since` (all destinations, or one), oldest first.
+    pub fn changes(
+        &self,
+        since: SystemTime,
+        domain: Option<&str>,
+    ) -> Result<Vec<PostureChange>, SpoolError> {
+        changes(&self.spool, since, domain)
+    }
+}
+
+/// The recorded weakenings in `spool` since `since`, for `domain` or every destination; used
+/// by the watch and, without a running server, by `explain` and `policy changes` in-process.
+pub fn changes(
+    spool: &Spool,
+    since: SystemTime,
+    domain: Option<&str>,
+) -> Result<Vec<PostureChange>, SpoolError> {
+    Ok(spool
+        .posture_changes(millis(since))?
+        .into_iter()
+        .filter(|(_, d, _)| domain.is_none_or(|wanted| d.eq_ignore_ascii_case(wanted)))
+        .filter_map(|(_, _, bytes)| serde_json::from_slice(&bytes).ok())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use strictmx_policy::posture::{StsPosture, TlsaPosture};
+    use strictmx_spool::SpoolSettings;
+
+    use super::*;
+
+    fn with_starttls(offered: bool) -> Posture {
+        let mut posture = Posture {
+            sts: StsPosture::NoRecord,
+            tlsa: TlsaPosture::None,
+            mx_secure: Some(false),
+            ..Posture::default()
+        };
+        posture.starttls.insert("mx".to_owned(), offered);
+        posture
+    }
+
+    fn watch(dir: &std::path::Path) -> PostureWatch {
+        let spool = Spool::open(&SpoolSettings {
+            data_dir: dir.to_owned(),
+            ..SpoolSettings::default()
+        })
+        .expect("spool");
+        let settings = WatchSettings {
+            alarm_destinations: 3,
+            alarm_window: Duration::from_secs(600),
+            keep: Duration::from_secs(86_400),
+        };
+        PostureWatch::load(spool, settings).expect("watch")
+    }
+
+    #[tokio::test]
+    async fn a_weakening_is_recorded_once_and_remembered_across_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let first = watch(dir.path());
+        assert!(
+            first
+                .observe("a.example", with_starttls(true), t0)
+                .await
+                .is_empty()
+        );
+        drop(first);
+        let again = watch(dir.path());
+        let found = again
+            .observe(
+                "a.example",
+                with_starttls(false),
+                t0 + Duration::from_secs(60),
+            )
+            .await;
+        assert_eq!(
+            found,
+            [Weakening::StarttlsDropped {
+                host: "mx".to_owned()
+            }]
+        );
+        // The same posture again is no new change.
+        assert!(
+            again
+                .observe(
+                    "a.example",
+                    with_starttls(false),
+                    t0 + Duration::from_secs(120)
+                )
+                .await
+                .is_empty()
+        );
+        let recorded = again.changes(t0, None).expect("changes");
+        assert_eq!(recorded.len(), 1);
+        assert!(!recorded[0].during_alarm);
+        assert_eq!(again.changes(t0, Some("b.example")).expect("none").len(), 0);
+    }
+
+    #[tokio::test]
+    async fn many_destinations_dropping_starttls_at_once_raise_one_alarm_until_the_window_passes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let watch = watch(dir.path());
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let domains = ["a.example", "b.example", "c.example", "d.example"];
+        for domain in domains {
+            watch.observe(domain, with_starttls(true), t0).await;
+        }
+        let mut at = t0 + Duration::from_secs(10);
+        for (n, domain) in domains.iter().enumerate() {
+            watch.observe(domain, with_starttls(false), at).await;
+            at += Duration::from_secs(10);
+            assert_eq!(watch.alarm().is_some(), n + 1 >= 3, "after {} drops", n + 1);
+        }
+        let alarm = watch.alarm().expect("alarm");
+        assert_eq!(alarm.destinations.len(), 4);
+        let changes = watch.changes(t0, None).expect("changes");
+        let during: Vec<bool> = changes.iter().map(|c| c.during_alarm).collect();
+        assert_eq!(during, [false, false, true, true]);
+        // A delivery after the window with no new drop ends it.
+        watch
+            .observe(
+                "a.example",
+                with_starttls(false),
+                at + Duration::from_secs(700),
+            )
+            .await;
+        assert!(watch.alarm().is_none());
+    }
+}
