@@ -15,7 +15,7 @@ use strictmx_protocol::{EnhancedStatus, status};
 use crate::facts::{MxFacts, MxHost, TlsaRecord};
 use crate::report::{ReportPolicy, ResultType};
 
-mod delivery;
+pub(crate) mod delivery;
 
 pub use delivery::{plan_delivery, plan_route_delivery};
 

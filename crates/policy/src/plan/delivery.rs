@@ -834,4 +834,4 @@ fn tlsa_report(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

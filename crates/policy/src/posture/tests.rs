@@ -144,3 +144,65 @@ fn what_a_delivery_could_not_see_keeps_its_last_known_value() {
         .collect();
     assert_eq!(names, ["sts-record-gone"]);
 }
+
+#[test]
+fn the_posture_reads_what_the_gathered_facts_show_and_leaves_failures_unknown() {
+    use crate::plan::delivery::tests::{bogus, domain, fetch_failed, none, sts, unusable, usable};
+    use crate::sts::StsMode;
+    let rows = [
+        (
+            "no MTA-STS record, insecure MX, no TLSA",
+            domain(Dnssec::Insecure, none(), none()),
+            (StsPosture::NoRecord, TlsaPosture::None, Some(false)),
+        ),
+        (
+            "RFC 8461 §5: a policy in force, with its mode, id and mx patterns",
+            sts(
+                domain(Dnssec::Secure, usable(), none()),
+                StsMode::Enforce,
+                &["mx1.example.org"],
+            ),
+            (
+                policy_of("enforce", "1", "mx1.example.org"),
+                TlsaPosture::Usable,
+                Some(true),
+            ),
+        ),
+        (
+            "a policy that could not be fetched is unknown, not gone",
+            fetch_failed(domain(Dnssec::Secure, unusable(), unusable())),
+            (StsPosture::Unknown, TlsaPosture::Unusable, Some(true)),
+        ),
+        (
+            "RFC 7672 §2.1.1: a bogus TLSA answer hides that host: unknown",
+            domain(Dnssec::Secure, bogus(), none()),
+            (StsPosture::NoRecord, TlsaPosture::Unknown, Some(true)),
+        ),
+        (
+            "a usable host elsewhere stands, whatever a bogus one hides",
+            domain(Dnssec::Secure, bogus(), usable()),
+            (StsPosture::NoRecord, TlsaPosture::Usable, Some(true)),
+        ),
+        (
+            "an indeterminate MX status is unknown",
+            domain(Dnssec::Indeterminate, none(), none()),
+            (StsPosture::NoRecord, TlsaPosture::None, None),
+        ),
+    ];
+    for (rule, facts, (sts, tlsa, mx_secure)) in rows {
+        let got = posture_of(&facts);
+        assert_eq!(
+            (got.sts, got.tlsa, got.mx_secure),
+            (sts, tlsa, mx_secure),
+            "{rule}"
+        );
+    }
+}
+
+fn policy_of(mode: &str, id: &str, mx: &str) -> StsPosture {
+    StsPosture::Policy {
+        mode: mode.to_owned(),
+        id: id.to_owned(),
+        mx: vec![mx.to_owned()],
+    }
+}

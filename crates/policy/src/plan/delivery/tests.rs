@@ -11,7 +11,7 @@ mod mx;
 
 const DOMAIN: &str = "example.org";
 
-fn usable() -> TlsaFacts {
+pub(crate) fn usable() -> TlsaFacts {
     TlsaFacts::Records {
         base_domain: "mx1.example.org".to_owned(),
         records: vec![TlsaRecord {
@@ -23,7 +23,7 @@ fn usable() -> TlsaFacts {
     }
 }
 
-fn unusable() -> TlsaFacts {
+pub(crate) fn unusable() -> TlsaFacts {
     TlsaFacts::Records {
         base_domain: "mx1.example.org".to_owned(),
         records: vec![TlsaRecord {
@@ -35,21 +35,21 @@ fn unusable() -> TlsaFacts {
     }
 }
 
-fn bogus() -> TlsaFacts {
+pub(crate) fn bogus() -> TlsaFacts {
     TlsaFacts::Failed {
         dnssec: Dnssec::Bogus,
         reason: "rrsig expired".to_owned(),
     }
 }
 
-fn none() -> TlsaFacts {
+pub(crate) fn none() -> TlsaFacts {
     TlsaFacts::NotApplicable {
         reason: "insecure".to_owned(),
     }
 }
 
 /// Two MX hosts, `mx1` (10) and `mx2` (20), with the given TLSA facts.
-fn domain(mx_dnssec: Dnssec, tlsa1: TlsaFacts, tlsa2: TlsaFacts) -> DomainFacts {
+pub(crate) fn domain(mx_dnssec: Dnssec, tlsa1: TlsaFacts, tlsa2: TlsaFacts) -> DomainFacts {
     let host = |name: &str, tlsa| HostFacts {
         name: name.to_owned(),
         canonical: None,
@@ -86,7 +86,7 @@ fn domain(mx_dnssec: Dnssec, tlsa1: TlsaFacts, tlsa2: TlsaFacts) -> DomainFacts 
 }
 
 /// Adds an MTA-STS policy of `mode` listing `mx`.
-fn sts(mut facts: DomainFacts, mode: StsMode, mx: &[&str]) -> DomainFacts {
+pub(crate) fn sts(mut facts: DomainFacts, mode: StsMode, mx: &[&str]) -> DomainFacts {
     facts.sts = StsFacts {
         record: StsRecordFacts::Present { id: "1".to_owned() },
         policy: Some(StsPolicyFacts {
@@ -106,7 +106,7 @@ fn sts(mut facts: DomainFacts, mode: StsMode, mx: &[&str]) -> DomainFacts {
     facts
 }
 
-fn fetch_failed(mut facts: DomainFacts) -> DomainFacts {
+pub(crate) fn fetch_failed(mut facts: DomainFacts) -> DomainFacts {
     facts.sts = StsFacts {
         record: StsRecordFacts::Present { id: "2".to_owned() },
         policy: None,
