@@ -47,18 +47,14 @@ fn gunzip_json(bytes: &[u8]) -> Option<Value> {
     serde_json::from_str(&json).ok()
 }
 
-/// Validates `report` against the project's RFC 8460 schema with Python's `jsonschema`
-/// (installed by `tests/lab/up`), independently of the relay's own check.
-fn assert_schema_valid(report: &Value) {
-    let schema = repo_root().join("crates/tlsrpt/schema/tlsrpt-report.schema.json");
-    let script = "import json,sys,jsonschema\n\
-                  schema=json.load(open(sys.argv[1]))\n\
-                  jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(json.load(sys.stdin))";
+/// Runs `python3 -c script args...` with `input` on standard input; its output.
+fn python(script: &str, args: &[&std::ffi::OsStr], input: &[u8]) -> std::process::Output {
     let mut child = Command::new("python3")
         .arg("-c")
         .arg(script)
-        .arg(schema)
+        .args(args)
         .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("python3 runs");
@@ -66,9 +62,19 @@ fn assert_schema_valid(report: &Value) {
         .stdin
         .take()
         .expect("stdin")
-        .write_all(report.to_string().as_bytes())
-        .expect("report written");
-    let out = child.wait_with_output().expect("python3 finishes");
+        .write_all(input)
+        .expect("input written");
+    child.wait_with_output().expect("python3 finishes")
+}
+
+/// Validates `report` against the project's RFC 8460 schema with Python's `jsonschema`
+/// (installed by `tests/lab/up`), independently of the relay's own check.
+fn assert_schema_valid(report: &Value) {
+    let schema = repo_root().join("crates/tlsrpt/schema/tlsrpt-report.schema.json");
+    let script = "import json,sys,jsonschema\n\
+                  schema=json.load(open(sys.argv[1]))\n\
+                  jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(json.load(sys.stdin))";
+    let out = python(script, &[schema.as_os_str()], report.to_string().as_bytes());
     assert!(
         out.status.success(),
         "jsonschema rejects {report}: {}",
@@ -168,22 +174,7 @@ fn parsedmarc_reading(wire: Wire<'_>) -> Reading {
                   assert parsed['report_type']=='smtp_tls', parsed['report_type']\n\
                   out=[[p['policy_domain'],p['policy_type'],p['successful_session_count'],p['failed_session_count'],sorted(d['result_type'] for d in p.get('failure_details',[]))] for p in parsed['report']['policies']]\n\
                   print(json.dumps(out))";
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(mode)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(bytes)
-        .expect("report written");
-    let out = child.wait_with_output().expect("python3 finishes");
+    let out = python(script, &[std::ffi::OsStr::new(mode)], bytes);
     assert!(
         out.status.success(),
         "parsedmarc refuses the {mode} report: {}",

@@ -549,38 +549,20 @@ pub(crate) fn ask_or_report(socket: &Path, request: &Request) -> Option<Value> {
     }
 }
 
-fn run_request(socket: &Path, request: Request, json_output: bool) -> ExitCode {
-    let answer = match block_on(ask(socket, &request)) {
-        Ok(answer) => answer,
-        Err(code) => return code,
+/// One request to the running server, its result printed (JSON or the request's rendering).
+pub(crate) fn run_request(socket: &Path, request: Request, json_output: bool) -> ExitCode {
+    let Some(result) = ask_or_report(socket, &request) else {
+        return ExitCode::FAILURE;
     };
-    match answer {
-        Err(e) => {
-            eprintln!("{e:#}");
-            ExitCode::FAILURE
-        }
-        Ok(v) if v["ok"] == true => {
-            let result = &v["result"];
-            if json_output {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(result).unwrap_or_default()
-                );
-            } else {
-                print!("{}", render(&request, result));
-            }
-            ExitCode::SUCCESS
-        }
-        Ok(v) => {
-            eprintln!(
-                "{}",
-                v["error"]
-                    .as_str()
-                    .unwrap_or("the server refused the request")
-            );
-            ExitCode::FAILURE
-        }
+    if json_output {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&result).unwrap_or_default()
+        );
+    } else {
+        print!("{}", render(&request, &result));
     }
+    ExitCode::SUCCESS
 }
 
 fn block_on<T>(work: impl Future<Output = T>) -> Result<T, ExitCode> {

@@ -37,18 +37,7 @@ pub fn run(socket: &Path, action: PolicyAction, json_output: bool) -> ExitCode {
         since_secs: since.as_secs(),
         domain,
     };
-    let Some(result) = crate::control::ask_or_report(socket, &request) else {
-        return ExitCode::FAILURE;
-    };
-    if json_output {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&result).unwrap_or_default()
-        );
-    } else {
-        print!("{}", render(&result));
-    }
-    ExitCode::SUCCESS
+    crate::control::run_request(socket, request, json_output)
 }
 
 /// The server's answer: the alarm (if up) and the changes.

@@ -691,9 +691,8 @@ async fn connect(endpoint: &Endpoint<'_>, limit: Duration) -> Result<TcpStream, 
 
 #[cfg(test)]
 mod tests {
-    use strictmx_policy::report::{PolicyType, ReportPolicy};
-
     use super::*;
+    use crate::transport::sessions::tests::planned_host;
 
     /// A server that greets and answers EHLO without STARTTLS, then waits.
     async fn plaintext_server() -> SocketAddr {
@@ -740,20 +739,7 @@ mod tests {
         ];
         for (requirement, allowed) in requirements {
             let plan = SessionPlan {
-                host: PlannedHost {
-                    host: "mx.example".to_owned(),
-                    preference: 10,
-                    requirement: requirement.clone(),
-                    pins: Vec::new(),
-                    min_tls_version: None,
-                    report: ReportPolicy {
-                        policy_type: PolicyType::NoPolicyFound,
-                        policy_string: Vec::new(),
-                        policy_domain: "example".to_owned(),
-                        mx_host: Vec::new(),
-                    },
-                    testing: None,
-                },
+                host: planned_host(requirement.clone()),
                 requiretls: false,
             };
             let session = PlainSession::open(&endpoint, plan, timeouts)

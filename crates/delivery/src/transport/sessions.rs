@@ -180,7 +180,7 @@ impl SessionLog {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::net::Ipv4Addr;
 
     use strictmx_policy::report::{PolicyType, ReportPolicy, ResultType};
@@ -191,10 +191,15 @@ mod tests {
     use crate::transport::tls::{CertificateCheck, TlsInfo};
 
     fn host() -> PlannedHost {
+        planned_host(TlsRequirement::Opportunistic)
+    }
+
+    /// `mx.example` planned under `requirement`, reported as no policy found.
+    pub(crate) fn planned_host(requirement: TlsRequirement) -> PlannedHost {
         PlannedHost {
             host: "mx.example".to_owned(),
             preference: 10,
-            requirement: TlsRequirement::Opportunistic,
+            requirement,
             pins: Vec::new(),
             min_tls_version: None,
             report: ReportPolicy {

@@ -35,7 +35,7 @@ pub async fn run(secs: u64, rate: f64, size: usize) -> anyhow::Result<()> {
             script: SCRIPT,
             data_reply_delay: Duration::from_millis(30),
             body_limit: KEEP,
-            starttls: None,
+            ..SinkOptions::default()
         },
     )
     .await?;
