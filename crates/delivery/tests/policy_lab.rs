@@ -414,6 +414,7 @@ async fn a_rule_that_tightens_defers_a_domain_without_dane() {
         min_tls_version: None,
         fail_closed: false,
         insecure_relax: None,
+        ..Rule::default()
     };
     let setup = setup(vec![rule]).await;
     let (report, rcpt) = deliver(&setup, "selfsigned.test", false).await;
@@ -436,6 +437,7 @@ async fn a_rule_that_relaxes_a_published_policy_delivers_to_a_broken_certificate
         min_tls_version: None,
         fail_closed: false,
         insecure_relax: Some(Relax::Encrypted),
+        ..Rule::default()
     };
     let setup = setup(vec![rule]).await;
     let (report, rcpt) = deliver(&setup, "sts-enforce-badcert.test", false).await;
@@ -477,6 +479,7 @@ async fn replace_policy_applies_to_the_next_job_and_explain_shows_the_plan() {
         min_tls_version: None,
         fail_closed: false,
         insecure_relax: None,
+        ..Rule::default()
     };
     setup.transport.replace_policy(PolicySettings {
         rules: vec![rule],
