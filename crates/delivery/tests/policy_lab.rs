@@ -21,6 +21,13 @@ use strictmx_spool::{
     AttemptOutcome, ClientInfo, Envelope, EnvelopeRecipient, MessageKind, PeerAuth, Spool,
     SpoolSettings,
 };
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
 use strictmx_test_support::lab::{Lab, unique_rcpt};
 
 struct Setup {
@@ -491,4 +498,94 @@ async fn replace_policy_applies_to_the_next_job_and_explain_shows_the_plan() {
         "{report:?}"
     );
     assert_eq!(received(&setup, "mx.plain.test", &rcpt), 0);
+}
+
+// Issue 11, "Exceptions that expire": the exception lets a broken certificate through, says so
+// in the attempt record and `explain`, and stops at its expiry second without a reload.
+#[tokio::test]
+async fn an_exception_delivers_until_it_expires_and_then_stops_on_its_own() {
+    let setup = setup(Vec::new()).await;
+    let expires = unix_now() + 4;
+    let exception = Rule {
+        name: "partner-relax".to_owned(),
+        domains: vec![
+            DomainPattern::Exact("sts-enforce-badcert.test".to_owned()),
+            DomainPattern::Exact("sts-enforce.test".to_owned()),
+        ],
+        insecure_relax: Some(Relax::Encrypted),
+        expires: Some(expires),
+        reason: Some("ticket 4711".to_owned()),
+        ..Rule::default()
+    };
+    setup.transport.replace_policy(PolicySettings {
+        rules: vec![exception],
+        ..PolicySettings::default()
+    });
+
+    let (report, rcpt) = deliver(&setup, "sts-enforce-badcert.test", false).await;
+    assert_eq!(status(&report), "delivered", "{report:?}");
+    assert_eq!(received(&setup, "mx.sts-enforce-badcert.test", &rcpt), 1);
+    let attempt = last_attempt(&report);
+    assert_eq!(attempt.rules, ["partner-relax"]);
+    let used = &attempt.exceptions[..];
+    assert_eq!(used.len(), 1, "{attempt:?}");
+    assert_eq!(
+        (
+            used[0].rule.as_str(),
+            used[0].expires,
+            used[0].reason.as_deref()
+        ),
+        ("partner-relax", Some(expires), Some("ticket 4711"))
+    );
+    // Without the exception MTA-STS enforce would have refused this certificate: it was spared.
+    let spared = used[0].spared.as_deref().expect("spared");
+    assert!(spared.contains("certificate-host-mismatch"), "{spared}");
+
+    // A receiver with a good certificate passes without the exception too: nothing spared.
+    let (report, _) = deliver(&setup, "sts-enforce.test", false).await;
+    assert_eq!(status(&report), "delivered", "{report:?}");
+    let used = &last_attempt(&report).exceptions;
+    assert_eq!(
+        (used.len(), used[0].spared.as_deref()),
+        (1, None),
+        "{used:?}"
+    );
+
+    let explained = setup
+        .transport
+        .explain(
+            "sts-enforce-badcert.test",
+            strictmx_policy::MessageFacts::default(),
+        )
+        .await;
+    assert_eq!(
+        explained.alternatives.exceptions[0].term.rule,
+        "partner-relax"
+    );
+    assert!(explained.expired.is_empty());
+
+    let wait = (expires + 1).saturating_sub(unix_now());
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    let (report, rcpt) = deliver(&setup, "sts-enforce-badcert.test", false).await;
+    assert!(
+        matches!(outcome(&report), RecipientOutcome::Deferred { .. }),
+        "{report:?}"
+    );
+    assert_eq!(received(&setup, "mx.sts-enforce-badcert.test", &rcpt), 0);
+    let attempt = last_attempt(&report);
+    assert_eq!(attempt.policy, "sts-enforce");
+    assert!(
+        attempt.rules.is_empty() && attempt.exceptions.is_empty(),
+        "{attempt:?}"
+    );
+    assert_eq!(failures(&report), [ResultType::CertificateHostMismatch]);
+    let explained = setup
+        .transport
+        .explain(
+            "sts-enforce-badcert.test",
+            strictmx_policy::MessageFacts::default(),
+        )
+        .await;
+    assert!(explained.alternatives.is_empty());
+    assert_eq!(explained.expired[0].rule, "partner-relax");
 }

@@ -25,6 +25,6 @@ pub use sts_cache::CachedStsPolicy;
 pub use tlsrpt::{TlsrptCounters, TlsrptDetailCount, TlsrptFailure, TlsrptSession};
 pub use types::{
     AttemptOutcome, AttemptRecord, BouncedMessage, ClientInfo, DueMessage, DueRecipient, Envelope,
-    EnvelopeRecipient, MessageKind, PeerAuth, QueueEntry, QueueRecipient, RecipientState,
-    RecipientUpdate, SpoolStats, StoredMessage,
+    EnvelopeRecipient, ExceptionUse, MessageKind, PeerAuth, QueueEntry, QueueRecipient,
+    RecipientState, RecipientUpdate, ShadowOutcome, ShadowVerdict, SpoolStats, StoredMessage,
 };

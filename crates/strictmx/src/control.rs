@@ -809,7 +809,7 @@ fn render_show(m: &Value) -> String {
     out.push_str("attempts:\n");
     for a in m["attempts"].as_array().cloned().unwrap_or_default() {
         out.push_str(&format!(
-            "  {}  {}  mx={} ip={} tls={} cipher={} verified={} auth={} policy={}{} requirement={}{} -> {} ({} ms): {}\n",
+            "  {}  {}  mx={} ip={} tls={} cipher={} verified={} auth={} policy={}{}{} requirement={}{} -> {} ({} ms): {}\n",
             a["at"].as_u64().map(time_millis).unwrap_or_default(),
             text(&a["domain"]),
             or_dash(&a["mx"]),
@@ -823,6 +823,7 @@ fn render_show(m: &Value) -> String {
                 r if r.is_empty() => String::new(),
                 r => format!(" rules={r}"),
             },
+            crate::shadow_cmd::attempt_notes(&a),
             or_dash(&a["requirement"]),
             match text(&a["result_type"]) {
                 r if r.is_empty() => String::new(),

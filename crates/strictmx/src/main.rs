@@ -17,6 +17,7 @@ mod metrics;
 mod reload;
 mod selector;
 mod serve;
+mod shadow_cmd;
 mod terminal;
 mod tlsrpt_cmd;
 

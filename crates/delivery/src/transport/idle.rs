@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use strictmx_policy::PlannedHost;
 
-use crate::transport::attempt::AttemptScope;
+use crate::transport::attempt::{AttemptScope, WhatIf};
 
 /// How long a spare session waits for another job.
 pub(crate) const IDLE_FOR: Duration = Duration::from_secs(5);
@@ -31,6 +31,9 @@ pub(crate) struct IdleKey {
     pub(crate) requiretls: bool,
     /// The route's AUTH user the session logged in as, if any.
     pub(crate) login: Option<String>,
+    /// What the matching shadow rules and exceptions asked of the host: their verdicts on
+    /// the session go into every attempt over it, so they must be the same.
+    pub(crate) what_if: Vec<WhatIf>,
 }
 
 /// A spare session with what its attempts record, and how many messages it carried.
@@ -139,6 +142,7 @@ mod tests {
             addr: SocketAddr::from(([192, 0, 2, 1], port)),
             requiretls: false,
             login: None,
+            what_if: Vec::new(),
         }
     }
 
