@@ -9,6 +9,7 @@ pub mod fault;
 mod id;
 mod index;
 mod settings;
+mod shadow;
 mod spool;
 mod store;
 mod sts_cache;
@@ -20,6 +21,10 @@ mod writer;
 pub use error::SpoolError;
 pub use id::{MessageId, MessageIdDisplay, format_id, parse_id};
 pub use settings::SpoolSettings;
+pub use shadow::{
+    SHADOW_KEEP_DAYS, ShadowCount, ShadowDomain, ShadowReason, ShadowRuleReport,
+    report as shadow_report,
+};
 pub use spool::{FileStore, Spool, StoreOpener};
 pub use sts_cache::CachedStsPolicy;
 pub use tlsrpt::{TlsrptCounters, TlsrptDetailCount, TlsrptFailure, TlsrptSession};
