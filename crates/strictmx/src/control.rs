@@ -121,6 +121,8 @@ pub enum Request {
     Reload,
     /// `strictmx tlsrpt preview|send`.
     Tlsrpt(TlsrptRequest),
+    /// `strictmx shadow report`.
+    Shadow(crate::shadow_cmd::ShadowRequest),
 }
 
 /// The server side, bound before the server starts serving.
@@ -345,6 +347,7 @@ async fn execute(
             Err(errors) => json!({ "reloaded": false, "errors": errors.to_string() }),
         },
         Request::Tlsrpt(request) => tlsrpt_cmd::handle(request, tlsrpt).await?,
+        Request::Shadow(request) => crate::shadow_cmd::handle(&request, spool, live)?,
     })
 }
 

@@ -110,6 +110,17 @@ enum Command {
         #[command(subcommand)]
         action: tlsrpt_cmd::TlsrptAction,
     },
+    /// Shadow rules of the running server: what they would have stopped.
+    Shadow {
+        /// The server's configuration file (to find its control socket).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        action: shadow_cmd::ShadowAction,
+    },
     /// Read a password on standard input and print its argon2id hash for `[[auth.user]]`.
     HashPassword,
 }
@@ -195,6 +206,14 @@ fn main() -> ExitCode {
             action,
         } => match load(config.as_ref()) {
             Ok(config) => control::run_tlsrpt(&config.control_socket, action, json),
+            Err(code) => code,
+        },
+        Command::Shadow {
+            config,
+            json,
+            action,
+        } => match load(config.as_ref()) {
+            Ok(config) => shadow_cmd::run(&config.control_socket, action, json),
             Err(code) => code,
         },
         Command::HashPassword => hash_password(),
