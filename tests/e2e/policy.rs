@@ -433,6 +433,13 @@ async fn a_shadow_rule_is_reported_by_the_running_server_and_promoted_by_reload(
         assert!(scrape.contains(line), "{line} in {scrape}");
     }
 
+    // `explain` shows the shadow rule apart from the plan it does not change.
+    let e = explain(&relay, "plain.test");
+    assert_eq!(e["outcome"]["policy"], "default-opportunistic", "{e:#}");
+    let shadow = &e["alternatives"]["shadows"][0];
+    assert_eq!(shadow["term"]["rule"], "dane-trial", "{e:#}");
+    assert_eq!(shadow["outcome"]["kind"], "defer", "{e:#}");
+
     rewrite_rules(&relay, "mode = \"shadow\"", "mode = \"enforce\"");
     let out = relay.cli(&["reload"]).unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
@@ -446,4 +453,81 @@ async fn a_shadow_rule_is_reported_by_the_running_server_and_promoted_by_reload(
     let reply = deferred["reply"].as_str().unwrap_or_default();
     assert!(reply.contains("a rule requires DANE"), "{deferred}");
     assert!(lab.received_for("mx.plain.test", &rcpt).unwrap().is_empty());
+}
+
+// Issue 11, "Exceptions that expire": the exception lets the broken certificate through and the
+// attempt says so; at its expiry it stops by itself, with one warning, and mail defers again.
+#[tokio::test]
+async fn an_exception_stops_at_its_expiry_without_a_reload_and_warns_once() {
+    let lab = Lab::get().unwrap();
+    let dir = TestDir::new("policy-expiry").unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expires = now + 8;
+    let at =
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(expires));
+    let rules = format!(
+        "[[rule]]\nname = \"partner-relax\"\ndomains = [\"sts-enforce-badcert.test\"]\n\
+         insecure_relax = \"encrypted\"\nexpires = \"{at}\"\nreason = \"ticket 4711\"\n"
+    );
+    let relay = relay_in_lab(&lab, &dir, &rules).await;
+    let first = unique_rcpt("sts-enforce-badcert.test");
+    submit(&relay, &first).await;
+    let delivered = attempt(&relay, "sts-enforce-badcert.test", "delivered").await;
+    let exceptions = delivered["exceptions"].as_str().unwrap_or_default();
+    assert_eq!(
+        exceptions,
+        format!("partner-relax (until {at})!"),
+        "{delivered}"
+    );
+    assert_eq!(
+        lab.received_for("mx.sts-enforce-badcert.test", &first)
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let wait = (expires + 1).saturating_sub(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    );
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    let deferred_after_expiry = |v: &Value| {
+        v["message"] == "delivery attempt"
+            && v["outcome"] == "deferred"
+            && v["domain"] == "sts-enforce-badcert.test"
+            && v["result_type"] == "certificate-host-mismatch"
+            && v["exceptions"] == "-"
+    };
+    for n in 1..=2 {
+        let rcpt = unique_rcpt("sts-enforce-badcert.test");
+        submit(&relay, &rcpt).await;
+        // This message's own deferral: one more such line than before.
+        wait_for(WAIT, || {
+            let seen = relay
+                .logs()
+                .iter()
+                .filter(|v| deferred_after_expiry(v))
+                .count();
+            Ok((seen >= n).then_some(()))
+        })
+        .await
+        .unwrap();
+        assert!(
+            lab.received_for("mx.sts-enforce-badcert.test", &rcpt)
+                .unwrap()
+                .is_empty()
+        );
+    }
+    let warned = relay
+        .logs()
+        .iter()
+        .filter(|v| v["message"] == "rule expired: it no longer applies")
+        .inspect(|v| assert_eq!(v["rule"], "partner-relax", "{v}"))
+        .count();
+    assert_eq!(warned, 1, "one warning, however many deliveries");
 }
