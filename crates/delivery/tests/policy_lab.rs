@@ -776,3 +776,26 @@ async fn shadow_rules_over_mixed_destinations_change_nothing_and_count_what_they
     let reply = &last_attempt(&report).reply;
     assert!(reply.contains("a rule requires DANE"), "{reply}");
 }
+
+// Issue 11: what an exception spared is judged with the checks of the plan without it: for a
+// DANE-TA(2) receiver (RFC 7672 §3.1.2) the chain is validated to the TLSA-matched anchor again,
+// although the relaxed session itself asked for no DANE check; a good chain spares nothing.
+#[tokio::test]
+async fn an_exception_over_a_good_dane_ta_receiver_spares_nothing() {
+    let exception = Rule {
+        name: "dane-ta-relax".to_owned(),
+        domains: vec![DomainPattern::Exact("dane-ta.test".to_owned())],
+        insecure_relax: Some(Relax::Encrypted),
+        expires: Some(unix_now() + 3600),
+        reason: Some("checking what it spares".to_owned()),
+        ..Rule::default()
+    };
+    let setup = setup(vec![exception]).await;
+    let (report, rcpt) = deliver(&setup, "dane-ta.test", false).await;
+    assert_eq!(status(&report), "delivered", "{report:?}");
+    assert_eq!(received(&setup, "mx.dane-ta.test", &rcpt), 1);
+    let attempt = last_attempt(&report);
+    assert_eq!(attempt.requirement.as_deref(), Some("encrypted"));
+    assert_eq!(attempt.exceptions.len(), 1, "{attempt:?}");
+    assert_eq!(attempt.exceptions[0].spared, None, "{attempt:?}");
+}

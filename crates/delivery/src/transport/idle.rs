@@ -167,6 +167,22 @@ mod tests {
         let mut login = opportunistic.clone();
         login.login = Some("relay-user".to_owned());
         assert!(pool.take(&login).is_none());
+        // Issue 11: its shadow verdicts are recorded for every attempt over it.
+        let mut shadow = opportunistic.clone();
+        shadow.what_if = vec![crate::transport::attempt::WhatIf {
+            kind: crate::transport::attempt::Kind::Shadow,
+            term: strictmx_policy::RuleTerm {
+                rule: "dane-trial".to_owned(),
+                expires: None,
+                reason: None,
+            },
+            standing: strictmx_policy::Standing::Judge {
+                rule: "dane-trial".to_owned(),
+                host: opportunistic.host.clone(),
+            },
+            verdict: None,
+        }];
+        assert!(pool.take(&shadow).is_none());
         assert_eq!(pool.take(&opportunistic).map(|s| s.sent), Some(3));
         assert!(pool.take(&opportunistic).is_none(), "taken once");
     }
