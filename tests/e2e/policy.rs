@@ -354,3 +354,180 @@ async fn a_cnamed_mx_in_another_signed_zone_gets_mail_over_dane_in_validate_mode
     assert_eq!(dane["requirement"], "dane", "{dane}");
     assert_eq!(dane["mx"], "mx.dane-cname.test", "{dane}");
 }
+
+const DANE_TRIAL: &str =
+    "[[rule]]\nname = \"dane-trial\"\nrequire = \"dane-only\"\nmode = \"shadow\"\n";
+
+// Issue 11, "Shadow rules": a shadow rule changes nothing; `strictmx shadow report` (through
+// the control socket, after the messages left the queue) and the metrics say whom it would have
+// stopped and why; `reload` with `mode = "enforce"` promotes it.
+#[tokio::test]
+async fn a_shadow_rule_is_reported_by_the_running_server_and_promoted_by_reload() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let lab = Lab::get().unwrap();
+    let dir = TestDir::new("policy-shadow").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let rules = format!("[metrics]\nlisten = \"{port}\"\n\n{DANE_TRIAL}");
+    let relay = relay_in_lab(&lab, &dir, &rules).await;
+    for (domain, host) in [
+        ("plain.test", "mx.plain.test"),
+        ("dane-ok.test", "mx.dane-ok.test"),
+    ] {
+        let rcpt = unique_rcpt(domain);
+        submit(&relay, &rcpt).await;
+        wait_for(WAIT, || Ok(lab.received_for(host, &rcpt)?.pop()))
+            .await
+            .unwrap_or_else(|e| panic!("{domain}: the shadow rule changes nothing: {e}"));
+        let delivered = attempt(&relay, domain, "delivered").await;
+        let shadow = delivered["shadow"].as_str().unwrap_or_default();
+        let expected = if domain == "plain.test" {
+            "dane-trial:would-defer"
+        } else {
+            "dane-trial:pass"
+        };
+        assert_eq!(shadow, expected, "{delivered}");
+    }
+
+    let out = relay.cli(&["shadow", "report", "--json"]).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dane = &report["rules"][0];
+    assert_eq!(dane["rule"], "dane-trial", "{report:#}");
+    assert_eq!(
+        (dane["messages"].as_u64(), dane["stopped"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(dane["domains"][0]["domain"], "plain.test", "{report:#}");
+    let text = String::from_utf8_lossy(
+        &relay
+            .cli(&["shadow", "report", "--rule", "dane-trial", "--since", "1d"])
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    for expected in [
+        "rule dane-trial: would have stopped 1 of 2 message(s), to 1 of 2 domain(s)",
+        "  plain.test: 1 of 1 message(s)",
+        "a rule requires DANE but the host has no usable TLSA records",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in {text}");
+    }
+
+    let mut scrape = String::new();
+    let mut s = tokio::net::TcpStream::connect(port).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    s.read_to_string(&mut scrape).await.unwrap();
+    for line in [
+        "strictmx_shadow_total{rule=\"dane-trial\",outcome=\"would-defer\"} 1",
+        "strictmx_shadow_total{rule=\"dane-trial\",outcome=\"pass\"} 1",
+    ] {
+        assert!(scrape.contains(line), "{line} in {scrape}");
+    }
+
+    // `explain` shows the shadow rule apart from the plan it does not change.
+    let e = explain(&relay, "plain.test");
+    assert_eq!(e["outcome"]["policy"], "default-opportunistic", "{e:#}");
+    let shadow = &e["alternatives"]["shadows"][0];
+    assert_eq!(shadow["term"]["rule"], "dane-trial", "{e:#}");
+    assert_eq!(shadow["outcome"]["kind"], "defer", "{e:#}");
+
+    rewrite_rules(&relay, "mode = \"shadow\"", "mode = \"enforce\"");
+    let out = relay.cli(&["reload"]).unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("rule `dane-trial` promoted: shadow -> enforce"),
+        "{said}"
+    );
+    let rcpt = unique_rcpt("plain.test");
+    submit(&relay, &rcpt).await;
+    let deferred = attempt(&relay, "plain.test", "deferred").await;
+    let reply = deferred["reply"].as_str().unwrap_or_default();
+    assert!(reply.contains("a rule requires DANE"), "{deferred}");
+    assert!(lab.received_for("mx.plain.test", &rcpt).unwrap().is_empty());
+}
+
+// Issue 11, "Exceptions that expire": the exception lets the broken certificate through and the
+// attempt says so; at its expiry it stops by itself, with one warning, and mail defers again.
+#[tokio::test]
+async fn an_exception_stops_at_its_expiry_without_a_reload_and_warns_once() {
+    let lab = Lab::get().unwrap();
+    let dir = TestDir::new("policy-expiry").unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expires = now + 8;
+    let at =
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(expires));
+    let rules = format!(
+        "[[rule]]\nname = \"partner-relax\"\ndomains = [\"sts-enforce-badcert.test\"]\n\
+         insecure_relax = \"encrypted\"\nexpires = \"{at}\"\nreason = \"ticket 4711\"\n"
+    );
+    let relay = relay_in_lab(&lab, &dir, &rules).await;
+    let first = unique_rcpt("sts-enforce-badcert.test");
+    submit(&relay, &first).await;
+    let delivered = attempt(&relay, "sts-enforce-badcert.test", "delivered").await;
+    let exceptions = delivered["exceptions"].as_str().unwrap_or_default();
+    assert_eq!(
+        exceptions,
+        format!("partner-relax (until {at})!"),
+        "{delivered}"
+    );
+    assert_eq!(
+        lab.received_for("mx.sts-enforce-badcert.test", &first)
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let wait = (expires + 1).saturating_sub(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    );
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    let deferred_after_expiry = |v: &Value| {
+        v["message"] == "delivery attempt"
+            && v["outcome"] == "deferred"
+            && v["domain"] == "sts-enforce-badcert.test"
+            && v["result_type"] == "certificate-host-mismatch"
+            && v["exceptions"] == "-"
+    };
+    for n in 1..=2 {
+        let rcpt = unique_rcpt("sts-enforce-badcert.test");
+        submit(&relay, &rcpt).await;
+        // This message's own deferral: one more such line than before.
+        wait_for(WAIT, || {
+            let seen = relay
+                .logs()
+                .iter()
+                .filter(|v| deferred_after_expiry(v))
+                .count();
+            Ok((seen >= n).then_some(()))
+        })
+        .await
+        .unwrap();
+        assert!(
+            lab.received_for("mx.sts-enforce-badcert.test", &rcpt)
+                .unwrap()
+                .is_empty()
+        );
+    }
+    let warned = relay
+        .logs()
+        .iter()
+        .filter(|v| v["message"] == "rule expired: it no longer applies")
+        .inspect(|v| assert_eq!(v["rule"], "partner-relax", "{v}"))
+        .count();
+    assert_eq!(warned, 1, "one warning, however many deliveries");
+}

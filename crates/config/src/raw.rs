@@ -230,6 +230,9 @@ pub struct RawRule {
     pub min_tls_version: S<String>,
     pub fail_closed: Option<bool>,
     pub insecure_relax: S<String>,
+    pub mode: S<String>,
+    pub expires: S<String>,
+    pub reason: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -1,7 +1,9 @@
 //! `[[rule]]` tables → `strictmx_policy::rules::Rule`: patterns, requirements, pins, overrides.
 //!
 //! Checks each value where it stands (an error names the rule's line and key) and the rule as a
-//! whole (a relax override needs named domains and cannot sit beside a demand for verification).
+//! whole (a relax override needs named domains, a reason and an expiry, and cannot sit beside a
+//! demand for verification or in a shadow rule); warns of rules that expired or expire within a
+//! week of `now`.
 //! What a rule means at delivery time is decided by `strictmx-policy`; rendering the rules back
 //! as TOML for `check-config` is here too, so the two stay in step.
 
@@ -13,20 +15,27 @@ use base64::engine::general_purpose::STANDARD;
 use toml::Spanned;
 
 use strictmx_policy::rules::{
-    DomainPattern, MinRequirement, Pin, Relax, Rule, SenderPattern, TlsVersion,
+    DomainPattern, MinRequirement, Pin, Relax, Rule, RuleMode, SenderPattern, TlsVersion,
 };
 
 use crate::error::Source;
 use crate::raw::RawRule;
 use crate::values;
 
+/// How long before a rule expires `check-config` (and every start and reload) warns of it.
+pub(crate) const EXPIRY_NOTICE: u64 = 7 * 86_400;
+
 /// Validates every `[[rule]]`; rules with errors are left out (the errors make the file invalid).
-pub(crate) fn build(raw: &[RawRule], src: &mut Source<'_>) -> Vec<Rule> {
+/// `now` (unix seconds) is what expiry warnings are reckoned from.
+pub(crate) fn build(raw: &[RawRule], src: &mut Source<'_>, now: u64) -> Vec<Rule> {
     let mut names = HashSet::new();
     let mut rules = Vec::new();
     for (i, r) in raw.iter().enumerate() {
         let errors_before = src.errors.len();
         let rule = build_one(i, r, src);
+        if let (Some(message), Some(v)) = (expiry_warning(&rule, now), &r.expires) {
+            src.warn(v.span(), format!("rule[{i}].expires"), message);
+        }
         if let Some(name) = &r.name
             && !names.insert(rule.name.clone())
         {
@@ -64,6 +73,9 @@ fn build_one(i: usize, r: &RawRule, src: &mut Source<'_>) -> Rule {
         tls_version,
     );
     let insecure_relax = one(src, &key("insecure_relax"), &r.insecure_relax, relax);
+    let mode = one(src, &key("mode"), &r.mode, mode).unwrap_or_default();
+    let expires = one(src, &key("expires"), &r.expires, values::moment);
+    let reason = one(src, &key("reason"), &r.reason, reason);
     let rule = Rule {
         name,
         domains,
@@ -73,6 +85,9 @@ fn build_one(i: usize, r: &RawRule, src: &mut Source<'_>) -> Rule {
         min_tls_version,
         fail_closed: r.fail_closed.unwrap_or(false),
         insecure_relax,
+        mode,
+        expires,
+        reason,
     };
     check_relax(i, r, &rule, src);
     if let (Some(message), Some(v)) = (relax_warning(&rule), &r.insecure_relax) {
@@ -116,11 +131,64 @@ fn check_relax(i: usize, r: &RawRule, rule: &Rule, src: &mut Source<'_>) {
         Some(MinRequirement::Verified | MinRequirement::DaneOnly)
     ) {
         src.error(
-            span,
+            span.clone(),
             &key,
             "insecure_relax accepts an unverified certificate, which contradicts this rule's `require`",
         );
     }
+    // An exception is written down and ends: both keys, or the file is refused.
+    if r.expires.is_none() {
+        src.error(
+            span.clone(),
+            format!("rule[{i}].expires"),
+            "an exception (insecure_relax) must say when it ends: set `expires` to a date such as \"2027-01-31\" or an RFC 3339 time",
+        );
+    }
+    if r.reason.is_none() {
+        src.error(
+            span.clone(),
+            format!("rule[{i}].reason"),
+            "an exception (insecure_relax) must say why it exists: set `reason` (a ticket, the partner's contact)",
+        );
+    }
+    if rule.mode == RuleMode::Shadow {
+        let at = r.mode.as_ref().map_or(span, Spanned::span);
+        src.error(
+            at,
+            format!("rule[{i}].mode"),
+            "a shadow rule shows what it would stop, and insecure_relax stops nothing: enforce the exception (with `expires`) or drop insecure_relax",
+        );
+    }
+}
+
+/// The warning for a rule that expired at `now`, or expires within [`EXPIRY_NOTICE`].
+pub(crate) fn expiry_warning(rule: &Rule, now: u64) -> Option<String> {
+    let expires = rule.expires?;
+    let what = if rule.is_exception() {
+        "exception"
+    } else {
+        "rule"
+    };
+    let reason = rule
+        .reason
+        .as_ref()
+        .map(|r| format!(" (reason: {r})"))
+        .unwrap_or_default();
+    let at = values::moment_text(expires);
+    if now >= expires {
+        return Some(format!(
+            "{what} `{}`{reason} expired at {at} and no longer applies: remove it, or set a later `expires`",
+            rule.name
+        ));
+    }
+    let left = expires - now;
+    (left <= EXPIRY_NOTICE).then(|| {
+        format!(
+            "{what} `{}`{reason} expires at {at}, in {}: it stops applying then by itself; renew it (a later `expires`) if it is still needed",
+            rule.name,
+            humantime::format_duration(std::time::Duration::from_secs(left - left % 60))
+        )
+    })
 }
 
 fn list<T>(
@@ -244,6 +312,24 @@ fn tls_version(text: &str) -> Result<TlsVersion, String> {
     }
 }
 
+fn mode(text: &str) -> Result<RuleMode, String> {
+    match text {
+        "enforce" => Ok(RuleMode::Enforce),
+        "shadow" => Ok(RuleMode::Shadow),
+        other => Err(format!(
+            "`{other}` is not a rule mode: use \"enforce\" (the default) or \"shadow\" (evaluated and recorded, never applied)"
+        )),
+    }
+}
+
+fn reason(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("a reason must not be empty: say why the rule exists".to_owned());
+    }
+    Ok(text.to_owned())
+}
+
 fn relax(text: &str) -> Result<Relax, String> {
     match text {
         "encrypted" => Ok(Relax::Encrypted),
@@ -257,8 +343,12 @@ fn relax(text: &str) -> Result<Relax, String> {
 pub(crate) fn relax_warning(rule: &Rule) -> Option<String> {
     rule.insecure_relax?;
     let domains: Vec<String> = rule.domains.iter().map(domain_text).collect();
+    let until = rule
+        .expires
+        .map(|at| format!(" until {}", values::moment_text(at)))
+        .unwrap_or_default();
     Some(format!(
-        "rule `{}` relaxes published MTA-STS and DANE policy to \"encrypted\" for {}: certificates of these receivers are not verified{}",
+        "rule `{}` relaxes published MTA-STS and DANE policy to \"encrypted\" for {}{until}: certificates of these receivers are not verified{}",
         rule.name,
         domains.join(", "),
         if rule.pins.is_empty() {
@@ -338,6 +428,13 @@ pub(crate) fn render(rules: &[Rule], out: &mut String) {
         let _ = writeln!(out, "fail_closed = {}", r.fail_closed);
         if let Some(Relax::Encrypted) = r.insecure_relax {
             let _ = writeln!(out, "insecure_relax = \"encrypted\"");
+        }
+        let _ = writeln!(out, "mode = {}", q(r.mode.as_str()));
+        if let Some(expires) = r.expires {
+            let _ = writeln!(out, "expires = {}", q(&values::moment_text(expires)));
+        }
+        if let Some(reason) = &r.reason {
+            let _ = writeln!(out, "reason = {}", q(reason));
         }
         out.push('\n');
     }

@@ -330,7 +330,7 @@ fn the_effective_configuration_printed_by_check_config_reads_back_the_same() {
 
 mod rules {
     use strictmx_policy::rules::{
-        DomainPattern, MinRequirement, Pin, Relax, SenderPattern, TlsVersion,
+        DomainPattern, MinRequirement, Pin, Relax, RuleMode, SenderPattern, TlsVersion,
     };
 
     use super::parse;
@@ -414,9 +414,12 @@ mod rules {
         );
     }
 
+    /// The keys every exception must carry.
+    const TERMS: &str = "expires = \"2099-01-31\"\nreason = \"ticket 4711\"\n";
+
     #[test]
     fn insecure_relax_needs_domains_and_must_not_contradict_require() {
-        let errors = parse("[[rule]]\ninsecure_relax = \"encrypted\"\n[[rule]]\ndomains = [\"p.example\"]\nrequire = \"verified\"\ninsecure_relax = \"encrypted\"\n")
+        let errors = parse(&format!("[[rule]]\ninsecure_relax = \"encrypted\"\n{TERMS}[[rule]]\ndomains = [\"p.example\"]\nrequire = \"verified\"\ninsecure_relax = \"encrypted\"\n{TERMS}"))
             .unwrap_err()
             .0;
         let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
@@ -430,15 +433,139 @@ mod rules {
 
     #[test]
     fn insecure_relax_is_accepted_with_a_loud_warning() {
-        let c = parse("[[rule]]\nname = \"partner\"\ndomains = [\"partner.example\"]\ninsecure_relax = \"encrypted\"\n").unwrap();
-        assert_eq!(
-            c.transport.policy.rules[0].insecure_relax,
-            Some(Relax::Encrypted)
-        );
+        let c = parse(&format!("[[rule]]\nname = \"partner\"\ndomains = [\"partner.example\"]\ninsecure_relax = \"encrypted\"\n{TERMS}")).unwrap();
+        let rule = &c.transport.policy.rules[0];
+        assert_eq!(rule.insecure_relax, Some(Relax::Encrypted));
+        assert_eq!(rule.expires, Some(4_073_500_800));
+        assert_eq!(rule.reason.as_deref(), Some("ticket 4711"));
         assert_eq!(c.warnings.len(), 1);
         assert_eq!(c.warnings[0].line, 4);
-        assert!(c.warnings[0].message.contains("partner.example"));
+        assert!(
+            c.warnings[0]
+                .message
+                .contains("partner.example until 2099-01-31T00:00:00Z")
+        );
         assert!(c.warnings[0].message.contains("not verified"));
+    }
+
+    // Issue 11, "Exceptions that expire": an exception without its end or its reason is refused,
+    // naming the missing key at the line of the `insecure_relax` that needs it.
+    #[test]
+    fn an_exception_without_expires_or_reason_is_refused_naming_the_key_and_line() {
+        let rows: &[(&str, &[(usize, &str)])] = &[
+            ("reason = \"ticket 4711\"\n", &[(4, "rule[0].expires")]),
+            ("expires = \"2099-01-31\"\n", &[(4, "rule[0].reason")]),
+            ("", &[(4, "rule[0].expires"), (4, "rule[0].reason")]),
+            (
+                "expires = \"2099-01-31\"\nreason = \"  \"\n",
+                &[(6, "rule[0].reason")],
+            ),
+            (
+                "expires = \"31.01.2099\"\nreason = \"ticket 4711\"\n",
+                &[(5, "rule[0].expires")],
+            ),
+        ];
+        for (terms, want) in rows {
+            let text = format!(
+                "[[rule]]\nname = \"partner\"\ndomains = [\"partner.example\"]\ninsecure_relax = \"encrypted\"\n{terms}"
+            );
+            let errors = parse(&text).unwrap_err().0;
+            let found: Vec<(usize, &str)> =
+                errors.iter().map(|e| (e.line, e.key.as_str())).collect();
+            assert_eq!(found, *want, "{terms}");
+        }
+        let errors = parse(
+            "[[rule]]\ndomains = [\"p.example\"]\ninsecure_relax = \"encrypted\"\nreason = \"r\"\n",
+        )
+        .unwrap_err()
+        .0;
+        assert!(
+            errors[0].message.contains("must say when it ends"),
+            "{errors:?}"
+        );
+        let errors =
+            parse("[[rule]]\nrequire = \"verified\"\nexpires = \"2099-01-31\"\nreason = \"\"\n")
+                .unwrap_err()
+                .0;
+        assert!(
+            errors[0].message.contains("must not be empty"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn any_rule_may_expire_at_a_date_or_an_rfc_3339_time() {
+        let c = parse("[[rule]]\nname = \"a\"\nrequire = \"verified\"\nexpires = \"2099-01-31T18:00:00+01:00\"\n[[rule]]\nname = \"b\"\nrequire = \"verified\"\n").unwrap();
+        let rules = &c.transport.policy.rules;
+        assert_eq!(rules[0].expires, Some(4_073_500_800 + 17 * 3600));
+        assert_eq!(rules[1].expires, None);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    // Issue 11: `check-config` warns 7 days before an expiry, and of a rule already expired.
+    #[test]
+    fn a_rule_expiring_within_a_week_or_expired_is_a_warning_at_its_expires_line() {
+        let now = crate::values::unix_now();
+        let at = |secs: u64| crate::values::moment_text(secs);
+        let rows = [
+            (now + 3 * 86_400, Some("expires at")),
+            (now + 7 * 86_400 - 60, Some("expires at")),
+            (now + 8 * 86_400, None),
+            (now - 60, Some("expired at")),
+        ];
+        for (expires, want) in rows {
+            let text = format!(
+                "[[rule]]\nname = \"partner\"\ndomains = [\"partner.example\"]\ninsecure_relax = \"encrypted\"\nexpires = \"{}\"\nreason = \"ticket 4711\"\n",
+                at(expires)
+            );
+            let c = parse(&text).unwrap();
+            let expiry: Vec<_> = c
+                .warnings
+                .iter()
+                .filter(|w| w.key == "rule[0].expires")
+                .collect();
+            match want {
+                None => assert!(expiry.is_empty(), "{expiry:?}"),
+                Some(words) => {
+                    assert_eq!(expiry.len(), 1, "{:?}", c.warnings);
+                    assert_eq!(expiry[0].line, 5);
+                    assert!(expiry[0].message.contains(words), "{}", expiry[0].message);
+                    assert!(
+                        expiry[0]
+                            .message
+                            .contains("exception `partner` (reason: ticket 4711)"),
+                        "{}",
+                        expiry[0].message
+                    );
+                }
+            }
+        }
+        let three_days = crate::rules::expiry_warning(
+            &strictmx_policy::rules::Rule {
+                name: "r".into(),
+                expires: Some(1_000_000 + 3 * 86_400),
+                ..Default::default()
+            },
+            1_000_000,
+        )
+        .unwrap();
+        assert!(three_days.contains("in 3days"), "{three_days}");
+    }
+
+    #[test]
+    fn a_rule_runs_in_shadow_mode_only_when_asked_and_never_as_an_exception() {
+        let c = parse("[[rule]]\nname = \"try\"\nrequire = \"dane-only\"\nmode = \"shadow\"\n[[rule]]\nname = \"on\"\nrequire = \"verified\"\nmode = \"enforce\"\n[[rule]]\nname = \"plain\"\nrequire = \"verified\"\n").unwrap();
+        let modes: Vec<RuleMode> = c.transport.policy.rules.iter().map(|r| r.mode).collect();
+        assert_eq!(
+            modes,
+            [RuleMode::Shadow, RuleMode::Enforce, RuleMode::Enforce]
+        );
+        let errors = parse(&format!("[[rule]]\nmode = \"audit\"\nrequire = \"verified\"\n[[rule]]\ndomains = [\"p.example\"]\ninsecure_relax = \"encrypted\"\nmode = \"shadow\"\n{TERMS}"))
+            .unwrap_err()
+            .0;
+        let found: Vec<(usize, &str)> = errors.iter().map(|e| (e.line, e.key.as_str())).collect();
+        assert_eq!(found, [(2, "rule[0].mode"), (7, "rule[1].mode")]);
+        assert!(errors[1].message.contains("stops nothing"), "{errors:?}");
     }
 
     #[test]

@@ -116,7 +116,7 @@ pub(crate) fn build(raw: &RawConfig, src: &mut Source<'_>, base: Option<&Path>) 
         retry::build(r, &mut queue, src);
     }
     queue.shutdown_grace = server.shutdown_grace;
-    transport.policy.rules = rules::build(&raw.rules, src);
+    transport.policy.rules = rules::build(&raw.rules, src, values::unix_now());
     let tlsrpt = tlsrpt::build(raw.tlsrpt.as_ref(), &hostname, src, base);
     let watch = watch::build(raw.watch.as_ref(), src);
 

@@ -1,9 +1,12 @@
-//! Parsers for the value types the file uses: durations, sizes, addresses, networks, next hops.
+//! Parsers for the value types the file uses: durations, sizes, addresses, networks, next hops,
+//! moments in time.
 //!
 //! Pure functions from text to typed values; the caller attaches the location to any error.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use strictmx_tlsrpt::Day;
 
 use crate::raw::RawSize;
 
@@ -163,9 +166,119 @@ pub fn next_hop(text: &str) -> Result<(String, u16), String> {
     Ok((domain(host)?, port))
 }
 
+/// A moment as unix seconds: a date `"2027-01-31"` (the start of that day, UTC) or an RFC 3339
+/// date-time `"2027-01-31T18:00:00Z"`, `"2027-01-31T18:00:00+01:00"` (RFC 3339 §5.6; a space
+/// may stand for the `T`, fractions of a second are dropped).
+pub fn moment(text: &str) -> Result<u64, String> {
+    let bad = || {
+        format!(
+            "`{text}` is not a date or time: use a date such as \"2027-01-31\" (the start of that day, UTC) or an RFC 3339 time such as \"2027-01-31T18:00:00+01:00\""
+        )
+    };
+    let (date, time) = match text.get(..10).zip(text.get(10..)) {
+        Some((date, "")) => (date, None),
+        Some((date, rest)) if rest.starts_with(['T', 't', ' ']) => (date, rest.get(1..)),
+        _ => return Err(bad()),
+    };
+    let day = Day::parse(date).ok_or_else(bad)?.start_secs();
+    let Some(time) = time else {
+        return Ok(day);
+    };
+    let seconds = time_of_day(time).ok_or_else(bad)?;
+    u64::try_from(i64::try_from(day).map_err(|_| bad())? + seconds).map_err(|_| bad())
+}
+
+/// `HH:MM:SS[.frac](Z|+HH:MM|-HH:MM)` as seconds since midnight UTC (may fall outside the day).
+fn time_of_day(text: &str) -> Option<i64> {
+    let field = |range: std::ops::Range<usize>, max: i64| {
+        let digits = text.get(range)?;
+        let value: i64 = digits
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| digits.parse().ok())??;
+        (value <= max).then_some(value)
+    };
+    if text.get(2..3) != Some(":") || text.get(5..6) != Some(":") {
+        return None;
+    }
+    // RFC 3339 §5.6 allows a leap second, 60; it counts as the next second here.
+    let local = field(0..2, 23)? * 3600 + field(3..5, 59)? * 60 + field(6..8, 60)?;
+    let mut rest = text.get(8..)?;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        rest = fraction.get(digits..)?;
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.get(..1)? {
+                "+" => 1,
+                "-" => -1,
+                _ => return None,
+            };
+            if rest.len() != 6 || rest.get(3..4) != Some(":") {
+                return None;
+            }
+            let hours: i64 = rest.get(1..3)?.parse().ok()?;
+            let minutes: i64 = rest.get(4..6)?.parse().ok()?;
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            sign * (hours * 3600 + minutes * 60)
+        }
+    };
+    Some(local - offset)
+}
+
+/// `secs` (unix seconds) as an RFC 3339 UTC time, the form [`moment`] reads back.
+pub fn moment_text(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+}
+
+/// The current time in unix seconds.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn moments_are_a_date_at_midnight_utc_or_an_rfc_3339_time() {
+        // 2027-01-31T00:00:00Z
+        let day = 1_801_353_600;
+        let table: &[(&str, Option<u64>)] = &[
+            ("2027-01-31", Some(day)),
+            ("2027-01-31T00:00:00Z", Some(day)),
+            ("2027-01-31t18:30:05z", Some(day + 18 * 3600 + 30 * 60 + 5)),
+            ("2027-01-31 18:00:00Z", Some(day + 18 * 3600)),
+            ("2027-01-31T18:00:00.25Z", Some(day + 18 * 3600)),
+            ("2027-01-31T18:00:00+01:00", Some(day + 17 * 3600)),
+            ("2027-01-31T00:30:00-02:30", Some(day + 3 * 3600)),
+            ("2027-02-29", None),
+            ("2027-1-31", None),
+            ("31.01.2027", None),
+            ("2027-01-31T18:00:00", None),
+            ("2027-01-31T24:00:00Z", None),
+            ("2027-01-31T18:00Z", None),
+            ("2027-01-31T18:00:00+0100", None),
+            ("2027-01-31T18:00:00.Z", None),
+            ("2027-01-31T+8:00:00Z", None),
+            ("next friday", None),
+            ("", None),
+        ];
+        for (text, want) in table {
+            assert_eq!(moment(text).ok(), *want, "{text}");
+        }
+        assert_eq!(moment_text(day), "2027-01-31T00:00:00Z");
+        assert_eq!(moment(&moment_text(day + 61)).ok(), Some(day + 61));
+    }
 
     #[test]
     fn sizes_accept_bytes_and_binary_and_decimal_units() {

@@ -26,11 +26,13 @@ mod settings;
 mod tls;
 mod wire;
 
+use std::collections::HashSet;
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
-use strictmx_policy::{MessageFacts, PlanOutcome, PolicySettings};
+use strictmx_policy::rules::Rule;
+use strictmx_policy::{Alternatives, MessageFacts, PlanOutcome, PolicySettings, RuleTerm};
 
 pub use error::{Stage, TransportError};
 pub use facts::{Destination, FactSource};
@@ -45,13 +47,18 @@ pub use wire::Capabilities;
 use crate::job::{Deliver, DeliveryJob, DeliveryReport};
 use tls::TlsSetup;
 
-/// What `explain` shows: the facts gathered for a domain and the plan made from them.
+/// What `explain` shows: the facts gathered for a domain, the plan made from them, and apart
+/// from it what each matching shadow rule and exception changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Explanation {
     pub domain: String,
     pub message: MessageFacts,
     pub facts: Destination,
     pub outcome: PlanOutcome,
+    /// The plans had each matching shadow rule been enforced, and without each exception.
+    pub alternatives: Alternatives,
+    /// Matching rules that expired and no longer apply.
+    pub expired: Vec<RuleTerm>,
 }
 
 /// What may change while the transport runs (`replace_policy`, `replace_routes`), swapped as
@@ -74,6 +81,8 @@ pub struct Transport<F> {
     live: RwLock<Arc<LivePolicy>>,
     /// Sessions kept open for the next job to the same host (`idle`).
     idle: Arc<idle::IdlePool<run::Established>>,
+    /// The expired rules already warned about, by name and expiry.
+    expired_noted: Mutex<HashSet<(String, u64)>>,
 }
 
 impl<F: FactSource> Transport<F> {
@@ -91,6 +100,7 @@ impl<F: FactSource> Transport<F> {
             tls,
             live: RwLock::new(Arc::new(live)),
             idle: Arc::default(),
+            expired_noted: Mutex::default(),
         })
     }
 
@@ -168,12 +178,40 @@ impl<F: FactSource> Transport<F> {
     pub async fn explain(&self, domain: &str, message: MessageFacts) -> Explanation {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
         let facts = self.destination(&domain).await;
-        let outcome = run::plan_for(&facts, &message, &self.policy());
+        let evaluation = run::evaluate_for(&facts, &message, &self.policy(), run::unix_now());
         Explanation {
             domain,
             message,
             facts,
-            outcome,
+            outcome: evaluation.outcome,
+            alternatives: evaluation.alternatives,
+            expired: evaluation.expired,
+        }
+    }
+
+    /// Warns once per rule (and expiry) that it expired at `now` and no longer applies: a rule
+    /// stops on its own at the time given, without a reload.
+    fn note_expired(&self, rules: &[Rule], now: u64) {
+        let expired = rules.iter().filter(|rule| rule.expired(now));
+        for rule in expired {
+            let Some(expires) = rule.expires else {
+                continue;
+            };
+            let first = self
+                .expired_noted
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert((rule.name.clone(), expires));
+            if first {
+                let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(expires);
+                tracing::warn!(
+                    rule = %rule.name,
+                    expires = %humantime::format_rfc3339_seconds(at),
+                    reason = rule.reason.as_deref().unwrap_or("-"),
+                    exception = rule.is_exception(),
+                    "rule expired: it no longer applies"
+                );
+            }
         }
     }
 

@@ -18,9 +18,16 @@ use strictmx_resolve::{
     DnsResolver, DnssecMode, FactGatherer, GatherSettings, ResolverSettings, StsSettings, StsSource,
 };
 use strictmx_spool::{
-    AttemptOutcome, ClientInfo, Envelope, EnvelopeRecipient, MessageKind, PeerAuth, Spool,
-    SpoolSettings,
+    AttemptOutcome, ClientInfo, Envelope, EnvelopeRecipient, MessageKind, PeerAuth, RecipientState,
+    RecipientUpdate, ShadowOutcome, Spool, SpoolSettings,
 };
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
 use strictmx_test_support::lab::{Lab, unique_rcpt};
 
 struct Setup {
@@ -414,6 +421,7 @@ async fn a_rule_that_tightens_defers_a_domain_without_dane() {
         min_tls_version: None,
         fail_closed: false,
         insecure_relax: None,
+        ..Rule::default()
     };
     let setup = setup(vec![rule]).await;
     let (report, rcpt) = deliver(&setup, "selfsigned.test", false).await;
@@ -436,6 +444,7 @@ async fn a_rule_that_relaxes_a_published_policy_delivers_to_a_broken_certificate
         min_tls_version: None,
         fail_closed: false,
         insecure_relax: Some(Relax::Encrypted),
+        ..Rule::default()
     };
     let setup = setup(vec![rule]).await;
     let (report, rcpt) = deliver(&setup, "sts-enforce-badcert.test", false).await;
@@ -477,6 +486,7 @@ async fn replace_policy_applies_to_the_next_job_and_explain_shows_the_plan() {
         min_tls_version: None,
         fail_closed: false,
         insecure_relax: None,
+        ..Rule::default()
     };
     setup.transport.replace_policy(PolicySettings {
         rules: vec![rule],
@@ -488,4 +498,304 @@ async fn replace_policy_applies_to_the_next_job_and_explain_shows_the_plan() {
         "{report:?}"
     );
     assert_eq!(received(&setup, "mx.plain.test", &rcpt), 0);
+}
+
+// Issue 11, "Exceptions that expire": the exception lets a broken certificate through, says so
+// in the attempt record and `explain`, and stops at its expiry second without a reload.
+#[tokio::test]
+async fn an_exception_delivers_until_it_expires_and_then_stops_on_its_own() {
+    let setup = setup(Vec::new()).await;
+    let expires = unix_now() + 4;
+    let exception = Rule {
+        name: "partner-relax".to_owned(),
+        domains: vec![
+            DomainPattern::Exact("sts-enforce-badcert.test".to_owned()),
+            DomainPattern::Exact("sts-enforce.test".to_owned()),
+        ],
+        insecure_relax: Some(Relax::Encrypted),
+        expires: Some(expires),
+        reason: Some("ticket 4711".to_owned()),
+        ..Rule::default()
+    };
+    setup.transport.replace_policy(PolicySettings {
+        rules: vec![exception],
+        ..PolicySettings::default()
+    });
+
+    let (report, rcpt) = deliver(&setup, "sts-enforce-badcert.test", false).await;
+    assert_eq!(status(&report), "delivered", "{report:?}");
+    assert_eq!(received(&setup, "mx.sts-enforce-badcert.test", &rcpt), 1);
+    let attempt = last_attempt(&report);
+    assert_eq!(attempt.rules, ["partner-relax"]);
+    let used = &attempt.exceptions[..];
+    assert_eq!(used.len(), 1, "{attempt:?}");
+    assert_eq!(
+        (
+            used[0].rule.as_str(),
+            used[0].expires,
+            used[0].reason.as_deref()
+        ),
+        ("partner-relax", Some(expires), Some("ticket 4711"))
+    );
+    // Without the exception MTA-STS enforce would have refused this certificate: it was spared.
+    let spared = used[0].spared.as_deref().expect("spared");
+    assert!(spared.contains("certificate-host-mismatch"), "{spared}");
+
+    // A receiver with a good certificate passes without the exception too: nothing spared.
+    let (report, _) = deliver(&setup, "sts-enforce.test", false).await;
+    assert_eq!(status(&report), "delivered", "{report:?}");
+    let used = &last_attempt(&report).exceptions;
+    assert_eq!(
+        (used.len(), used[0].spared.as_deref()),
+        (1, None),
+        "{used:?}"
+    );
+
+    let explained = setup
+        .transport
+        .explain(
+            "sts-enforce-badcert.test",
+            strictmx_policy::MessageFacts::default(),
+        )
+        .await;
+    assert_eq!(
+        explained.alternatives.exceptions[0].term.rule,
+        "partner-relax"
+    );
+    assert!(explained.expired.is_empty());
+
+    let wait = (expires + 1).saturating_sub(unix_now());
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    let (report, rcpt) = deliver(&setup, "sts-enforce-badcert.test", false).await;
+    assert!(
+        matches!(outcome(&report), RecipientOutcome::Deferred { .. }),
+        "{report:?}"
+    );
+    assert_eq!(received(&setup, "mx.sts-enforce-badcert.test", &rcpt), 0);
+    let attempt = last_attempt(&report);
+    assert_eq!(attempt.policy, "sts-enforce");
+    assert!(
+        attempt.rules.is_empty() && attempt.exceptions.is_empty(),
+        "{attempt:?}"
+    );
+    assert_eq!(failures(&report), [ResultType::CertificateHostMismatch]);
+    let explained = setup
+        .transport
+        .explain(
+            "sts-enforce-badcert.test",
+            strictmx_policy::MessageFacts::default(),
+        )
+        .await;
+    assert!(explained.alternatives.is_empty());
+    assert_eq!(explained.expired[0].rule, "partner-relax");
+}
+
+/// A spool to record the attempts in, as the queue runner does: its shadow counters outlive
+/// the delivered messages.
+fn recording_spool() -> (Spool, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(&SpoolSettings {
+        data_dir: dir.path().to_owned(),
+        ..SpoolSettings::default()
+    })
+    .expect("spool");
+    (spool, dir)
+}
+
+/// Submits a message to a fresh recipient at `domain`, delivers it and records the outcome.
+async fn deliver_and_record(
+    setup: &Setup,
+    spool: &Spool,
+    domain: &str,
+) -> (DeliveryReport, String) {
+    let rcpt = unique_rcpt(domain);
+    let mut job_message = message(&rcpt, false);
+    let id = spool
+        .submit((*job_message.envelope).clone(), job_message.body.to_vec())
+        .await
+        .expect("submit");
+    job_message.id = id;
+    let job = DeliveryJob {
+        domain: domain.to_owned(),
+        messages: vec![job_message],
+    };
+    let report = setup.transport.deliver(job).await;
+    let state = match outcome(&report) {
+        RecipientOutcome::Delivered { remote_mta, reply } => RecipientState::Delivered {
+            at: SystemTime::now(),
+            mx: remote_mta.clone(),
+            reply: reply.clone(),
+        },
+        other => panic!("{domain}: delivered under the enforced policy: {other:?}"),
+    };
+    spool
+        .record(
+            id,
+            vec![RecipientUpdate { index: 0, state }],
+            report.messages[0].attempts.clone(),
+        )
+        .await
+        .expect("record");
+    (report, rcpt)
+}
+
+fn today() -> u32 {
+    u32::try_from(unix_now() / 86_400).expect("a day number")
+}
+
+// Issue 11, "Shadow rules": a shadow `dane-only` rule over mixed destinations changes nothing,
+// and the counters behind `strictmx shadow report` say whom it would have stopped and why; a
+// shadow `verified` rule judges the very session it rode along; promoting it enforces it.
+#[tokio::test]
+async fn shadow_rules_over_mixed_destinations_change_nothing_and_count_what_they_would_stop() {
+    let dane_trial = Rule {
+        name: "dane-trial".to_owned(),
+        require: Some(MinRequirement::DaneOnly),
+        mode: strictmx_policy::rules::RuleMode::Shadow,
+        ..Rule::default()
+    };
+    let verified_trial = Rule {
+        name: "verified-trial".to_owned(),
+        domains: vec![DomainPattern::Exact("selfsigned.test".to_owned())],
+        require: Some(MinRequirement::Verified),
+        mode: strictmx_policy::rules::RuleMode::Shadow,
+        ..Rule::default()
+    };
+    let setup = setup(vec![dane_trial.clone(), verified_trial]).await;
+    let (spool, _dir) = recording_spool();
+    let mut shadow_of = Vec::new();
+    for (domain, mx) in [
+        ("dane-ok.test", "mx.dane-ok.test"),
+        ("sts-enforce.test", "mx.sts-enforce.test"),
+        ("plain.test", "mx.plain.test"),
+        ("dane-ok.test", "mx.dane-ok.test"),
+        ("selfsigned.test", "mx.selfsigned.test"),
+    ] {
+        let (report, rcpt) = deliver_and_record(&setup, &spool, domain).await;
+        assert_eq!(
+            received(&setup, mx, &rcpt),
+            1,
+            "{domain}: a shadow rule changes nothing"
+        );
+        let attempt = last_attempt(&report);
+        assert!(attempt.rules.is_empty(), "{domain}: {attempt:?}");
+        let verdicts: Vec<(String, ShadowOutcome)> = attempt
+            .shadow
+            .iter()
+            .map(|v| (v.rule.clone(), v.outcome))
+            .collect();
+        shadow_of.push((domain, verdicts, attempt.shadow.clone()));
+    }
+    let would = ShadowOutcome::WouldDefer;
+    let outcomes: Vec<(&str, Vec<(&str, ShadowOutcome)>)> = shadow_of
+        .iter()
+        .map(|(domain, verdicts, _)| {
+            (
+                *domain,
+                verdicts.iter().map(|(r, o)| (r.as_str(), *o)).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("dane-ok.test", vec![("dane-trial", ShadowOutcome::Pass)]),
+            ("sts-enforce.test", vec![("dane-trial", would)]),
+            ("plain.test", vec![("dane-trial", would)]),
+            ("dane-ok.test", vec![("dane-trial", ShadowOutcome::Pass)]),
+            (
+                "selfsigned.test",
+                vec![("dane-trial", would), ("verified-trial", would)]
+            ),
+        ]
+    );
+    // RFC 8460 §4.3.1: the shadow `verified` rule judged the self-signed certificate it saw.
+    let verified = &shadow_of[4].2[1];
+    assert!(
+        verified.reason.contains("certificate-not-trusted"),
+        "{verified:?}"
+    );
+    assert!(
+        shadow_of[2].2[0].reason.contains("requires DANE"),
+        "{:?}",
+        shadow_of[2].2
+    );
+
+    // The counters outlive the delivered messages: what `strictmx shadow report` prints.
+    let report = spool
+        .shadow_report(today(), Some("dane-trial"))
+        .expect("report");
+    assert_eq!(report.len(), 1, "{report:?}");
+    let dane = &report[0];
+    assert_eq!((dane.messages, dane.stopped), (5, 3), "{dane:?}");
+    assert_eq!(dane.stopped_domains(), 3);
+    let domains: Vec<(&str, u64, u64)> = dane
+        .domains
+        .iter()
+        .map(|d| (d.domain.as_str(), d.messages, d.stopped))
+        .collect();
+    for expected in [
+        ("plain.test", 1, 1),
+        ("sts-enforce.test", 1, 1),
+        ("selfsigned.test", 1, 1),
+        ("dane-ok.test", 2, 0),
+    ] {
+        assert!(domains.contains(&expected), "{expected:?} in {domains:?}");
+    }
+    let plain = dane
+        .domains
+        .iter()
+        .find(|d| d.domain == "plain.test")
+        .unwrap();
+    assert!(
+        plain.reasons[0].reason.contains("a rule requires DANE"),
+        "{:?}",
+        plain.reasons
+    );
+    let all = spool.shadow_report(today(), None).expect("report");
+    assert_eq!(all.len(), 2);
+    assert_eq!(
+        (all[1].rule.as_str(), all[1].messages, all[1].stopped),
+        ("verified-trial", 1, 1)
+    );
+
+    // Promoted (what `reload` does with `mode = "enforce"`), the rule is enforced.
+    setup.transport.replace_policy(PolicySettings {
+        rules: vec![Rule {
+            mode: strictmx_policy::rules::RuleMode::Enforce,
+            ..dane_trial
+        }],
+        ..PolicySettings::default()
+    });
+    let (report, rcpt) = deliver(&setup, "plain.test", false).await;
+    assert!(
+        matches!(outcome(&report), RecipientOutcome::Deferred { .. }),
+        "{report:?}"
+    );
+    assert_eq!(received(&setup, "mx.plain.test", &rcpt), 0);
+    let reply = &last_attempt(&report).reply;
+    assert!(reply.contains("a rule requires DANE"), "{reply}");
+}
+
+// Issue 11: what an exception spared is judged with the checks of the plan without it: for a
+// DANE-TA(2) receiver (RFC 7672 §3.1.2) the chain is validated to the TLSA-matched anchor again,
+// although the relaxed session itself asked for no DANE check; a good chain spares nothing.
+#[tokio::test]
+async fn an_exception_over_a_good_dane_ta_receiver_spares_nothing() {
+    let exception = Rule {
+        name: "dane-ta-relax".to_owned(),
+        domains: vec![DomainPattern::Exact("dane-ta.test".to_owned())],
+        insecure_relax: Some(Relax::Encrypted),
+        expires: Some(unix_now() + 3600),
+        reason: Some("checking what it spares".to_owned()),
+        ..Rule::default()
+    };
+    let setup = setup(vec![exception]).await;
+    let (report, rcpt) = deliver(&setup, "dane-ta.test", false).await;
+    assert_eq!(status(&report), "delivered", "{report:?}");
+    assert_eq!(received(&setup, "mx.dane-ta.test", &rcpt), 1);
+    let attempt = last_attempt(&report);
+    assert_eq!(attempt.requirement.as_deref(), Some("encrypted"));
+    assert_eq!(attempt.exceptions.len(), 1, "{attempt:?}");
+    assert_eq!(attempt.exceptions[0].spared, None, "{attempt:?}");
 }

@@ -207,6 +207,8 @@ fn report(job: &DeliveryJob, answer: Scripted) -> DeliveryReport {
                     outcome: attempt_outcome,
                     reply: "scripted".to_owned(),
                     duration_ms: 1,
+                    exceptions: Vec::new(),
+                    shadow: Vec::new(),
                 }],
             })
             .collect(),

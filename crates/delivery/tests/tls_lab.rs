@@ -194,6 +194,7 @@ fn rule(name: &str, domain: &str) -> Rule {
         min_tls_version: None,
         fail_closed: false,
         insecure_relax: None,
+        ..Rule::default()
     }
 }
 

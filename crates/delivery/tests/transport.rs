@@ -1452,6 +1452,7 @@ async fn deliver_pinned(
         min_tls_version: None,
         fail_closed: false,
         insecure_relax: None,
+        ..Rule::default()
     }];
     let report = transport(settings)
         .deliver(job(vec![message(

@@ -2,13 +2,16 @@
 //!
 //! This crate decides; it never looks anything up. DNS answers arrive as [`MxFacts`] (produced by
 //! `strictmx-resolve`) with the rest of [`DomainFacts`]; [`plan_delivery`] applies REQUIRETLS,
-//! DANE, MTA-STS, administrator rules and the default; the delivery transport executes the
-//! resulting [`DeliveryPlan`] and asks [`judge_peer`] about each TLS session.
+//! DANE, MTA-STS, administrator rules and the default; [`evaluate`] decides which rules are in
+//! force at a moment and plans what each shadow rule and exception changes; the delivery
+//! transport executes the resulting [`DeliveryPlan`] and asks [`judge_peer`] about each TLS
+//! session.
 
 #![forbid(unsafe_code)]
 
 pub mod address;
 mod error;
+mod evaluation;
 mod facts;
 mod peer;
 mod plan;
@@ -20,6 +23,10 @@ pub mod tlsa;
 pub mod tlsrpt_record;
 
 pub use error::StsError;
+pub use evaluation::{
+    Alternative, Alternatives, Evaluation, RuleTerm, SessionSeen, Standing, Verdict,
+    VerdictOutcome, evaluate,
+};
 /// The error of [`sts::parse_record`].
 pub type StsRecordError = StsError;
 /// The error of [`sts::parse_policy`].

@@ -2,7 +2,9 @@
 //!
 //! `strictmx-config` builds these from `[[rule]]` tables; the planner applies them on top of
 //! what the destination publishes. A rule can only tighten, except through the explicitly named
-//! `insecure_relax` override, which the planner logs in the plan's `why`.
+//! `insecure_relax` override, which the planner logs in the plan's `why`. Such an exception
+//! carries a reason and an expiry; a rule in shadow mode is evaluated but never enforced. Which
+//! rules are in force at a given moment is [`crate::evaluate`]'s decision.
 
 use serde::Serialize;
 
@@ -82,8 +84,28 @@ pub enum Relax {
     Encrypted,
 }
 
+/// Whether a rule is applied or only tried.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuleMode {
+    #[default]
+    Enforce,
+    /// Evaluated for every message as if enforced, recorded, never applied.
+    Shadow,
+}
+
+impl RuleMode {
+    /// The name used in config, logs and reports (`enforce`, `shadow`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleMode::Enforce => "enforce",
+            RuleMode::Shadow => "shadow",
+        }
+    }
+}
+
 /// One administrator rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Rule {
     /// For `why` trails and `explain`: the rule's `name`, or its position in the file.
     pub name: String,
@@ -98,6 +120,11 @@ pub struct Rule {
     /// policy that cannot be fetched with nothing cached, broken DNSSEC).
     pub fail_closed: bool,
     pub insecure_relax: Option<Relax>,
+    pub mode: RuleMode,
+    /// Unix seconds: from this moment on the rule no longer applies.
+    pub expires: Option<u64>,
+    /// Why the rule exists; every exception must say.
+    pub reason: Option<String>,
 }
 
 impl DomainPattern {
@@ -121,6 +148,18 @@ impl Rule {
         (self.domains.is_empty() || self.domains.iter().any(|d| d.matches(domain)))
             && (self.senders.is_empty() || self.senders.iter().any(|s| s.matches(sender)))
     }
+
+    /// An exception loosens what a destination publishes (`insecure_relax`): it must carry a
+    /// reason and an expiry, and what it lets through is counted.
+    pub fn is_exception(&self) -> bool {
+        self.insecure_relax.is_some()
+    }
+
+    /// Whether the rule's expiry has come at `now` (unix seconds): it stops applying at the
+    /// very second given.
+    pub fn expired(&self, now: u64) -> bool {
+        self.expires.is_some_and(|expires| now >= expires)
+    }
 }
 
 /// What all rules matching one message and domain demand together: the strictest of each.
@@ -142,10 +181,15 @@ pub struct RuleDemand {
 }
 
 impl RuleDemand {
-    /// Combines every rule in `rules` that applies to mail from `sender` to `domain`.
+    /// Combines every enforced rule in `rules` that applies to mail from `sender` to `domain`;
+    /// shadow rules are never part of a demand. Expiry is not looked at here: the rules given
+    /// are those in force ([`crate::evaluate`] leaves out the expired ones).
     pub fn collect(rules: &[Rule], domain: &str, sender: &str) -> RuleDemand {
         let mut demand = RuleDemand::default();
-        for rule in rules.iter().filter(|rule| rule.applies(domain, sender)) {
+        let enforced = rules
+            .iter()
+            .filter(|rule| rule.mode == RuleMode::Enforce && rule.applies(domain, sender));
+        for rule in enforced {
             demand.rules.push(rule.name.clone());
             demand.require = demand.require.max(rule.require);
             demand.min_tls_version = demand.min_tls_version.max(rule.min_tls_version);

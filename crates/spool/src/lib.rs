@@ -10,6 +10,7 @@ mod id;
 mod index;
 mod postures;
 mod settings;
+mod shadow;
 mod spool;
 mod store;
 mod sts_cache;
@@ -22,11 +23,15 @@ pub use error::SpoolError;
 pub use id::{MessageId, MessageIdDisplay, format_id, parse_id};
 pub use postures::PostureWrite;
 pub use settings::SpoolSettings;
+pub use shadow::{
+    SHADOW_KEEP_DAYS, ShadowCount, ShadowDomain, ShadowReason, ShadowRuleReport,
+    report as shadow_report,
+};
 pub use spool::{FileStore, Spool, StoreOpener};
 pub use sts_cache::CachedStsPolicy;
 pub use tlsrpt::{TlsrptCounters, TlsrptDetailCount, TlsrptFailure, TlsrptSession};
 pub use types::{
     AttemptOutcome, AttemptRecord, BouncedMessage, ClientInfo, DueMessage, DueRecipient, Envelope,
-    EnvelopeRecipient, MessageKind, PeerAuth, QueueEntry, QueueRecipient, RecipientState,
-    RecipientUpdate, SpoolStats, StoredMessage,
+    EnvelopeRecipient, ExceptionUse, MessageKind, PeerAuth, QueueEntry, QueueRecipient,
+    RecipientState, RecipientUpdate, ShadowOutcome, ShadowVerdict, SpoolStats, StoredMessage,
 };

@@ -187,6 +187,67 @@ pub struct AttemptRecord {
     pub outcome: AttemptOutcome,
     pub reply: String,
     pub duration_ms: u64,
+    /// The rules among `rules` that are exceptions (`insecure_relax`), with when they end and
+    /// what the attempt would have met without them; empty in records written before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exceptions: Vec<ExceptionUse>,
+    /// What each matching shadow rule would have done on this attempt; empty in records
+    /// written before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shadow: Vec<ShadowVerdict>,
+}
+
+/// An exception in force on an attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExceptionUse {
+    pub rule: String,
+    /// Unix seconds: when it stops applying.
+    pub expires: Option<u64>,
+    pub reason: Option<String>,
+    /// Set when the attempt went on only because of the exception: what the plan without it
+    /// would have stopped it for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spared: Option<String>,
+}
+
+/// What a shadow rule would have done on an attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowVerdict {
+    pub rule: String,
+    pub outcome: ShadowOutcome,
+    /// Why it would have stopped the attempt (empty for a plain pass).
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// A shadow rule's verdict, under the labels the metrics and `strictmx shadow report` use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ShadowOutcome {
+    Pass,
+    WouldDefer,
+    WouldBounce,
+}
+
+impl ShadowOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShadowOutcome::Pass => "pass",
+            ShadowOutcome::WouldDefer => "would-defer",
+            ShadowOutcome::WouldBounce => "would-bounce",
+        }
+    }
+
+    /// The outcome named `label` ([`ShadowOutcome::as_str`]).
+    pub fn from_label(label: &str) -> Option<ShadowOutcome> {
+        [
+            ShadowOutcome::Pass,
+            ShadowOutcome::WouldDefer,
+            ShadowOutcome::WouldBounce,
+        ]
+        .into_iter()
+        .find(|outcome| outcome.as_str() == label)
+    }
 }
 
 /// Recipients of one message that are due now; each is leased until `record` or
@@ -285,7 +346,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_attempt_record_stored_before_requirement_result_type_and_rules_existed_still_loads() {
+    fn an_attempt_record_stored_before_requirement_result_type_rules_exceptions_and_shadow_verdicts_existed_still_loads()
+     {
         let stored = r#"{"at":1700000000000,"domain":"example.net","mx":"mx.example.net",
             "ip":"127.0.0.2","tls_version":"TLSv1.3","cipher":"x","cert_verified":true,
             "auth":"none","policy":"default-opportunistic","recipients":[0],
@@ -294,6 +356,8 @@ mod tests {
         assert_eq!(record.requirement, None);
         assert_eq!(record.result_type, None);
         assert!(record.rules.is_empty());
+        assert!(record.exceptions.is_empty());
+        assert!(record.shadow.is_empty());
         assert_eq!(record.auth, PeerAuth::None);
     }
 

@@ -566,6 +566,8 @@ pub(crate) fn record(
     let changes = plan_changes(id, &loaded.states, &states)?;
 
     let deleted = write_changes(tables, ctx, id, &loaded, &states, changes)?;
+    // Counted whether or not the message stays: delivered messages leave the spool.
+    crate::shadow::count(tables.txn, &attempts).map_err(OpError::Abort)?;
     if !deleted {
         for (seq, bytes) in (first_seq..).zip(&encoded) {
             tables.attempts.insert((id, seq), bytes.as_slice())?;

@@ -128,6 +128,8 @@ pub enum Request {
         since_secs: u64,
         domain: Option<String>,
     },
+    /// `strictmx shadow report`.
+    Shadow(crate::shadow_cmd::ShadowRequest),
 }
 
 /// The server side, bound before the server starts serving.
@@ -372,6 +374,7 @@ async fn execute(
             Err(errors) => json!({ "reloaded": false, "errors": errors.to_string() }),
         },
         Request::Tlsrpt(request) => tlsrpt_cmd::handle(request, tlsrpt).await?,
+        Request::Shadow(request) => crate::shadow_cmd::handle(&request, spool, live)?,
     })
 }
 
@@ -819,7 +822,7 @@ fn render_show(m: &Value) -> String {
     out.push_str("attempts:\n");
     for a in m["attempts"].as_array().cloned().unwrap_or_default() {
         out.push_str(&format!(
-            "  {}  {}  mx={} ip={} tls={} cipher={} verified={} auth={} policy={}{} requirement={}{} -> {} ({} ms): {}\n",
+            "  {}  {}  mx={} ip={} tls={} cipher={} verified={} auth={} policy={}{}{} requirement={}{} -> {} ({} ms): {}\n",
             a["at"].as_u64().map(time_millis).unwrap_or_default(),
             text(&a["domain"]),
             or_dash(&a["mx"]),
@@ -833,6 +836,7 @@ fn render_show(m: &Value) -> String {
                 r if r.is_empty() => String::new(),
                 r => format!(" rules={r}"),
             },
+            crate::shadow_cmd::attempt_notes(&a),
             or_dash(&a["requirement"]),
             match text(&a["result_type"]) {
                 r if r.is_empty() => String::new(),

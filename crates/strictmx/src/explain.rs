@@ -188,12 +188,80 @@ pub fn render(e: &Value, source: &str) -> String {
     }
     render_facts(&mut o, &e["facts"]);
     render_outcome(&mut o, &e["outcome"]);
+    render_rule_terms(&mut o, e);
     let changes = crate::policy_cmd::change_lines(&e["policy_changes"]);
     if !changes.is_empty() {
         o.push_str("\nPolicy weakened (last 30 days):\n");
         o.push_str(&changes);
     }
     o
+}
+
+/// The exceptions in force, the shadow rules and the expired rules, apart from the plan.
+fn render_rule_terms(o: &mut String, e: &Value) {
+    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    let exceptions = list(&e["alternatives"]["exceptions"]);
+    if !exceptions.is_empty() {
+        o.push_str("\nExceptions in force (insecure_relax; each ends by itself):\n");
+    }
+    for x in &exceptions {
+        let _ = writeln!(o, "  - {}", term_text(&x["term"], "until"));
+        let _ = writeln!(o, "    without it: {}", alternative_text(&x["outcome"]));
+    }
+    let shadows = list(&e["alternatives"]["shadows"]);
+    if !shadows.is_empty() {
+        o.push_str("\nShadow rules (evaluated for every message, never enforced):\n");
+    }
+    for x in &shadows {
+        let _ = writeln!(o, "  - {}", term_text(&x["term"], "until"));
+        let _ = writeln!(o, "    if enforced: {}", alternative_text(&x["outcome"]));
+    }
+    let expired = list(&e["expired"]);
+    if !expired.is_empty() {
+        o.push_str("\nExpired rules (no longer applied):\n");
+    }
+    for x in &expired {
+        let _ = writeln!(o, "  - {}", term_text(x, "expired at"));
+    }
+}
+
+/// `name until T: reason`, escaped.
+fn term_text(term: &Value, when: &str) -> String {
+    let mut out = text(&term["rule"]);
+    if let Some(secs) = term["expires"].as_u64() {
+        let at = UNIX_EPOCH + Duration::from_secs(secs);
+        let _ = write!(out, " {when} {}", humantime::format_rfc3339_seconds(at));
+    }
+    if let Some(reason) = term["reason"].as_str() {
+        let _ = write!(out, ": {}", text(&Value::from(reason)));
+    }
+    out
+}
+
+/// One line for an alternative plan: its decision and, to deliver, each host's requirement.
+fn alternative_text(outcome: &Value) -> String {
+    match text(&outcome["kind"]).as_str() {
+        "deliver" => {
+            let hosts: Vec<String> = outcome["candidates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| format!("{} {}", text(&c["host"]), text(&c["requirement"]["kind"])))
+                .collect();
+            format!(
+                "deliver under policy `{}` ({})",
+                text(&outcome["policy"]),
+                hosts.join(", ")
+            )
+        }
+        "defer" => format!("DEFER: {}", text(&outcome["reason"])),
+        "bounce" => format!(
+            "BOUNCE {}: {}",
+            text(&outcome["status"]),
+            text(&outcome["reason"])
+        ),
+        _ => text(outcome),
+    }
 }
 
 fn render_facts(o: &mut String, facts: &Value) {
@@ -618,6 +686,40 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("  - matching rule(s): bank"), "{shown}");
+    }
+
+    // Issue 11: `explain` names each exception with its end and what its absence would do,
+    // shows shadow rules apart from the enforced plan, and lists the rules that expired.
+    #[test]
+    fn exceptions_shadow_rules_and_expired_rules_are_shown_apart_from_the_plan() {
+        let e = json!({
+            "domain": "partner.test", "message": {"sender": "", "requiretls": false},
+            "facts": {"kind": "mx", "mx": {"kind": "hosts", "value": []}, "mx_dnssec": "secure",
+                "hosts": [], "sts": {"record": {"kind": "absent"}},
+                "dnssec_health": {"kind": "working", "mode": "validate"}},
+            "outcome": {"kind": "deliver", "policy": "rule-relaxed", "candidates": [], "why": []},
+            "alternatives": {
+                "exceptions": [{"term": {"rule": "partner-relax", "expires": 1801353600, "reason": "ticket 4711"},
+                    "outcome": {"kind": "deliver", "policy": "sts-enforce",
+                        "candidates": [{"host": "mx.partner.test", "requirement": {"kind": "verified"}}]}}],
+                "shadows": [{"term": {"rule": "dane-trial", "expires": null, "reason": null},
+                    "outcome": {"kind": "defer", "reason": "no host of partner.test may be used now"}}]},
+            "expired": [{"rule": "old-relax", "expires": 1700000000, "reason": "fixed"}]
+        });
+        let shown = render(&e, "");
+        for expected in [
+            "Exceptions in force (insecure_relax; each ends by itself):\n  - partner-relax until 2027-01-31T00:00:00Z: ticket 4711\n    without it: deliver under policy `sts-enforce` (mx.partner.test verified)",
+            "Shadow rules (evaluated for every message, never enforced):\n  - dane-trial\n    if enforced: DEFER: no host of partner.test may be used now",
+            "Expired rules (no longer applied):\n  - old-relax expired at 2023-11-14T22:13:20Z: fixed",
+        ] {
+            assert!(
+                shown.contains(expected),
+                "missing {expected:?} in:\n{shown}"
+            );
+        }
+        let plain = json!({"domain": "x.test", "message": {}, "facts": {"kind": "mx"},
+            "outcome": {"kind": "deliver"}, "alternatives": {"exceptions": [], "shadows": []}, "expired": []});
+        assert!(!render(&plain, "").contains("Shadow rules"));
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod sd_notify;
 mod selector;
 mod sendmail;
 mod serve;
+mod shadow_cmd;
 mod terminal;
 mod tlsrpt_cmd;
 
@@ -122,6 +123,17 @@ enum Command {
         json: bool,
         #[command(subcommand)]
         action: policy_cmd::PolicyAction,
+    },
+    /// Shadow rules of the running server: what they would have stopped.
+    Shadow {
+        /// The server's configuration file (to find its control socket).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        action: shadow_cmd::ShadowAction,
     },
     /// Read a password on standard input and print its argon2id hash for `[[auth.user]]`.
     HashPassword,
@@ -245,6 +257,14 @@ fn main() -> ExitCode {
             action,
         } => match load(config.as_ref()) {
             Ok(config) => policy_cmd::run(&config.control_socket, action, json),
+            Err(code) => code,
+        },
+        Command::Shadow {
+            config,
+            json,
+            action,
+        } => match load(config.as_ref()) {
+            Ok(config) => shadow_cmd::run(&config.control_socket, action, json),
             Err(code) => code,
         },
         Command::HashPassword => hash_password(),

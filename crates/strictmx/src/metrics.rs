@@ -55,6 +55,14 @@ const METRICS: &[(&str, &str)] = &[
         "strictmx_delivery_attempts_total",
         "delivery attempts, by outcome and TLS",
     ),
+    (
+        "strictmx_exception_relaxed_total",
+        "delivered messages an exception (insecure_relax) let through that its absence would have stopped, by rule",
+    ),
+    (
+        "strictmx_shadow_total",
+        "delivered messages a shadow rule was tried on, by rule and outcome (pass, would-defer, would-bounce)",
+    ),
     ("strictmx_messages_delivered_total", "recipients delivered"),
     ("strictmx_messages_deferred_total", "recipients deferred"),
     ("strictmx_messages_bounced_total", "recipients bounced"),

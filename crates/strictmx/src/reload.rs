@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde::Serialize;
 use strictmx_config::{Config, ConfigErrors};
 use strictmx_policy::DefaultRequirement;
-use strictmx_policy::rules::Rule;
+use strictmx_policy::rules::{Rule, RuleMode};
 use tracing::{error, info, warn};
 
 use strictmx_inbound::InboundHandle;
@@ -241,7 +241,7 @@ fn rule_changes(old: &[Rule], new: &[Rule]) -> Vec<String> {
     for (i, r) in new.iter().enumerate() {
         match find(old, &r.name) {
             None => changes.push(format!("rule `{}` added", r.name)),
-            Some(j) if old[j] != *r => changes.push(format!("rule `{}` changed", r.name)),
+            Some(j) if old[j] != *r => changes.push(rule_change(&old[j], r)),
             Some(j) if j != i => changes.push(format!("rule `{}` moved", r.name)),
             Some(_) => {}
         }
@@ -252,6 +252,29 @@ fn rule_changes(old: &[Rule], new: &[Rule]) -> Vec<String> {
         }
     }
     changes
+}
+
+/// One line for a rule that differs; a change of mode alone is a promotion (shadow to enforce)
+/// or a demotion, said as such.
+fn rule_change(old: &Rule, new: &Rule) -> String {
+    let mode = |rule: &Rule| rule.mode.as_str();
+    if old.mode == new.mode {
+        return format!("rule `{}` changed", new.name);
+    }
+    let only_mode = Rule {
+        mode: new.mode,
+        ..old.clone()
+    } == *new;
+    match (only_mode, new.mode) {
+        (true, RuleMode::Enforce) => format!("rule `{}` promoted: shadow -> enforce", new.name),
+        (true, RuleMode::Shadow) => format!("rule `{}` demoted: enforce -> shadow", new.name),
+        (false, _) => format!(
+            "rule `{}` changed, mode {} -> {}",
+            new.name,
+            mode(old),
+            mode(new)
+        ),
+    }
 }
 
 /// The sections of the effective configuration that differ and that a reload does not put in
@@ -324,6 +347,35 @@ mod tests {
                 "rule `a` changed",
                 "rule `c` added",
                 "rule `b` removed",
+            ]
+        );
+        assert!(restart_needed(&old, &new, false).is_empty());
+    }
+
+    // Issue 11: `reload` promotes a shadow rule by changing its mode, and says so.
+    #[test]
+    fn changing_only_a_rules_mode_is_reported_as_its_promotion_or_demotion() {
+        let rule = |name: &str, mode: &str, require: &str| {
+            format!("[[rule]]\nname = \"{name}\"\nrequire = \"{require}\"\nmode = \"{mode}\"\n")
+        };
+        let old = parse(&format!(
+            "{}{}{}",
+            rule("a", "shadow", "dane-only"),
+            rule("b", "enforce", "verified"),
+            rule("c", "shadow", "verified")
+        ));
+        let new = parse(&format!(
+            "{}{}{}",
+            rule("a", "enforce", "dane-only"),
+            rule("b", "shadow", "verified"),
+            rule("c", "enforce", "dane-only")
+        ));
+        assert_eq!(
+            policy_changes(&old, &new),
+            vec![
+                "rule `a` promoted: shadow -> enforce",
+                "rule `b` demoted: enforce -> shadow",
+                "rule `c` changed, mode shadow -> enforce",
             ]
         );
         assert!(restart_needed(&old, &new, false).is_empty());

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use strictmx_policy::PlannedHost;
 
-use crate::transport::attempt::AttemptScope;
+use crate::transport::attempt::{AttemptScope, WhatIf};
 
 /// How long a spare session waits for another job.
 pub(crate) const IDLE_FOR: Duration = Duration::from_secs(5);
@@ -31,6 +31,9 @@ pub(crate) struct IdleKey {
     pub(crate) requiretls: bool,
     /// The route's AUTH user the session logged in as, if any.
     pub(crate) login: Option<String>,
+    /// What the matching shadow rules and exceptions asked of the host: their verdicts on
+    /// the session go into every attempt over it, so they must be the same.
+    pub(crate) what_if: Vec<WhatIf>,
 }
 
 /// A spare session with what its attempts record, and how many messages it carried.
@@ -139,6 +142,7 @@ mod tests {
             addr: SocketAddr::from(([192, 0, 2, 1], port)),
             requiretls: false,
             login: None,
+            what_if: Vec::new(),
         }
     }
 
@@ -163,6 +167,22 @@ mod tests {
         let mut login = opportunistic.clone();
         login.login = Some("relay-user".to_owned());
         assert!(pool.take(&login).is_none());
+        // Issue 11: its shadow verdicts are recorded for every attempt over it.
+        let mut shadow = opportunistic.clone();
+        shadow.what_if = vec![crate::transport::attempt::WhatIf {
+            kind: crate::transport::attempt::Kind::Shadow,
+            term: strictmx_policy::RuleTerm {
+                rule: "dane-trial".to_owned(),
+                expires: None,
+                reason: None,
+            },
+            standing: strictmx_policy::Standing::Judge {
+                rule: "dane-trial".to_owned(),
+                host: opportunistic.host.clone(),
+            },
+            verdict: None,
+        }];
+        assert!(pool.take(&shadow).is_none());
         assert_eq!(pool.take(&opportunistic).map(|s| s.sent), Some(3));
         assert!(pool.take(&opportunistic).is_none(), "taken once");
     }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use strictmx_policy::posture::{posture_of, posture_of_route};
 use strictmx_policy::{
-    AddressFailure, DeliveryPlan, MessageFacts, PlanOutcome, PlannedHost, PolicySettings,
-    plan_delivery, plan_route_delivery,
+    AddressFailure, Alternatives, DeliveryPlan, Evaluation, MessageFacts, PlanOutcome, PlannedHost,
+    PolicySettings, evaluate, plan_delivery, plan_route_delivery,
 };
 use strictmx_protocol::status;
 use strictmx_spool::{AttemptOutcome, MessageKind};
@@ -22,7 +22,7 @@ use tokio_rustls::client::TlsStream;
 use tracing::Instrument;
 
 use crate::job::{DeliveryJob, DeliveryReport, Diagnostic, RecipientOutcome};
-use crate::transport::attempt::{AttemptScope, record_attempt};
+use crate::transport::attempt::{AttemptScope, WhatIf, record_attempt};
 use crate::transport::facts::{self, Destination, FactSource};
 use crate::transport::idle::{self, IdleKey, Spare};
 use crate::transport::loops;
@@ -84,22 +84,29 @@ pub(crate) async fn deliver<F: FactSource>(
     let mut posture = None;
     if pending.iter().any(|p| !p.is_done()) {
         let live = transport.live();
+        let now = unix_now();
+        transport.note_expired(&live.policy.rules, now);
         let destination = transport.destination(&job.domain).await;
-        let groups = group_by_plan(&pending, &destination, &live);
+        let groups = group_by_plan(&pending, &destination, &live, now);
         // RFC 8460 §3: reports about our own reports would feed on themselves.
         sessions.counted = pending
             .iter()
             .any(|p| !p.is_done() && p.message.envelope.kind != MessageKind::TlsReport);
         sessions.policy_failures(&destination);
         let mut slots: Vec<Option<Pending<'_>>> = pending.into_iter().map(Some).collect();
-        for (planned, members) in groups {
+        for (evaluation, members) in groups {
             let mut group: Vec<Pending<'_>> =
                 members.iter().filter_map(|i| slots[*i].take()).collect();
-            match planned {
+            let alternatives = &evaluation.alternatives;
+            match evaluation.outcome {
                 PlanOutcome::Deliver(plan) => {
                     sessions.refused_hosts(&plan.policy_failures);
+                    let planned = Planned {
+                        plan: &plan,
+                        alternatives,
+                    };
                     let got =
-                        deliver_plan(transport, &plan, &destination, &mut group, &mut sessions)
+                        deliver_plan(transport, planned, &destination, &mut group, &mut sessions)
                             .await;
                     reach.get_or_insert(Reach::Unreachable).join(got);
                 }
@@ -148,8 +155,32 @@ pub(crate) async fn deliver<F: FactSource>(
     }
 }
 
+/// The plan for one message to `destination` under `policy` at `now` (unix seconds), with what
+/// each matching shadow rule and exception would change.
+pub(crate) fn evaluate_for(
+    destination: &Destination,
+    message: &MessageFacts,
+    policy: &PolicySettings,
+    now: u64,
+) -> Evaluation {
+    let domain = match destination {
+        Destination::Mx(facts) => facts.domain.as_str(),
+        Destination::Route { domain, .. } => domain.as_str(),
+    };
+    evaluate(policy, domain, &message.sender, now, |settings| {
+        plan_for(destination, message, settings)
+    })
+}
+
+/// The current time in unix seconds, the moment rules are evaluated at.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// The plan for one message to `destination` under `policy`.
-pub(crate) fn plan_for(
+fn plan_for(
     destination: &Destination,
     message: &MessageFacts,
     policy: &PolicySettings,
@@ -165,17 +196,19 @@ pub(crate) fn plan_for(
     }
 }
 
-/// The job's open messages grouped by equal plans (indexes into `pending`, in job order), so
-/// that messages with the same plan share connections.
+/// The job's open messages grouped by equal plans, and equal plans of their shadow rules and
+/// exceptions (indexes into `pending`, in job order), so that messages with the same plan share
+/// connections.
 fn group_by_plan(
     pending: &[Pending<'_>],
     destination: &Destination,
     live: &LivePolicy,
-) -> Vec<(PlanOutcome, Vec<usize>)> {
-    let mut groups: Vec<(PlanOutcome, Vec<usize>)> = Vec::new();
+    now: u64,
+) -> Vec<(Evaluation, Vec<usize>)> {
+    let mut groups: Vec<(Evaluation, Vec<usize>)> = Vec::new();
     for (index, message) in pending.iter().enumerate().filter(|(_, p)| !p.is_done()) {
         let facts = message_facts(message.message, &live.tls_required_no);
-        let outcome = plan_for(destination, &facts, &live.policy);
+        let outcome = evaluate_for(destination, &facts, &live.policy, now);
         match groups.iter_mut().find(|(plan, _)| *plan == outcome) {
             Some((_, members)) => members.push(index),
             None => groups.push((outcome, vec![index])),
@@ -184,14 +217,22 @@ fn group_by_plan(
     groups
 }
 
+/// A plan to deliver, with the plans of the matching shadow rules and exceptions.
+#[derive(Clone, Copy)]
+struct Planned<'a> {
+    plan: &'a DeliveryPlan,
+    alternatives: &'a Alternatives,
+}
+
 /// Tries the plan's hosts in order, then settles what no host took.
 async fn deliver_plan<F: FactSource>(
     transport: &Transport<F>,
-    plan: &DeliveryPlan,
+    planned: Planned<'_>,
     destination: &Destination,
     pending: &mut [Pending<'_>],
     sessions: &mut SessionLog,
 ) -> Reach {
+    let plan = planned.plan;
     let port = destination.port(transport.settings.smtp_port);
     let routed = matches!(destination, Destination::Route { .. });
     let mut reach = Reach::Unreachable;
@@ -207,7 +248,7 @@ async fn deliver_plan<F: FactSource>(
                     tried = HostsTried::SomeUsable;
                 }
                 let failure = outcome::address_failure(&host.host, failure);
-                fail_open(&host_scope(plan, host, None), pending, &failure);
+                fail_open(&host_scope(planned, host, None), pending, &failure);
                 continue;
             }
         };
@@ -221,7 +262,7 @@ async fn deliver_plan<F: FactSource>(
             let reason = refusal.reason(*target);
             tracing::warn!(domain = %plan.domain, mx = %host.host, reason = %reason, outcome = "refused", "no address of this host may be connected to");
             let failure = outcome::refused_host(&host.host, reason, loops_back);
-            fail_open(&host_scope(plan, host, None), pending, &failure);
+            fail_open(&host_scope(planned, host, None), pending, &failure);
             continue;
         }
         tried = HostsTried::SomeUsable;
@@ -230,7 +271,7 @@ async fn deliver_plan<F: FactSource>(
                 break;
             }
             let via = Via {
-                plan,
+                planned,
                 host,
                 addr: SocketAddr::new(ip, port),
                 credentials: destination.credentials(),
@@ -289,7 +330,8 @@ async fn host_addresses<F: FactSource>(
     }
 }
 
-fn host_scope(plan: &DeliveryPlan, host: &PlannedHost, ip: Option<IpAddr>) -> AttemptScope {
+fn host_scope(planned: Planned<'_>, host: &PlannedHost, ip: Option<IpAddr>) -> AttemptScope {
+    let plan = planned.plan;
     AttemptScope::for_host(
         &plan.domain,
         plan.policy.as_str(),
@@ -297,13 +339,14 @@ fn host_scope(plan: &DeliveryPlan, host: &PlannedHost, ip: Option<IpAddr>) -> At
         host.requirement.as_str(),
         &host.host,
         ip,
+        WhatIf::at_host(planned.alternatives, &host.host),
     )
 }
 
 /// One address of one planned host, and the login a route sends there.
 #[derive(Clone, Copy)]
 struct Via<'a> {
-    plan: &'a DeliveryPlan,
+    planned: Planned<'a>,
     host: &'a PlannedHost,
     addr: SocketAddr,
     credentials: Option<&'a RouteCredentials>,
@@ -360,7 +403,7 @@ async fn deliver_to_address<F: FactSource>(
 ) -> Reach {
     let span = tracing::info_span!(
         "delivery_attempt",
-        domain = %via.plan.domain,
+        domain = %via.planned.plan.domain,
         mx = %via.host.host,
         ip = %via.addr.ip(),
         tls = tracing::field::Empty,
@@ -378,8 +421,12 @@ async fn carry_through_address<F: FactSource>(
     sessions: &mut SessionLog,
 ) -> Reach {
     let Via {
-        plan, host, addr, ..
+        planned,
+        host,
+        addr,
+        ..
     } = *via;
+    let plan = planned.plan;
     let mut queue: VecDeque<usize> = (0..pending.len())
         .filter(|i| !pending[*i].is_done())
         .collect();
@@ -391,6 +438,7 @@ async fn carry_through_address<F: FactSource>(
         addr,
         requiretls: plan.requiretls,
         login: via.credentials.map(|c| c.user.clone()),
+        what_if: WhatIf::at_host(planned.alternatives, &host.host),
     };
     while !queue.is_empty() {
         let (session, scope, sent) = match transport.idle.take(&key) {

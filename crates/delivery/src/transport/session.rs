@@ -477,7 +477,7 @@ impl SecureSession {
 }
 
 /// What the verifier must compute for `host`'s requirement and pins.
-fn checks_for(host: &PlannedHost) -> CertificateChecks {
+pub(crate) fn checks_for(host: &PlannedHost) -> CertificateChecks {
     let pins = CertificateChecks {
         pins: host.pins.clone(),
         pin_names: pin_anchor_names(host),

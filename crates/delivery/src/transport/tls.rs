@@ -84,6 +84,53 @@ impl TlsSetup {
         Ok(TlsSetup { provider, webpki })
     }
 
+    /// The facts of a finished session's `peer` under other checks (another plan's host
+    /// entry), computed now from the chain it presented: the same validations a handshake
+    /// under those checks would have run. `name` is the host's name, for web PKI when the
+    /// checks name none.
+    pub(crate) fn recheck(
+        &self,
+        check: CertificateChecks,
+        name: &str,
+        peer: &PeerFacts,
+    ) -> PeerFacts {
+        let verifier = RecordingVerifier {
+            provider: self.provider.clone(),
+            webpki: self.webpki.clone(),
+            check,
+            slot: CheckSlot::default(),
+        };
+        let certificates: Vec<CertificateDer<'_>> = peer
+            .chain
+            .iter()
+            .map(|der| CertificateDer::from(der.as_slice()))
+            .collect();
+        let Some((end_entity, intermediates)) = certificates.split_first() else {
+            return PeerFacts {
+                webpki: WebpkiVerdict::Invalid {
+                    reason: "no certificate was presented".to_owned(),
+                },
+                dane_ta: None,
+                pin_anchor: None,
+                ..peer.clone()
+            };
+        };
+        let findings = verifier.findings(
+            peer.chain.clone(),
+            end_entity,
+            intermediates,
+            name,
+            UnixTime::now(),
+        );
+        PeerFacts {
+            tls_version: peer.tls_version,
+            chain: findings.chain,
+            webpki: findings.webpki,
+            dane_ta: findings.dane_ta,
+            pin_anchor: findings.pin_anchor,
+        }
+    }
+
     /// A connector for one handshake that checks the certificate as `check` says and leaves
     /// its findings in the returned slot.
     pub(crate) fn connector(
@@ -108,7 +155,7 @@ impl TlsSetup {
 }
 
 /// What the verifier computes for one handshake.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct CertificateChecks {
     /// Web PKI reference identifiers (the `Verified` names, or the MX host name).
     pub(crate) names: Vec<String>,
@@ -220,6 +267,51 @@ impl RecordingVerifier {
         verdict
     }
 
+    /// What the checks find in a chain: web PKI validation for the check's names (or `name`),
+    /// DANE-TA and pinned-issuer validation for their candidates.
+    fn findings(
+        &self,
+        chain: Vec<Vec<u8>>,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        name: &str,
+        now: UnixTime,
+    ) -> Findings {
+        let names = if self.check.names.is_empty() {
+            vec![name.to_owned()]
+        } else {
+            self.check.names.clone()
+        };
+        let webpki = Self::validate(&self.webpki, &names, end_entity, intermediates, now);
+        let presented = Presented {
+            chain: &chain,
+            end_entity,
+            intermediates,
+            now,
+        };
+        // RFC 7672 §3.2.2: DANE-TA(2): the chain validated up to a presented certificate that a
+        // usable usage-2 record matches, taken as the only trust anchor, with validity dates
+        // and the reference identifiers checked.
+        let dane_ta = self.to_sole_anchor(
+            &tlsa::dane_ta_candidates(&self.check.dane_records, &chain),
+            &self.check.dane_names,
+            &presented,
+        );
+        // A pin on an issuing certificate is checked the same way, for the names the host
+        // requires (a leaf that is itself pinned needs nothing more: no candidates then).
+        let pin_anchor = self.to_sole_anchor(
+            &pin_anchor_candidates(&self.check.pins, &chain),
+            &self.check.pin_names,
+            &presented,
+        );
+        Findings {
+            chain,
+            webpki,
+            dane_ta,
+            pin_anchor,
+        }
+    }
+
     /// Validates the chain with each candidate certificate (an index into the chain) as the
     /// only trust anchor: `Valid` if any validates, else the first candidate's problem; `None`
     /// without candidates.
@@ -308,39 +400,9 @@ impl ServerCertVerifier for RecordingVerifier {
             .chain(intermediates)
             .map(|cert| cert.as_ref().to_vec())
             .collect();
-        let names = if self.check.names.is_empty() {
-            vec![server_name.to_str().into_owned()]
-        } else {
-            self.check.names.clone()
-        };
-        let webpki = Self::validate(&self.webpki, &names, end_entity, intermediates, now);
-        let presented = Presented {
-            chain: &chain,
-            end_entity,
-            intermediates,
-            now,
-        };
-        // RFC 7672 §3.2.2: DANE-TA(2): the chain validated up to a presented certificate that a
-        // usable usage-2 record matches, taken as the only trust anchor, with validity dates
-        // and the reference identifiers checked.
-        let dane_ta = self.to_sole_anchor(
-            &tlsa::dane_ta_candidates(&self.check.dane_records, &chain),
-            &self.check.dane_names,
-            &presented,
-        );
-        // A pin on an issuing certificate is checked the same way, for the names the host
-        // requires (a leaf that is itself pinned needs nothing more: no candidates then).
-        let pin_anchor = self.to_sole_anchor(
-            &pin_anchor_candidates(&self.check.pins, &chain),
-            &self.check.pin_names,
-            &presented,
-        );
-        self.slot.put(Findings {
-            chain,
-            webpki,
-            dane_ta,
-            pin_anchor,
-        });
+        let name = server_name.to_str().into_owned();
+        let findings = self.findings(chain, end_entity, intermediates, &name, now);
+        self.slot.put(findings);
         Ok(ServerCertVerified::assertion())
     }
 

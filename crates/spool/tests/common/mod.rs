@@ -113,6 +113,8 @@ pub fn attempt(recipients: Vec<usize>, outcome: AttemptOutcome) -> AttemptRecord
         outcome,
         reply: "250 2.0.0 ok".into(),
         duration_ms: 12,
+        exceptions: Vec::new(),
+        shadow: Vec::new(),
     }
 }
 

@@ -15,7 +15,7 @@ use crate::transport::negotiation::{Negotiation, TlsOutcome};
 use crate::transport::outcome;
 use crate::transport::pending::{Pending, fail_message};
 use crate::transport::session::{
-    Endpoint, Judgement, PlainSession, SessionPlan, StartTlsError, Timeouts,
+    Endpoint, Judgement, PlainSession, SessionPlan, StartTlsError, Timeouts, checks_for,
 };
 use crate::transport::sessions::SessionLog;
 use crate::transport::{RouteCredentials, Transport};
@@ -40,12 +40,23 @@ pub(super) async fn connect<F: FactSource>(
     sessions: &mut SessionLog,
 ) -> Connected {
     let Via {
-        plan, host, addr, ..
+        planned,
+        host,
+        addr,
+        ..
     } = *via;
-    let mut scope = host_scope(plan, host, Some(addr.ip()));
+    let plan = planned.plan;
+    let mut scope = host_scope(planned, host, Some(addr.ip()));
     let attempted = establish(transport, via, plaintext_only).await;
     if let Some(negotiation) = &attempted.negotiation {
         scope.negotiated(negotiation);
+        // What a shadow rule or an exception would make of this peer: its host entry's own
+        // certificate checks, run on the chain the peer presented.
+        let judged_with = checks_for(host);
+        scope.judge_alternatives(negotiation, |other, peer| {
+            let checks = checks_for(other);
+            (checks != judged_with).then(|| transport.tls.recheck(checks, &other.host, peer))
+        });
         sessions.negotiated(Some(addr.ip()), host, negotiation);
     }
     let error = match attempted.session {
@@ -98,7 +109,7 @@ async fn establish<F: FactSource>(
     };
     let plan = SessionPlan {
         host: via.host.clone(),
-        requiretls: via.plan.requiretls,
+        requiretls: via.planned.plan.requiretls,
     };
     let timeouts = Timeouts::from_settings(&transport.settings);
     let plain = match PlainSession::open(&endpoint, plan, timeouts).await {

@@ -128,6 +128,7 @@ fn rule(require: Option<MinRequirement>) -> Rule {
         min_tls_version: None,
         fail_closed: false,
         insecure_relax: None,
+        ..Rule::default()
     }
 }
 
