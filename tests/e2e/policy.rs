@@ -531,3 +531,81 @@ async fn an_exception_stops_at_its_expiry_without_a_reload_and_warns_once() {
         .count();
     assert_eq!(warned, 1, "one warning, however many deliveries");
 }
+
+// Issue 10: an SMTP user's `require_tls` is a floor on every message it submits: mail to a
+// destination whose certificate does not verify defers instead of going out, and `explain
+// --require-tls` shows the same plan.
+#[tokio::test]
+async fn an_smtp_users_tls_floor_keeps_its_mail_from_an_unverified_receiver() {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    let lab = Lab::get().unwrap();
+    let dir = TestDir::new("user-floor").unwrap();
+    let mut hasher = std::process::Command::new(bin())
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    hasher
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"reset password\n")
+        .unwrap();
+    let hash = String::from_utf8(hasher.wait_with_output().unwrap().stdout).unwrap();
+    let user = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nrole = \"relay\"\ninsecure_allow_plaintext_auth = true\n\n\
+         [[auth.user]]\nname = \"resets\"\npassword_hash = \"{}\"\nsenders = [\"@app.test\"]\nrequire_tls = \"verified\"\n",
+        hash.trim()
+    );
+    let relay = relay_in_lab(&lab, &dir, &user).await;
+    let mut c = strictmx_test_support::smtp::Client::connect(relay.smtp)
+        .await
+        .unwrap();
+    assert_eq!(c.command("EHLO client.test").await.unwrap().code, 250);
+    let login = base64::engine::general_purpose::STANDARD.encode(b"\0resets\0reset password");
+    assert_eq!(
+        c.command(&format!("AUTH PLAIN {login}"))
+            .await
+            .unwrap()
+            .code,
+        235
+    );
+    let rcpt = unique_rcpt("selfsigned.test");
+    let body = format!("From: reset@app.test\r\nTo: {rcpt}\r\nSubject: reset\r\n\r\nlink\r\n");
+    let reply = c
+        .transaction("reset@app.test", &[&rcpt], body.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(reply.code, 250);
+    let attempt = relay
+        .wait_log(WAIT, |v| {
+            v["message"] == "delivery attempt" && v["domain"] == "selfsigned.test"
+        })
+        .await
+        .unwrap();
+    assert_eq!(attempt["outcome"], "deferred", "{attempt}");
+    assert_eq!(attempt["requirement"], "verified", "{attempt}");
+    assert_eq!(attempt["policy"], "message-floor", "{attempt}");
+    assert!(
+        lab.received_for("mx.selfsigned.test", &rcpt)
+            .unwrap()
+            .is_empty()
+    );
+
+    let plan = stdout_json(
+        &relay
+            .cli(&[
+                "explain",
+                "selfsigned.test",
+                "--require-tls",
+                "verified",
+                "--json",
+            ])
+            .unwrap(),
+    );
+    assert_eq!(plan["outcome"]["policy"], "message-floor", "{plan}");
+    let without = explain(&relay, "selfsigned.test");
+    assert_ne!(without["outcome"]["policy"], "message-floor");
+}

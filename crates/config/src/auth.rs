@@ -49,10 +49,18 @@ fn user(i: usize, u: &RawUser, src: &mut Source<'_>) -> Option<User> {
         return None;
     }
     let senders = user_senders(u, i, name, src);
+    let require_tls = u.require_tls.as_ref().and_then(|floor| {
+        floor
+            .get_ref()
+            .parse::<strictmx_spool::TlsFloor>()
+            .map_err(|m| src.error(floor.span(), format!("auth.user[{i}].require_tls"), m))
+            .ok()
+    });
     Some(User {
         name: name.to_string(),
         argon2_phc_hash: u.password_hash.get_ref().clone(),
         senders,
+        require_tls,
     })
 }
 
@@ -93,6 +101,7 @@ fn users_file(
                 name: name.to_string(),
                 argon2_phc_hash: hash.to_string(),
                 senders: Vec::new(),
+                require_tls: None,
             }),
             Err(m) => src.error(
                 file.span(),

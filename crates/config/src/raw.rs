@@ -107,6 +107,7 @@ pub struct RawUser {
     pub name: Spanned<String>,
     pub password_hash: Spanned<String>,
     pub senders: Option<Vec<Spanned<String>>>,
+    pub require_tls: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -809,6 +809,25 @@ mod sender_login_maps {
                 .0;
         assert_eq!(errors[0].key, "auth.user[0].senders");
     }
+
+    // Issue 10: a user's messages can carry a TLS floor, like an HTTP submission's require_tls.
+    #[test]
+    fn a_user_may_carry_a_tls_floor_and_a_bad_one_is_named() {
+        let user = "[[auth.user]]\nname = \"app\"\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$CWBsMNbH8m8db191b4vZwg$Ng0wjmWyN1hrH4qY18Qr75qaH9NH/3XWc2unQNHSXIs\"\nsenders = [\"@app.example\"]\n";
+        let c = parse(&format!("{user}require_tls = \"verified\"\n")).unwrap();
+        assert_eq!(
+            c.inbound.users[0].require_tls,
+            Some(strictmx_spool::TlsFloor::Verified)
+        );
+        assert_eq!(parse(user).unwrap().inbound.users[0].require_tls, None);
+        let errors = parse(&format!("{user}require_tls = \"strong\"\n"))
+            .unwrap_err()
+            .0;
+        assert_eq!(
+            (errors[0].line, errors[0].key.as_str()),
+            (5, "auth.user[0].require_tls")
+        );
+    }
 }
 
 mod secrets_at_rest {

@@ -436,6 +436,7 @@ fn dsn_envelope(request: &DsnRequest<'_>, eight_bit: bool) -> Envelope {
             tls: None,
         },
         kind: MessageKind::Dsn,
+        require_tls: None,
     }
 }
 

@@ -36,6 +36,7 @@ use strictmx_policy::{Alternatives, MessageFacts, PlanOutcome, PolicySettings, R
 
 pub use error::{Stage, TransportError};
 pub use facts::{Destination, FactSource};
+pub use message::floor_of;
 pub use session::{MailSession, PlainSession, SecureSession, StartTlsError, TlsSession};
 pub use settings::{
     Route, RouteCredentials, RouteTable, TlsRequiredNoPermission, TransportSettings,

@@ -106,6 +106,7 @@ fn message(rcpt: &str, requiretls: bool) -> JobMessage {
             tls: None,
         },
         kind: MessageKind::Normal,
+        require_tls: None,
     };
     JobMessage {
         id: 1,

@@ -374,6 +374,7 @@ fn envelope(mail_from: &str, rcpt: &str, notify: Option<Notify>) -> Envelope {
             tls: None,
         },
         kind: MessageKind::Normal,
+        require_tls: None,
     }
 }
 

@@ -119,6 +119,7 @@ fn message(rcpt: &str) -> JobMessage {
             tls: None,
         },
         kind: MessageKind::Normal,
+        require_tls: None,
     };
     JobMessage {
         id: 1,

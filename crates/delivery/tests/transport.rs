@@ -504,6 +504,7 @@ fn message(id: u64, from: &str, rcpts: &[&str], body: &[u8]) -> JobMessage {
             tls: None,
         },
         kind: MessageKind::Normal,
+        require_tls: None,
     };
     JobMessage {
         id,

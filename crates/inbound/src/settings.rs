@@ -68,6 +68,8 @@ pub struct User {
     /// The envelope senders this user may use once authenticated (Postfix's sender login
     /// maps): addresses or `@domain`s. Empty: any sender.
     pub senders: Vec<SenderPattern>,
+    /// The TLS floor every message this user submits is delivered under (`require_tls`).
+    pub require_tls: Option<strictmx_spool::TlsFloor>,
 }
 
 /// Limits that protect the server and the mail, each with its reply in `docs/inbound.md`.

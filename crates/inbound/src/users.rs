@@ -27,6 +27,8 @@ pub(crate) struct Users {
     hashes: HashMap<String, String>,
     /// Users limited to some senders; a user not listed may use any.
     senders: HashMap<String, Vec<SenderPattern>>,
+    /// Users whose messages carry a TLS floor.
+    floors: HashMap<String, strictmx_spool::TlsFloor>,
     /// Verified when the name is unknown, so a wrong name costs as long as a wrong password.
     decoy: String,
 }
@@ -35,7 +37,11 @@ impl Users {
     pub(crate) fn new(users: &[User]) -> Result<Users, InboundError> {
         let mut hashes = HashMap::with_capacity(users.len());
         let mut senders = HashMap::new();
+        let mut floors = HashMap::new();
         for user in users {
+            if let Some(floor) = user.require_tls {
+                floors.insert(user.name.clone(), floor);
+            }
             if !user.senders.is_empty() {
                 senders.insert(user.name.clone(), user.senders.clone());
             }
@@ -60,6 +66,7 @@ impl Users {
         Ok(Users {
             hashes,
             senders,
+            floors,
             decoy,
         })
     }
@@ -72,6 +79,11 @@ impl Users {
                 .senders
                 .get(user)
                 .is_none_or(|allowed| allowed.iter().any(|pattern| pattern.matches(sender)))
+    }
+
+    /// The TLS floor of `user`'s messages, if the user has one.
+    pub(crate) fn floor(&self, user: &str) -> Option<strictmx_spool::TlsFloor> {
+        self.floors.get(user).copied()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -99,6 +111,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_user_with_a_tls_floor_has_it_and_others_have_none() {
+        let users = Users::new(&[
+            User {
+                name: "resets".into(),
+                argon2_phc_hash: hash_password("x"),
+                senders: Vec::new(),
+                require_tls: Some(strictmx_spool::TlsFloor::Verified),
+            },
+            User {
+                name: "newsletter".into(),
+                argon2_phc_hash: hash_password("y"),
+                senders: Vec::new(),
+                require_tls: None,
+            },
+        ])
+        .expect("users");
+        assert_eq!(
+            users.floor("resets"),
+            Some(strictmx_spool::TlsFloor::Verified)
+        );
+        assert_eq!(users.floor("newsletter"), None);
+        assert_eq!(users.floor("nobody"), None);
+    }
+
+    #[test]
     fn a_limited_user_may_send_only_as_its_senders_and_others_as_anyone() {
         let hash = hash_password("x");
         let users = Users::new(&[
@@ -109,11 +146,13 @@ mod tests {
                     SenderPattern::Address("invoices@shop.example".into()),
                     SenderPattern::Domain("billing.example".into()),
                 ],
+                require_tls: Some(strictmx_spool::TlsFloor::Verified),
             },
             User {
                 name: "legacy".into(),
                 argon2_phc_hash: hash,
                 senders: Vec::new(),
+                require_tls: None,
             },
         ])
         .expect("valid users");
@@ -142,6 +181,7 @@ mod tests {
                 name: "alice".into(),
                 argon2_phc_hash: hash,
                 senders: Vec::new(),
+                require_tls: None,
             }])
             .expect("valid hash"),
         );
@@ -166,6 +206,7 @@ mod tests {
             name: "alice".into(),
             argon2_phc_hash: "plaintext".into(),
             senders: Vec::new(),
+            require_tls: None,
         }];
         assert!(matches!(
             Users::new(&bad),
@@ -177,11 +218,13 @@ mod tests {
                 name: "a".into(),
                 argon2_phc_hash: hash.clone(),
                 senders: Vec::new(),
+                require_tls: None,
             },
             User {
                 name: "a".into(),
                 argon2_phc_hash: hash,
                 senders: Vec::new(),
+                require_tls: None,
             },
         ];
         assert!(matches!(

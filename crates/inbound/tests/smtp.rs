@@ -310,6 +310,7 @@ async fn a_running_server_takes_new_users_and_a_renewed_certificate() {
         name: "bob".into(),
         argon2_phc_hash: strictmx_inbound::hash_password("bobs password"),
         senders: Vec::new(),
+        require_tls: None,
     };
     let mut client = server.connect_starttls().await;
     client.command("EHLO client.test").await.code(250);

@@ -219,6 +219,10 @@ pub struct MessageFacts {
     pub tls_required_no: bool,
     /// Whether configuration lets this message's submitter relax policy with that header.
     pub submitter_may_relax: bool,
+    /// The submitter's TLS floor for this message (HTTP `require_tls`, an SMTP user's
+    /// `require_tls`): combined with the rules like a rule's `require`, never a relaxation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor: Option<crate::rules::MinRequirement>,
 }
 
 #[cfg(test)]

@@ -121,6 +121,8 @@ pub enum PolicyLabel {
     Requiretls,
     /// The message's `TLS-Required: No` was honoured (RFC 8689 §5).
     TlsRequiredNo,
+    /// The submitter's per-message TLS floor raised the requirement.
+    MessageFloor,
 }
 
 impl PolicyLabel {
@@ -137,6 +139,7 @@ impl PolicyLabel {
             PolicyLabel::RuleRelaxed => "rule-relaxed",
             PolicyLabel::Requiretls => "requiretls",
             PolicyLabel::TlsRequiredNo => "tls-required-no",
+            PolicyLabel::MessageFloor => "message-floor",
         }
     }
 }

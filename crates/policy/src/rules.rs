@@ -34,6 +34,18 @@ pub enum MinRequirement {
     DaneOnly,
 }
 
+impl MinRequirement {
+    /// The name used in config and reasons.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MinRequirement::Opportunistic => "opportunistic",
+            MinRequirement::Encrypted => "encrypted",
+            MinRequirement::Verified => "verified",
+            MinRequirement::DaneOnly => "dane-only",
+        }
+    }
+}
+
 /// A TLS protocol version floor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub enum TlsVersion {

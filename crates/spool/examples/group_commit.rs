@@ -119,6 +119,7 @@ fn envelope() -> Envelope {
             tls: None,
         },
         kind: MessageKind::Normal,
+        require_tls: None,
     }
 }
 

@@ -34,4 +34,5 @@ pub use types::{
     AttemptOutcome, AttemptRecord, BouncedMessage, ClientInfo, DueMessage, DueRecipient, Envelope,
     EnvelopeRecipient, ExceptionUse, MessageKind, PeerAuth, QueueEntry, QueueRecipient,
     RecipientState, RecipientUpdate, ShadowOutcome, ShadowVerdict, SpoolStats, StoredMessage,
+    TlsFloor,
 };

@@ -24,6 +24,48 @@ pub struct Envelope {
     pub received_at: SystemTime,
     pub client: ClientInfo,
     pub kind: MessageKind,
+    /// The submitter's TLS floor for this message (an HTTP submission's `require_tls`, an SMTP
+    /// user's `require_tls`): the least its delivery may use, whatever the destination allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_tls: Option<TlsFloor>,
+}
+
+/// A per-message TLS floor. It only ever raises what the delivery plan demands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsFloor {
+    /// TLS mandatory, any certificate.
+    Encrypted,
+    /// TLS with a certificate verified by DANE or the web PKI for the MX host name.
+    Verified,
+    /// Only MX hosts with usable DANE TLSA records.
+    Dane,
+}
+
+impl std::str::FromStr for TlsFloor {
+    type Err = String;
+
+    /// `encrypted`, `verified` or `dane` (case-insensitive).
+    fn from_str(text: &str) -> Result<TlsFloor, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "encrypted" => Ok(TlsFloor::Encrypted),
+            "verified" => Ok(TlsFloor::Verified),
+            "dane" => Ok(TlsFloor::Dane),
+            _ => Err(format!(
+                "`{text}` is not a TLS floor: encrypted, verified or dane"
+            )),
+        }
+    }
+}
+
+impl TlsFloor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsFloor::Encrypted => "encrypted",
+            TlsFloor::Verified => "verified",
+            TlsFloor::Dane => "dane",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -28,6 +28,9 @@ pub struct Question {
     /// The envelope sender; empty for the null sender.
     pub from: String,
     pub requiretls: bool,
+    /// A per-message TLS floor, as an HTTP submission or an SMTP user's `require_tls` sets it.
+    #[serde(default)]
+    pub require_tls: Option<strictmx_spool::TlsFloor>,
 }
 
 impl Question {
@@ -37,6 +40,7 @@ impl Question {
             requiretls: self.requiretls,
             tls_required_no: false,
             submitter_may_relax: false,
+            floor: self.require_tls.map(strictmx_delivery::transport::floor_of),
         }
     }
 }

@@ -88,6 +88,10 @@ enum Command {
         /// Plan as for a message submitted with REQUIRETLS (RFC 8689).
         #[arg(long)]
         requiretls: bool,
+        /// Plan as for a message with this TLS floor: encrypted, verified or dane (an HTTP
+        /// submission's `require_tls`, an SMTP user's `require_tls`).
+        #[arg(long)]
+        require_tls: Option<strictmx_spool::TlsFloor>,
         /// Print the facts and the decision as JSON.
         #[arg(long)]
         json: bool,
@@ -211,6 +215,7 @@ fn main() -> ExitCode {
             domain,
             from,
             requiretls,
+            require_tls,
             json,
             config,
         } => match load(config.as_ref()) {
@@ -219,6 +224,7 @@ fn main() -> ExitCode {
                     domain,
                     from: from.unwrap_or_default(),
                     requiretls,
+                    require_tls,
                 };
                 explain::run(&config, question, json)
             }

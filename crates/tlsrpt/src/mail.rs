@@ -103,6 +103,7 @@ pub fn build(mail: &ReportMail<'_>) -> std::io::Result<(Envelope, Vec<u8>)> {
             tls: None,
         },
         kind: MessageKind::TlsReport,
+        require_tls: None,
     };
     Ok((envelope, body))
 }

@@ -40,6 +40,7 @@ fn envelope(mail_from: &str, params: MailParams, notify: Option<Notify>) -> Enve
             tls: None,
         },
         kind: MessageKind::Normal,
+        require_tls: None,
     }
 }
 

@@ -111,6 +111,7 @@ mod tests {
                 tls: None,
             },
             kind: MessageKind::Normal,
+            require_tls: None,
         }
     }
 

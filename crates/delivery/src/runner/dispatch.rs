@@ -398,6 +398,7 @@ mod tests {
                 tls: None,
             },
             kind: strictmx_spool::MessageKind::Normal,
+            require_tls: None,
         });
         sizes
             .iter()

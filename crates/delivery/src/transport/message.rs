@@ -23,6 +23,17 @@ pub(crate) fn message_facts(
         requiretls: envelope.params.requiretls,
         tls_required_no: has_tls_required_no(&message.body),
         submitter_may_relax: permission.allows(&envelope.client),
+        floor: envelope.require_tls.map(floor_of),
+    }
+}
+
+/// The planner's name for a message's TLS floor.
+pub fn floor_of(floor: strictmx_spool::TlsFloor) -> strictmx_policy::rules::MinRequirement {
+    use strictmx_policy::rules::MinRequirement;
+    match floor {
+        strictmx_spool::TlsFloor::Encrypted => MinRequirement::Encrypted,
+        strictmx_spool::TlsFloor::Verified => MinRequirement::Verified,
+        strictmx_spool::TlsFloor::Dane => MinRequirement::DaneOnly,
     }
 }
 
@@ -126,6 +137,7 @@ mod tests {
                     tls: None,
                 },
                 kind: MessageKind::Normal,
+                require_tls: None,
             }),
             recipients: Vec::new(),
             body: Arc::new(b"TLS-Required: No\r\n\r\nhi\r\n".to_vec()),

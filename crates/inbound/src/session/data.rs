@@ -108,6 +108,10 @@ impl<Q: Queue> Session<Q> {
                 tls: self.tls.clone(),
             },
             kind: MessageKind::Normal,
+            require_tls: self
+                .auth_user
+                .as_deref()
+                .and_then(|user| self.shared.users().floor(user)),
         };
         let dkim = self.signing_outcome(signing);
         match self.shared.queue.submit(id, envelope, body).await {

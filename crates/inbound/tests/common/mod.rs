@@ -141,6 +141,7 @@ impl TestServer {
             name: USER.into(),
             argon2_phc_hash: strictmx_inbound::hash_password(PASSWORD),
             senders: Vec::new(),
+            require_tls: None,
         }];
         TestServer {
             settings,

@@ -187,6 +187,8 @@ struct Context<'a> {
     next_hop_requiretls: bool,
     /// RFC 8689 §5: `TLS-Required: No` is honoured for this message.
     header_relaxes: bool,
+    /// The message's own floor demands more than the rules.
+    floor_raises: bool,
 }
 
 impl<'a> Context<'a> {
@@ -199,8 +201,17 @@ impl<'a> Context<'a> {
         settings: &'a PolicySettings,
         why: &mut Vec<String>,
     ) -> Context<'a> {
-        let demand = RuleDemand::collect(&settings.rules, domain, &message.sender);
+        let mut demand = RuleDemand::collect(&settings.rules, domain, &message.sender);
         note_rules(&demand, why);
+        let rules_require = demand.require;
+        if let Some(floor) = message.floor {
+            why.push(format!(
+                "the submitter's TLS floor for this message: {} (a floor, never a relaxation)",
+                floor.as_str()
+            ));
+            demand.require = demand.require.max(Some(floor));
+        }
+        let floor_raises = demand.require > rules_require;
         let header_relaxes = header_relaxes(message, why);
         let next_hop_requiretls = message.requiretls && !message.sender.is_empty();
         if message.requiretls && !next_hop_requiretls {
@@ -223,6 +234,7 @@ impl<'a> Context<'a> {
             requiretls: message.requiretls,
             next_hop_requiretls,
             header_relaxes,
+            floor_raises,
         }
     }
 }
@@ -241,6 +253,10 @@ fn header_relaxes(message: &MessageFacts, why: &mut Vec<String>) -> bool {
         return false;
     }
     if !message.tls_required_no {
+        return false;
+    }
+    if message.floor.is_some() {
+        why.push("TLS-Required: No ignored: the message's own TLS floor wins".to_owned());
         return false;
     }
     if !message.submitter_may_relax {
@@ -441,7 +457,11 @@ fn label(ctx: &Context<'_>, outcomes: &[HostOutcome]) -> PolicyLabel {
         Some(StsMode::None) | None => {}
     }
     if outcomes.iter().any(|o| o.raised) {
-        return PolicyLabel::Rule;
+        return if ctx.floor_raises {
+            PolicyLabel::MessageFloor
+        } else {
+            PolicyLabel::Rule
+        };
     }
     match ctx.settings.default_requirement {
         super::DefaultRequirement::Opportunistic => PolicyLabel::DefaultOpportunistic,

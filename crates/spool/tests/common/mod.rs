@@ -47,6 +47,7 @@ pub fn envelope(recipients: &[&str]) -> Envelope {
             tls: Some("TLSv1.3".into()),
         },
         kind: MessageKind::Normal,
+        require_tls: None,
     }
 }
 

@@ -32,6 +32,7 @@ fn message(mail_from: &str, kind: MessageKind, params: RcptParams) -> JobMessage
             tls: None,
         },
         kind,
+        require_tls: None,
     };
     JobMessage {
         id: 7,

@@ -145,6 +145,7 @@ fn message(requiretls: bool, tls_required_no: bool, submitter_may_relax: bool) -
         requiretls,
         tls_required_no,
         submitter_may_relax,
+        floor: None,
     }
 }
 
@@ -845,6 +846,71 @@ fn a_pin_or_a_version_floor_makes_tls_mandatory() {
             settings: with_rule(verified_and_pinned),
             ..row(
                 "a stricter require stays as it is",
+                plain(),
+                Deliver(
+                    PolicyLabel::Rule,
+                    vec![(MX1, "verified"), (MX2, "verified")],
+                ),
+            )
+        },
+    ]);
+}
+
+#[test]
+fn a_messages_tls_floor_raises_the_plan_and_never_lowers_it() {
+    use Expect::*;
+    let plain = || domain(Dnssec::Insecure, none(), none());
+    let floored = |floor| MessageFacts {
+        floor: Some(floor),
+        ..message(false, false, false)
+    };
+    check(vec![
+        Row {
+            message: floored(MinRequirement::Verified),
+            ..row(
+                "issue 10: a verified floor over a destination publishing nothing",
+                plain(),
+                Deliver(
+                    PolicyLabel::MessageFloor,
+                    vec![(MX1, "verified"), (MX2, "verified")],
+                ),
+            )
+        },
+        Row {
+            message: floored(MinRequirement::DaneOnly),
+            ..row(
+                "RFC 8460 §4.3.2 dane-required: a dane floor without usable TLSA defers",
+                plain(),
+                Defer,
+            )
+        },
+        Row {
+            message: floored(MinRequirement::Encrypted),
+            ..row(
+                "RFC 7672 §2.2: a floor below what the destination publishes changes nothing",
+                domain(Dnssec::Secure, usable(), usable()),
+                Deliver(PolicyLabel::Dane, vec![(MX1, "dane"), (MX2, "dane")]),
+            )
+        },
+        Row {
+            message: MessageFacts {
+                floor: Some(MinRequirement::Encrypted),
+                ..message(false, true, true)
+            },
+            ..row(
+                "RFC 8689 §5: TLS-Required: No does not undo the message's own floor",
+                plain(),
+                Deliver(
+                    PolicyLabel::MessageFloor,
+                    vec![(MX1, "encrypted"), (MX2, "encrypted")],
+                ),
+            )
+        },
+        Row {
+            message: floored(MinRequirement::Encrypted),
+            settings: with_rule(rule(Some(MinRequirement::Verified))),
+            ..row(
+                "a rule demanding more stays as it is, labelled as the rule's",
                 plain(),
                 Deliver(
                     PolicyLabel::Rule,
