@@ -23,6 +23,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::audit_cmd::{self, AuditRequest};
 use crate::bulk::{self, BulkAction};
 use crate::explain::Question;
 use crate::reload::Live;
@@ -121,6 +122,8 @@ pub enum Request {
     Reload,
     /// `strictmx tlsrpt preview|send`.
     Tlsrpt(TlsrptRequest),
+    /// `strictmx audit show|search`.
+    Audit(AuditRequest),
 }
 
 /// The server side, bound before the server starts serving.
@@ -345,6 +348,7 @@ async fn execute(
             Err(errors) => json!({ "reloaded": false, "errors": errors.to_string() }),
         },
         Request::Tlsrpt(request) => tlsrpt_cmd::handle(request, tlsrpt).await?,
+        Request::Audit(request) => audit_cmd::handle(&request, spool)?,
     })
 }
 
@@ -671,6 +675,7 @@ fn render(request: &Request, result: &Value) -> String {
         Request::Bounce { .. } => format!("bounced; {} DSN(s) queued\n", result["dsns"]),
         Request::Explain(_) | Request::Reload => format!("{}\n", text(result)),
         Request::Tlsrpt(request) => tlsrpt_cmd::render(request, result),
+        Request::Audit(request) => audit_cmd::render(request, result),
         Request::Retry { .. } | Request::RetryAll => format!(
             "{} recipient(s) due now; {} destination backoff(s) cleared\n",
             result["recipients"],
