@@ -20,7 +20,7 @@ use strictmx_protocol::status;
 
 use crate::id::MessageId;
 use crate::store::EnvelopeRecord;
-use crate::time;
+use crate::time::{self, unix_millis};
 use crate::types::{
     AttemptOutcome, AttemptRecord, ClientInfo, MessageKind, PeerAuth, RecipientState,
 };
@@ -200,9 +200,11 @@ pub struct AuditPage {
 impl AuditQuery {
     /// Whether `record` meets every condition of the query.
     pub fn matches(&self, record: &AuditRecord) -> bool {
-        let final_at = record.final_at;
-        self.since.is_none_or(|since| final_at >= since)
-            && self.until.is_none_or(|until| final_at < until)
+        // At the millisecond, as records store their times and the indexes order them.
+        let final_at = unix_millis(record.final_at);
+        self.since
+            .is_none_or(|since| final_at >= unix_millis(since))
+            && self.until.is_none_or(|until| final_at < unix_millis(until))
             && self
                 .domain
                 .as_deref()

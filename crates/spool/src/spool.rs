@@ -16,7 +16,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 use strictmx_protocol::ErrorChain;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::audit::table::AuditTables;
+use crate::audit::table::AuditIndexes;
 use crate::error::SpoolError;
 use crate::id::{IdAllocator, MessageId, MessageIdDisplay};
 use crate::index::{Index, Summary};
@@ -276,7 +276,7 @@ fn prepare(db: &Database, path: &Path) -> Result<MessageId, SpoolError> {
             txn.open_table(table).map_err(|e| fail(e.into()))?;
         }
         txn.open_table(SCHEDULE).map_err(|e| fail(e.into()))?;
-        AuditTables::create(&txn).map_err(|e| fail(e.into()))?;
+        AuditIndexes::create(&txn).map_err(|e| fail(e.into()))?;
         let found = meta
             .get(META_SCHEMA)
             .map_err(|e| fail(e.into()))?
@@ -562,18 +562,8 @@ impl Spool {
     /// Removes every audit record older than `[audit] keep`, in one transaction; returns how
     /// many. Commits also do this on their own, a small batch at a time.
     pub async fn prune_audit(&self) -> Result<usize, SpoolError> {
-        self.execute(|t, ctx| {
-            let mut pruned = 0;
-            loop {
-                let batch = writer::prune_audit(t, ctx, writer::PRUNE_BATCH)
-                    .map_err(writer::OpError::Abort)?;
-                pruned += batch;
-                if batch < writer::PRUNE_BATCH {
-                    return Ok(pruned);
-                }
-            }
-        })
-        .await
+        self.execute(|t, ctx| writer::prune_audit_now(t, ctx).map_err(writer::OpError::Abort))
+            .await
     }
 
     /// Bounces every recipient that is not final ("administratively bounced", 5.0.0) and

@@ -16,7 +16,8 @@ use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use strictmx_protocol::{EnhancedStatus, ErrorChain, status};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::audit::{self, AuditRecord, Cause, table::AuditTables};
+use crate::audit::table::{self as audit_table, AuditIndexes};
+use crate::audit::{self, Cause};
 use crate::error::SpoolError;
 use crate::id::{IdAllocator, MessageId, MessageIdDisplay};
 use crate::index::Summary;
@@ -49,7 +50,15 @@ const HOLD_OUTCOMES: Duration = Duration::from_millis(2);
 /// How often a commit also prunes expired audit records, and how many at most: a backlog
 /// (after a long stop, or a shorter `keep`) goes a batch per commit, never all at once.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
-pub(crate) const PRUNE_BATCH: usize = 128;
+const PRUNE_BATCH: usize = 128;
+
+/// A commit indexes the audit records written since the last indexing once this many are
+/// waiting, or once the oldest waited [`INDEX_WITHIN`]; at most [`INDEX_BATCH`] at a time.
+/// Indexing many at once touches few index pages, where one at a time would touch four per
+/// commit.
+const INDEX_AFTER: u64 = 128;
+const INDEX_WITHIN: Duration = Duration::from_secs(1);
+const INDEX_BATCH: u64 = 512;
 
 /// When the caller may be answered: after the fdatasync, or once committed (flushed within
 /// [`FLUSH_WITHIN`]).
@@ -176,6 +185,8 @@ pub(crate) struct Ctx {
     audit: AuditSettings,
     /// When a commit next prunes the audit trail.
     next_prune: SystemTime,
+    /// When a commit next indexes audit records, however few wait.
+    next_index: SystemTime,
 }
 
 impl Ctx {
@@ -200,8 +211,10 @@ pub(crate) struct Tables<'t> {
     attempts: Table<'t, (u64, u32), &'static [u8]>,
     schedule: Table<'t, (u64, u64, u32), ()>,
     meta: Table<'t, &'static str, u64>,
-    /// Opened by the first operation that writes or prunes audit records.
-    audit: Option<AuditTables<'t>>,
+    /// Opened by the first operation that writes audit records.
+    audit_records: Option<Table<'t, u64, &'static [u8]>>,
+    /// Opened by a commit that indexes or prunes them.
+    audit_indexes: Option<AuditIndexes<'t>>,
 }
 
 impl<'t> Tables<'t> {
@@ -214,17 +227,43 @@ impl<'t> Tables<'t> {
             attempts: txn.open_table(ATTEMPTS)?,
             schedule: txn.open_table(SCHEDULE)?,
             meta: txn.open_table(META)?,
-            audit: None,
+            audit_records: None,
+            audit_indexes: None,
         })
     }
 
-    fn audit(&mut self) -> Result<&mut AuditTables<'t>, redb::TableError> {
-        match &mut self.audit {
-            Some(audit) => Ok(audit),
-            slot => Ok(slot.insert(AuditTables::open(self.txn)?)),
-        }
+    /// The audit records table and `meta`, which holds its counters.
+    fn audit_records(
+        &mut self,
+    ) -> Result<(&mut AuditRecords<'t>, &mut Meta<'t>), redb::TableError> {
+        let txn = self.txn;
+        let records = match &mut self.audit_records {
+            Some(records) => records,
+            slot => slot.insert(txn.open_table(audit_table::RECORDS)?),
+        };
+        Ok((records, &mut self.meta))
+    }
+
+    /// The audit records, their indexes and `meta`.
+    fn audit_all(
+        &mut self,
+    ) -> Result<(&mut AuditRecords<'t>, &mut AuditIndexes<'t>, &mut Meta<'t>), redb::TableError>
+    {
+        let txn = self.txn;
+        let indexes = match &mut self.audit_indexes {
+            Some(indexes) => indexes,
+            slot => slot.insert(AuditIndexes::open(txn)?),
+        };
+        let records = match &mut self.audit_records {
+            Some(records) => records,
+            slot => slot.insert(txn.open_table(audit_table::RECORDS)?),
+        };
+        Ok((records, indexes, &mut self.meta))
     }
 }
+
+type AuditRecords<'t> = Table<'t, u64, &'static [u8]>;
+type Meta<'t> = Table<'t, &'static str, u64>;
 
 /// The writer thread's state.
 pub(crate) struct Writer {
@@ -251,6 +290,7 @@ impl Writer {
                 effects: Vec::new(),
                 audit,
                 next_prune: now,
+                next_index: now,
             },
             batch_max: batch_max.max(1),
             unflushed_since: None,
@@ -451,13 +491,7 @@ impl Writer {
             for op in batch.iter_mut() {
                 op.apply(&mut tables, &mut self.ctx)?;
             }
-            if self.ctx.now >= self.ctx.next_prune {
-                let pruned = prune_audit(&mut tables, &self.ctx, PRUNE_BATCH)?;
-                self.ctx.next_prune = match pruned {
-                    PRUNE_BATCH => self.ctx.now,
-                    _ => self.ctx.now + PRUNE_EVERY,
-                };
-            }
+            maintain_audit(&mut tables, &mut self.ctx)?;
             let last_id = lock_ids(&self.ctx.ids).last();
             tables.meta.insert(META_LAST_ID, last_id)?;
         }
@@ -877,7 +911,7 @@ fn audit_records(
     states: &[RecipientState],
     cause: Cause,
     now: SystemTime,
-) -> Result<Vec<(AuditRecord, Vec<u8>)>, SpoolError> {
+) -> Result<Vec<Vec<u8>>, SpoolError> {
     let mut records = Vec::with_capacity(finals.len());
     for &index in finals {
         let Some(state) = states.get(index) else {
@@ -893,38 +927,74 @@ fn audit_records(
             now,
         );
         if let Some(record) = built {
-            let bytes = store::encode("audit record", found.id, &record)?;
-            records.push((record, bytes));
+            records.push(store::encode("audit record", found.id, &record)?);
         }
     }
     Ok(records)
 }
 
-fn write_audit(tables: &mut Tables<'_>, records: &[(AuditRecord, Vec<u8>)]) -> Result<(), OpError> {
+/// Appends the encoded records: the end of one table, whatever their number.
+fn write_audit(tables: &mut Tables<'_>, records: &[Vec<u8>]) -> Result<(), OpError> {
     if records.is_empty() {
         return Ok(());
     }
-    let audit = tables.audit().map_err(|e| OpError::Abort(e.into()))?;
-    for (record, bytes) in records {
-        audit.insert(record, bytes)?;
+    let (table, meta) = tables
+        .audit_records()
+        .map_err(|e| OpError::Abort(e.into()))?;
+    for bytes in records {
+        audit_table::append(table, meta, bytes)?;
     }
     Ok(())
 }
 
-/// Removes up to `max` audit records older than the retention window; returns how many.
-pub(crate) fn prune_audit(
-    tables: &mut Tables<'_>,
-    ctx: &Ctx,
-    max: usize,
-) -> Result<usize, redb::Error> {
+/// The audit trail's upkeep at the end of a batch: indexes what waits (see [`INDEX_AFTER`])
+/// and, at most once per [`PRUNE_EVERY`], prunes a batch past the retention window.
+fn maintain_audit(tables: &mut Tables<'_>, ctx: &mut Ctx) -> Result<(), redb::Error> {
+    let waiting = audit_table::unindexed(&tables.meta)?;
+    if waiting >= INDEX_AFTER || (waiting > 0 && ctx.now >= ctx.next_index) {
+        let (records, indexes, meta) = tables.audit_all()?;
+        indexes.index(records, meta, INDEX_BATCH)?;
+        ctx.next_index = ctx.now + INDEX_WITHIN;
+    }
+    if ctx.now >= ctx.next_prune {
+        let pruned = prune_audit(tables, ctx, PRUNE_BATCH)?;
+        ctx.next_prune = match pruned {
+            PRUNE_BATCH => ctx.now,
+            _ => ctx.now + PRUNE_EVERY,
+        };
+    }
+    Ok(())
+}
+
+/// Removes up to `max` indexed audit records older than the retention window; returns how
+/// many.
+fn prune_audit(tables: &mut Tables<'_>, ctx: &Ctx, max: usize) -> Result<usize, redb::Error> {
     let Some(cutoff) = ctx.now.checked_sub(ctx.audit.keep) else {
         return Ok(0);
     };
-    let pruned = tables.audit()?.prune(unix_millis(cutoff), max)?;
+    let (records, indexes, _) = tables.audit_all()?;
+    let pruned = indexes.prune(records, unix_millis(cutoff), max)?;
     if pruned > 0 {
         tracing::debug!(pruned, "audit records past retention removed");
     }
     Ok(pruned)
+}
+
+/// Indexes every waiting audit record, then removes every one past the retention window;
+/// returns how many were removed.
+pub(crate) fn prune_audit_now(tables: &mut Tables<'_>, ctx: &Ctx) -> Result<usize, redb::Error> {
+    while audit_table::unindexed(&tables.meta)? > 0 {
+        let (records, indexes, meta) = tables.audit_all()?;
+        indexes.index(records, meta, INDEX_BATCH)?;
+    }
+    let mut pruned = 0;
+    loop {
+        let batch = prune_audit(tables, ctx, PRUNE_BATCH)?;
+        pruned += batch;
+        if batch < PRUNE_BATCH {
+            return Ok(pruned);
+        }
+    }
 }
 
 /// A recipient whose state changes, with the new state already encoded.

@@ -332,3 +332,71 @@ async fn with_the_trail_off_nothing_is_written() {
     let id = deliver(&spool, "a@bank.test", SystemTime::now(), PeerAuth::Dane).await;
     assert!(spool.audit_by_queue_id(id).expect("read").is_empty());
 }
+
+#[tokio::test]
+async fn records_are_found_before_and_after_later_commits_index_them_and_across_a_restart() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let start = days_ago(1);
+    let mut ids = Vec::new();
+    {
+        let spool = open(dir.path());
+        // More than a commit indexes at once, each a second apart in final time.
+        for n in 0..300u64 {
+            let at = start + Duration::from_secs(n);
+            let rcpt = if n % 2 == 0 {
+                "a@bank.test"
+            } else {
+                "b@other.test"
+            };
+            ids.push(deliver(&spool, rcpt, at, PeerAuth::Dane).await);
+        }
+        check_found(&spool, &ids, start).await;
+    }
+    let spool = open(dir.path());
+    check_found(&spool, &ids, start).await;
+    spool
+        .submit(envelope(&["c@bank.test"]), body(10))
+        .await
+        .expect("a commit that indexes what waits");
+    check_found(&spool, &ids, start).await;
+}
+
+/// Every record of `ids` (delivered a second apart from `start`, alternating between two
+/// domains) is found by queue id and by search, in order.
+async fn check_found(spool: &Spool, ids: &[u64], start: SystemTime) {
+    for &id in [ids[0], ids[150], ids[299]].iter() {
+        assert_eq!(
+            spool.audit_by_queue_id(id).expect("read").len(),
+            1,
+            "{id:x}"
+        );
+    }
+    let all = spool
+        .audit_search(&AuditQuery {
+            limit: usize::MAX,
+            ..AuditQuery::default()
+        })
+        .expect("search");
+    let found: Vec<_> = all.records.iter().map(|r| r.queue_id).collect();
+    assert_eq!(found, ids, "every record, oldest first");
+    let bank = spool
+        .audit_search(&AuditQuery {
+            domain: Some("bank.test".into()),
+            since: Some(start + Duration::from_secs(100)),
+            until: Some(start + Duration::from_secs(200)),
+            ..AuditQuery::default()
+        })
+        .expect("search");
+    let found: Vec<_> = bank.records.iter().map(|r| r.queue_id).collect();
+    let expected: Vec<_> = (100..200).step_by(2).map(|n| ids[n]).collect();
+    assert_eq!(found, expected);
+    let page = spool
+        .audit_search(&AuditQuery {
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .expect("search");
+    assert!(page.truncated);
+    let first: Vec<_> = page.records.iter().map(|r| r.queue_id).collect();
+    assert_eq!(first, ids[..10]);
+}

@@ -1,15 +1,16 @@
 //! Reading the audit trail: one message's records by queue id or `Message-ID`, and searches
 //! over a time range, through the recipient domain's index when the query names a domain.
-//! Each runs on one redb read transaction in the caller's thread, beside the writer.
+//! Each runs on one redb read transaction in the caller's thread, beside the writer, and adds
+//! the few records written since the last indexing (`table`) to what the indexes find.
 
 use redb::ReadableDatabase;
-use strictmx_protocol::ErrorChain;
 
-use super::table::{self, BY_DOMAIN, BY_MESSAGE_ID, BY_QUEUE_ID, RECORDS, read_err};
-use super::{AuditPage, AuditQuery, AuditRecord};
+use super::table::{self, BY_DOMAIN, BY_MESSAGE_ID, BY_QUEUE_ID, BY_TIME, RECORDS, read_err};
+use super::{AuditPage, AuditQuery, AuditRecord, message_id_key};
 use crate::error::SpoolError;
-use crate::id::{MessageId, MessageIdDisplay};
+use crate::id::MessageId;
 use crate::spool::Spool;
+use crate::store::META;
 use crate::time::unix_millis;
 
 impl Spool {
@@ -18,12 +19,19 @@ impl Spool {
     pub fn audit_by_queue_id(&self, id: MessageId) -> Result<Vec<AuditRecord>, SpoolError> {
         let db = self.shared().database()?;
         let txn = db.begin_read().map_err(read_err)?;
-        let by_queue_id = txn.open_table(BY_QUEUE_ID).map_err(read_err)?;
         let records = txn.open_table(RECORDS).map_err(read_err)?;
+        let by_queue_id = txn.open_table(BY_QUEUE_ID).map_err(read_err)?;
+        let meta = txn.open_table(META).map_err(read_err)?;
         let mut found = Vec::new();
-        for key in table::keys_of_queue_id(&by_queue_id, id)? {
-            found.extend(table::read_record(&records, key)?);
+        for seq in table::seqs_of_queue_id(&by_queue_id, id)? {
+            found.extend(table::read_record(&records, seq)?);
         }
+        found.extend(
+            table::read_unindexed(&records, &meta)?
+                .into_iter()
+                .filter(|r| r.queue_id == id),
+        );
+        found.sort_by_key(|r| r.index);
         Ok(found)
     }
 
@@ -32,16 +40,20 @@ impl Spool {
     pub fn audit_by_message_id(&self, message_id: &str) -> Result<Vec<AuditRecord>, SpoolError> {
         let db = self.shared().database()?;
         let txn = db.begin_read().map_err(read_err)?;
-        let by_message_id = txn.open_table(BY_MESSAGE_ID).map_err(read_err)?;
-        let by_queue_id = txn.open_table(BY_QUEUE_ID).map_err(read_err)?;
         let records = txn.open_table(RECORDS).map_err(read_err)?;
+        let by_message_id = txn.open_table(BY_MESSAGE_ID).map_err(read_err)?;
+        let meta = txn.open_table(META).map_err(read_err)?;
+        let key = message_id_key(message_id);
         let mut found = Vec::new();
-        for (id, index) in table::recipients_of_message_id(&by_message_id, message_id)? {
-            let Some(at) = by_queue_id.get((id, index)).map_err(read_err)? else {
-                continue;
-            };
-            found.extend(table::read_record(&records, (at.value(), id, index))?);
+        for seq in table::seqs_of_message_id(&by_message_id, key)? {
+            found.extend(table::read_record(&records, seq)?);
         }
+        found.extend(
+            table::read_unindexed(&records, &meta)?
+                .into_iter()
+                .filter(|r| r.message_id.as_deref().map(message_id_key) == Some(key)),
+        );
+        found.sort_by_key(|r| (r.queue_id, r.index));
         Ok(found)
     }
 
@@ -52,65 +64,53 @@ impl Spool {
         let db = self.shared().database()?;
         let txn = db.begin_read().map_err(read_err)?;
         let records = txn.open_table(RECORDS).map_err(read_err)?;
+        let meta = txn.open_table(META).map_err(read_err)?;
         let since = query.since.map_or(0, unix_millis);
         let until = query.until.map_or(u64::MAX, unix_millis);
-        let mut page = AuditPage {
-            records: Vec::new(),
-            truncated: false,
-        };
-        let mut take = |record: AuditRecord| {
-            if !query.matches(&record) {
-                return true;
+        let mut found = Vec::new();
+        // One more than the limit tells that the page is truncated.
+        let mut take = |seq: u64| -> Result<bool, SpoolError> {
+            if let Some(record) = table::read_record(&records, seq)?
+                && query.matches(&record)
+            {
+                found.push(record);
             }
-            if page.records.len() >= query.limit {
-                page.truncated = true;
-                return false;
-            }
-            page.records.push(record);
-            true
+            Ok(found.len() <= query.limit)
         };
         match query.indexed_domain() {
             Some(domain) => {
                 let by_domain = txn.open_table(BY_DOMAIN).map_err(read_err)?;
-                let range = (domain.as_str(), since, 0, 0)..(domain.as_str(), until, 0, 0);
+                let range = (domain.as_str(), since, 0)..(domain.as_str(), until, 0);
                 for entry in by_domain.range(range).map_err(read_err)? {
                     let (key, _) = entry.map_err(read_err)?;
-                    let (_, at, id, index) = key.value();
-                    let record = match table::read_record(&records, (at, id, index)) {
-                        Ok(Some(record)) => record,
-                        Ok(None) => continue,
-                        Err(e) => {
-                            skip_damaged(id, &e);
-                            continue;
-                        }
-                    };
-                    if !take(record) {
+                    if !take(key.value().2)? {
                         break;
                     }
                 }
             }
             None => {
-                for entry in records
-                    .range((since, 0, 0)..(until, 0, 0))
-                    .map_err(read_err)?
-                {
-                    let (key, value) = entry.map_err(read_err)?;
-                    let (_, id, _) = key.value();
-                    match crate::store::decode::<AuditRecord>("audit", id, value.value()) {
-                        Ok(record) => {
-                            if !take(record) {
-                                break;
-                            }
-                        }
-                        Err(e) => skip_damaged(id, &e),
+                let by_time = txn.open_table(BY_TIME).map_err(read_err)?;
+                for entry in by_time.range((since, 0)..(until, 0)).map_err(read_err)? {
+                    let (key, _) = entry.map_err(read_err)?;
+                    if !take(key.value().1)? {
+                        break;
                     }
                 }
             }
         }
-        Ok(page)
+        if found.len() <= query.limit {
+            found.extend(
+                table::read_unindexed(&records, &meta)?
+                    .into_iter()
+                    .filter(|r| query.matches(r)),
+            );
+            found.sort_by_key(|r| r.final_at);
+        }
+        let truncated = found.len() > query.limit;
+        found.truncate(query.limit);
+        Ok(AuditPage {
+            records: found,
+            truncated,
+        })
     }
-}
-
-fn skip_damaged(id: MessageId, error: &SpoolError) {
-    tracing::error!(msg_id = %MessageIdDisplay(id), error = %ErrorChain(error), "damaged audit record skipped");
 }
