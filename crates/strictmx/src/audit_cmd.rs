@@ -216,8 +216,15 @@ fn from_unix_ms(ms: u64) -> SystemTime {
 }
 
 /// Answers `request` from `spool`: `show` as `{records, in_queue}`, `search` as the spool's
-/// page (`{records, truncated}`).
-pub fn handle(request: &AuditRequest, spool: &Spool) -> anyhow::Result<Value> {
+/// page (`{records, truncated}`). The reads run on a blocking thread: a search may decode
+/// thousands of records.
+pub async fn handle(request: AuditRequest, spool: Spool) -> anyhow::Result<Value> {
+    tokio::task::spawn_blocking(move || answer_from(&request, &spool))
+        .await
+        .context("the audit read was cancelled")?
+}
+
+fn answer_from(request: &AuditRequest, spool: &Spool) -> anyhow::Result<Value> {
     let query = request.query().map_err(anyhow::Error::msg)?;
     let AuditRequest::Show { id } = request else {
         let query = query.context("a search has a query")?;
@@ -290,7 +297,7 @@ async fn answer(config: &Config, request: &AuditRequest) -> anyhow::Result<Value
         return Ok(result);
     }
     let spool = open_existing_spool(&config.spool)?;
-    handle(request, &spool)
+    handle(request.clone(), spool).await
 }
 
 fn open_existing_spool(settings: &SpoolSettings) -> anyhow::Result<Spool> {

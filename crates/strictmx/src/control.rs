@@ -348,7 +348,7 @@ async fn execute(
             Err(errors) => json!({ "reloaded": false, "errors": errors.to_string() }),
         },
         Request::Tlsrpt(request) => tlsrpt_cmd::handle(request, tlsrpt).await?,
-        Request::Audit(request) => audit_cmd::handle(&request, spool)?,
+        Request::Audit(request) => audit_cmd::handle(request, spool.clone()).await?,
     })
 }
 
