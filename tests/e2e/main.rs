@@ -2,6 +2,7 @@
 //! loopback. Tests marked as needing the lab expect `tests/lab/up` to have run (tests/run-all
 //! does it) and fail with a clear message otherwise.
 
+mod audit;
 mod cli;
 mod crash;
 mod dkim;

@@ -75,6 +75,7 @@ pub(crate) fn schema() -> Table {
             ("policy", leaf(fields_of::<RawPolicy>())),
             ("rule", Many(Table::leaf(fields_of::<RawRule>()))),
             ("tlsrpt", leaf(fields_of::<RawTlsrpt>())),
+            ("audit", leaf(fields_of::<RawAudit>())),
             ("dkim", Many(Table::leaf(fields_of::<RawDkim>()))),
         ],
     }

@@ -4,11 +4,12 @@
 //! reporting every unknown key (`keys`), wrong type and missing key; `validate` turns them into
 //! the settings types the other crates own, one module per section (`server`, `spool`,
 //! `listen`, `auth`, `limits`, `dkim`, `dns`, `delivery`, `policy`, `mta_sts`, `retry`,
-//! `rules`, `tlsrpt`, `routes`), checking the files the configuration names (`files`) and
+//! `rules`, `tlsrpt`, `audit`, `routes`), checking the files the configuration names (`files`) and
 //! refusing published password hashes (`published`). Every problem is reported
 //! with file, line and key, all of them in file order. This crate holds no behaviour of its own
 //! beyond that.
 
+mod audit;
 mod auth;
 mod delivery;
 mod dkim;

@@ -34,6 +34,7 @@ pub struct RawConfig {
     #[serde(default, rename = "rule")]
     pub rules: Vec<RawRule>,
     pub tlsrpt: Option<RawTlsrpt>,
+    pub audit: Option<RawAudit>,
     #[serde(default, rename = "dkim")]
     pub dkim: Vec<RawDkim>,
 }
@@ -70,6 +71,13 @@ pub struct RawControl {
 pub struct RawSpool {
     pub commit_batch_max: S<i64>,
     pub cache_size: S<RawSize>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    pub enabled: S<bool>,
+    pub keep: S<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

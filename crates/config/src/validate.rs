@@ -17,8 +17,8 @@ use crate::error::Source;
 use crate::raw::RawConfig;
 use crate::{Config, values};
 use crate::{
-    auth, delivery, dkim, dns, limits, listen, mta_sts, policy, retry, routes, rules, server,
-    spool, tlsrpt, watch,
+    audit, auth, delivery, dkim, dns, limits, listen, mta_sts, policy, retry, routes, rules,
+    server, spool, tlsrpt, watch,
 };
 
 /// Reads an optional spanned value through `parse`; on failure records the error and keeps `default`.
@@ -90,7 +90,8 @@ pub(crate) fn checked_file(
 pub(crate) fn build(raw: &RawConfig, src: &mut Source<'_>, base: Option<&Path>) -> Config {
     let server = server::build(raw, src, base);
     let hostname = server.hostname;
-    let spool = spool::build(raw.spool.as_ref(), &server.data_dir, src);
+    let mut spool = spool::build(raw.spool.as_ref(), &server.data_dir, src);
+    spool.audit = audit::build(raw.audit.as_ref(), src);
     let mut inbound = listen::build(raw, src, base, &hostname);
     if let Some(a) = &raw.auth {
         inbound.users = auth::build(a, src, base);
@@ -166,6 +167,7 @@ pub(crate) fn render(c: &Config) -> String {
     dkim::render(&c.inbound.dkim, o);
     rules::render(&c.transport.policy.rules, o);
     tlsrpt::render(&c.tlsrpt, o);
+    audit::render(&c.spool.audit, o);
     routes::render(&c.transport.routes, o);
     out
 }

@@ -42,6 +42,20 @@ pub(crate) fn serialize_hex<S: serde::Serializer>(id: &MessageId, s: S) -> Resul
     s.collect_str(&MessageIdDisplay(*id))
 }
 
+/// Serde adapter both ways, for records that are stored in that form too (the audit trail).
+pub(crate) mod hex {
+    use serde::{Deserialize, Deserializer};
+
+    use super::MessageId;
+
+    pub(crate) use super::serialize_hex as serialize;
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<MessageId, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_id(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Hands out ids: the unix time in milliseconds shifted left by 16 bits, or the last id plus
 /// one when that is larger (several ids per millisecond, or a clock stepped backwards).
 /// Because the last id is persisted with every submission, ids never repeat across restarts.

@@ -1,9 +1,11 @@
 //! strictmx-spool: the durable outbound queue on redb. It stores envelopes, bodies, recipient
-//! states, attempt records and a schedule index, commits concurrent writes together (group
-//! commit) and hands due recipients to the queue runner; delivery, retry policy and DSNs are left
-//! to `strictmx-delivery`, the SMTP dialogue to `strictmx-inbound`.
+//! states, attempt records, a schedule index and the audit trail of finished recipients,
+//! commits concurrent writes together (group commit) and hands due recipients to the queue
+//! runner; delivery, retry policy and DSNs are left to `strictmx-delivery`, the SMTP dialogue
+//! to `strictmx-inbound`.
 #![forbid(unsafe_code)]
 
+mod audit;
 mod error;
 pub mod fault;
 mod id;
@@ -19,10 +21,14 @@ mod tlsrpt;
 mod types;
 mod writer;
 
+pub use audit::{
+    AuditAttempt, AuditOutcome, AuditPage, AuditQuery, AuditRecord, AuthFilter, RequireTlsReceipt,
+    SecurityReceipt, message_id_key,
+};
 pub use error::SpoolError;
 pub use id::{MessageId, MessageIdDisplay, format_id, parse_id};
 pub use postures::PostureWrite;
-pub use settings::SpoolSettings;
+pub use settings::{AuditSettings, SpoolSettings};
 pub use shadow::{
     SHADOW_KEEP_DAYS, ShadowCount, ShadowDomain, ShadowReason, ShadowRuleReport,
     report as shadow_report,

@@ -1,6 +1,8 @@
-//! The spool's settings type; `strictmx-config` builds it from TOML, this crate only reads it.
+//! The spool's settings types; `strictmx-config` builds them from TOML, this crate only reads
+//! them.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Where the spool lives and how much work one commit may carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +15,8 @@ pub struct SpoolSettings {
     /// Bytes of database pages kept in memory (redb's page cache). Memory use does not grow with
     /// the queue beyond this.
     pub cache_size: usize,
+    /// The audit trail kept in the same store (`[audit]`).
+    pub audit: AuditSettings,
 }
 
 impl Default for SpoolSettings {
@@ -21,6 +25,27 @@ impl Default for SpoolSettings {
             data_dir: PathBuf::from("./data"),
             commit_batch_max: 256,
             cache_size: 32 << 20,
+            audit: AuditSettings::default(),
+        }
+    }
+}
+
+/// Whether each recipient's final outcome and security receipt is kept after its message left
+/// the queue, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// Write a record when a recipient becomes final. Off, nothing new is written; what is
+    /// kept is still pruned after `keep` and can still be searched.
+    pub enabled: bool,
+    /// How long a record is kept after its recipient became final.
+    pub keep: Duration,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            enabled: true,
+            keep: Duration::from_secs(30 * 86_400),
         }
     }
 }

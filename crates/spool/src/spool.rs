@@ -16,6 +16,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 use strictmx_protocol::ErrorChain;
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use crate::audit::table::AuditIndexes;
 use crate::error::SpoolError;
 use crate::id::{IdAllocator, MessageId, MessageIdDisplay};
 use crate::index::{Index, Summary};
@@ -275,6 +276,7 @@ fn prepare(db: &Database, path: &Path) -> Result<MessageId, SpoolError> {
             txn.open_table(table).map_err(|e| fail(e.into()))?;
         }
         txn.open_table(SCHEDULE).map_err(|e| fail(e.into()))?;
+        AuditIndexes::create(&txn).map_err(|e| fail(e.into()))?;
         let found = meta
             .get(META_SCHEMA)
             .map_err(|e| fail(e.into()))?
@@ -396,7 +398,12 @@ impl Spool {
         });
         let batch_max = settings.commit_batch_max.max(1);
         let (commands, receiver) = mpsc::channel(batch_max.saturating_mul(4));
-        let writer = Writer::new(Arc::clone(&shared), Arc::clone(&shared.ids), batch_max);
+        let writer = Writer::new(
+            Arc::clone(&shared),
+            Arc::clone(&shared.ids),
+            batch_max,
+            settings.audit,
+        );
         let handle = std::thread::Builder::new()
             .name("spool-writer".into())
             .spawn(move || writer.run(receiver))
@@ -550,6 +557,13 @@ impl Spool {
             .await?;
         tracing::warn!(msg_id = %MessageIdDisplay(id), dropped, outcome = "deleted", "message deleted by admin");
         Ok(dropped)
+    }
+
+    /// Removes every audit record older than `[audit] keep`, in one transaction; returns how
+    /// many. Commits also do this on their own, a small batch at a time.
+    pub async fn prune_audit(&self) -> Result<usize, SpoolError> {
+        self.execute(|t, ctx| writer::prune_audit_now(t, ctx).map_err(writer::OpError::Abort))
+            .await
     }
 
     /// Bounces every recipient that is not final ("administratively bounced", 5.0.0) and

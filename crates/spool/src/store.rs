@@ -39,6 +39,10 @@ pub(crate) const META_LAST_ID: &str = "last_id";
 pub(crate) struct EnvelopeRecord {
     pub(crate) size: u64,
     pub(crate) envelope: Envelope,
+    /// The body's `Message-ID:` field, found once on submission for the audit trail; absent
+    /// in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) message_id: Option<String>,
 }
 
 /// A schedule key: when, which message, which recipient.

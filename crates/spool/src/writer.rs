@@ -6,7 +6,8 @@
 //! commit carries it to disk, and the writer makes one itself at most [`FLUSH_WITHIN`] after
 //! the first unflushed commit. A failed commit aborts the whole transaction, answers every
 //! caller in it with the error and leaves the thread running. The operations' rules (merging states, deleting finished
-//! messages) live here too; reads for queries are left to `spool`.
+//! messages, writing the audit records of recipients that became final and pruning old ones)
+//! live here too; reads for queries are left to `spool`.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -15,14 +16,18 @@ use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use strictmx_protocol::{EnhancedStatus, ErrorChain, status};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::audit::table::{self as audit_table, AuditIndexes};
+use crate::audit::{self, Cause};
 use crate::error::SpoolError;
 use crate::id::{IdAllocator, MessageId, MessageIdDisplay};
 use crate::index::Summary;
+use crate::settings::AuditSettings;
 use crate::spool::Shared;
 use crate::store::{
     self, ATTEMPTS, BODIES, ENVELOPES, EnvelopeRecord, META, META_LAST_ID, RECIPIENTS, SCHEDULE,
     Slot,
 };
+use crate::time::unix_millis;
 use crate::types::{
     AttemptRecord, BouncedMessage, Envelope, RecipientState, RecipientUpdate, StoredMessage,
 };
@@ -41,6 +46,19 @@ pub(crate) const FLUSH_WITHIN: Duration = Duration::from_millis(100);
 
 /// How long a batch of delivery outcomes alone waits for a submission to share its commit.
 const HOLD_OUTCOMES: Duration = Duration::from_millis(2);
+
+/// How often a commit also prunes expired audit records, and how many at most: a backlog
+/// (after a long stop, or a shorter `keep`) goes a batch per commit, never all at once.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+const PRUNE_BATCH: usize = 128;
+
+/// A commit indexes the audit records written since the last indexing once this many are
+/// waiting, or once the oldest waited [`INDEX_WITHIN`]; at most [`INDEX_BATCH`] at a time.
+/// Indexing many at once touches few index pages, where one at a time would touch four per
+/// commit.
+const INDEX_AFTER: u64 = 128;
+const INDEX_WITHIN: Duration = Duration::from_secs(1);
+const INDEX_BATCH: u64 = 512;
 
 /// When the caller may be answered: after the fdatasync, or once committed (flushed within
 /// [`FLUSH_WITHIN`]).
@@ -156,13 +174,19 @@ pub(crate) enum Effect {
     Wake,
 }
 
-/// What operations see besides the tables: the batch's clock, id allocation, effects.
+/// What operations see besides the tables: the batch's clock, id allocation, effects, and
+/// the audit trail's settings.
 #[derive(Debug)]
 pub(crate) struct Ctx {
     pub(crate) now: SystemTime,
     /// Shared with `Spool::reserve_id`, so that ids handed out early never collide.
     ids: Arc<Mutex<IdAllocator>>,
     effects: Vec<Effect>,
+    audit: AuditSettings,
+    /// When a commit next prunes the audit trail.
+    next_prune: SystemTime,
+    /// When a commit next indexes audit records, however few wait.
+    next_index: SystemTime,
 }
 
 impl Ctx {
@@ -187,6 +211,10 @@ pub(crate) struct Tables<'t> {
     attempts: Table<'t, (u64, u32), &'static [u8]>,
     schedule: Table<'t, (u64, u64, u32), ()>,
     meta: Table<'t, &'static str, u64>,
+    /// Opened by the first operation that writes audit records.
+    audit_records: Option<Table<'t, u64, &'static [u8]>>,
+    /// Opened by a commit that indexes or prunes them.
+    audit_indexes: Option<AuditIndexes<'t>>,
 }
 
 impl<'t> Tables<'t> {
@@ -199,9 +227,43 @@ impl<'t> Tables<'t> {
             attempts: txn.open_table(ATTEMPTS)?,
             schedule: txn.open_table(SCHEDULE)?,
             meta: txn.open_table(META)?,
+            audit_records: None,
+            audit_indexes: None,
         })
     }
+
+    /// The audit records table and `meta`, which holds its counters.
+    fn audit_records(
+        &mut self,
+    ) -> Result<(&mut AuditRecords<'t>, &mut Meta<'t>), redb::TableError> {
+        let txn = self.txn;
+        let records = match &mut self.audit_records {
+            Some(records) => records,
+            slot => slot.insert(txn.open_table(audit_table::RECORDS)?),
+        };
+        Ok((records, &mut self.meta))
+    }
+
+    /// The audit records, their indexes and `meta`.
+    fn audit_all(
+        &mut self,
+    ) -> Result<(&mut AuditRecords<'t>, &mut AuditIndexes<'t>, &mut Meta<'t>), redb::TableError>
+    {
+        let txn = self.txn;
+        let indexes = match &mut self.audit_indexes {
+            Some(indexes) => indexes,
+            slot => slot.insert(AuditIndexes::open(txn)?),
+        };
+        let records = match &mut self.audit_records {
+            Some(records) => records,
+            slot => slot.insert(txn.open_table(audit_table::RECORDS)?),
+        };
+        Ok((records, indexes, &mut self.meta))
+    }
 }
+
+type AuditRecords<'t> = Table<'t, u64, &'static [u8]>;
+type Meta<'t> = Table<'t, &'static str, u64>;
 
 /// The writer thread's state.
 pub(crate) struct Writer {
@@ -213,13 +275,22 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(shared: Arc<Shared>, ids: Arc<Mutex<IdAllocator>>, batch_max: usize) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        ids: Arc<Mutex<IdAllocator>>,
+        batch_max: usize,
+        audit: AuditSettings,
+    ) -> Self {
+        let now = SystemTime::now();
         Writer {
             shared,
             ctx: Ctx {
-                now: SystemTime::now(),
+                now,
                 ids,
                 effects: Vec::new(),
+                audit,
+                next_prune: now,
+                next_index: now,
             },
             batch_max: batch_max.max(1),
             unflushed_since: None,
@@ -420,6 +491,7 @@ impl Writer {
             for op in batch.iter_mut() {
                 op.apply(&mut tables, &mut self.ctx)?;
             }
+            maintain_audit(&mut tables, &mut self.ctx)?;
             let last_id = lock_ids(&self.ctx.ids).last();
             tables.meta.insert(META_LAST_ID, last_id)?;
         }
@@ -479,6 +551,7 @@ pub(crate) fn submit(
     let record = EnvelopeRecord {
         size: body.len() as u64,
         envelope,
+        message_id: audit::message_id_header(&body),
     };
     let record_bytes = store::encode("envelope", id, &record)?;
     let fresh = RecipientState::fresh(ctx.now);
@@ -564,7 +637,24 @@ pub(crate) fn record(
         .collect::<Result<_, _>>()?;
     let first_seq = store::next_attempt_seq(&tables.attempts, id)?;
     let changes = plan_changes(id, &loaded.states, &states)?;
+    let finals = newly_final(&loaded.states, &states, Cause::Delivery);
+    let audit = if ctx.audit.enabled && !finals.is_empty() {
+        let stored = store::read_envelope(&tables.envelopes, id)?.ok_or(SpoolError::NotFound {
+            id: MessageIdDisplay(id),
+        })?;
+        let mut history = store::read_attempts(&tables.attempts, id)?;
+        history.extend(attempts.iter().cloned());
+        let found = Found {
+            id,
+            stored: &stored,
+            attempts: &history,
+        };
+        audit_records(&found, &finals, &states, Cause::Delivery, ctx.now)?
+    } else {
+        Vec::new()
+    };
 
+    write_audit(tables, &audit)?;
     let deleted = write_changes(tables, ctx, id, &loaded, &states, changes)?;
     // Counted whether or not the message stays: delivered messages leave the spool.
     crate::shadow::count(tables.txn, &attempts).map_err(OpError::Abort)?;
@@ -704,6 +794,20 @@ pub(crate) fn delete(
     id: MessageId,
 ) -> Result<usize, OpError> {
     let loaded = load(tables, id)?;
+    let finals = newly_final(&loaded.states, &loaded.states, Cause::AdminDelete);
+    if ctx.audit.enabled && !finals.is_empty() {
+        let stored = store::read_envelope(&tables.envelopes, id)?.ok_or(SpoolError::NotFound {
+            id: MessageIdDisplay(id),
+        })?;
+        let history = store::read_attempts(&tables.attempts, id)?;
+        let found = Found {
+            id,
+            stored: &stored,
+            attempts: &history,
+        };
+        let audit = audit_records(&found, &finals, &loaded.states, Cause::AdminDelete, ctx.now)?;
+        write_audit(tables, &audit)?;
+    }
     delete_message(tables, id, &loaded.states)?;
     ctx.effects.push(Effect::Summary(id, None));
     ctx.effects.push(Effect::UnleaseAll(id));
@@ -750,6 +854,18 @@ where
         })
         .collect();
     let changes = plan_changes(id, &loaded.states, &states)?;
+    let finals = newly_final(&loaded.states, &states, Cause::AdminBounce);
+    let audit = match ctx.audit.enabled && !finals.is_empty() {
+        true => {
+            let found = Found {
+                id,
+                stored: &record,
+                attempts: &attempts,
+            };
+            audit_records(&found, &finals, &states, Cause::AdminBounce, ctx.now)?
+        }
+        false => Vec::new(),
+    };
     let bounced = BouncedMessage {
         message: StoredMessage {
             id,
@@ -764,8 +880,123 @@ where
         Some((envelope, body)) => Some(submit(tables, ctx, None, envelope, body)?),
         None => None,
     };
+    write_audit(tables, &audit)?;
     write_changes(tables, ctx, id, &loaded, &bounced.message.states, changes)?;
     Ok((bounced, report_id))
+}
+
+/// What the audit records of one message are made from.
+struct Found<'a> {
+    id: MessageId,
+    stored: &'a EnvelopeRecord,
+    /// Stored and new, oldest first.
+    attempts: &'a [AttemptRecord],
+}
+
+/// The recipients that leave the queue: final in `new` but not in `old`, or, for a deletion,
+/// every one not final.
+fn newly_final(old: &[RecipientState], new: &[RecipientState], cause: Cause) -> Vec<usize> {
+    old.iter()
+        .zip(new)
+        .enumerate()
+        .filter(|(_, (before, after))| {
+            !before.is_final() && (cause == Cause::AdminDelete || after.is_final())
+        })
+        .map(|(index, _)| index)
+        .collect()
+}
+
+/// The audit records of `finals` (recipient indexes, now in `states`), encoded.
+fn audit_records(
+    found: &Found<'_>,
+    finals: &[usize],
+    states: &[RecipientState],
+    cause: Cause,
+    now: SystemTime,
+) -> Result<Vec<Vec<u8>>, SpoolError> {
+    let mut records = Vec::with_capacity(finals.len());
+    for &index in finals {
+        let Some(state) = states.get(index) else {
+            continue;
+        };
+        let built = audit::record_for(
+            found.id,
+            found.stored,
+            index,
+            state,
+            found.attempts,
+            cause,
+            now,
+        );
+        if let Some(record) = built {
+            records.push(store::encode("audit record", found.id, &record)?);
+        }
+    }
+    Ok(records)
+}
+
+/// Appends the encoded records: the end of one table, whatever their number.
+fn write_audit(tables: &mut Tables<'_>, records: &[Vec<u8>]) -> Result<(), OpError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let (table, meta) = tables
+        .audit_records()
+        .map_err(|e| OpError::Abort(e.into()))?;
+    for bytes in records {
+        audit_table::append(table, meta, bytes)?;
+    }
+    Ok(())
+}
+
+/// The audit trail's upkeep at the end of a batch: indexes what waits (see [`INDEX_AFTER`])
+/// and, at most once per [`PRUNE_EVERY`], prunes a batch past the retention window.
+fn maintain_audit(tables: &mut Tables<'_>, ctx: &mut Ctx) -> Result<(), redb::Error> {
+    let waiting = audit_table::unindexed(&tables.meta)?;
+    if waiting >= INDEX_AFTER || (waiting > 0 && ctx.now >= ctx.next_index) {
+        let (records, indexes, meta) = tables.audit_all()?;
+        indexes.index(records, meta, INDEX_BATCH)?;
+        ctx.next_index = ctx.now + INDEX_WITHIN;
+    }
+    if ctx.now >= ctx.next_prune {
+        let pruned = prune_audit(tables, ctx, PRUNE_BATCH)?;
+        ctx.next_prune = match pruned {
+            PRUNE_BATCH => ctx.now,
+            _ => ctx.now + PRUNE_EVERY,
+        };
+    }
+    Ok(())
+}
+
+/// Removes up to `max` indexed audit records older than the retention window; returns how
+/// many.
+fn prune_audit(tables: &mut Tables<'_>, ctx: &Ctx, max: usize) -> Result<usize, redb::Error> {
+    let Some(cutoff) = ctx.now.checked_sub(ctx.audit.keep) else {
+        return Ok(0);
+    };
+    let (records, indexes, _) = tables.audit_all()?;
+    let pruned = indexes.prune(records, unix_millis(cutoff), max)?;
+    if pruned > 0 {
+        tracing::debug!(pruned, "audit records past retention removed");
+    }
+    Ok(pruned)
+}
+
+/// Indexes every waiting audit record, then removes every one past the retention window;
+/// returns how many were removed.
+pub(crate) fn prune_audit_now(tables: &mut Tables<'_>, ctx: &Ctx) -> Result<usize, redb::Error> {
+    while audit_table::unindexed(&tables.meta)? > 0 {
+        let (records, indexes, meta) = tables.audit_all()?;
+        indexes.index(records, meta, INDEX_BATCH)?;
+    }
+    let mut pruned = 0;
+    loop {
+        let batch = prune_audit(tables, ctx, PRUNE_BATCH)?;
+        pruned += batch;
+        if batch < PRUNE_BATCH {
+            return Ok(pruned);
+        }
+    }
 }
 
 /// A recipient whose state changes, with the new state already encoded.

@@ -24,6 +24,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::audit_cmd::{self, AuditRequest};
 use crate::bulk::{self, BulkAction};
 use crate::explain::Question;
 use crate::policy_cmd;
@@ -130,6 +131,8 @@ pub enum Request {
     },
     /// `strictmx shadow report`.
     Shadow(crate::shadow_cmd::ShadowRequest),
+    /// `strictmx audit show|search`.
+    Audit(AuditRequest),
 }
 
 /// The server side, bound before the server starts serving.
@@ -375,6 +378,7 @@ async fn execute(
         },
         Request::Tlsrpt(request) => tlsrpt_cmd::handle(request, tlsrpt).await?,
         Request::Shadow(request) => crate::shadow_cmd::handle(&request, spool, live)?,
+        Request::Audit(request) => audit_cmd::handle(request, spool.clone()).await?,
     })
 }
 
@@ -684,6 +688,7 @@ fn render(request: &Request, result: &Value) -> String {
         Request::Bounce { .. } => format!("bounced; {} DSN(s) queued\n", result["dsns"]),
         Request::Explain(_) | Request::Reload => format!("{}\n", text(result)),
         Request::Tlsrpt(request) => tlsrpt_cmd::render(request, result),
+        Request::Audit(request) => audit_cmd::render(request, result),
         Request::Retry { .. } | Request::RetryAll => format!(
             "{} recipient(s) due now; {} destination backoff(s) cleared\n",
             result["recipients"],

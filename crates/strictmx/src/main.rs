@@ -3,10 +3,11 @@
 //! Kept thin: which file is the configuration is `location`'s choice (`--config`,
 //! `STRICTMX_CONFIG`, /etc/strictmx/strictmx.toml, or the embedded defaults), reading it is
 //! `strictmx-config`'s job, serving is `serve`, the queue commands and `reload` talk to the
-//! running server through `control`, `explain` asks the server or works in-process. Exit codes:
-//! 0 ok, 1 runtime failure, 64 bad configuration or usage; `explain` also 75 for DEFER and 69 for
-//! BOUNCE.
+//! running server through `control`, `explain` and `audit` ask the server or work in-process.
+//! Exit codes: 0 ok, 1 runtime failure, 64 bad configuration or usage; `explain` also 75 for
+//! DEFER and 69 for BOUNCE.
 
+mod audit_cmd;
 mod bulk;
 mod control;
 mod explain;
@@ -138,6 +139,19 @@ enum Command {
         json: bool,
         #[command(subcommand)]
         action: shadow_cmd::ShadowAction,
+    },
+    /// The audit trail: what became of recipients that left the queue, and the security each
+    /// got. Asks the running server, or reads the spool itself when none runs.
+    Audit {
+        /// The configuration file (the running server's control socket and spool are found
+        /// through it).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        action: audit_cmd::AuditAction,
     },
     /// Read a password on standard input and print its argon2id hash for `[[auth.user]]`.
     HashPassword,
@@ -273,6 +287,11 @@ fn main() -> ExitCode {
             Ok(config) => shadow_cmd::run(&config.control_socket, action, json),
             Err(code) => code,
         },
+        Command::Audit {
+            config,
+            json,
+            action,
+        } => load(config.as_ref()).map_or_else(|code| code, |c| audit_cmd::run(&c, action, json)),
         Command::HashPassword => hash_password(),
         Command::Sendmail { args } => sendmail::run(&args),
         Command::Completions { shell } => {
