@@ -59,6 +59,9 @@ pub struct AuditRecord {
     /// The security of the attempt that decided the outcome; `None` when no attempt was made.
     pub receipt: Option<SecurityReceipt>,
     pub requiretls: RequireTlsReceipt,
+    /// The submitter's TLS floor for the message, if it set one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_tls: Option<crate::TlsFloor>,
     /// Every attempt for this recipient, oldest first.
     pub attempts: Vec<AuditAttempt>,
 }
@@ -120,6 +123,9 @@ pub struct SecurityReceipt {
     pub requirement: Option<String>,
     /// For a failure of the TLS policy: its RFC 8460 §4.3 result type.
     pub result_type: Option<String>,
+    /// The expiring exceptions (`[[rule]] expires`) that applied to this attempt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exceptions: Vec<crate::ExceptionUse>,
 }
 
 /// Whether the sender asked for REQUIRETLS (RFC 8689) and got it.
@@ -328,6 +334,7 @@ pub(crate) fn record_for(
             requested,
             honoured: requested && outcome == AuditOutcome::Delivered,
         },
+        require_tls: envelope.require_tls,
         attempts: mine.iter().map(|a| attempt(a)).collect(),
     })
 }
@@ -377,6 +384,7 @@ fn receipt(a: &AttemptRecord) -> SecurityReceipt {
         rules: a.rules.clone(),
         requirement: a.requirement.clone(),
         result_type: a.result_type.clone(),
+        exceptions: a.exceptions.clone(),
     }
 }
 

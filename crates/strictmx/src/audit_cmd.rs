@@ -397,6 +397,18 @@ fn render_recipient(o: &mut String, r: &Value) {
             (true, false) => "requested, not honoured",
         }
     );
+    if !r["require_tls"].is_null() {
+        let _ = writeln!(o, "    tls floor:  {}", text(&r["require_tls"]));
+    }
+    for exception in r["receipt"]["exceptions"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            o,
+            "    exception:  {} (expires at {} Unix seconds): {}",
+            text(&exception["rule"]),
+            text(&exception["expires"]),
+            text(&exception["reason"])
+        );
+    }
     for a in r["attempts"].as_array().into_iter().flatten() {
         let _ = writeln!(
             o,

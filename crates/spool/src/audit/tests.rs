@@ -326,3 +326,43 @@ fn a_record_round_trips_through_its_stored_json() {
     let back: AuditRecord = serde_json::from_str(&json).expect("decode");
     assert_eq!(back, record);
 }
+
+#[test]
+fn a_record_names_the_messages_tls_floor_and_the_exceptions_of_its_attempt() {
+    let mut message = stored(false);
+    message.envelope.require_tls = Some(crate::TlsFloor::Verified);
+    let mut delivering = attempt(1_300, vec![0], PeerAuth::Webpki, AttemptOutcome::Delivered);
+    delivering.exceptions = vec![crate::ExceptionUse {
+        rule: "legacy-partner".into(),
+        expires: Some(1_900_000_000),
+        reason: Some("certificate renewal pending".into()),
+        spared: None,
+    }];
+    let record = record_for(
+        8,
+        &message,
+        0,
+        &delivered(1_300),
+        &[delivering],
+        Cause::Delivery,
+        t(9_999),
+    )
+    .expect("record");
+    assert_eq!(record.require_tls, Some(crate::TlsFloor::Verified));
+    let receipt = record.receipt.expect("receipt");
+    assert_eq!(receipt.exceptions[0].rule, "legacy-partner");
+    assert_eq!(
+        record_for(
+            8,
+            &stored(false),
+            0,
+            &delivered(1_300),
+            &[],
+            Cause::Delivery,
+            t(9_999)
+        )
+        .expect("record")
+        .require_tls,
+        None
+    );
+}
