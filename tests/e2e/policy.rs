@@ -391,13 +391,20 @@ async fn a_shadow_rule_is_reported_by_the_running_server_and_promoted_by_reload(
         assert_eq!(shadow, expected, "{delivered}");
     }
 
-    let out = relay.cli(&["shadow", "report", "--json"]).unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The attempt is logged while its job runs and counted when the job's outcome is
+    // recorded: wait until both messages are in the report.
+    let report = wait_for(WAIT, || {
+        let out = relay.cli(&["shadow", "report", "--json"])?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&out.stdout)?;
+        Ok((report["rules"][0]["messages"].as_u64() == Some(2)).then_some(report))
+    })
+    .await
+    .unwrap();
     let dane = &report["rules"][0];
     assert_eq!(dane["rule"], "dane-trial", "{report:#}");
     assert_eq!(
