@@ -55,21 +55,10 @@ impl Default for AuditSettings {
     }
 }
 
-/// Which events are queued for which webhook, and how many may wait for one.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which events are queued for which webhook.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WebhookSettings {
     pub hooks: Vec<WebhookTarget>,
-    /// The most events waiting for one webhook; beyond it the oldest is dropped.
-    pub max_queued: u64,
-}
-
-impl Default for WebhookSettings {
-    fn default() -> Self {
-        WebhookSettings {
-            hooks: Vec::new(),
-            max_queued: 100_000,
-        }
-    }
 }
 
 /// One webhook, as the spool knows it: the name its queue is kept under (its URL) and the
@@ -78,4 +67,6 @@ impl Default for WebhookSettings {
 pub struct WebhookTarget {
     pub name: String,
     pub events: Vec<WebhookEventKind>,
+    /// The most events waiting for this webhook; beyond it the oldest is dropped.
+    pub max_queued: u64,
 }

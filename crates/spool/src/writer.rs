@@ -1024,13 +1024,12 @@ fn write_webhooks(
             .iter()
             .filter(|h| h.events.contains(&event.event))
         {
-            let dropped =
-                webhook::append(table, meta, &hook.name, &bytes, ctx.webhooks.max_queued)?;
+            let dropped = webhook::append(table, meta, &hook.name, &bytes, hook.max_queued)?;
             if dropped > 0 {
                 tracing::error!(
                     webhook = %hook.name,
                     dropped,
-                    max = ctx.webhooks.max_queued,
+                    max = hook.max_queued,
                     "webhook queue full: oldest events dropped"
                 );
                 ctx.webhook_dropped.fetch_add(dropped, Ordering::Relaxed);

@@ -22,13 +22,14 @@ fn with_hooks(dir: &Path, max_queued: u64) -> Spool {
                 WebhookTarget {
                     name: ALL.into(),
                     events: WebhookEventKind::ALL.to_vec(),
+                    max_queued,
                 },
                 WebhookTarget {
                     name: BOUNCES.into(),
                     events: vec![WebhookEventKind::Bounced],
+                    max_queued,
                 },
             ],
-            max_queued,
         },
         ..settings(dir)
     };
