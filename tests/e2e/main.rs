@@ -12,6 +12,7 @@ mod relay;
 mod sendmail;
 mod smarthost;
 mod tlsrpt;
+mod webhook;
 
 use std::path::{Path, PathBuf};
 

@@ -77,6 +77,7 @@ pub(crate) fn schema() -> Table {
             ("tlsrpt", leaf(fields_of::<RawTlsrpt>())),
             ("audit", leaf(fields_of::<RawAudit>())),
             ("dkim", Many(Table::leaf(fields_of::<RawDkim>()))),
+            ("webhook", Many(Table::leaf(fields_of::<RawWebhook>()))),
         ],
     }
 }

@@ -4,7 +4,7 @@
 //! reporting every unknown key (`keys`), wrong type and missing key; `validate` turns them into
 //! the settings types the other crates own, one module per section (`server`, `spool`,
 //! `listen`, `auth`, `limits`, `dkim`, `dns`, `delivery`, `policy`, `mta_sts`, `retry`,
-//! `rules`, `tlsrpt`, `audit`, `routes`), checking the files the configuration names (`files`) and
+//! `rules`, `tlsrpt`, `audit`, `routes`, `webhook`), checking the files the configuration names (`files`) and
 //! refusing published password hashes (`published`). Every problem is reported
 //! with file, line and key, all of them in file order. This crate holds no behaviour of its own
 //! beyond that.
@@ -34,12 +34,14 @@ mod tlsrpt;
 mod validate;
 mod values;
 mod watch;
+mod webhook;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use webhook::WebhookSettings;
 
 use strictmx_delivery::runner::QueueSettings;
 use strictmx_delivery::transport::TransportSettings;
@@ -76,6 +78,8 @@ pub struct Config {
     pub tlsrpt: TlsrptSettings,
     /// `[watch]`: noticing destinations that weaken their policy.
     pub watch: strictmx_delivery::watch::WatchSettings,
+    /// `[[webhook]]`: endpoints told of each recipient's outcome.
+    pub webhooks: Vec<WebhookSettings>,
     /// Valid but dangerous or pointless settings (an `insecure_relax` rule, a rule that changes
     /// nothing), located like errors; `check-config` prints them and `serve` logs them.
     pub warnings: Vec<ConfigError>,

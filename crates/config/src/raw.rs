@@ -37,6 +37,8 @@ pub struct RawConfig {
     pub audit: Option<RawAudit>,
     #[serde(default, rename = "dkim")]
     pub dkim: Vec<RawDkim>,
+    #[serde(default, rename = "webhook")]
+    pub webhooks: Vec<RawWebhook>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -78,6 +80,16 @@ pub struct RawSpool {
 pub struct RawAudit {
     pub enabled: S<bool>,
     pub keep: S<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    pub url: Spanned<String>,
+    pub secret: S<String>,
+    pub secret_file: S<String>,
+    pub events: S<Vec<String>>,
+    pub max_queued: S<i64>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

@@ -18,7 +18,7 @@ use crate::raw::RawConfig;
 use crate::{Config, values};
 use crate::{
     audit, auth, delivery, dkim, dns, limits, listen, mta_sts, policy, retry, routes, rules,
-    server, spool, tlsrpt, watch,
+    server, spool, tlsrpt, watch, webhook,
 };
 
 /// Reads an optional spanned value through `parse`; on failure records the error and keeps `default`.
@@ -120,6 +120,11 @@ pub(crate) fn build(raw: &RawConfig, src: &mut Source<'_>, base: Option<&Path>) 
     transport.policy.rules = rules::build(&raw.rules, src, values::unix_now());
     let tlsrpt = tlsrpt::build(raw.tlsrpt.as_ref(), &hostname, src, base);
     let watch = watch::build(raw.watch.as_ref(), src);
+    let webhooks = webhook::build(&raw.webhooks, src, base);
+    spool.webhooks.hooks = webhooks
+        .iter()
+        .map(webhook::WebhookSettings::target)
+        .collect();
 
     Config {
         source: None,
@@ -138,6 +143,7 @@ pub(crate) fn build(raw: &RawConfig, src: &mut Source<'_>, base: Option<&Path>) 
         queue,
         tlsrpt,
         watch,
+        webhooks,
         warnings: Vec::new(),
     }
 }
@@ -169,6 +175,7 @@ pub(crate) fn render(c: &Config) -> String {
     tlsrpt::render(&c.tlsrpt, o);
     audit::render(&c.spool.audit, o);
     routes::render(&c.transport.routes, o);
+    webhook::render(&c.webhooks, o);
     out
 }
 

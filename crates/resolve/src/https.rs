@@ -169,6 +169,29 @@ pub fn report_client(
     client(dns, extra_ca, timeouts)
 }
 
+/// The client for webhook POSTs: web PKI roots, no proxy, no redirects. Plain `http://` is
+/// accepted because `[[webhook]] url` allows it only to loopback addresses.
+pub fn webhook_client(timeouts: HttpsTimeouts) -> Result<reqwest::Client, ResolveError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ResolveError::CaBundle {
+            path: std::path::PathBuf::new(),
+            reason: e.to_string(),
+        })?
+        .with_root_certificates(roots(None)?)
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .connect_timeout(timeouts.connect)
+        .timeout(timeouts.total)
+        .user_agent(concat!("strictmx/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|source| ResolveError::HttpsClient { source })
+}
+
 fn client(
     dns: impl Resolve + 'static,
     extra_ca: Option<&Path>,

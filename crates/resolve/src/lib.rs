@@ -20,7 +20,7 @@ mod tlsa;
 
 pub use error::ResolveError;
 pub use gather::{FactGatherer, GatherSettings};
-pub use https::{HttpsTimeouts, https_client_with, report_client};
+pub use https::{HttpsTimeouts, https_client_with, report_client, webhook_client};
 pub use mta_sts::{StsSettings, StsSource};
 pub use mx::MxAnswer;
 pub use resolver::{AddressAnswer, DnsResolver, DnssecMode, ResolverSettings, Secured};

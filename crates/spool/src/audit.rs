@@ -371,7 +371,7 @@ fn final_facts(
     })
 }
 
-fn receipt(a: &AttemptRecord) -> SecurityReceipt {
+pub(crate) fn receipt(a: &AttemptRecord) -> SecurityReceipt {
     SecurityReceipt {
         at: a.at,
         mx: a.mx.clone(),

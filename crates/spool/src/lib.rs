@@ -1,5 +1,6 @@
 //! strictmx-spool: the durable outbound queue on redb. It stores envelopes, bodies, recipient
 //! states, attempt records, a schedule index and the audit trail of finished recipients,
+//! the webhook outbox,
 //! commits concurrent writes together (group commit) and hands due recipients to the queue
 //! runner; delivery, retry policy and DSNs are left to `strictmx-delivery`, the SMTP dialogue
 //! to `strictmx-inbound`.
@@ -19,6 +20,7 @@ mod sts_cache;
 mod time;
 mod tlsrpt;
 mod types;
+mod webhook;
 mod writer;
 
 pub use audit::{
@@ -28,7 +30,7 @@ pub use audit::{
 pub use error::SpoolError;
 pub use id::{MessageId, MessageIdDisplay, format_id, parse_id};
 pub use postures::PostureWrite;
-pub use settings::{AuditSettings, SpoolSettings};
+pub use settings::{AuditSettings, SpoolSettings, WebhookSettings, WebhookTarget};
 pub use shadow::{
     SHADOW_KEEP_DAYS, ShadowCount, ShadowDomain, ShadowReason, ShadowRuleReport,
     report as shadow_report,
@@ -42,3 +44,4 @@ pub use types::{
     RecipientState, RecipientUpdate, ShadowOutcome, ShadowVerdict, SpoolStats, StoredMessage,
     TlsFloor,
 };
+pub use webhook::{WebhookEvent, WebhookEventKind};

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::webhook::WebhookEventKind;
+
 /// Where the spool lives and how much work one commit may carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpoolSettings {
@@ -17,6 +19,8 @@ pub struct SpoolSettings {
     pub cache_size: usize,
     /// The audit trail kept in the same store (`[audit]`).
     pub audit: AuditSettings,
+    /// The webhooks whose events are queued in the same store (`[[webhook]]`).
+    pub webhooks: WebhookSettings,
 }
 
 impl Default for SpoolSettings {
@@ -26,6 +30,7 @@ impl Default for SpoolSettings {
             commit_batch_max: 256,
             cache_size: 32 << 20,
             audit: AuditSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -48,4 +53,20 @@ impl Default for AuditSettings {
             keep: Duration::from_secs(30 * 86_400),
         }
     }
+}
+
+/// Which events are queued for which webhook.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookSettings {
+    pub hooks: Vec<WebhookTarget>,
+}
+
+/// One webhook, as the spool knows it: the name its queue is kept under (its URL) and the
+/// events it wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookTarget {
+    pub name: String,
+    pub events: Vec<WebhookEventKind>,
+    /// The most events waiting for this webhook; beyond it the oldest is dropped.
+    pub max_queued: u64,
 }

@@ -8,6 +8,7 @@ use std::fmt;
 use std::fs::{self, File};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -29,6 +30,7 @@ use crate::types::{
     AttemptRecord, BouncedMessage, DueMessage, DueRecipient, Envelope, QueueEntry, QueueRecipient,
     RecipientState, RecipientUpdate, SpoolStats, StoredMessage,
 };
+use crate::webhook::{self, WebhookEvent};
 use crate::writer::{self, AdminAction, Command, Effect, Flush, Op, Writer};
 
 /// How long the writer waits for readers to let go of a failed database before reopening it.
@@ -70,6 +72,8 @@ pub(crate) struct Shared {
     leases: Mutex<HashSet<(MessageId, u32)>>,
     notify: Arc<Notify>,
     ids: Arc<Mutex<IdAllocator>>,
+    /// Webhook events dropped from full queues since the spool was opened.
+    pub(crate) webhook_dropped: Arc<AtomicU64>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -395,6 +399,7 @@ impl Spool {
             leases: Mutex::new(HashSet::new()),
             notify: Arc::new(Notify::new()),
             ids: Arc::new(Mutex::new(IdAllocator::new(last_id.max(last_envelope)))),
+            webhook_dropped: Arc::new(AtomicU64::new(0)),
         });
         let batch_max = settings.commit_batch_max.max(1);
         let (commands, receiver) = mpsc::channel(batch_max.saturating_mul(4));
@@ -403,6 +408,7 @@ impl Spool {
             Arc::clone(&shared.ids),
             batch_max,
             settings.audit,
+            settings.webhooks.clone(),
         );
         let handle = std::thread::Builder::new()
             .name("spool-writer".into())
@@ -692,6 +698,67 @@ impl Spool {
     /// Notified whenever work may have become due: a submit, a release, a retry.
     pub fn work_notify(&self) -> Arc<Notify> {
         Arc::clone(&self.shared().notify)
+    }
+
+    /// Up to `limit` events waiting for the webhook `hook`, oldest first, each with the
+    /// sequence number [`Spool::webhook_sent`] takes.
+    pub fn webhook_pending(
+        &self,
+        hook: &str,
+        limit: usize,
+    ) -> Result<Vec<(u64, WebhookEvent)>, SpoolError> {
+        let fail = SpoolError::storage("reading webhook events");
+        let db = self.shared().database()?;
+        let txn = db.begin_read().map_err(|e| fail(e.into()))?;
+        let events = match txn.open_table(webhook::EVENTS) {
+            Ok(events) => events,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(fail(e.into())),
+        };
+        let mut found = Vec::new();
+        for entry in events
+            .range((hook, 0)..=(hook, u64::MAX))
+            .map_err(|e| fail(e.into()))?
+            .take(limit)
+        {
+            let (key, value) = entry.map_err(|e| fail(e.into()))?;
+            let seq = key.value().1;
+            match store::decode::<WebhookEvent>("webhook_events", seq, value.value()) {
+                Ok(event) => found.push((seq, event)),
+                Err(e) => {
+                    tracing::error!(webhook = hook, seq, error = %ErrorChain(&e), "damaged webhook event skipped");
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Removes the event `seq` of `hook` once its endpoint accepted it (or it was damaged);
+    /// returns whether it was still queued. Flushed before answering, so a sent event is not
+    /// sent again after a crash.
+    pub async fn webhook_sent(&self, hook: &str, seq: u64) -> Result<bool, SpoolError> {
+        let hook = hook.to_owned();
+        self.execute(move |t, _| {
+            let (events, meta) = t
+                .webhook_events()
+                .map_err(|e| writer::OpError::Abort(e.into()))?;
+            Ok(webhook::remove(events, meta, &hook, seq)?)
+        })
+        .await
+    }
+
+    /// How many events wait for `hook`.
+    pub fn webhook_queued(&self, hook: &str) -> Result<u64, SpoolError> {
+        let fail = SpoolError::storage("counting webhook events");
+        let db = self.shared().database()?;
+        let txn = db.begin_read().map_err(|e| fail(e.into()))?;
+        let meta = txn.open_table(META).map_err(|e| fail(e.into()))?;
+        webhook::queued_read(&meta, hook).map_err(|e| fail(e.into()))
+    }
+
+    /// How many webhook events were dropped from full queues since the spool was opened.
+    pub fn webhook_dropped(&self) -> u64 {
+        self.shared().webhook_dropped.load(Ordering::Relaxed)
     }
 
     /// The body as accepted, read from disk (bodies are never cached in memory).

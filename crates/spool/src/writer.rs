@@ -9,6 +9,7 @@
 //! messages, writing the audit records of recipients that became final and pruning old ones)
 //! live here too; reads for queries are left to `spool`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,7 +22,7 @@ use crate::audit::{self, Cause};
 use crate::error::SpoolError;
 use crate::id::{IdAllocator, MessageId, MessageIdDisplay};
 use crate::index::Summary;
-use crate::settings::AuditSettings;
+use crate::settings::{AuditSettings, WebhookSettings};
 use crate::spool::Shared;
 use crate::store::{
     self, ATTEMPTS, BODIES, ENVELOPES, EnvelopeRecord, META, META_LAST_ID, RECIPIENTS, SCHEDULE,
@@ -29,8 +30,10 @@ use crate::store::{
 };
 use crate::time::unix_millis;
 use crate::types::{
-    AttemptRecord, BouncedMessage, Envelope, RecipientState, RecipientUpdate, StoredMessage,
+    AttemptRecord, BouncedMessage, Envelope, MessageKind, RecipientState, RecipientUpdate,
+    StoredMessage,
 };
+use crate::webhook::{self, WebhookEvent};
 
 /// The reply to the administrator for an administrative bounce (RFC 3463 §3.1: X.0.0, other
 /// undefined status).
@@ -183,6 +186,9 @@ pub(crate) struct Ctx {
     ids: Arc<Mutex<IdAllocator>>,
     effects: Vec<Effect>,
     audit: AuditSettings,
+    webhooks: WebhookSettings,
+    /// Webhook events dropped because a webhook's queue was full; shared with the spool.
+    webhook_dropped: Arc<AtomicU64>,
     /// When a commit next prunes the audit trail.
     next_prune: SystemTime,
     /// When a commit next indexes audit records, however few wait.
@@ -215,6 +221,8 @@ pub(crate) struct Tables<'t> {
     audit_records: Option<Table<'t, u64, &'static [u8]>>,
     /// Opened by a commit that indexes or prunes them.
     audit_indexes: Option<AuditIndexes<'t>>,
+    /// Opened by the first operation that queues webhook events.
+    webhook_events: Option<WebhookEvents<'t>>,
 }
 
 impl<'t> Tables<'t> {
@@ -229,6 +237,7 @@ impl<'t> Tables<'t> {
             meta: txn.open_table(META)?,
             audit_records: None,
             audit_indexes: None,
+            webhook_events: None,
         })
     }
 
@@ -242,6 +251,18 @@ impl<'t> Tables<'t> {
             slot => slot.insert(txn.open_table(audit_table::RECORDS)?),
         };
         Ok((records, &mut self.meta))
+    }
+
+    /// The webhook events table and `meta`, which holds its counters.
+    pub(crate) fn webhook_events(
+        &mut self,
+    ) -> Result<(&mut WebhookEvents<'t>, &mut Meta<'t>), redb::TableError> {
+        let txn = self.txn;
+        let events = match &mut self.webhook_events {
+            Some(events) => events,
+            slot => slot.insert(txn.open_table(webhook::EVENTS)?),
+        };
+        Ok((events, &mut self.meta))
     }
 
     /// The audit records, their indexes and `meta`.
@@ -264,6 +285,7 @@ impl<'t> Tables<'t> {
 
 type AuditRecords<'t> = Table<'t, u64, &'static [u8]>;
 type Meta<'t> = Table<'t, &'static str, u64>;
+pub(crate) type WebhookEvents<'t> = Table<'t, (&'static str, u64), &'static [u8]>;
 
 /// The writer thread's state.
 pub(crate) struct Writer {
@@ -280,8 +302,10 @@ impl Writer {
         ids: Arc<Mutex<IdAllocator>>,
         batch_max: usize,
         audit: AuditSettings,
+        webhooks: WebhookSettings,
     ) -> Self {
         let now = SystemTime::now();
+        let webhook_dropped = Arc::clone(&shared.webhook_dropped);
         Writer {
             shared,
             ctx: Ctx {
@@ -289,6 +313,8 @@ impl Writer {
                 ids,
                 effects: Vec::new(),
                 audit,
+                webhooks,
+                webhook_dropped,
                 next_prune: now,
                 next_index: now,
             },
@@ -557,6 +583,10 @@ pub(crate) fn submit(
     let fresh = RecipientState::fresh(ctx.now);
     let state_bytes = store::encode("recipient state", id, &fresh)?;
 
+    if record.envelope.kind == MessageKind::Dsn {
+        let events = webhook::expanded(id, &record, ctx.now);
+        write_webhooks(tables, ctx, &events)?;
+    }
     tables.envelopes.insert(id, record_bytes.as_slice())?;
     tables.bodies.insert(id, body.as_slice())?;
     for index in (0..count).filter_map(store::stored_index) {
@@ -638,10 +668,34 @@ pub(crate) fn record(
     let first_seq = store::next_attempt_seq(&tables.attempts, id)?;
     let changes = plan_changes(id, &loaded.states, &states)?;
     let finals = newly_final(&loaded.states, &states, Cause::Delivery);
-    let audit = if ctx.audit.enabled && !finals.is_empty() {
-        let stored = store::read_envelope(&tables.envelopes, id)?.ok_or(SpoolError::NotFound {
-            id: MessageIdDisplay(id),
-        })?;
+    let wants_audit = ctx.audit.enabled && !finals.is_empty();
+    let stored = match wants_audit || !ctx.webhooks.hooks.is_empty() {
+        true => Some(
+            store::read_envelope(&tables.envelopes, id)?.ok_or(SpoolError::NotFound {
+                id: MessageIdDisplay(id),
+            })?,
+        ),
+        false => None,
+    };
+    if let Some(stored) = stored.as_ref().filter(|_| !ctx.webhooks.hooks.is_empty()) {
+        let events: Vec<WebhookEvent> = touched
+            .iter()
+            .filter_map(|&index| {
+                let index = index as usize;
+                webhook::event_for(
+                    id,
+                    stored,
+                    index,
+                    &loaded.states[index],
+                    &states[index],
+                    &attempts,
+                    ctx.now,
+                )
+            })
+            .collect();
+        write_webhooks(tables, ctx, &events)?;
+    }
+    let audit = if let Some(stored) = stored.filter(|_| wants_audit) {
         let mut history = store::read_attempts(&tables.attempts, id)?;
         history.extend(attempts.iter().cloned());
         let found = Found {
@@ -945,6 +999,42 @@ fn write_audit(tables: &mut Tables<'_>, records: &[Vec<u8>]) -> Result<(), OpErr
         .map_err(|e| OpError::Abort(e.into()))?;
     for bytes in records {
         audit_table::append(table, meta, bytes)?;
+    }
+    Ok(())
+}
+
+/// Queues each event for every webhook that wants its kind, dropping the oldest events of a
+/// webhook whose queue is full.
+fn write_webhooks(
+    tables: &mut Tables<'_>,
+    ctx: &Ctx,
+    events: &[WebhookEvent],
+) -> Result<(), OpError> {
+    if events.is_empty() || ctx.webhooks.hooks.is_empty() {
+        return Ok(());
+    }
+    let (table, meta) = tables
+        .webhook_events()
+        .map_err(|e| OpError::Abort(e.into()))?;
+    for event in events {
+        let bytes = store::encode("webhook event", event.queue_id, event)?;
+        for hook in ctx
+            .webhooks
+            .hooks
+            .iter()
+            .filter(|h| h.events.contains(&event.event))
+        {
+            let dropped = webhook::append(table, meta, &hook.name, &bytes, hook.max_queued)?;
+            if dropped > 0 {
+                tracing::error!(
+                    webhook = %hook.name,
+                    dropped,
+                    max = hook.max_queued,
+                    "webhook queue full: oldest events dropped"
+                );
+                ctx.webhook_dropped.fetch_add(dropped, Ordering::Relaxed);
+            }
+        }
     }
     Ok(())
 }

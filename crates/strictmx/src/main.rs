@@ -24,6 +24,7 @@ mod serve;
 mod shadow_cmd;
 mod terminal;
 mod tlsrpt_cmd;
+mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

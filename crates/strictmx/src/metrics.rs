@@ -25,6 +25,18 @@ const MAX_REQUEST: usize = 8 * 1024;
 
 /// Every metric strictmx exports, with its help text (`# HELP` in the exposition).
 const METRICS: &[(&str, &str)] = &[
+    (
+        "strictmx_webhook_events_queued",
+        "webhook events waiting to be sent, by webhook",
+    ),
+    (
+        "strictmx_webhook_events_sent_total",
+        "webhook events accepted (2xx) by their endpoint, by webhook",
+    ),
+    (
+        "strictmx_webhook_events_failed_total",
+        "failed webhook POSTs (reason post, retried) and events dropped from full queues (reason dropped)",
+    ),
     ("strictmx_sessions_total", "SMTP sessions admitted"),
     ("strictmx_sessions_active", "SMTP sessions open now"),
     (

@@ -28,7 +28,7 @@ use tracing::{error, info, warn};
 
 use crate::location::Location;
 use crate::reload::Live;
-use crate::{control, logging, metrics, sd_notify, tlsrpt_cmd};
+use crate::{control, logging, metrics, sd_notify, tlsrpt_cmd, webhook};
 
 /// How long after the grace period the server still waits for its last replies to be sent.
 const FAREWELL: std::time::Duration = std::time::Duration::from_secs(5);
@@ -133,6 +133,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracker.spawn(gatherer.clone().run_self_test(token.clone()));
     tracker.spawn(gatherer.run_refresher(token.clone()));
     tracker.spawn(metrics::sample_spool(spool.clone(), token.clone()));
+    if !config.webhooks.is_empty() {
+        let client = strictmx_resolve::webhook_client(HttpsTimeouts::default())
+            .context("building the webhook HTTP client")?;
+        webhook::spawn(&spool, &config.webhooks, client, &tracker, &token);
+    }
     if let Some(exporter) = exporter {
         tracker.spawn(exporter.run(token.clone()));
     }
