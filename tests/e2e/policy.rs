@@ -616,3 +616,85 @@ async fn an_smtp_users_tls_floor_keeps_its_mail_from_an_unverified_receiver() {
     let without = explain(&relay, "selfsigned.test");
     assert_ne!(without["outcome"]["policy"], "message-floor");
 }
+
+/// The lab destination whose DNS and MTA-STS policy change (`tests/lab/switch`).
+const CHANGING: &str = "sts-drop.changing.test";
+
+const PIN: &str = "[[rule]]\nname = \"sts-drop-pin\"\ndomains = [\"sts-drop.changing.test\"]\npin_last_good = \"30d\"\n";
+
+// Issue 11: a destination drops MTA-STS between two deliveries (a new policy id whose policy
+// says `mode: none`, RFC 8461 §8.3, and an MX host with a self-signed certificate). Without a
+// pin the second message follows the weaker policy, and the weakening is warned of and listed;
+// with `pin_last_good` it fails closed on what the destination offered before (`verified`).
+#[tokio::test]
+async fn a_destination_that_drops_mta_sts_is_noticed_and_a_pin_keeps_it_verified() {
+    let lab = Lab::get().unwrap();
+    for pinned in [false, true] {
+        lab.switch("changing.test", "default").await.unwrap();
+        let dir = TestDir::new(if pinned { "policy-pin" } else { "policy-drop" }).unwrap();
+        let relay = relay_in_lab(&lab, &dir, if pinned { PIN } else { "" }).await;
+        let before = unique_rcpt(CHANGING);
+        submit(&relay, &before).await;
+        let first = attempt(&relay, CHANGING, "delivered").await;
+        assert_eq!(first["auth"], "sts", "{first}");
+        assert_eq!(
+            lab.received_for("mx.sts-drop.changing.test", &before)
+                .unwrap()
+                .len(),
+            1
+        );
+
+        lab.switch("changing.test", "weakened").await.unwrap();
+        let after = unique_rcpt(CHANGING);
+        submit(&relay, &after).await;
+        let weakened = relay
+            .wait_log(WAIT, |v| {
+                v["message"] == "destination policy weakened" && v["domain"] == CHANGING
+            })
+            .await
+            .unwrap();
+        assert_eq!(weakened["kind"], "sts-mode", "{weakened}");
+        let out = relay.cli(&["policy", "changes", "--json"]).unwrap();
+        let changes: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(changes["changes"][0]["domain"], CHANGING, "{changes}");
+        assert_eq!(
+            changes["changes"][0]["weakenings"][0]["kind"], "sts-mode",
+            "{changes}"
+        );
+        if !pinned {
+            let delivered = wait_for(WAIT, || {
+                Ok(lab.received_for("mx.selfsigned.test", &after)?.pop())
+            })
+            .await
+            .unwrap();
+            assert!(delivered.tls, "opportunistic TLS to the new host");
+            continue;
+        }
+        let deferred = relay
+            .wait_log(WAIT, |v| {
+                v["message"] == "delivery attempt"
+                    && v["domain"] == CHANGING
+                    && v["outcome"] == "deferred"
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            deferred["result_type"], "certificate-not-trusted",
+            "{deferred}"
+        );
+        assert_eq!(deferred["requirement"], "verified", "{deferred}");
+        assert!(
+            lab.received_for("mx.selfsigned.test", &after)
+                .unwrap()
+                .is_empty(),
+            "the pin keeps the mail from the unverified host"
+        );
+        let why = explain(&relay, CHANGING)["outcome"]["why"].to_string();
+        assert!(
+            why.contains("sts-drop-pin pins the last good policy: verified is required")
+                && why.contains("MTA-STS mode went from enforce to none"),
+            "{why}"
+        );
+    }
+    lab.switch("changing.test", "default").await.unwrap();
+}

@@ -22,6 +22,9 @@ ZONES = [
     # A second signed zone with its own keys (DS in test.): a hosting provider's MX hosts, which
     # signed names in test. point to by CNAME (RFC 4035 section 5: each link validates in its zone).
     Zone("hosting.test."),
+    # Destinations whose DNS changes during a test: `tests/lab/switch changing.test weakened`
+    # serves the other state (pre-signed), and the short TTL keeps caches from hiding it.
+    Zone("changing.test.", states=("weakened",), ttl=2),
 ]
 
 RECEIVERS = [
@@ -81,6 +84,8 @@ RECEIVERS = [
     Receiver(("backend.dane-stripped.test", "mx.dane-stripped.test"), "127.77.1.40", in_dns=False),
     Receiver(("backend.sts-stripped.test", "mx.sts-stripped.test"), "127.77.1.41", in_dns=False),
     Receiver(("backend.dane-unusable-stripped.test", "mx.dane-unusable-stripped.test"), "127.77.1.43", in_dns=False),
+    # A destination that weakens between two deliveries (zone changing.test.).
+    Receiver(("mx.sts-drop.changing.test",), "127.77.1.60"),
     # TLSRPT mailto: collector.
     Receiver(("mx.tlsrpt.test",), "127.77.1.50"),
 ]
@@ -107,6 +112,15 @@ STS = [
     StsPolicy("sts-malformed.test", "127.77.2.13", "enforce", ("mx.sts-malformed.test",), variant="malformed"),
     StsPolicy("sts-refused.test", "127.77.2.14", "enforce", ("mx.sts-refused.test",), variant="refused"),
     StsPolicy("sts-expired-cert.test", "127.77.2.15", "enforce", ("mx.sts-expired-cert.test",), variant="expired-cert"),
+    # enforce by default; weakened: a new policy id whose policy says mode none (RFC 8461
+    # section 8.3, or an attacker who controls the domain's DNS and policy host).
+    StsPolicy(
+        "sts-drop.changing.test",
+        "127.77.2.20",
+        "enforce",
+        ("mx.sts-drop.changing.test",),
+        states=(("weakened", "none", "20261201T000000"),),
+    ),
 ]
 
 COLLECTORS = [HttpsCollector("reports.tlsrpt.test", "127.77.3.1", path="/tlsrpt")]
@@ -203,6 +217,10 @@ RECORDS = [
     # REQUIRETLS (RFC 8689): signed MX, DANE-verified, advertises REQUIRETLS after STARTTLS.
     *mx("requiretls.test", (10, "mx.requiretls.test")),
     tlsa("mx.requiretls.test", 3, 1, 1),
+    # Weakening between deliveries: by default MTA-STS enforce and a verified MX host; when
+    # weakened, MTA-STS mode none and an MX host whose certificate is self-signed.
+    Record("sts-drop.changing.test", "MX", "10 mx.sts-drop.changing.test.", state="default"),
+    Record("sts-drop.changing.test", "MX", "10 mx.selfsigned.test.", state="weakened"),
     # TLSRPT (RFC 8460): the collectors and the domains that ask for reports.
     *mx("tlsrpt.test", (10, "mx.tlsrpt.test")),
     Record("_smtp._tls.sts-enforce.test", "TXT", MAILTO_RUA),

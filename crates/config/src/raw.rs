@@ -254,6 +254,7 @@ pub struct RawRule {
     pub mode: S<String>,
     pub expires: S<String>,
     pub reason: S<String>,
+    pub pin_last_good: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -52,16 +52,22 @@ pub(crate) fn build(raw: &[RawRule], src: &mut Source<'_>, now: u64) -> Vec<Rule
     rules
 }
 
+/// The rule's `name`, or its position in the file.
+fn rule_name(i: usize, r: &RawRule) -> String {
+    match &r.name {
+        Some(n) if !n.get_ref().trim().is_empty() => n.get_ref().trim().to_string(),
+        _ => format!("rule[{i}]"),
+    }
+}
+
 fn build_one(i: usize, r: &RawRule, src: &mut Source<'_>) -> Rule {
     let key = |k: &str| format!("rule[{i}].{k}");
-    let name = match &r.name {
-        Some(n) if n.get_ref().trim().is_empty() => {
-            src.error(n.span(), key("name"), "a rule name must not be empty");
-            format!("rule[{i}]")
-        }
-        Some(n) => n.get_ref().trim().to_string(),
-        None => format!("rule[{i}]"),
-    };
+    if let Some(n) = &r.name
+        && n.get_ref().trim().is_empty()
+    {
+        src.error(n.span(), key("name"), "a rule name must not be empty");
+    }
+    let name = rule_name(i, r);
     let domains = list(src, &key("domains"), r.domains.as_ref(), domain_pattern);
     let senders = list(src, &key("senders"), r.senders.as_ref(), sender_pattern);
     let pins = list(src, &key("pins"), r.pins.as_ref(), pin);
@@ -76,6 +82,7 @@ fn build_one(i: usize, r: &RawRule, src: &mut Source<'_>) -> Rule {
     let mode = one(src, &key("mode"), &r.mode, mode).unwrap_or_default();
     let expires = one(src, &key("expires"), &r.expires, values::moment);
     let reason = one(src, &key("reason"), &r.reason, reason);
+    let pin_last_good = one(src, &key("pin_last_good"), &r.pin_last_good, pin_window);
     let rule = Rule {
         name,
         domains,
@@ -88,6 +95,8 @@ fn build_one(i: usize, r: &RawRule, src: &mut Source<'_>) -> Rule {
         mode,
         expires,
         reason,
+        pin_last_good,
+        pinned: None,
     };
     check_relax(i, r, &rule, src);
     if let (Some(message), Some(v)) = (relax_warning(&rule), &r.insecure_relax) {
@@ -97,16 +106,47 @@ fn build_one(i: usize, r: &RawRule, src: &mut Source<'_>) -> Rule {
         && rule.pins.is_empty()
         && rule.min_tls_version.is_none()
         && !rule.fail_closed
-        && rule.insecure_relax.is_none();
+        && rule.insecure_relax.is_none()
+        && rule.pin_last_good.is_none();
     if demands_nothing {
         let span = r.name.as_ref().map_or(0..0, Spanned::span);
         src.warn(
             span,
             format!("rule[{i}]"),
-            "this rule sets none of require, pins, min_tls_version, fail_closed or insecure_relax: it changes nothing",
+            "this rule sets none of require, pins, min_tls_version, fail_closed, insecure_relax or pin_last_good: it changes nothing",
         );
     }
     rule
+}
+
+/// A pin can only remember a weakening while `[watch] keep` keeps it: warns of a longer pin.
+pub(crate) fn check_pins(
+    raw: &[RawRule],
+    rules: &[Rule],
+    keep: std::time::Duration,
+    src: &mut Source<'_>,
+) {
+    for (i, r) in raw.iter().enumerate() {
+        let (Some(v), Some(rule)) = (
+            &r.pin_last_good,
+            rules.iter().find(|rule| rule.name == rule_name(i, r)),
+        ) else {
+            continue;
+        };
+        if rule
+            .pin_last_good
+            .is_some_and(|window| window > keep.as_secs())
+        {
+            src.warn(
+                v.span(),
+                format!("rule[{i}].pin_last_good"),
+                format!(
+                    "the pin outlasts [watch] keep ({}): a weakening is forgotten, and the pin ends, when the change is pruned",
+                    humantime::format_duration(keep)
+                ),
+            );
+        }
+    }
 }
 
 /// The relax override loosens what a destination publishes, so it must name its destinations and
@@ -322,6 +362,17 @@ fn mode(text: &str) -> Result<RuleMode, String> {
     }
 }
 
+/// How long a pin holds after a weakening: a duration of at least one hour.
+fn pin_window(text: &str) -> Result<u64, String> {
+    let window = values::duration(text)?.as_secs();
+    if window < 3_600 {
+        return Err(format!(
+            "{text} is too short to pin anything: give a duration of at least 1h, such as \"30d\""
+        ));
+    }
+    Ok(window)
+}
+
 fn reason(text: &str) -> Result<String, String> {
     let text = text.trim();
     if text.is_empty() {
@@ -435,6 +486,10 @@ pub(crate) fn render(rules: &[Rule], out: &mut String) {
         }
         if let Some(reason) = &r.reason {
             let _ = writeln!(out, "reason = {}", q(reason));
+        }
+        if let Some(window) = r.pin_last_good {
+            let window = humantime::format_duration(std::time::Duration::from_secs(window));
+            let _ = writeln!(out, "pin_last_good = {}", q(&window.to_string()));
         }
         out.push('\n');
     }

@@ -569,6 +569,38 @@ mod rules {
     }
 
     #[test]
+    fn a_pin_of_the_last_good_policy_is_a_duration_of_an_hour_or_more_within_the_watch_window() {
+        let c = parse(
+            "[[rule]]\nname = \"bank\"\ndomains = [\"bank.example\"]\npin_last_good = \"30d\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.transport.policy.rules[0].pin_last_good, Some(30 * 86_400));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let errors = parse("[[rule]]\nname = \"bank\"\npin_last_good = \"5m\"\n")
+            .unwrap_err()
+            .0;
+        assert_eq!(
+            (errors[0].line, errors[0].key.as_str()),
+            (3, "rule[0].pin_last_good")
+        );
+        assert!(errors[0].message.contains("at least 1h"), "{errors:?}");
+        let long =
+            parse("[watch]\nkeep = \"10d\"\n[[rule]]\nname = \"bank\"\npin_last_good = \"30d\"\n")
+                .unwrap();
+        let warned: Vec<(usize, &str)> = long
+            .warnings
+            .iter()
+            .map(|w| (w.line, w.key.as_str()))
+            .collect();
+        assert_eq!(warned, [(5, "rule[0].pin_last_good")]);
+        assert!(
+            long.warnings[0].message.contains("outlasts [watch] keep"),
+            "{:?}",
+            long.warnings
+        );
+    }
+
+    #[test]
     fn a_rule_that_demands_nothing_is_a_warning() {
         let c = parse("[[rule]]\nname = \"idle\"\ndomains = [\"x.example\"]\n").unwrap();
         assert_eq!(c.warnings[0].key, "rule[0]");

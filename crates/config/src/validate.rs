@@ -120,6 +120,7 @@ pub(crate) fn build(raw: &RawConfig, src: &mut Source<'_>, base: Option<&Path>) 
     transport.policy.rules = rules::build(&raw.rules, src, values::unix_now());
     let tlsrpt = tlsrpt::build(raw.tlsrpt.as_ref(), &hostname, src, base);
     let watch = watch::build(raw.watch.as_ref(), src);
+    rules::check_pins(&raw.rules, &transport.policy.rules, watch.keep, src);
     let webhooks = webhook::build(&raw.webhooks, src, base);
     spool.webhooks.hooks = webhooks
         .iter()

@@ -31,6 +31,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
+use strictmx_policy::posture::History;
 use strictmx_policy::rules::Rule;
 use strictmx_policy::{Alternatives, MessageFacts, PlanOutcome, PolicySettings, RuleTerm};
 
@@ -46,6 +47,7 @@ pub use tls::{CertificateCheck, TlsInfo};
 pub use wire::Capabilities;
 
 use crate::job::{Deliver, DeliveryJob, DeliveryReport};
+use crate::watch::PostureWatch;
 use tls::TlsSetup;
 
 /// What `explain` shows: the facts gathered for a domain, the plan made from them, and apart
@@ -84,6 +86,8 @@ pub struct Transport<F> {
     idle: Arc<idle::IdlePool<run::Established>>,
     /// The expired rules already warned about, by name and expiry.
     expired_noted: Mutex<HashSet<(String, u64)>>,
+    /// Where destinations' weakenings are remembered, for rules that pin the last good policy.
+    watch: Option<Arc<PostureWatch>>,
 }
 
 impl<F: FactSource> Transport<F> {
@@ -102,7 +106,22 @@ impl<F: FactSource> Transport<F> {
             live: RwLock::new(Arc::new(live)),
             idle: Arc::default(),
             expired_noted: Mutex::default(),
+            watch: None,
         })
+    }
+
+    /// Plans with the weakenings `watch` remembers, so that `pin_last_good` rules hold.
+    pub fn with_watch(mut self, watch: Arc<PostureWatch>) -> Self {
+        self.watch = Some(watch);
+        self
+    }
+
+    /// What `domain` offered before, as the watch remembers it; nothing without a watch.
+    fn history(&self, domain: &str) -> History {
+        self.watch
+            .as_ref()
+            .map(|watch| watch.history(domain, std::time::SystemTime::now()))
+            .unwrap_or_default()
     }
 
     /// The settings the transport was built with; `policy`, `tls_required_no` and `routes`
@@ -179,7 +198,9 @@ impl<F: FactSource> Transport<F> {
     pub async fn explain(&self, domain: &str, message: MessageFacts) -> Explanation {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
         let facts = self.destination(&domain).await;
-        let evaluation = run::evaluate_for(&facts, &message, &self.policy(), run::unix_now());
+        let history = self.history(&domain);
+        let evaluation =
+            run::evaluate_for(&facts, &message, &self.policy(), run::unix_now(), &history);
         Explanation {
             domain,
             message,

@@ -14,7 +14,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use strictmx_policy::posture::{Posture, Weakening, merged, weakenings};
+use strictmx_policy::posture::{
+    History, PastWeakening, Posture, Weakening, earned, merged, weakenings,
+};
 use strictmx_spool::{PostureWrite, Spool, SpoolError};
 
 /// `[watch]` settings.
@@ -60,9 +62,15 @@ pub struct DowngradeAlarm {
     pub destinations: Vec<String>,
 }
 
+/// The most weakenings remembered per destination for pins (the oldest go first): enough for
+/// any pin window, bounded whatever a destination's DNS does.
+const REMEMBERED: usize = 32;
+
 #[derive(Debug, Default)]
 struct State {
     last: HashMap<String, Posture>,
+    /// Per destination, its weakenings within `keep`, oldest first (`pin_last_good`).
+    history: HashMap<String, VecDeque<PastWeakening>>,
     /// (when, destination) of each STARTTLS drop within the window.
     drops: VecDeque<(SystemTime, String)>,
     alarm: Option<DowngradeAlarm>,
@@ -93,12 +101,20 @@ impl PostureWatch {
                 Err(e) => tracing::warn!(domain, error = %e, "stored destination posture skipped"),
             }
         }
+        let since = SystemTime::now()
+            .checked_sub(settings.keep)
+            .unwrap_or(UNIX_EPOCH);
+        let mut history = HashMap::new();
+        for change in changes(&spool, since, None)? {
+            remember(&mut history, &change);
+        }
         metrics::gauge!("strictmx_downgrade_alarm").set(0.0);
         Ok(PostureWatch {
             spool,
             settings,
             state: Mutex::new(State {
                 last,
+                history,
                 ..State::default()
             }),
         })
@@ -142,6 +158,9 @@ impl PostureWatch {
                 before: before.unwrap_or_default(),
                 after: next.clone(),
             });
+            if let Some(change) = &change {
+                remember(&mut state.history, change);
+            }
             (change, next)
         };
         if let Some(change) = &change {
@@ -217,6 +236,22 @@ impl PostureWatch {
         self.state().alarm.clone()
     }
 
+    /// What `domain` offered when last seen, and its weakenings remembered within `keep` of
+    /// `now` (oldest first), for rules that pin the last good policy.
+    pub fn history(&self, domain: &str, now: SystemTime) -> History {
+        let after = secs(now.checked_sub(self.settings.keep).unwrap_or(UNIX_EPOCH));
+        let domain = domain.to_ascii_lowercase();
+        let state = self.state();
+        History {
+            last_seen: state.last.get(&domain).and_then(earned),
+            weakenings: state
+                .history
+                .get(&domain)
+                .map(|past| past.iter().filter(|p| p.at >= after).cloned().collect())
+                .unwrap_or_default(),
+        }
+    }
+
     /// The last posture seen for `domain`.
     pub fn posture(&self, domain: &str) -> Option<Posture> {
         self.state().last.get(domain).cloned()
@@ -229,6 +264,25 @@ impl PostureWatch {
         domain: Option<&str>,
     ) -> Result<Vec<PostureChange>, SpoolError> {
         changes(&self.spool, since, domain)
+    }
+}
+
+fn secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+/// Adds `change` to its destination's remembered weakenings, at most [`REMEMBERED`] of them.
+fn remember(history: &mut HashMap<String, VecDeque<PastWeakening>>, change: &PostureChange) {
+    let past = history
+        .entry(change.domain.to_ascii_lowercase())
+        .or_default();
+    past.push_back(PastWeakening::of(
+        change.at_ms / 1_000,
+        &change.before,
+        &change.weakenings,
+    ));
+    while past.len() > REMEMBERED {
+        past.pop_front();
     }
 }
 
@@ -250,6 +304,7 @@ pub fn changes(
 #[cfg(test)]
 mod tests {
     use strictmx_policy::posture::{StsPosture, TlsaPosture};
+    use strictmx_policy::rules::MinRequirement;
     use strictmx_spool::SpoolSettings;
 
     use super::*;
@@ -320,6 +375,17 @@ mod tests {
         assert_eq!(recorded.len(), 1);
         assert!(!recorded[0].during_alarm);
         assert_eq!(again.changes(t0, Some("b.example")).expect("none").len(), 0);
+        // What the destination offered before the drop is remembered for pins, across a
+        // restart too.
+        drop(again);
+        let reloaded = watch(dir.path());
+        let history = reloaded.history("A.example", t0 + Duration::from_secs(180));
+        let past = &history.weakenings;
+        assert_eq!(past.len(), 1, "{past:?}");
+        assert_eq!(past[0].earned, Some(MinRequirement::Encrypted));
+        assert_eq!(past[0].at, 1_800_000_060);
+        assert_eq!(history.last_seen, None, "STARTTLS is no longer offered");
+        assert_eq!(reloaded.history("b.example", t0), History::default());
     }
 
     #[tokio::test]

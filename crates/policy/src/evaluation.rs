@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::peer::{NoTls, PeerFacts, judge_peer, judge_without_tls};
 use crate::plan::{PlanOutcome, PlannedHost, PolicySettings};
+use crate::posture::{History, pinned};
 use crate::rules::{Rule, RuleMode};
 
 /// Everything one message's rules decide at one moment.
@@ -68,17 +69,26 @@ pub struct Alternative {
 }
 
 /// Plans a message from `sender` to `domain` under `settings` at `now` (unix seconds), with
-/// `plan` (`plan_delivery` or `plan_route_delivery` over the destination's facts).
+/// `plan` (`plan_delivery` or `plan_route_delivery` over the destination's facts). `history`
+/// is what the destination offered before, for rules with `pin_last_good`.
 pub fn evaluate(
     settings: &PolicySettings,
     domain: &str,
     sender: &str,
     now: u64,
+    history: &History,
     plan: impl Fn(&PolicySettings) -> PlanOutcome,
 ) -> Evaluation {
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
     let matches = |rule: &Rule| rule.applies(&domain, sender);
     let in_force = |rule: &Rule| rule.mode == RuleMode::Enforce && !rule.expired(now);
+    let settings = &with_rules(settings, |rule| {
+        let mut rule = rule.clone();
+        rule.pinned = rule
+            .pin_last_good
+            .and_then(|window| pinned(history, window, now));
+        Some(rule)
+    });
     let enforced = with_rules(settings, |rule| in_force(rule).then(|| rule.clone()));
     let shadows = settings
         .rules

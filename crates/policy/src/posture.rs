@@ -8,10 +8,13 @@
 //! to) is "unknown" and never counts as a weakening: a DNS outage is not a policy change.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use strictmx_protocol::HumanDuration;
 
 use crate::facts::{Dnssec, DomainFacts, HostFacts, StsRecordFacts, TlsaFacts};
+use crate::rules::{MinRequirement, Pinned};
 
 /// One destination's published security at one delivery.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,6 +240,91 @@ pub fn weakenings(before: &Posture, after: &Posture) -> Vec<Weakening> {
         }
     }
     found
+}
+
+/// A weakening as a rule's `pin_last_good` remembers it: when it was seen, what the
+/// destination offered just before, and what changed. Derived from the recorded changes, never
+/// stored itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PastWeakening {
+    /// Unix seconds.
+    pub at: u64,
+    /// What the posture before the weakening earned ([`earned`]).
+    pub earned: Option<MinRequirement>,
+    /// The weakenings, in words.
+    pub what: String,
+}
+
+impl PastWeakening {
+    /// The memory of one recorded change: `before` is the posture it weakened from.
+    pub fn of(at: u64, before: &Posture, found: &[Weakening]) -> PastWeakening {
+        PastWeakening {
+            at,
+            earned: earned(before),
+            what: found
+                .iter()
+                .map(Weakening::describe)
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
+    }
+}
+
+/// The strongest requirement a posture's published facts met, as a rule would say it:
+/// usable TLSA records behind a DNSSEC-secure MX RRset (RFC 7672 §2.2) earn `dane-only`, an
+/// MTA-STS policy in `enforce` mode (RFC 8461 §5) earns `verified`, STARTTLS offered by an MX
+/// host earns `encrypted`; nothing else earns anything.
+pub fn earned(posture: &Posture) -> Option<MinRequirement> {
+    if posture.tlsa == TlsaPosture::Usable && posture.mx_secure != Some(false) {
+        return Some(MinRequirement::DaneOnly);
+    }
+    if matches!(&posture.sts, StsPosture::Policy { mode, .. } if mode == "enforce") {
+        return Some(MinRequirement::Verified);
+    }
+    posture
+        .starttls
+        .values()
+        .any(|offered| *offered)
+        .then_some(MinRequirement::Encrypted)
+}
+
+/// What a destination's history holds for pins: what it offered when last seen, and its
+/// remembered weakenings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    /// [`earned`] by the last posture seen; a change is noticed only after the delivery that
+    /// saw it, so until then this is what the destination last offered.
+    pub last_seen: Option<MinRequirement>,
+    /// Oldest first.
+    pub weakenings: Vec<PastWeakening>,
+}
+
+/// What a pin of `window` seconds demands at `now` (unix seconds): the most that the
+/// destination offered when last seen, or before a weakening seen within the window. On a tie
+/// the latest weakening is named.
+pub fn pinned(history: &History, window: u64, now: u64) -> Option<Pinned> {
+    let weakened = history
+        .weakenings
+        .iter()
+        .filter(|past| past.at <= now && now - past.at < window)
+        .filter_map(|past| past.earned.map(|require| (require, past)))
+        .max_by_key(|(require, past)| (*require, past.at));
+    match (weakened, history.last_seen) {
+        (Some((require, past)), last) if Some(require) >= last => Some(Pinned {
+            require,
+            because: format!(
+                "{}, {} ago; the pin holds for {} more",
+                past.what,
+                HumanDuration(Duration::from_secs(now - past.at)),
+                HumanDuration(Duration::from_secs(window - (now - past.at)))
+            ),
+        }),
+        (_, Some(require)) => Some(Pinned {
+            require,
+            because: "what the destination offered when last seen".to_owned(),
+        }),
+        (_, None) => None,
+    }
 }
 
 #[cfg(test)]

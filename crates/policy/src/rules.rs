@@ -137,6 +137,21 @@ pub struct Rule {
     pub expires: Option<u64>,
     /// Why the rule exists; every exception must say.
     pub reason: Option<String>,
+    /// For this many seconds after a matching destination weakened, keep demanding what it
+    /// offered before (`pin_last_good`).
+    pub pin_last_good: Option<u64>,
+    /// What the pin demands now; set by [`crate::evaluate`] from the destination's history,
+    /// never by configuration.
+    pub pinned: Option<Pinned>,
+}
+
+/// What a rule's `pin_last_good` demands at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pinned {
+    /// What the destination offered before it weakened, or when last seen.
+    pub require: MinRequirement,
+    /// Why, in words: the weakening and how long the pin still holds, or "as last seen".
+    pub because: String,
 }
 
 impl DomainPattern {
@@ -176,7 +191,7 @@ impl Rule {
 
 /// What all rules matching one message and domain demand together: the strictest of each.
 ///
-/// `require` and `min_tls_version` take the highest value, `fail_closed` holds if any rule sets
+/// `require` (raised by a pin that holds) and `min_tls_version` take the highest value, `fail_closed` holds if any rule sets
 /// it; pins come from the first matching rule that lists any (a chain cannot be asked to match
 /// two independent pin sets in a plan that carries one list); `insecure_relax` applies if any
 /// matching rule sets it, and never lowers another rule's `require`.
@@ -190,6 +205,8 @@ pub struct RuleDemand {
     pub fail_closed: bool,
     /// The relaxing rule's name and how far it relaxes.
     pub relax: Option<(String, Relax)>,
+    /// The rules whose `pin_last_good` holds now, with what each demands.
+    pub pinned: Vec<(String, Pinned)>,
 }
 
 impl RuleDemand {
@@ -204,6 +221,10 @@ impl RuleDemand {
         for rule in enforced {
             demand.rules.push(rule.name.clone());
             demand.require = demand.require.max(rule.require);
+            if let Some(pinned) = &rule.pinned {
+                demand.require = demand.require.max(Some(pinned.require));
+                demand.pinned.push((rule.name.clone(), pinned.clone()));
+            }
             demand.min_tls_version = demand.min_tls_version.max(rule.min_tls_version);
             demand.fail_closed |= rule.fail_closed;
             if demand.pins.is_empty() {

@@ -13,6 +13,7 @@ use anyhow::Context;
 use serde_json::Value;
 use strictmx_config::Config;
 use strictmx_delivery::transport::Transport;
+use strictmx_delivery::watch::PostureWatch;
 use strictmx_policy::MessageFacts;
 use strictmx_protocol::HumanDuration;
 use strictmx_resolve::{DnsResolver, FactGatherer, StsSource};
@@ -135,13 +136,18 @@ async fn in_process(config: &Config, question: &Question) -> anyhow::Result<(Val
         }
     };
     let history = spool.clone();
+    let watch = Arc::new(
+        PostureWatch::load(spool.clone(), config.watch)
+            .context("loading the destination postures")?,
+    );
     let sts = StsSource::new(resolver.clone(), spool, config.mta_sts.clone())
         .context("setting up MTA-STS")?;
     // No blocking self-test first: it runs alongside the MX lookup, and not at all for a route
     // to an IP address.
     let gatherer = FactGatherer::testing_on_demand(resolver, sts, config.gather);
     let transport = Transport::new(config.transport.clone(), Arc::new(gatherer))
-        .context("setting up outbound delivery")?;
+        .context("setting up outbound delivery")?
+        .with_watch(watch);
     let explanation = transport
         .explain(&question.domain, question.message_facts())
         .await;

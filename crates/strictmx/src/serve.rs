@@ -78,9 +78,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .map(|(address, _)| address)
         .collect();
     let gatherer = Arc::new(gatherer(&config, &spool)?);
+    let watch = Arc::new(
+        PostureWatch::load(spool.clone(), config.watch)
+            .context("loading the destination postures")?,
+    );
     let transport = Arc::new(
         Transport::new(transport_settings, gatherer.clone())
-            .context("setting up outbound delivery")?,
+            .context("setting up outbound delivery")?
+            .with_watch(watch.clone()),
     );
     let live =
         Arc::new(Live::new(config.clone(), transport.clone()).with_inbound(inbound.handle()));
@@ -100,10 +105,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         )
     })?
     .with_tlsrpt(reporting.as_ref().map(|t| t.reporter.clone()));
-    let watch = Arc::new(
-        PostureWatch::load(spool.clone(), config.watch)
-            .context("loading the destination postures")?,
-    );
     let mut runner =
         QueueRunner::new(spool.clone(), transport, config.queue.clone()).with_watch(watch.clone());
     let control = control.with_runner(runner.handle()).with_watch(watch);

@@ -8,6 +8,7 @@ Usage: python3 -m lablib.gen RUN_DIR
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -97,7 +98,10 @@ class Generator:
         out += [Record(s.name, "A", s.ip) for s in w.strippers]
         for p in w.sts:
             out.append(Record(f"mta-sts.{p.domain}", "A", p.ip))
-            out.append(Record(f"_mta-sts.{p.domain}", "TXT", f"v=STSv1; id={p.policy_id}"))
+            first = "default" if p.states else None
+            out.append(Record(f"_mta-sts.{p.domain}", "TXT", f"v=STSv1; id={p.policy_id}", state=first))
+            for state, _, policy_id in p.states:
+                out.append(Record(f"_mta-sts.{p.domain}", "TXT", f"v=STSv1; id={policy_id}", state=state))
         out += [Record(c.name, "A", c.ip) for c in w.collectors]
         return out + list(w.records)
 
@@ -127,13 +131,13 @@ class Generator:
         owner, rest = text[0], text[text.index("DS") + 1 :]
         return f"{owner} {TTL} IN DS {' '.join(rest)}"
 
-    def zone_text(self, zone: Zone, records: list[Record]) -> str:
+    def zone_text(self, zone: Zone, records: list[Record], serial: int) -> str:
         zn = fqdn(zone.name)
-        serial = int(time.time())
+        ttl = zone.ttl
         lines = [
             f"$ORIGIN {zn}",
-            f"{zn} {TTL} IN SOA {NS_NAME} hostmaster.{'' if zn == '.' else zn} {serial} 3600 600 86400 60",
-            f"{zn} {TTL} IN NS {NS_NAME}",
+            f"{zn} {ttl} IN SOA {NS_NAME} hostmaster.{'' if zn == '.' else zn} {serial} 3600 600 86400 {min(60, ttl)}",
+            f"{zn} {ttl} IN NS {NS_NAME}",
         ]
         for child in self.world.zones:
             if fqdn(child.name) == zn or fqdn(child.name) == "." or parent_of(child, self.world.zones) != zone:
@@ -149,37 +153,59 @@ class Generator:
             value = self.tlsa_value(r.value) if isinstance(r.value, Tlsa) else r.value
             if r.rtype == "TXT":
                 value = '"' + value.replace('"', '\\"') + '"'
-            lines.append(f"{fqdn(r.name)} {TTL} IN {r.rtype} {value}")
+            lines.append(f"{fqdn(r.name)} {ttl} IN {r.rtype} {value}")
         return "\n".join(lines) + "\n"
 
     def write_zones(self) -> list[tuple[str, str]]:
-        """Writes every zone (signed where asked); returns (zone name, zone file) pairs for nsd."""
+        """Writes every zone (signed where asked); returns (zone name, zone file) pairs for nsd.
+        A zone with states gets one file per state, and nsd serves a copy of the default one
+        (`tests/lab/switch` copies another over it)."""
         zones = self.world.zones
         by_zone: dict[str, list[Record]] = {fqdn(z.name): [] for z in zones}
         for r in self.all_records():
             z = zone_of(r.name, zones)
             # A name at a child apex belongs to the child, except the parent's own delegation data.
             by_zone[fqdn(z.name)].append(r)
-        dns_dir = self.run_dir / "dns"
         served = []
+        serial = int(time.time())
         for z in zones:
-            text = self.zone_text(z, by_zone[fqdn(z.name)])
-            path = dns_dir / f"{slug(z.name)}.zone"
-            path.write_text(text)
-            if z.signing == "signed":
-                ksk, zsk = self.keys(z)
-                inception = str(int(time.time()) - 3600)
-                signed = path.with_suffix(".zone.signed")
-                run(["ldns-signzone", "-i", inception, "-o", fqdn(z.name), "-f", str(signed), str(path), ksk, zsk])
-                self.empty_tlsa_as_generic(signed)
-                if z.bogus:
-                    self.corrupt(signed, z.bogus)
-                path = signed
-            elif z.signing != "unsigned":
-                raise ValueError(f"zone {z.name}: signing must be signed or unsigned")
-            run(["nsd-checkzone", fqdn(z.name), str(path)])
-            served.append((fqdn(z.name), str(path)))
+            records = by_zone[fqdn(z.name)]
+            unknown = {r.state for r in records if r.state not in (None, "default", *z.states)}
+            if unknown:
+                raise ValueError(f"zone {z.name}: records in unknown state(s) {sorted(unknown)}")
+            if not z.states:
+                served.append((fqdn(z.name), str(self.write_zone(z, records, slug(z.name), serial))))
+                continue
+            states_dir = self.run_dir / "states"
+            states_dir.mkdir(exist_ok=True)
+            for n, state in enumerate(("default", *z.states)):
+                mine = [r for r in records if r.state in (None, state)]
+                path = self.write_zone(z, mine, f"{slug(z.name)}.{state}", serial + n)
+                (self.run_dir / "dns" / f"{slug(z.name)}.{state}.serial").write_text(f"{serial + n}\n")
+                if state == "default":
+                    current = self.run_dir / "dns" / f"{slug(z.name)}.current.zone"
+                    shutil.copyfile(path, current)
+                    (states_dir / slug(z.name)).write_text("default\n")
+                    served.append((fqdn(z.name), str(current)))
         return served
+
+    def write_zone(self, z: Zone, records: list[Record], name: str, serial: int) -> Path:
+        """Writes (and signs, corrupts, checks) one zone file; returns the file nsd can serve."""
+        path = self.run_dir / "dns" / f"{name}.zone"
+        path.write_text(self.zone_text(z, records, serial))
+        if z.signing == "signed":
+            ksk, zsk = self.keys(z)
+            inception = str(int(time.time()) - 3600)
+            signed = path.with_suffix(".zone.signed")
+            run(["ldns-signzone", "-i", inception, "-o", fqdn(z.name), "-f", str(signed), str(path), ksk, zsk])
+            self.empty_tlsa_as_generic(signed)
+            if z.bogus:
+                self.corrupt(signed, z.bogus)
+            path = signed
+        elif z.signing != "unsigned":
+            raise ValueError(f"zone {z.name}: signing must be signed or unsigned")
+        run(["nsd-checkzone", fqdn(z.name), str(path)])
+        return path
 
     @staticmethod
     def empty_tlsa_as_generic(signed: Path) -> None:
@@ -337,6 +363,10 @@ remote-control:
                 "mode": p.mode,
                 "policy": policy_text(p.mode, p.mx, p.max_age),
                 "identity": self.ident(f"mta-sts.{p.domain}"),
+                # The policy served in each state of the zone holding its TXT record, and the
+                # file saying which state is served now.
+                "states": {state: policy_text(mode, p.mx, p.max_age) for state, mode, _ in p.states},
+                "state_file": str(self.run_dir / "states" / slug(zone_of(f"_mta-sts.{p.domain}", w.zones).name)),
             }
             for p in w.sts
         ]

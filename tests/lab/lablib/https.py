@@ -79,10 +79,22 @@ class StsHost(HttpsHost):
     def name(self) -> str:
         return self.spec["host"]
 
+    def current_policy(self) -> str:
+        """The policy for the state its zone is in now (`tests/lab/switch`), else the default."""
+        states = self.spec.get("states") or {}
+        if not states:
+            return self.spec["policy"]
+        try:
+            with open(self.spec["state_file"]) as f:
+                state = f.read().strip()
+        except OSError:
+            state = "default"
+        return states.get(state, self.spec["policy"])
+
     def answer(self, method: str, path: str, headers: dict[str, str]) -> bytes:
         if method != "GET" or path != WELL_KNOWN:
             return response("404 Not Found", b"not found\n")
-        policy = self.spec["policy"].encode()
+        policy = self.current_policy().encode()
         variant = self.spec["variant"]
         if variant == "redirect":
             # RFC 8461 section 3.3: "HTTP 3xx redirects MUST NOT be followed".

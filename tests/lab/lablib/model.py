@@ -37,18 +37,28 @@ def check_loopback(addr: str, what: str) -> str:
 @dataclass(frozen=True)
 class Zone:
     """A DNS zone served by nsd. `signing` is "signed", "unsigned" (no DS in the parent: insecure)
-    or "signed" with `bogus` RRsets whose RRSIG is corrupted after signing."""
+    or "signed" with `bogus` RRsets whose RRSIG is corrupted after signing.
+
+    A zone with `states` changes while the lab runs: it is generated (and signed) once per state
+    ("default" plus each named one), and `tests/lab/switch ZONE STATE` serves another state.
+    `ttl` keeps such answers short-lived in resolver caches."""
 
     name: str
     signing: str = "signed"
     bogus: tuple[tuple[str, str], ...] = ()  # (owner name, type) pairs with broken signatures
+    states: tuple[str, ...] = ()
+    ttl: int = 300
 
 
 @dataclass(frozen=True)
 class Record:
+    """`state`: the record exists only in that state of its zone ("default" or a named one);
+    None: in every state."""
+
     name: str
     rtype: str
     value: str | Tlsa
+    state: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,9 @@ class StsPolicy:
     max_age: int = 86400
     policy_id: str = "20260101T000000"
     variant: str = "ok"
+    # (state, mode, policy id): in that state of the zone holding `_mta-sts.<domain>`, the TXT
+    # record carries the other id and the host serves a policy in the other mode.
+    states: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)

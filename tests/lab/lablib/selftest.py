@@ -11,6 +11,7 @@ import hashlib
 import json
 import socket
 import ssl
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -463,6 +464,25 @@ def main(run_dir: Path) -> int:
             return status == 200 and ctype.startswith("text/plain") and fields.get("version") == "STSv1" and fields.get("mode") == p["mode"], f"{status} {ctype} {fields}"
 
         check(f"mta-sts policy host for {domain} ({p['mode']}, {variant})", sts)
+
+    # A zone that changes while the lab runs (tests/lab/switch): both states are served, signed.
+    def switching():
+        switch = str(Path(__file__).resolve().parent.parent / "switch")
+        seen = []
+        try:
+            for state, mx, mode in [("weakened", "10 mx.selfsigned.test.", "none"), ("default", "10 mx.sts-drop.changing.test.", "enforce")]:
+                subprocess.run([switch, "changing.test", state], check=True, capture_output=True, timeout=30)
+                # Past the zone's TTL, so the validating resolver asks nsd again.
+                time.sleep(3)
+                got = answer_texts(ask(resolver, "sts-drop.changing.test.", "MX"), "MX")
+                ok, _ = secure(resolver, "sts-drop.changing.test.", "MX")
+                _, _, body = https(ip("mta-sts.sts-drop.changing.test"), "mta-sts.sts-drop.changing.test", "/.well-known/mta-sts.txt", ca)
+                seen.append((state, got == [mx] and ok and f"mode: {mode}" in body.decode(), got, ok))
+        except (subprocess.SubprocessError, OSError) as e:
+            return False, str(e)
+        return all(s[1] for s in seen), f"{seen}"
+
+    check("changing.test switches to its weakened state and back, signed, with its policy", switching)
 
     # TLSRPT (RFC 8460 section 3).
     for domain, scheme in [("sts-enforce.test", "mailto:"), ("dane-ok.test", "https:"), ("sts-testing.test", "https:")]:

@@ -18,6 +18,10 @@ pub const NOT_UP: &str = "the lab is not up: run tests/lab/up";
 /// How long `Lab::get` waits for the lab's resolver to answer.
 const RESOLVER_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a switched zone takes to reach the tests through resolver caches: its TTL (2 s)
+/// and a second of margin.
+const SWITCH_SETTLE: Duration = Duration::from_secs(3);
+
 /// How often `wait_for` polls.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -175,6 +179,30 @@ impl Lab {
     }
 
     /// The validating resolver (unbound): AD on signed answers, SERVFAIL on bogus ones.
+    /// Serves `state` of a lab zone that has states (`tests/lab/switch`), then waits past the
+    /// zone's short TTL so that resolvers and their caches see it.
+    pub async fn switch(&self, zone: &str, state: &str) -> anyhow::Result<()> {
+        // The running lab's own script, beside its run directory.
+        let script = self
+            .run_dir
+            .parent()
+            .context("the lab's run directory has no parent")?
+            .join("switch");
+        let done = tokio::process::Command::new(&script)
+            .args([zone, state])
+            .output()
+            .await
+            .with_context(|| format!("running {}", script.display()))?;
+        ensure!(
+            done.status.success(),
+            "{} {zone} {state}: {}",
+            script.display(),
+            String::from_utf8_lossy(&done.stderr)
+        );
+        tokio::time::sleep(SWITCH_SETTLE).await;
+        Ok(())
+    }
+
     pub fn resolver(&self) -> SocketAddr {
         self.resolver
     }

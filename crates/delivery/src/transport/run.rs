@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use strictmx_policy::posture::{posture_of, posture_of_route};
+use strictmx_policy::posture::{History, posture_of, posture_of_route};
 use strictmx_policy::{
     AddressFailure, Alternatives, DeliveryPlan, Evaluation, MessageFacts, PlanOutcome, PlannedHost,
     PolicySettings, evaluate, plan_delivery, plan_route_delivery,
@@ -87,7 +87,8 @@ pub(crate) async fn deliver<F: FactSource>(
         let now = unix_now();
         transport.note_expired(&live.policy.rules, now);
         let destination = transport.destination(&job.domain).await;
-        let groups = group_by_plan(&pending, &destination, &live, now);
+        let history = transport.history(&job.domain);
+        let groups = group_by_plan(&pending, &destination, &live, now, &history);
         // RFC 8460 §3: reports about our own reports would feed on themselves.
         sessions.counted = pending
             .iter()
@@ -156,18 +157,20 @@ pub(crate) async fn deliver<F: FactSource>(
 }
 
 /// The plan for one message to `destination` under `policy` at `now` (unix seconds), with what
-/// each matching shadow rule and exception would change.
+/// each matching shadow rule and exception would change; `history` is what the destination
+/// offered before, for rules that pin the last good policy.
 pub(crate) fn evaluate_for(
     destination: &Destination,
     message: &MessageFacts,
     policy: &PolicySettings,
     now: u64,
+    history: &History,
 ) -> Evaluation {
     let domain = match destination {
         Destination::Mx(facts) => facts.domain.as_str(),
         Destination::Route { domain, .. } => domain.as_str(),
     };
-    evaluate(policy, domain, &message.sender, now, |settings| {
+    evaluate(policy, domain, &message.sender, now, history, |settings| {
         plan_for(destination, message, settings)
     })
 }
@@ -204,11 +207,12 @@ fn group_by_plan(
     destination: &Destination,
     live: &LivePolicy,
     now: u64,
+    history: &History,
 ) -> Vec<(Evaluation, Vec<usize>)> {
     let mut groups: Vec<(Evaluation, Vec<usize>)> = Vec::new();
     for (index, message) in pending.iter().enumerate().filter(|(_, p)| !p.is_done()) {
         let facts = message_facts(message.message, &live.tls_required_no);
-        let outcome = evaluate_for(destination, &facts, &live.policy, now);
+        let outcome = evaluate_for(destination, &facts, &live.policy, now, history);
         match groups.iter_mut().find(|(plan, _)| *plan == outcome) {
             Some((_, members)) => members.push(index),
             None => groups.push((outcome, vec![index])),

@@ -12,6 +12,7 @@ use crate::facts::{
 };
 use crate::peer::WebpkiVerdict;
 use crate::plan::{PolicyLabel, plan_delivery};
+use crate::posture::{History, PastWeakening};
 use crate::rules::{DomainPattern, MinRequirement, Relax, SenderPattern, TlsVersion};
 use crate::sts::{StsMode, StsPolicy};
 
@@ -136,7 +137,7 @@ fn run(facts: &DomainFacts, settings: &PolicySettings, now: u64) -> Evaluation {
         sender: SENDER.to_owned(),
         ..MessageFacts::default()
     };
-    evaluate(settings, DOMAIN, SENDER, now, |s| {
+    evaluate(settings, DOMAIN, SENDER, now, &History::default(), |s| {
         plan_delivery(facts, &message, s)
     })
 }
@@ -415,10 +416,17 @@ fn only_matching_rules_cost_a_plan_and_expired_or_unmatched_ones_none() {
     for row in rows {
         let calls = Cell::new(0);
         let message = MessageFacts::default();
-        evaluate(&settings(row.rules), DOMAIN, SENDER, 100, |s| {
-            calls.set(calls.get() + 1);
-            plan_delivery(&facts, &message, s)
-        });
+        evaluate(
+            &settings(row.rules),
+            DOMAIN,
+            SENDER,
+            100,
+            &History::default(),
+            |s| {
+                calls.set(calls.get() + 1);
+                plan_delivery(&facts, &message, s)
+            },
+        );
         assert_eq!(calls.get(), row.plans, "{}", row.rule);
     }
 }
@@ -448,5 +456,102 @@ fn a_shadow_rule_is_tried_at_its_place_in_the_file() {
     assert_eq!(
         pins(&evaluation.alternatives.shadows[0].outcome),
         vec![crate::rules::Pin::Spki { sha256: [1; 32] }]
+    );
+}
+
+/// A destination that dropped MTA-STS enforce (RFC 8461 §5) `age` seconds before `NOW`.
+fn dropped_sts(age: u64) -> History {
+    History {
+        last_seen: None,
+        weakenings: vec![PastWeakening {
+            at: NOW - age,
+            earned: Some(MinRequirement::Verified),
+            what: "MTA-STS mode went from enforce to none".to_owned(),
+        }],
+    }
+}
+
+const NOW: u64 = 1_800_000_000;
+const DAY: u64 = 86_400;
+
+#[test]
+fn a_pin_keeps_demanding_the_last_good_policy_for_its_window_then_lets_go() {
+    let pin = Rule {
+        pin_last_good: Some(30 * DAY),
+        ..rule("pin-partner")
+    };
+    let no_sts = facts(no_tlsa(), no_tlsa());
+    let message = MessageFacts::default();
+    let rows: &[(&str, History, Option<PolicyLabel>)] = &[
+        // Issue 11: after a weakening the rule fails closed on the last good requirement
+        // (here `verified`, what MTA-STS enforce demanded, RFC 8461 §4.2 and §5).
+        (
+            "a day after the drop",
+            dropped_sts(DAY),
+            Some(PolicyLabel::Rule),
+        ),
+        (
+            "the window has passed",
+            dropped_sts(31 * DAY),
+            Some(PolicyLabel::DefaultOpportunistic),
+        ),
+        (
+            "no weakening remembered",
+            History::default(),
+            Some(PolicyLabel::DefaultOpportunistic),
+        ),
+    ];
+    for (case, history, want) in rows {
+        let evaluation = evaluate(
+            &settings(vec![pin.clone()]),
+            DOMAIN,
+            SENDER,
+            NOW,
+            history,
+            |s| plan_delivery(&no_sts, &message, s),
+        );
+        assert_eq!(label(&evaluation.outcome), *want, "{case}");
+        if let PlanOutcome::Deliver(plan) = &evaluation.outcome
+            && *want == Some(PolicyLabel::Rule)
+        {
+            assert!(
+                plan.candidates
+                    .iter()
+                    .all(|c| matches!(c.requirement, crate::plan::TlsRequirement::Verified { .. })),
+                "{case}: {:?}",
+                plan.candidates
+            );
+            assert!(
+                plan.why
+                    .iter()
+                    .any(|line| line.contains("pin-partner pins")
+                        && line.contains("enforce to none")),
+                "{case}: {:?}",
+                plan.why
+            );
+        }
+    }
+}
+
+#[test]
+fn a_pin_on_a_rule_that_does_not_match_the_domain_demands_nothing() {
+    let pin = Rule {
+        domains: vec![DomainPattern::Exact("elsewhere.example".to_owned())],
+        pin_last_good: Some(30 * DAY),
+        ..rule("pin-elsewhere")
+    };
+    let no_sts = facts(no_tlsa(), no_tlsa());
+    let message = MessageFacts::default();
+    let evaluation = evaluate(
+        &settings(vec![pin]),
+        DOMAIN,
+        SENDER,
+        NOW,
+        &dropped_sts(DAY),
+        |s| plan_delivery(&no_sts, &message, s),
+    );
+    assert_eq!(
+        label(&evaluation.outcome),
+        Some(PolicyLabel::DefaultOpportunistic)
     );
 }

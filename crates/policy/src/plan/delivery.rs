@@ -78,6 +78,13 @@ fn note_rules(demand: &RuleDemand, why: &mut Vec<String>) {
     if !demand.rules.is_empty() {
         why.push(format!("matching rule(s): {}", demand.rules.join(", ")));
     }
+    for (rule, pinned) in &demand.pinned {
+        why.push(format!(
+            "rule {rule} pins the last good policy: {} is required ({})",
+            pinned.require.as_str(),
+            pinned.because,
+        ));
+    }
 }
 
 /// Plans delivery of one message for `domain` to a configured next hop, whose facts the resolver

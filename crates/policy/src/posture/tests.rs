@@ -206,3 +206,185 @@ fn policy_of(mode: &str, id: &str, mx: &str) -> StsPosture {
         mx: vec![mx.to_owned()],
     }
 }
+
+#[test]
+fn a_posture_earns_the_strongest_requirement_its_published_facts_met() {
+    use MinRequirement as R;
+    use TlsaPosture as T;
+    let rows: &[(&str, Posture, Option<R>)] = &[
+        // RFC 7672 §2.2: usable TLSA behind a secure MX RRset is DANE.
+        (
+            "usable TLSA, secure MX",
+            posture(policy("enforce"), T::Usable, Some(true)),
+            Some(R::DaneOnly),
+        ),
+        // RFC 7672 §2.2.1: TLSA behind an insecure MX RRset is not used.
+        (
+            "usable TLSA, insecure MX",
+            posture(StsPosture::NoRecord, T::Usable, Some(false)),
+            None,
+        ),
+        (
+            "unusable TLSA",
+            posture(StsPosture::NoRecord, T::Unusable, Some(true)),
+            None,
+        ),
+        // RFC 8461 §5: enforce demands a verified certificate.
+        (
+            "MTA-STS enforce",
+            posture(policy("enforce"), T::None, Some(false)),
+            Some(R::Verified),
+        ),
+        (
+            "MTA-STS testing",
+            posture(policy("testing"), T::None, Some(false)),
+            None,
+        ),
+        (
+            "STARTTLS offered",
+            starttls("mx.example", true),
+            Some(R::Encrypted),
+        ),
+        ("STARTTLS not offered", starttls("mx.example", false), None),
+        ("nothing known", Posture::default(), None),
+    ];
+    for (case, posture, want) in rows {
+        assert_eq!(earned(posture), *want, "{case}");
+    }
+}
+
+struct PinRow {
+    case: &'static str,
+    last_seen: Option<MinRequirement>,
+    now: u64,
+    window: u64,
+    want: Option<MinRequirement>,
+    /// Words the reason must contain.
+    words: &'static str,
+}
+
+#[test]
+fn a_pin_holds_what_the_destination_offered_before_it_weakened_for_its_window_only() {
+    use MinRequirement as R;
+    let weakenings = vec![
+        PastWeakening {
+            at: 1_000,
+            earned: Some(R::Encrypted),
+            what: "mx no longer offers STARTTLS".to_owned(),
+        },
+        PastWeakening {
+            at: 2_000,
+            earned: Some(R::Verified),
+            what: "MTA-STS mode went from enforce to none".to_owned(),
+        },
+        PastWeakening {
+            at: 3_000,
+            earned: None,
+            what: "nothing to keep".to_owned(),
+        },
+    ];
+    let history = |last_seen| History {
+        last_seen,
+        weakenings: weakenings.clone(),
+    };
+    let rows = [
+        PinRow {
+            case: "before any weakening",
+            last_seen: None,
+            now: 500,
+            window: 10_000,
+            want: None,
+            words: "",
+        },
+        PinRow {
+            case: "after the first",
+            last_seen: None,
+            now: 1_500,
+            window: 10_000,
+            want: Some(R::Encrypted),
+            words: "STARTTLS, 8m 20s ago; the pin holds for 2h 38m 20s more",
+        },
+        PinRow {
+            case: "the strongest within the window wins",
+            last_seen: None,
+            now: 3_500,
+            window: 10_000,
+            want: Some(R::Verified),
+            words: "enforce to none, 25m ago",
+        },
+        PinRow {
+            case: "only weakenings within the window count",
+            last_seen: None,
+            now: 2_500,
+            window: 1_000,
+            want: Some(R::Verified),
+            words: "holds for 8m 20s more",
+        },
+        PinRow {
+            case: "a weakening from a posture that earned nothing pins nothing",
+            last_seen: None,
+            now: 3_500,
+            window: 1_000,
+            want: None,
+            words: "",
+        },
+        PinRow {
+            case: "the window ends at its very second",
+            last_seen: None,
+            now: 12_000,
+            window: 10_000,
+            want: None,
+            words: "",
+        },
+        // Until the delivery that sees a change is over, the last posture is all there is:
+        // what the destination offered then is still demanded.
+        PinRow {
+            case: "what was last seen, without a weakening in the window",
+            last_seen: Some(R::Encrypted),
+            now: 12_500,
+            window: 10_000,
+            want: Some(R::Encrypted),
+            words: "when last seen",
+        },
+        PinRow {
+            case: "a stronger weakening in the window beats what was last seen",
+            last_seen: Some(R::Encrypted),
+            now: 2_500,
+            window: 10_000,
+            want: Some(R::Verified),
+            words: "enforce to none",
+        },
+        PinRow {
+            case: "a stronger last sighting beats an older weakening",
+            last_seen: Some(R::DaneOnly),
+            now: 2_500,
+            window: 10_000,
+            want: Some(R::DaneOnly),
+            words: "when last seen",
+        },
+    ];
+    for row in rows {
+        let got = pinned(&history(row.last_seen), row.window, row.now);
+        assert_eq!(got.as_ref().map(|p| p.require), row.want, "{}", row.case);
+        if let Some(got) = got {
+            assert!(
+                got.because.contains(row.words),
+                "{}: {}",
+                row.case,
+                got.because
+            );
+        }
+    }
+}
+
+#[test]
+fn a_recorded_change_is_remembered_with_what_it_weakened_from() {
+    let before = posture(policy("enforce"), TlsaPosture::None, Some(false));
+    let found = [Weakening::StsMode {
+        from: "enforce".to_owned(),
+        to: "none".to_owned(),
+    }];
+    let past = PastWeakening::of(42, &before, &found);
+    assert_eq!(past.earned, Some(MinRequirement::Verified));
+    assert_eq!(past.what, "MTA-STS mode went from enforce to none");
+}
