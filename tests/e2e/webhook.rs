@@ -189,3 +189,85 @@ async fn a_receiver_that_is_down_for_a_while_gets_every_event_once_with_a_valid_
     }
     assert_eq!(seen, expected, "{got:?}");
 }
+
+// Issue 10: `reload` puts a new `[[webhook]]` in force and takes a removed one out, and an
+// administrator's delete is told as a `deleted` event.
+#[tokio::test]
+async fn reload_adds_and_removes_webhooks_and_an_admins_delete_is_an_event() {
+    let dir = TestDir::new("webhook-reload").unwrap();
+    // Nothing listens at the next hop: the mail stays queued.
+    let dead: SocketAddr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let config = format!("[[route]]\ndomain = \"dead.test\"\nnext_hop = \"{dead}\"\n\n");
+    let relay = Relay::start(bin(), dir.path(), &config).await.unwrap();
+    let mut c = Client::connect(relay.smtp).await.unwrap();
+    let reply = c
+        .send_mail(
+            "app@src.test",
+            &["carol@dead.test"],
+            &message("app@src.test", "carol@dead.test", "hi"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.code, 250, "{reply:?}");
+    let accepted = relay
+        .wait_log(WAIT, |v| v["message"] == "message accepted")
+        .await
+        .unwrap();
+    let id = accepted["msg_id"].as_str().unwrap().to_owned();
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let got: Received = Arc::default();
+    tokio::spawn(receive(listener, Arc::clone(&got)));
+    let original = std::fs::read_to_string(&relay.config_path).unwrap();
+    let with_hook = format!("{original}\n[[webhook]]\nurl = \"{hook}\"\nsecret = \"{SECRET}\"\n");
+    std::fs::write(&relay.config_path, &with_hook).unwrap();
+    let out = relay.cli(&["reload"]).unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains(&format!("webhook {hook} added")), "{said}");
+    assert!(!said.contains("restart"), "{said}");
+
+    let out = relay.cli(&["queue", "delete", &id]).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let deleted = loop {
+        let found = got.lock().unwrap().iter().find_map(|(signature, body)| {
+            let event: Value = serde_json::from_slice(body).ok()?;
+            (event["event"] == "deleted").then(|| (signature.clone(), body.clone(), event))
+        });
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            got.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(signature_is_valid(&deleted.0, &deleted.1));
+    assert_eq!(deleted.2["recipient"], "carol@dead.test", "{}", deleted.2);
+    assert_eq!(deleted.2["queue_id"], id.as_str(), "{}", deleted.2);
+    assert_eq!(
+        deleted.2["reply"], "deleted by an administrator",
+        "{}",
+        deleted.2
+    );
+
+    std::fs::write(&relay.config_path, &original).unwrap();
+    let out = relay.cli(&["reload"]).unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains(&format!("webhook {hook} removed")), "{said}");
+}

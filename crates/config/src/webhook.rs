@@ -139,7 +139,7 @@ fn events(list: &Vec<String>) -> Result<Vec<WebhookEventKind>, String> {
             .into_iter()
             .find(|k| k.as_str() == name)
             .ok_or_else(|| {
-                format!("unknown event {name:?}: expected delivered, deferred, bounced or expanded")
+                format!("unknown event {name:?}: expected delivered, deferred, bounced, expanded or deleted")
             })?;
         if !out.contains(&kind) {
             out.push(kind);
@@ -220,7 +220,12 @@ pub(crate) fn render(hooks: &[WebhookSettings], o: &mut String) {
                 let _ = writeln!(o, "secret_file = {}", quote(&path.display().to_string()));
             }
             None => {
-                let _ = writeln!(o, "secret = \"<hidden>\"");
+                // Never printed; a placeholder long enough to be a valid secret keeps the
+                // rendered file parseable.
+                let _ = writeln!(
+                    o,
+                    "# the inline secret is not shown: put the real one back before using this\nsecret = \"<inline secret, not shown>\""
+                );
             }
         }
         let _ = writeln!(
@@ -342,5 +347,17 @@ mod tests {
             shown.contains("[[webhook]]\nurl = \"https://hooks.example/a\"\nsecret_file = "),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn an_inline_secret_is_never_rendered_and_the_rendered_file_still_parses() {
+        let config = parse(
+            "[[webhook]]\nurl = \"https://hooks.example/a\"\nsecret = \"inline-secret-0123456789\"\n",
+        )
+        .expect("valid");
+        let shown = config.render();
+        assert!(!shown.contains("inline-secret"), "{shown}");
+        let again = parse(&shown).expect("the rendered configuration parses");
+        assert_eq!(again.webhooks[0].url, "https://hooks.example/a");
     }
 }

@@ -21,7 +21,7 @@ use crate::audit::table::AuditIndexes;
 use crate::error::SpoolError;
 use crate::id::{IdAllocator, MessageId, MessageIdDisplay};
 use crate::index::{Index, Summary};
-use crate::settings::SpoolSettings;
+use crate::settings::{SpoolSettings, WebhookSettings};
 use crate::store::{
     self, ATTEMPTS, BODIES, DB_FILE, ENVELOPES, META, META_LAST_ID, META_SCHEMA, RECIPIENTS,
     SCHEDULE, SCHEMA_VERSION, Slot,
@@ -74,6 +74,8 @@ pub(crate) struct Shared {
     ids: Arc<Mutex<IdAllocator>>,
     /// Webhook events dropped from full queues since the spool was opened.
     pub(crate) webhook_dropped: Arc<AtomicU64>,
+    /// The webhooks whose events are queued now; each batch takes the current ones.
+    pub(crate) webhooks: RwLock<Arc<WebhookSettings>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -400,6 +402,7 @@ impl Spool {
             notify: Arc::new(Notify::new()),
             ids: Arc::new(Mutex::new(IdAllocator::new(last_id.max(last_envelope)))),
             webhook_dropped: Arc::new(AtomicU64::new(0)),
+            webhooks: RwLock::new(Arc::new(settings.webhooks.clone())),
         });
         let batch_max = settings.commit_batch_max.max(1);
         let (commands, receiver) = mpsc::channel(batch_max.saturating_mul(4));
@@ -408,7 +411,6 @@ impl Spool {
             Arc::clone(&shared.ids),
             batch_max,
             settings.audit,
-            settings.webhooks.clone(),
         );
         let handle = std::thread::Builder::new()
             .name("spool-writer".into())
@@ -754,6 +756,28 @@ impl Spool {
         let txn = db.begin_read().map_err(|e| fail(e.into()))?;
         let meta = txn.open_table(META).map_err(|e| fail(e.into()))?;
         webhook::queued_read(&meta, hook).map_err(|e| fail(e.into()))
+    }
+
+    /// Queues events for `webhooks` from the next commit on (`reload`); events already queued
+    /// for a webhook no longer listed stay until [`Spool::webhook_forget`].
+    pub fn replace_webhooks(&self, webhooks: WebhookSettings) {
+        *self
+            .shared()
+            .webhooks
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(webhooks);
+    }
+
+    /// Removes the queued events of every webhook not in `keep` (by name), in one
+    /// transaction; returns how many.
+    pub async fn webhook_forget(&self, keep: Vec<String>) -> Result<u64, SpoolError> {
+        self.execute(move |t, _| {
+            let (events, meta) = t
+                .webhook_events()
+                .map_err(|e| writer::OpError::Abort(e.into()))?;
+            Ok(webhook::forget(events, meta, &keep)?)
+        })
+        .await
     }
 
     /// How many webhook events were dropped from full queues since the spool was opened.

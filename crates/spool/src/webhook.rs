@@ -37,14 +37,17 @@ pub enum WebhookEventKind {
     Bounced,
     /// A delivery status notification (RFC 3464) was queued to the sender.
     Expanded,
+    /// An administrator deleted the message: no delivery, no report to the sender.
+    Deleted,
 }
 
 impl WebhookEventKind {
-    pub const ALL: [WebhookEventKind; 4] = [
+    pub const ALL: [WebhookEventKind; 5] = [
         WebhookEventKind::Delivered,
         WebhookEventKind::Deferred,
         WebhookEventKind::Bounced,
         WebhookEventKind::Expanded,
+        WebhookEventKind::Deleted,
     ];
 
     /// The name in JSON and in `[[webhook]] events`.
@@ -54,6 +57,7 @@ impl WebhookEventKind {
             WebhookEventKind::Deferred => "deferred",
             WebhookEventKind::Bounced => "bounced",
             WebhookEventKind::Expanded => "expanded",
+            WebhookEventKind::Deleted => "deleted",
         }
     }
 }
@@ -147,6 +151,32 @@ pub(crate) fn expanded(
         .collect()
 }
 
+/// The `deleted` events of a message an administrator deleted: one per recipient in `indexes`
+/// (those not yet final).
+pub(crate) fn deleted(
+    id: MessageId,
+    stored: &EnvelopeRecord,
+    indexes: &[usize],
+    now: SystemTime,
+) -> Vec<WebhookEvent> {
+    let envelope = &stored.envelope;
+    indexes
+        .iter()
+        .filter_map(|&index| envelope.recipients.get(index))
+        .map(|r| WebhookEvent {
+            event: WebhookEventKind::Deleted,
+            queue_id: id,
+            message_id: stored.message_id.clone(),
+            sender: envelope.mail_from.clone(),
+            recipient: r.address.clone(),
+            at: now,
+            reply: "deleted by an administrator".to_owned(),
+            status: None,
+            receipt: None,
+        })
+        .collect()
+}
+
 type Events<'t> = Table<'t, (&'static str, u64), &'static [u8]>;
 type Meta<'t> = Table<'t, &'static str, u64>;
 
@@ -206,4 +236,30 @@ pub(crate) fn remove(
         meta.insert(len_key.as_str(), len)?;
     }
     Ok(removed)
+}
+
+/// Removes every event queued for a webhook not named in `keep`, with its count; returns how
+/// many events went.
+pub(crate) fn forget(
+    events: &mut Events<'_>,
+    meta: &mut Meta<'_>,
+    keep: &[String],
+) -> Result<u64, redb::StorageError> {
+    let mut gone: Vec<(String, u64)> = Vec::new();
+    for entry in events.iter()? {
+        let (key, _) = entry?;
+        let (hook, seq) = key.value();
+        if !keep.iter().any(|k| k == hook) {
+            gone.push((hook.to_owned(), seq));
+        }
+    }
+    let mut hooks: Vec<&str> = gone.iter().map(|(hook, _)| hook.as_str()).collect();
+    hooks.dedup();
+    for hook in hooks {
+        meta.remove(format!("{META_LEN}{hook}").as_str())?;
+    }
+    for (hook, seq) in &gone {
+        events.remove((hook.as_str(), *seq))?;
+    }
+    Ok(gone.len() as u64)
 }

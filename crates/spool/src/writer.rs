@@ -186,7 +186,8 @@ pub(crate) struct Ctx {
     ids: Arc<Mutex<IdAllocator>>,
     effects: Vec<Effect>,
     audit: AuditSettings,
-    webhooks: WebhookSettings,
+    /// This batch's webhooks (`Shared::webhooks` when it began).
+    webhooks: Arc<WebhookSettings>,
     /// Webhook events dropped because a webhook's queue was full; shared with the spool.
     webhook_dropped: Arc<AtomicU64>,
     /// When a commit next prunes the audit trail.
@@ -302,10 +303,10 @@ impl Writer {
         ids: Arc<Mutex<IdAllocator>>,
         batch_max: usize,
         audit: AuditSettings,
-        webhooks: WebhookSettings,
     ) -> Self {
         let now = SystemTime::now();
         let webhook_dropped = Arc::clone(&shared.webhook_dropped);
+        let webhooks = current_webhooks(&shared);
         Writer {
             shared,
             ctx: Ctx {
@@ -450,6 +451,7 @@ impl Writer {
         };
         self.ctx.now = SystemTime::now();
         self.ctx.effects.clear();
+        self.ctx.webhooks = current_webhooks(&self.shared);
         match self.transact(&db, &mut batch, flush) {
             Ok(()) => {
                 let latency = started.elapsed();
@@ -849,14 +851,22 @@ pub(crate) fn delete(
 ) -> Result<usize, OpError> {
     let loaded = load(tables, id)?;
     let finals = newly_final(&loaded.states, &loaded.states, Cause::AdminDelete);
-    if ctx.audit.enabled && !finals.is_empty() {
-        let stored = store::read_envelope(&tables.envelopes, id)?.ok_or(SpoolError::NotFound {
-            id: MessageIdDisplay(id),
-        })?;
+    let stored = match (ctx.audit.enabled || !ctx.webhooks.hooks.is_empty()) && !finals.is_empty() {
+        true => Some(
+            store::read_envelope(&tables.envelopes, id)?.ok_or(SpoolError::NotFound {
+                id: MessageIdDisplay(id),
+            })?,
+        ),
+        false => None,
+    };
+    if let Some(stored) = &stored {
+        write_webhooks(tables, ctx, &webhook::deleted(id, stored, &finals, ctx.now))?;
+    }
+    if let Some(stored) = stored.as_ref().filter(|_| ctx.audit.enabled) {
         let history = store::read_attempts(&tables.attempts, id)?;
         let found = Found {
             id,
-            stored: &stored,
+            stored,
             attempts: &history,
         };
         let audit = audit_records(&found, &finals, &loaded.states, Cause::AdminDelete, ctx.now)?;
@@ -909,6 +919,22 @@ where
         .collect();
     let changes = plan_changes(id, &loaded.states, &states)?;
     let finals = newly_final(&loaded.states, &states, Cause::AdminBounce);
+    // No attempt decided an administrator's bounce: the events carry no receipt.
+    let events: Vec<WebhookEvent> = finals
+        .iter()
+        .filter_map(|&index| {
+            webhook::event_for(
+                id,
+                &record,
+                index,
+                &loaded.states[index],
+                &states[index],
+                &[],
+                ctx.now,
+            )
+        })
+        .collect();
+    write_webhooks(tables, ctx, &events)?;
     let audit = match ctx.audit.enabled && !finals.is_empty() {
         true => {
             let found = Found {
@@ -1001,6 +1027,15 @@ fn write_audit(tables: &mut Tables<'_>, records: &[Vec<u8>]) -> Result<(), OpErr
         audit_table::append(table, meta, bytes)?;
     }
     Ok(())
+}
+
+fn current_webhooks(shared: &Shared) -> Arc<WebhookSettings> {
+    Arc::clone(
+        &shared
+            .webhooks
+            .read()
+            .unwrap_or_else(PoisonError::into_inner),
+    )
 }
 
 /// Queues each event for every webhook that wants its kind, dropping the oldest events of a

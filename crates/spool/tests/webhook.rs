@@ -143,3 +143,87 @@ async fn a_full_queue_drops_its_oldest_events_and_counts_them() {
     assert_eq!(spool.webhook_queued(ALL).expect("count"), 2);
     assert_eq!(spool.webhook_dropped(), 1);
 }
+
+#[tokio::test]
+async fn an_administrators_delete_and_bounce_are_events_for_the_recipients_still_queued() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spool = with_hooks(dir.path(), 100);
+    let deleted = spool
+        .submit(envelope(&["a@example.net", "b@example.net"]), body(10))
+        .await
+        .expect("submit");
+    spool
+        .record(
+            deleted,
+            vec![delivered(0)],
+            vec![attempt(vec![0], AttemptOutcome::Delivered)],
+        )
+        .await
+        .expect("record");
+    assert_eq!(spool.delete(deleted).await.expect("delete"), 1);
+    let bounced = spool
+        .submit(envelope(&["c@example.net"]), body(10))
+        .await
+        .expect("submit");
+    spool.bounce(bounced, |_, _| None).await.expect("bounce");
+    let pending = spool.webhook_pending(ALL, 100).expect("read");
+    let seen: Vec<_> = pending
+        .iter()
+        .map(|(_, e)| (e.event, e.recipient.as_str(), e.status.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (WebhookEventKind::Delivered, "a@example.net", None),
+            (WebhookEventKind::Deleted, "b@example.net", None),
+            (WebhookEventKind::Bounced, "c@example.net", Some("5.0.0")),
+        ]
+    );
+    assert_eq!(pending[1].1.reply, "deleted by an administrator");
+    assert!(pending[2].1.receipt.is_none(), "no attempt decided it");
+    assert_eq!(kinds(&spool, BOUNCES), [WebhookEventKind::Bounced]);
+}
+
+#[tokio::test]
+async fn replaced_webhooks_get_the_next_events_and_a_forgotten_webhooks_queue_is_removed() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spool = with_hooks(dir.path(), 100);
+    let deliver = |rcpt: &'static str| {
+        let spool = spool.clone();
+        async move {
+            let id = spool
+                .submit(envelope(&[rcpt]), body(10))
+                .await
+                .expect("submit");
+            spool
+                .record(
+                    id,
+                    vec![bounced(0)],
+                    vec![attempt(vec![0], AttemptOutcome::Bounced)],
+                )
+                .await
+                .expect("record");
+        }
+    };
+    deliver("a@example.net").await;
+    spool.replace_webhooks(WebhookSettings {
+        hooks: vec![WebhookTarget {
+            name: BOUNCES.into(),
+            events: vec![WebhookEventKind::Bounced],
+            max_queued: 100,
+        }],
+    });
+    deliver("b@example.net").await;
+    assert_eq!(spool.webhook_queued(ALL).expect("count"), 1, "only before");
+    assert_eq!(spool.webhook_queued(BOUNCES).expect("count"), 2);
+    assert_eq!(
+        spool
+            .webhook_forget(vec![BOUNCES.into()])
+            .await
+            .expect("forget"),
+        1
+    );
+    assert!(spool.webhook_pending(ALL, 100).expect("read").is_empty());
+    assert_eq!(spool.webhook_queued(ALL).expect("count"), 0);
+    assert_eq!(spool.webhook_queued(BOUNCES).expect("count"), 2);
+}

@@ -1,8 +1,8 @@
 //! Reloading the configuration of a running server (SIGHUP, `strictmx reload`): re-read and
 //! validate the file, then swap the policy (rules, default, `TLS-Required: No` permission) into
 //! the transport, and the users (with the users file's contents), the server certificate and
-//! key and the DKIM keys (each key file read again) into the listeners, without touching the
-//! queue.
+//! key and the DKIM keys (each key file read again) into the listeners, and the webhooks into
+//! their senders and the spool, without touching the queue.
 //!
 //! Any other changed section is named so the operator knows a restart is needed. A file that
 //! fails validation changes nothing.
@@ -22,6 +22,8 @@ use strictmx_inbound::InboundHandle;
 use strictmx_delivery::transport::Transport;
 use strictmx_resolve::FactGatherer;
 
+use crate::webhook::Webhooks;
+
 /// The transport as the server runs it: one gatherer shared by delivery, `explain` and the
 /// MTA-STS refresher.
 pub type ServerTransport = Transport<Arc<FactGatherer>>;
@@ -33,6 +35,7 @@ pub struct Live {
     current: Mutex<Config>,
     transport: Arc<ServerTransport>,
     inbound: Option<InboundHandle>,
+    webhooks: Option<Arc<Webhooks>>,
 }
 
 /// What a successful reload did.
@@ -53,6 +56,15 @@ impl Live {
             current: Mutex::new(config),
             transport,
             inbound: None,
+            webhooks: None,
+        }
+    }
+
+    /// Lets reloads replace the webhooks.
+    pub fn with_webhooks(self, webhooks: Arc<Webhooks>) -> Live {
+        Live {
+            webhooks: Some(webhooks),
+            ..self
         }
     }
 
@@ -98,6 +110,9 @@ impl Live {
         let (listener_changes, tls_reloaded) = self.reload_listeners(path, &current, &next)?;
         let mut changed = listener_changes;
         changed.extend(policy_changes(&current, &next));
+        if let Some(webhooks) = &self.webhooks {
+            changed.extend(webhooks.apply(&next.webhooks));
+        }
         let done = Reloaded {
             changed,
             restart_needed: restart_needed(&current, &next, tls_reloaded),
@@ -118,6 +133,10 @@ impl Live {
             kept.inbound.tls = next.inbound.tls;
         }
         kept.transport.routes = next.transport.routes;
+        if self.webhooks.is_some() {
+            kept.webhooks = next.webhooks;
+            kept.spool.webhooks = next.spool.webhooks;
+        }
         kept.warnings = next.warnings;
         *current = kept;
         Ok(done)
@@ -290,6 +309,8 @@ pub fn restart_needed(old: &Config, new: &Config, tls_reloaded: bool) -> Vec<Str
         comparable.inbound.tls = old.inbound.tls.clone();
     }
     comparable.transport.routes = old.transport.routes.clone();
+    comparable.webhooks = old.webhooks.clone();
+    comparable.spool.webhooks = old.spool.webhooks.clone();
     comparable.source = old.source.clone();
     let (a, b) = (sections(&old.render()), sections(&comparable.render()));
     let mut names: Vec<String> = a

@@ -87,10 +87,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .context("setting up outbound delivery")?
             .with_watch(watch.clone()),
     );
-    let live =
-        Arc::new(Live::new(config.clone(), transport.clone()).with_inbound(inbound.handle()));
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let client = strictmx_resolve::webhook_client(HttpsTimeouts::default())
+        .context("building the webhook HTTP client")?;
+    let webhooks = Arc::new(webhook::Webhooks::start(
+        &spool,
+        &config.webhooks,
+        client,
+        &tracker,
+        &token,
+    ));
+    let live = Arc::new(
+        Live::new(config.clone(), transport.clone())
+            .with_inbound(inbound.handle())
+            .with_webhooks(webhooks),
+    );
     let reporting = tlsrpt(&config, &spool, &gatherer, &tracker, &token)?;
     let control = control::Server::bind(
         &config.control_socket,
@@ -134,11 +146,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracker.spawn(gatherer.clone().run_self_test(token.clone()));
     tracker.spawn(gatherer.run_refresher(token.clone()));
     tracker.spawn(metrics::sample_spool(spool.clone(), token.clone()));
-    if !config.webhooks.is_empty() {
-        let client = strictmx_resolve::webhook_client(HttpsTimeouts::default())
-            .context("building the webhook HTTP client")?;
-        webhook::spawn(&spool, &config.webhooks, client, &tracker, &token);
-    }
     if let Some(exporter) = exporter {
         tracker.spawn(exporter.run(token.clone()));
     }

@@ -1,15 +1,17 @@
 //! The webhook sender: one task per `[[webhook]]` POSTs its queued events in order, signed
 //! (`sign`), retrying with bounded exponential backoff, and removes an event from the spool
-//! only after a 2xx answer. Delivery never waits for it: the events were queued by the commit
+//! only after a 2xx answer. `reload` replaces the senders ([`Webhooks::apply`]). Delivery never waits for it: the events were queued by the commit
 //! that recorded each outcome (`strictmx_spool`'s outbox).
 
 pub mod sign;
 
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use strictmx_config::WebhookSettings;
 use strictmx_protocol::ErrorChain;
-use strictmx_spool::Spool;
+use strictmx_spool::{Spool, WebhookSettings as SpoolWebhooks};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -23,26 +25,106 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How often the count of events dropped from full queues is published.
 const DROPS_EVERY: Duration = Duration::from_secs(5);
 
-/// Starts one sender per webhook, and the task that counts dropped events.
-pub fn spawn(
-    spool: &Spool,
-    hooks: &[WebhookSettings],
+/// The running senders, one per `[[webhook]]`, which `reload` replaces: a webhook added gets
+/// a sender, a removed one loses its sender and its queued events, a changed one (URL,
+/// secret, events, bound) gets a fresh sender. Its queue stays: nothing is lost in between.
+pub struct Webhooks {
+    spool: Spool,
     client: reqwest::Client,
-    tracker: &TaskTracker,
-    token: &CancellationToken,
-) {
-    if hooks.is_empty() {
-        return;
+    tracker: TaskTracker,
+    token: CancellationToken,
+    /// By URL: the settings each sender runs with, and its own stop.
+    running: Mutex<HashMap<String, (WebhookSettings, CancellationToken)>>,
+}
+
+impl std::fmt::Debug for Webhooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let running: Vec<String> = self.lock().keys().cloned().collect();
+        f.debug_struct("Webhooks")
+            .field("running", &running)
+            .finish_non_exhaustive()
     }
-    for hook in hooks {
-        let sender = Sender {
+}
+
+impl Webhooks {
+    /// Starts one sender per webhook and the task that counts dropped events; removes the
+    /// queued events of webhooks no longer configured.
+    pub fn start(
+        spool: &Spool,
+        hooks: &[WebhookSettings],
+        client: reqwest::Client,
+        tracker: &TaskTracker,
+        token: &CancellationToken,
+    ) -> Webhooks {
+        let webhooks = Webhooks {
             spool: spool.clone(),
-            hook: hook.clone(),
-            client: client.clone(),
+            client,
+            tracker: tracker.clone(),
+            token: token.clone(),
+            running: Mutex::new(HashMap::new()),
         };
-        tracker.spawn(sender.run(token.clone()));
+        tracker.spawn(count_drops(spool.clone(), token.clone()));
+        webhooks.apply(hooks);
+        webhooks
     }
-    tracker.spawn(count_drops(spool.clone(), token.clone()));
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, (WebhookSettings, CancellationToken)>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Puts `hooks` in force: the spool queues their events from its next commit on, and the
+    /// senders are started, stopped or restarted to match. Returns one line per change.
+    pub fn apply(&self, hooks: &[WebhookSettings]) -> Vec<String> {
+        self.spool.replace_webhooks(SpoolWebhooks {
+            hooks: hooks.iter().map(WebhookSettings::target).collect(),
+        });
+        let mut changes = Vec::new();
+        let mut changed = Vec::new();
+        let mut running = self.lock();
+        running.retain(|url, (settings, stop)| {
+            let kept = hooks.contains(settings);
+            if !kept {
+                stop.cancel();
+                match hooks.iter().any(|h| h.url == *url) {
+                    true => changed.push(url.clone()),
+                    false => changes.push(format!("webhook {url} removed")),
+                }
+            }
+            kept
+        });
+        for hook in hooks {
+            if running.contains_key(&hook.url) {
+                continue;
+            }
+            let stop = self.token.child_token();
+            let sender = Sender {
+                spool: self.spool.clone(),
+                hook: hook.clone(),
+                client: self.client.clone(),
+            };
+            self.tracker.spawn(sender.run(stop.clone()));
+            running.insert(hook.url.clone(), (hook.clone(), stop));
+            let what = match changed.contains(&hook.url) {
+                true => "changed",
+                false => "added",
+            };
+            changes.push(format!("webhook {} {what}", hook.url));
+        }
+        drop(running);
+        let keep: Vec<String> = hooks.iter().map(|h| h.url.clone()).collect();
+        let spool = self.spool.clone();
+        self.tracker.spawn(async move {
+            match spool.webhook_forget(keep).await {
+                Ok(0) => {}
+                Ok(gone) => tracing::warn!(
+                    events = gone,
+                    "queued events of webhooks no longer configured removed"
+                ),
+                Err(e) => tracing::error!(error = %ErrorChain(&e), "queued events of removed webhooks not removed"),
+            }
+        });
+        changes
+    }
 }
 
 /// The wait after `failures` failed POSTs in a row: doubling from [`FIRST_BACKOFF`], never
