@@ -40,6 +40,8 @@ struct Log {
     transactions: Vec<Transaction>,
     /// The (user, password) pairs clients sent with AUTH, decoded.
     logins: Vec<(String, String)>,
+    /// How each TLS handshake went: full or resumed.
+    handshakes: Vec<rustls::HandshakeKind>,
 }
 
 /// A relay's AUTH (RFC 4954): what it advertises and whom it lets in.
@@ -132,6 +134,9 @@ impl Receiver {
                     };
                     let acceptor = tokio_rustls::TlsAcceptor::from(config);
                     if let Ok(tls) = acceptor.accept(stream).await {
+                        if let Some(kind) = tls.get_ref().1.handshake_kind() {
+                            log.lock().expect("log").handshakes.push(kind);
+                        }
                         serve(tls, &behaviour, &log, true).await;
                     }
                 });
@@ -154,6 +159,10 @@ impl Receiver {
 
     fn logins(&self) -> Vec<(String, String)> {
         self.log.lock().expect("log").logins.clone()
+    }
+
+    fn handshakes(&self) -> Vec<rustls::HandshakeKind> {
+        self.log.lock().expect("log").handshakes.clone()
     }
 }
 
@@ -655,6 +664,38 @@ async fn verified_plans_deliver_when_the_certificate_chains_to_the_extra_ca() {
     let attempt = &report.messages[0].attempts[0];
     assert_eq!(attempt.cert_verified, Some(true));
     assert!(receiver.transactions()[0].tls);
+}
+
+/// RFC 8446 §2.2: a new connection resumes the session of an earlier one. The resumed
+/// handshake shows no certificate, so the chain kept from the full handshake is checked again:
+/// the second message is delivered under `verified` as the first was, never judged unchecked.
+#[tokio::test]
+async fn a_resumed_tls_session_is_judged_on_the_chain_of_its_full_handshake() {
+    let (config, ca_pem) = certificates();
+    let receiver = Receiver::start(Behaviour::plain().with_tls(config)).await;
+    let dir = std::env::temp_dir().join(format!("strictmx-resume-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let ca_file = dir.join("resume-ca.pem");
+    std::fs::write(&ca_file, ca_pem).expect("write ca");
+    let mut settings = settings(receiver.addr.port(), DefaultRequirement::Verified);
+    settings.extra_ca_file = Some(ca_file);
+    settings.max_messages_per_connection = 1;
+    let report = transport(settings)
+        .deliver(job(vec![
+            message(1, "alice@src.test", &["bob@dest.test"], BODY),
+            message(2, "alice@src.test", &["carol@dest.test"], BODY),
+        ]))
+        .await;
+
+    assert_eq!(
+        receiver.handshakes(),
+        [rustls::HandshakeKind::Full, rustls::HandshakeKind::Resumed]
+    );
+    for index in 0..2 {
+        assert_eq!(status(&outcomes(&report, index)[0]), "delivered");
+        assert_eq!(report.messages[index].attempts[0].cert_verified, Some(true));
+    }
+    assert_eq!(receiver.transactions().len(), 2);
 }
 
 #[tokio::test]

@@ -230,9 +230,7 @@ impl PlainSession {
             .conn
             .into_stream_if_drained()
             .map_err(StartTlsError::Broken)?;
-        let (connector, slot) = setup
-            .connector(checks_for(&self.plan.host))
-            .map_err(StartTlsError::Broken)?;
+        let connector = setup.connector();
         let server_name = ServerName::try_from(self.plan.host.host.clone()).map_err(|error| {
             StartTlsError::Broken(TransportError::Handshake(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -250,7 +248,11 @@ impl PlainSession {
             .map_err(|error| StartTlsError::Broken(TransportError::Handshake(error)))?;
         let (_, connection) = tls_stream.get_ref();
         let version = connection.protocol_version();
-        let findings = slot.take();
+        let findings = setup.findings(
+            checks_for(&self.plan.host),
+            connection,
+            &self.plan.host.host,
+        );
         let tls = TlsInfo {
             version: version_name(version),
             cipher: connection

@@ -1,24 +1,25 @@
-//! TLS for STARTTLS: trust roots, a certificate verifier that computes what the policy needs to
-//! judge the peer (the chain, web PKI validation, DANE-TA and pinned-issuer validation), and the
-//! facts of a finished handshake.
+//! TLS for STARTTLS: trust roots, one client configuration whose sessions can be resumed, the
+//! checks that compute what the policy needs to judge the peer (the chain, web PKI validation,
+//! DANE-TA and pinned-issuer validation), and the facts of a finished handshake.
 //!
-//! The verifier never decides: it checks the handshake signatures (so the peer holds the key of
-//! the certificate it shows) and records its findings; `strictmx_policy::judge_peer` decides
-//! after the handshake, before anything but EHLO is sent. What to do after a failed handshake is
-//! left to the delivery run.
+//! Nothing here decides. During the handshake the verifier only checks the handshake
+//! signatures (so the peer holds the key of the certificate it shows); once it is done, the
+//! chain the peer proved is checked under the host's demands, and `strictmx_policy::judge_peer`
+//! decides, before anything but EHLO is sent. What to do after a failed handshake is left to
+//! the delivery run.
 
 use std::fmt;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ClientSessionMemoryCache, Resumption, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, ProtocolVersion, RootCertStore,
-    SignatureScheme,
+    CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, ProtocolVersion,
+    RootCertStore, SignatureScheme,
 };
 use strictmx_policy::rules::{Pin, TlsVersion};
 use strictmx_policy::{PeerFacts, TlsaRecord, WebpkiVerdict, pin_anchor_candidates, tlsa};
@@ -51,11 +52,21 @@ impl TlsInfo {
     }
 }
 
-/// The trust roots and the crypto provider, loaded once when the transport starts.
+/// How many MX host names the resumption store remembers sessions for; the oldest is
+/// forgotten first. Each entry holds a few tickets and the chain they were issued under, a few
+/// kilobytes, so the store stays within a few megabytes however many destinations there are.
+const RESUMPTION_SERVERS: usize = 1024;
+
+/// The trust roots, the crypto provider and the client configuration, made once when the
+/// transport starts.
 #[derive(Debug, Clone)]
 pub(crate) struct TlsSetup {
     provider: Arc<CryptoProvider>,
     webpki: Arc<WebPkiServerVerifier>,
+    /// One configuration for every handshake, so a new connection to a host can resume the
+    /// session of an earlier one (RFC 8446 §2.2) instead of a full handshake: rustls resumes
+    /// only under the verifier that made the session.
+    client: Arc<ClientConfig>,
 }
 
 impl TlsSetup {
@@ -81,7 +92,22 @@ impl TlsSetup {
         }
         let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()?;
-        Ok(TlsSetup { provider, webpki })
+        let mut client = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(TransportError::TlsConfig)?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(SignatureVerifier {
+                webpki: webpki.clone(),
+            }))
+            .with_no_client_auth();
+        // Early data stays off (the default): nothing is sent before the peer is judged.
+        client.resumption =
+            Resumption::store(Arc::new(ClientSessionMemoryCache::new(RESUMPTION_SERVERS)));
+        Ok(TlsSetup {
+            provider,
+            webpki,
+            client: Arc::new(client),
+        })
     }
 
     /// The facts of a finished session's `peer` under other checks (another plan's host
@@ -94,12 +120,7 @@ impl TlsSetup {
         name: &str,
         peer: &PeerFacts,
     ) -> PeerFacts {
-        let verifier = RecordingVerifier {
-            provider: self.provider.clone(),
-            webpki: self.webpki.clone(),
-            check,
-            slot: CheckSlot::default(),
-        };
+        let checker = self.checker(check);
         let certificates: Vec<CertificateDer<'_>> = peer
             .chain
             .iter()
@@ -115,7 +136,7 @@ impl TlsSetup {
                 ..peer.clone()
             };
         };
-        let findings = verifier.findings(
+        let findings = checker.findings(
             peer.chain.clone(),
             end_entity,
             intermediates,
@@ -131,30 +152,51 @@ impl TlsSetup {
         }
     }
 
-    /// A connector for one handshake that checks the certificate as `check` says and leaves
-    /// its findings in the returned slot.
-    pub(crate) fn connector(
+    /// The connector for a STARTTLS handshake; it offers the sessions kept for resumption.
+    pub(crate) fn connector(&self) -> TlsConnector {
+        TlsConnector::from(self.client.clone())
+    }
+
+    /// What the checks find in the chain the peer of `connection` proved, for `name` (the name
+    /// sent as SNI). A full handshake proved it with its signature; a resumed one called no
+    /// verifier, but the server proved it holds the secret of an earlier full handshake with
+    /// this client, whose chain rustls kept with the ticket (RFC 8446 §2.2). Either way the
+    /// chain is checked now, against this connection's demands and the current time.
+    pub(crate) fn findings(
         &self,
         check: CertificateChecks,
-    ) -> Result<(TlsConnector, CheckSlot), TransportError> {
-        let slot = CheckSlot::default();
-        let verifier = RecordingVerifier {
+        connection: &ClientConnection,
+        name: &str,
+    ) -> Findings {
+        let Some(certificates @ [end_entity, intermediates @ ..]) = connection.peer_certificates()
+        else {
+            return Findings {
+                chain: Vec::new(),
+                webpki: WebpkiVerdict::Invalid {
+                    reason: "no certificate was presented".to_owned(),
+                },
+                dane_ta: None,
+                pin_anchor: None,
+            };
+        };
+        let chain = certificates
+            .iter()
+            .map(|cert| cert.as_ref().to_vec())
+            .collect();
+        self.checker(check)
+            .findings(chain, end_entity, intermediates, name, UnixTime::now())
+    }
+
+    fn checker(&self, check: CertificateChecks) -> Checker {
+        Checker {
             provider: self.provider.clone(),
             webpki: self.webpki.clone(),
             check,
-            slot: slot.clone(),
-        };
-        let config = ClientConfig::builder_with_provider(self.provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(TransportError::TlsConfig)?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
-        Ok((TlsConnector::from(Arc::new(config)), slot))
+        }
     }
 }
 
-/// What the verifier computes for one handshake.
+/// What the checks compute for one session.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct CertificateChecks {
     /// Web PKI reference identifiers (the `Verified` names, or the MX host name).
@@ -195,55 +237,14 @@ impl Findings {
     }
 }
 
-/// Where the verifier leaves its finding for the session to pick up after the handshake.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct CheckSlot(Arc<Mutex<Option<Findings>>>);
-
-impl CheckSlot {
-    fn put(&self, findings: Findings) {
-        // A poisoned lock only means another thread panicked while holding it; the value is
-        // a plain enum and still usable.
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(findings);
-    }
-
-    pub(crate) fn take(&self) -> Findings {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take()
-            .unwrap_or_else(|| Findings {
-                chain: Vec::new(),
-                webpki: WebpkiVerdict::Invalid {
-                    reason: "no certificate was checked".to_owned(),
-                },
-                dane_ta: None,
-                pin_anchor: None,
-            })
-    }
-}
-
-/// Computes the findings on every handshake and accepts any certificate: judging is the
-/// policy's, after the handshake. Handshake signatures are always verified, so the peer must
-/// hold the key of the certificate it shows, which is what a DANE-EE match relies on.
-struct RecordingVerifier {
+/// Computes the findings for one session's chain under the host's demands.
+struct Checker {
     provider: Arc<CryptoProvider>,
     webpki: Arc<WebPkiServerVerifier>,
     check: CertificateChecks,
-    slot: CheckSlot,
 }
 
-impl fmt::Debug for RecordingVerifier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RecordingVerifier")
-            .field("check", &self.check)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RecordingVerifier {
+impl Checker {
     /// Web PKI validation against `verifier`'s roots: valid when any of `names` matches.
     fn validate(
         verifier: &WebPkiServerVerifier,
@@ -387,22 +388,28 @@ fn classify(error: &rustls::Error) -> WebpkiVerdict {
     }
 }
 
-impl ServerCertVerifier for RecordingVerifier {
+/// Accepts any certificate during the handshake and checks only the handshake signatures, so
+/// the peer must hold the key of the certificate it shows, which is what a DANE-EE match and a
+/// pin rely on. The chain is judged after the handshake (`TlsSetup::findings`).
+struct SignatureVerifier {
+    webpki: Arc<WebPkiServerVerifier>,
+}
+
+impl fmt::Debug for SignatureVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignatureVerifier").finish_non_exhaustive()
+    }
+}
+
+impl ServerCertVerifier for SignatureVerifier {
     fn verify_server_cert(
         &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
-        now: UnixTime,
+        _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let chain: Vec<Vec<u8>> = std::iter::once(end_entity)
-            .chain(intermediates)
-            .map(|cert| cert.as_ref().to_vec())
-            .collect();
-        let name = server_name.to_str().into_owned();
-        let findings = self.findings(chain, end_entity, intermediates, &name, now);
-        self.slot.put(findings);
         Ok(ServerCertVerified::assertion())
     }
 
