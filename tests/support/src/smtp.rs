@@ -279,6 +279,7 @@ struct Counts {
     messages: AtomicUsize,
     recipients: AtomicUsize,
     tls_sessions: AtomicUsize,
+    resumed_tls_sessions: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -351,6 +352,11 @@ impl Sink {
         self.counts.tls_sessions.load(Ordering::Relaxed)
     }
 
+    /// Of those, the sessions that resumed an earlier one (RFC 8446 §2.2).
+    pub fn resumed_tls_sessions(&self) -> usize {
+        self.counts.resumed_tls_sessions.load(Ordering::Relaxed)
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().expect("sink lock poisoned").clone()
     }
@@ -404,6 +410,11 @@ impl Sink {
         anyhow::ensure!(plain.buffer().is_empty(), "data pipelined after STARTTLS");
         let tls = acceptor.accept(plain.into_inner()).await?;
         self.counts.tls_sessions.fetch_add(1, Ordering::Relaxed);
+        if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+            self.counts
+                .resumed_tls_sessions
+                .fetch_add(1, Ordering::Relaxed);
+        }
         let mut secure = BufReader::new(tls);
         self.session(&mut secure, options, state, false).await?;
         Ok(())

@@ -55,6 +55,7 @@ pub struct Figures {
     pub rss_now_kib: u64,
     pub refused: usize,
     pub tls_sessions: usize,
+    pub resumed_tls_sessions: usize,
 }
 
 /// N messages through the relay to a sink (or, with `--accept-only`, to a closed port).
@@ -119,6 +120,7 @@ pub async fn relay(o: &Options, conns: usize, starttls: bool) -> anyhow::Result<
         rss_now_kib,
         refused: submitted.refused,
         tls_sessions: sink.tls_sessions(),
+        resumed_tls_sessions: sink.resumed_tls_sessions(),
     })
 }
 
@@ -152,9 +154,10 @@ pub async fn run(o: &Options, conns: usize) -> anyhow::Result<()> {
     if o.tls {
         let tls = relay(o, conns, true).await?;
         println!(
-            "  with STARTTLS on delivery: {} | TLS sessions {}, CPU {:.2}x plain",
+            "  with STARTTLS on delivery: {} | TLS sessions {} ({} resumed), CPU {:.2}x plain",
             describe(&tls, ceiling),
             tls.tls_sessions,
+            tls.resumed_tls_sessions,
             tls.cpu_ms_per_msg / plain.cpu_ms_per_msg
         );
     }
