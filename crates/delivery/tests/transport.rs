@@ -62,6 +62,8 @@ type RcptReply = Arc<dyn Fn(&str) -> &'static str + Send + Sync>;
 struct Behaviour {
     extensions: Vec<&'static str>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// The TLS configuration from the second connection on, e.g. a renewed certificate.
+    tls_later: Option<Arc<rustls::ServerConfig>>,
     /// Replaces the EHLO reply, e.g. to reject it.
     ehlo_reply: Option<&'static str>,
     mail_reply: &'static str,
@@ -80,6 +82,7 @@ impl Behaviour {
         Behaviour {
             extensions: vec!["8BITMIME", "SMTPUTF8", "SIZE 100000", "DSN"],
             tls: None,
+            tls_later: None,
             ehlo_reply: None,
             mail_reply: "250 2.1.0 ok",
             rcpt_reply: Arc::new(|_| "250 2.1.5 ok"),
@@ -114,7 +117,11 @@ impl Receiver {
         let shared = log.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                shared.lock().expect("log").connections += 1;
+                let connection = {
+                    let mut log = shared.lock().expect("log");
+                    log.connections += 1;
+                    log.connections
+                };
                 let behaviour = behaviour.clone();
                 let log = shared.clone();
                 tokio::spawn(async move {
@@ -129,7 +136,8 @@ impl Receiver {
                         let _ = stream.write_all(b"this is not tls\r\n").await;
                         return;
                     }
-                    let Some(config) = behaviour.tls.clone() else {
+                    let later = behaviour.tls_later.clone().filter(|_| connection > 1);
+                    let Some(config) = later.or_else(|| behaviour.tls.clone()) else {
                         return;
                     };
                     let acceptor = tokio_rustls::TlsAcceptor::from(config);
@@ -696,6 +704,63 @@ async fn a_resumed_tls_session_is_judged_on_the_chain_of_its_full_handshake() {
         assert_eq!(report.messages[index].attempts[0].cert_verified, Some(true));
     }
     assert_eq!(receiver.transactions().len(), 2);
+}
+
+/// A server that renewed its certificate may still resume sessions made under the old one,
+/// whose chain the resumed session carries. When the policy refuses that old chain, the
+/// transport forgets the host's sessions and judges the current certificate in a full
+/// handshake, instead of deferring until the sessions expire.
+#[tokio::test]
+async fn a_resumed_session_refused_on_an_old_chain_is_tried_again_with_a_full_handshake() {
+    let (old, _) = certificates();
+    let (renewed, ca_pem) = certificates();
+    let mut renewed = (*renewed).clone();
+    renewed.session_storage = old.session_storage.clone();
+    let mut behaviour = Behaviour::plain().with_tls(old);
+    behaviour.tls_later = Some(Arc::new(renewed));
+    let receiver = Receiver::start(behaviour).await;
+    let dir = std::env::temp_dir().join(format!("strictmx-renewed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let ca_file = dir.join("renewed-ca.pem");
+    std::fs::write(&ca_file, ca_pem).expect("write ca");
+    let mut settings = settings(receiver.addr.port(), DefaultRequirement::Verified);
+    settings.extra_ca_file = Some(ca_file);
+    let transport = transport(settings);
+
+    // The old certificate does not verify: deferred, and the session's tickets are kept.
+    let first = transport
+        .deliver(job(vec![message(
+            1,
+            "alice@src.test",
+            &["bob@dest.test"],
+            BODY,
+        )]))
+        .await;
+    assert!(matches!(
+        outcomes(&first, 0)[0],
+        RecipientOutcome::Deferred { .. }
+    ));
+    let second = transport
+        .deliver(job(vec![message(
+            2,
+            "alice@src.test",
+            &["carol@dest.test"],
+            BODY,
+        )]))
+        .await;
+
+    assert_eq!(
+        receiver.handshakes(),
+        [
+            rustls::HandshakeKind::Full,
+            rustls::HandshakeKind::Resumed,
+            rustls::HandshakeKind::Full
+        ]
+    );
+    assert_eq!(status(&outcomes(&second, 0)[0]), "delivered");
+    assert_eq!(second.messages[0].attempts.len(), 1);
+    assert_eq!(second.messages[0].attempts[0].cert_verified, Some(true));
+    assert_eq!(receiver.transactions().len(), 1);
 }
 
 #[tokio::test]

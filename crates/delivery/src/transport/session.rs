@@ -262,6 +262,7 @@ impl PlainSession {
                 strictmx_policy::WebpkiVerdict::Valid => CertificateCheck::Verified,
                 problem => CertificateCheck::Failed(format!("{problem:?}")),
             },
+            resumed: connection.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
         };
         Ok(TlsSession {
             conn: Conn::new(tls_stream),

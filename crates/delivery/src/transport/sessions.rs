@@ -226,6 +226,7 @@ pub(crate) mod tests {
                 version: "TLSv1.3".to_owned(),
                 cipher: "TLS13_AES_128_GCM_SHA256".to_owned(),
                 certificate: CertificateCheck::Verified,
+                resumed: false,
             },
             peer: Box::new(PeerFacts {
                 tls_version: TlsVersion::Tls13,

@@ -13,7 +13,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{ClientSessionMemoryCache, Resumption, WebPkiServerVerifier};
+use rustls::client::{
+    ClientSessionMemoryCache, ClientSessionStore, Resumption, WebPkiServerVerifier,
+};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -44,6 +46,9 @@ pub struct TlsInfo {
     /// The IANA name of the cipher suite.
     pub cipher: String,
     pub certificate: CertificateCheck,
+    /// The session resumed an earlier one (RFC 8446 §2.2): the certificate checks ran on the
+    /// chain of that earlier full handshake.
+    pub resumed: bool,
 }
 
 impl TlsInfo {
@@ -67,6 +72,8 @@ pub(crate) struct TlsSetup {
     /// session of an earlier one (RFC 8446 §2.2) instead of a full handshake: rustls resumes
     /// only under the verifier that made the session.
     client: Arc<ClientConfig>,
+    /// The configuration's session store, to forget a host's sessions.
+    sessions: Arc<ClientSessionMemoryCache>,
 }
 
 impl TlsSetup {
@@ -101,12 +108,13 @@ impl TlsSetup {
             }))
             .with_no_client_auth();
         // Early data stays off (the default): nothing is sent before the peer is judged.
-        client.resumption =
-            Resumption::store(Arc::new(ClientSessionMemoryCache::new(RESUMPTION_SERVERS)));
+        let sessions = Arc::new(ClientSessionMemoryCache::new(RESUMPTION_SERVERS));
+        client.resumption = Resumption::store(sessions.clone());
         Ok(TlsSetup {
             provider,
             webpki,
             client: Arc::new(client),
+            sessions,
         })
     }
 
@@ -185,6 +193,18 @@ impl TlsSetup {
             .collect();
         self.checker(check)
             .findings(chain, end_entity, intermediates, name, UnixTime::now())
+    }
+
+    /// Forgets every session kept for `name`, so the next handshake with it is a full one. A
+    /// resumed session carries the chain of the handshake that made it, and a server may
+    /// resume sessions made before it changed its certificate: when the policy refuses that
+    /// old chain, only a full handshake shows the current one.
+    pub(crate) fn forget(&self, name: &str) {
+        let Ok(name) = ServerName::try_from(name.to_owned()) else {
+            return;
+        };
+        self.sessions.remove_tls12_session(&name);
+        while self.sessions.take_tls13_ticket(&name).is_some() {}
     }
 
     fn checker(&self, check: CertificateChecks) -> Checker {

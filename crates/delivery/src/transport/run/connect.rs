@@ -47,7 +47,14 @@ pub(super) async fn connect<F: FactSource>(
     } = *via;
     let plan = planned.plan;
     let mut scope = host_scope(planned, host, Some(addr.ip()));
-    let attempted = establish(transport, via, plaintext_only).await;
+    let mut attempted = establish(transport, via, plaintext_only).await;
+    if attempted.refused_after_resumption() {
+        // The resumed session showed the chain of an older handshake; the server may have
+        // changed its certificate since. Judge the current one: a full handshake, once.
+        tracing::info!(domain = %plan.domain, mx = %host.host, ip = %addr.ip(), "resumed tls session refused by policy: connecting again with a full handshake");
+        transport.tls.forget(&host.host);
+        attempted = establish(transport, via, plaintext_only).await;
+    }
     if let Some(negotiation) = &attempted.negotiation {
         scope.negotiated(negotiation);
         // What a shadow rule or an exception would make of this peer: its host entry's own
@@ -93,6 +100,23 @@ pub(super) async fn connect<F: FactSource>(
 struct Attempted {
     negotiation: Option<Negotiation>,
     session: Result<Established, TransportError>,
+}
+
+impl Attempted {
+    /// The policy refused the peer of a resumed TLS session.
+    fn refused_after_resumption(&self) -> bool {
+        matches!(
+            &self.negotiation,
+            Some(Negotiation {
+                tls: TlsOutcome::Established {
+                    info,
+                    verdict: Err(_),
+                    ..
+                },
+                ..
+            }) if info.resumed
+        )
+    }
 }
 
 /// Connects and brings the session to the point where the plan lets it carry mail: the TLS
