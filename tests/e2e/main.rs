@@ -4,6 +4,7 @@
 
 mod audit;
 mod cli;
+mod cluster;
 mod crash;
 mod dkim;
 mod lab_mx;

@@ -22,9 +22,9 @@ use strictmx_test_support::relay::{Relay, TestDir};
 use crate::{bin, repo_root, submit};
 
 const WAIT: Duration = Duration::from_secs(60);
-const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+pub(crate) const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
-fn config(lab: &Lab, submitter: &str) -> String {
+pub(crate) fn config(lab: &Lab, submitter: &str) -> String {
     format!(
         "[dns]\nnameservers = [\"{resolver}\"]\ntimeout = \"3s\"\ndnssec = \"trust-resolver\"\n\n\
          [delivery]\nextra_ca_file = \"{ca}\"\n# The lab's MX hosts are on loopback.\nnever_deliver_to = []\n\n\
@@ -39,7 +39,7 @@ fn config(lab: &Lab, submitter: &str) -> String {
 }
 
 /// The JSON inside a gzip body; `None` for anything else (the collectors are shared).
-fn gunzip_json(bytes: &[u8]) -> Option<Value> {
+pub(crate) fn gunzip_json(bytes: &[u8]) -> Option<Value> {
     let mut json = String::new();
     flate2::read::GzDecoder::new(bytes)
         .read_to_string(&mut json)
@@ -83,7 +83,7 @@ fn assert_schema_valid(report: &Value) {
 }
 
 /// The one policy of `report`, with its counts and failure result types.
-fn summary(report: &Value) -> (String, u64, u64, Vec<String>) {
+pub(crate) fn summary(report: &Value) -> (String, u64, u64, Vec<String>) {
     let policies = report["policies"].as_array().expect("policies");
     assert_eq!(policies.len(), 1, "{report}");
     let policy = &policies[0];

@@ -78,6 +78,7 @@ pub(crate) fn schema() -> Table {
             ("audit", leaf(fields_of::<RawAudit>())),
             ("dkim", Many(Table::leaf(fields_of::<RawDkim>()))),
             ("webhook", Many(Table::leaf(fields_of::<RawWebhook>()))),
+            ("cluster", leaf(fields_of::<RawCluster>())),
         ],
     }
 }

@@ -4,13 +4,14 @@
 //! reporting every unknown key (`keys`), wrong type and missing key; `validate` turns them into
 //! the settings types the other crates own, one module per section (`server`, `spool`,
 //! `listen`, `auth`, `limits`, `dkim`, `dns`, `delivery`, `policy`, `mta_sts`, `retry`,
-//! `rules`, `tlsrpt`, `audit`, `routes`, `webhook`), checking the files the configuration names (`files`) and
+//! `rules`, `tlsrpt`, `audit`, `routes`, `webhook`, `cluster`), checking the files the configuration names (`files`) and
 //! refusing published password hashes (`published`). Every problem is reported
 //! with file, line and key, all of them in file order. This crate holds no behaviour of its own
 //! beyond that.
 
 mod audit;
 mod auth;
+mod cluster;
 mod delivery;
 mod dkim;
 mod dns;
@@ -80,6 +81,8 @@ pub struct Config {
     pub watch: strictmx_delivery::watch::WatchSettings,
     /// `[[webhook]]`: endpoints told of each recipient's outcome.
     pub webhooks: Vec<WebhookSettings>,
+    /// `[cluster]`: the database several nodes share; off by default.
+    pub cluster: strictmx_cluster::ClusterSettings,
     /// Valid but dangerous or pointless settings (an `insecure_relax` rule, a rule that changes
     /// nothing), located like errors; `check-config` prints them and `serve` logs them.
     pub warnings: Vec<ConfigError>,
@@ -111,6 +114,15 @@ impl Config {
             source.errors
         );
         config
+    }
+
+    /// The rules in force as text (`[policy]` and every `[[rule]]`, as `check-config` shows
+    /// them): what the nodes of a cluster compare by hash.
+    pub fn effective_rules(&self) -> String {
+        let mut out = String::new();
+        policy::render(&self.transport, &mut out);
+        rules::render(&self.transport.policy.rules, &mut out);
+        out
     }
 
     /// Reads and validates a file. Relative paths in it are relative to the file's directory.

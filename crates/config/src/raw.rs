@@ -39,6 +39,21 @@ pub struct RawConfig {
     pub dkim: Vec<RawDkim>,
     #[serde(default, rename = "webhook")]
     pub webhooks: Vec<RawWebhook>,
+    pub cluster: Option<RawCluster>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub database: S<String>,
+    pub password_file: S<String>,
+    pub password_env: S<String>,
+    pub pool_size: S<i64>,
+    pub connect_timeout: S<String>,
+    pub query_timeout: S<String>,
+    pub sync_interval: S<String>,
+    pub lease_ttl: S<String>,
+    pub report_delay: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

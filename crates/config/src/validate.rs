@@ -17,8 +17,8 @@ use crate::error::Source;
 use crate::raw::RawConfig;
 use crate::{Config, values};
 use crate::{
-    audit, auth, delivery, dkim, dns, limits, listen, mta_sts, policy, retry, routes, rules,
-    server, spool, tlsrpt, watch, webhook,
+    audit, auth, cluster, delivery, dkim, dns, limits, listen, mta_sts, policy, retry, routes,
+    rules, server, spool, tlsrpt, watch, webhook,
 };
 
 /// Reads an optional spanned value through `parse`; on failure records the error and keeps `default`.
@@ -122,6 +122,7 @@ pub(crate) fn build(raw: &RawConfig, src: &mut Source<'_>, base: Option<&Path>) 
     let watch = watch::build(raw.watch.as_ref(), src);
     rules::check_pins(&raw.rules, &transport.policy.rules, watch.keep, src);
     let webhooks = webhook::build(&raw.webhooks, src, base);
+    let cluster = cluster::build(raw.cluster.as_ref(), src, base);
     spool.webhooks.hooks = webhooks
         .iter()
         .map(webhook::WebhookSettings::target)
@@ -145,6 +146,7 @@ pub(crate) fn build(raw: &RawConfig, src: &mut Source<'_>, base: Option<&Path>) 
         tlsrpt,
         watch,
         webhooks,
+        cluster,
         warnings: Vec::new(),
     }
 }
@@ -177,6 +179,7 @@ pub(crate) fn render(c: &Config) -> String {
     audit::render(&c.spool.audit, o);
     routes::render(&c.transport.routes, o);
     webhook::render(&c.webhooks, o);
+    cluster::render(&c.cluster, o);
     out
 }
 

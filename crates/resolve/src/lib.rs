@@ -15,6 +15,7 @@ mod https;
 mod mta_sts;
 mod mx;
 mod resolver;
+mod shared;
 mod sts_fetch;
 mod tlsa;
 
@@ -24,4 +25,5 @@ pub use https::{HttpsTimeouts, https_client_with, report_client, webhook_client}
 pub use mta_sts::{StsSettings, StsSource};
 pub use mx::MxAnswer;
 pub use resolver::{AddressAnswer, DnsResolver, DnssecMode, ResolverSettings, Secured};
+pub use shared::{BoxFuture, SharedStsCache};
 pub use strictmx_policy::MxHost;

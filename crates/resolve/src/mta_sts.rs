@@ -1,6 +1,8 @@
 //! MTA-STS discovery and caching (RFC 8461 §3, §5.1, §10.2): the `_mta-sts` TXT record, a fetch
 //! when its id differs from the cached policy's (or nothing usable is cached), the spool cache
-//! that survives restarts, and the proactive refresh of policies close to expiry.
+//! that survives restarts, and the proactive refresh of policies close to expiry. With a
+//! cluster's shared cache, a policy another node fetched is taken from there before fetching,
+//! and a refresh is made by the node that claims it; the spool cache stays the fallback.
 //!
 //! One fetch is `sts_fetch`; parsing is `strictmx_policy::sts`; applying a policy is the
 //! planner's.
@@ -21,6 +23,7 @@ use crate::answer::normalise;
 use crate::error::ResolveError;
 use crate::https::{HttpsTimeouts, https_client_with};
 use crate::resolver::{DnsResolver, recipient_domain};
+use crate::shared::SharedStsCache;
 use crate::sts_fetch::fetch_policy;
 
 /// MTA-STS behaviour; built by `strictmx-config` from `[mta_sts]`.
@@ -77,6 +80,8 @@ pub struct StsSource {
     fetches: AtomicU64,
     /// When each domain's cached policy was last fetched again for matching no MX host.
     rechecked: Mutex<HashMap<String, Instant>>,
+    /// The cluster's shared cache, if any.
+    shared: Option<Arc<dyn SharedStsCache>>,
 }
 
 /// What the last fetch of a domain gave, for the deliveries that waited for it.
@@ -128,7 +133,14 @@ impl StsSource {
             fetching: Mutex::new(HashMap::new()),
             fetches: AtomicU64::new(0),
             rechecked: Mutex::new(HashMap::new()),
+            shared: None,
         })
+    }
+
+    /// Takes policies from, and gives fetched ones to, a cache the cluster's nodes share.
+    pub fn with_shared(mut self, shared: Arc<dyn SharedStsCache>) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     /// The HTTPS client policy fetches use (shared with TLSRPT's `https:` reports).
@@ -182,8 +194,48 @@ impl StsSource {
                 fetch_failure: None,
             };
         }
+        if let Some(policy) = self.adopt_shared(&domain, Some(id)).await {
+            return StsFacts {
+                record,
+                policy: Some(policy),
+                fetch_failure: None,
+            };
+        }
         let fetched = self.fetch_shared(&domain, id).await;
         after_fetch(record, fetched, cached)
+    }
+
+    /// The shared cache's unexpired policy of `domain` (fetched under TXT id `id`, when given),
+    /// copied into the spool cache; `None` when there is none or the store is unreachable.
+    async fn adopt_shared(&self, domain: &str, id: Option<&str>) -> Option<StsPolicyFacts> {
+        let shared = self.shared.as_ref()?;
+        let entry = match shared.get(domain).await {
+            Ok(entry) => entry?,
+            Err(error) => {
+                tracing::warn!(
+                    domain,
+                    error,
+                    "shared MTA-STS cache unreachable; fetching here"
+                );
+                return None;
+            }
+        };
+        if id.is_some_and(|id| entry.id != id) || entry.expires_at <= now() {
+            return None;
+        }
+        let policy = parse_policy(&entry.text).ok()?;
+        if let Err(error) = self.spool.sts_cache_put(entry.clone()).await {
+            tracing::warn!(domain, error = %describe(&error), "MTA-STS policy not cached");
+        }
+        tracing::info!(domain, id = %entry.id, "MTA-STS policy taken from the cluster's cache");
+        Some(StsPolicyFacts {
+            policy,
+            text: entry.text,
+            id: entry.id,
+            fetched_at: entry.fetched_at,
+            expires_at: entry.expires_at,
+            from_cache: true,
+        })
     }
 
     /// RFC 8461 §5.1: `facts` for `domain` held a cached enforce policy that matches none of
@@ -331,6 +383,15 @@ impl StsSource {
             expires_at,
         };
         // A policy that cannot be cached is still this delivery's policy.
+        if let Some(shared) = &self.shared
+            && let Err(error) = shared.put(&entry).await
+        {
+            tracing::warn!(
+                domain,
+                error,
+                "MTA-STS policy not put in the cluster's cache"
+            );
+        }
         if let Err(error) = self.spool.sts_cache_put(entry).await {
             tracing::warn!(domain, error = %describe(&error), "MTA-STS policy not cached");
         }
@@ -386,6 +447,9 @@ impl StsSource {
             if !refresh_is_due(&entry, self.settings.refresh_before, now) {
                 continue;
             }
+            if !self.refresh_is_mine(&entry).await {
+                continue;
+            }
             if let StsRecordFacts::Present { id } = self.record(&entry.domain).await
                 && self.fetch_and_store(&entry.domain, &id).await.is_ok()
             {
@@ -393,6 +457,29 @@ impl StsSource {
             }
         }
         refreshed
+    }
+
+    /// Whether this node refreshes `entry` itself: always without a shared cache; with one,
+    /// not when another node already refreshed it (its copy is taken) or claimed the refresh.
+    /// An unreachable store leaves the refresh to this node.
+    async fn refresh_is_mine(&self, entry: &CachedStsPolicy) -> bool {
+        let Some(shared) = &self.shared else {
+            return true;
+        };
+        if let Ok(Some(newer)) = shared.get(&entry.domain).await
+            && newer.fetched_at > entry.fetched_at
+            && !refresh_is_due(&newer, self.settings.refresh_before, now())
+            && self.adopt_shared(&entry.domain, None).await.is_some()
+        {
+            return false;
+        }
+        match shared.claim_refresh(&entry.domain).await {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::warn!(domain = %entry.domain, error, "shared MTA-STS cache unreachable; refreshing here");
+                true
+            }
+        }
     }
 
     async fn forget_if_expired(&self, entry: &CachedStsPolicy, now: u64) {

@@ -64,6 +64,9 @@ pub struct AuditRecord {
     pub require_tls: Option<crate::TlsFloor>,
     /// Every attempt for this recipient, oldest first.
     pub attempts: Vec<AuditAttempt>,
+    /// The id of the node that wrote the record; absent in records older than node ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// How a recipient left the queue.
@@ -336,6 +339,7 @@ pub(crate) fn record_for(
         },
         require_tls: envelope.require_tls,
         attempts: mine.iter().map(|a| attempt(a)).collect(),
+        node: None,
     })
 }
 

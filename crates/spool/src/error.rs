@@ -24,6 +24,12 @@ pub enum SpoolError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot read or create the node id {path}")]
+    NodeId {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot fsync spool directory {path}")]
     SyncDir {
         path: PathBuf,
@@ -114,6 +120,7 @@ impl SpoolError {
         match self {
             SpoolError::CreateDir { .. }
             | SpoolError::Permissions { .. }
+            | SpoolError::NodeId { .. }
             | SpoolError::SyncDir { .. }
             | SpoolError::Open { .. }
             | SpoolError::WriterThread { .. }

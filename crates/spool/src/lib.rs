@@ -11,6 +11,7 @@ mod error;
 pub mod fault;
 mod id;
 mod index;
+mod node;
 mod postures;
 mod settings;
 mod shadow;
@@ -29,6 +30,7 @@ pub use audit::{
 };
 pub use error::SpoolError;
 pub use id::{MessageId, MessageIdDisplay, format_id, parse_id};
+pub use node::{NODE_ID_FILE, node_id};
 pub use postures::PostureWrite;
 pub use settings::{AuditSettings, SpoolSettings, WebhookSettings, WebhookTarget};
 pub use shadow::{

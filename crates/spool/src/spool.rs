@@ -76,6 +76,8 @@ pub(crate) struct Shared {
     pub(crate) webhook_dropped: Arc<AtomicU64>,
     /// The webhooks whose events are queued now; each batch takes the current ones.
     pub(crate) webhooks: RwLock<Arc<WebhookSettings>>,
+    /// This node's id (`node-id` in the data directory).
+    pub(crate) node: Arc<str>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -375,6 +377,7 @@ impl Spool {
         if !dir_existed && let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             sync_dir(parent)?;
         }
+        let node: Arc<str> = crate::node::node_id(dir)?.into();
         let path = dir.join(DB_FILE);
         let (db, created) = open_database(opener.as_ref(), &path)?;
         if created {
@@ -403,6 +406,7 @@ impl Spool {
             ids: Arc::new(Mutex::new(IdAllocator::new(last_id.max(last_envelope)))),
             webhook_dropped: Arc::new(AtomicU64::new(0)),
             webhooks: RwLock::new(Arc::new(settings.webhooks.clone())),
+            node,
         });
         let batch_max = settings.commit_batch_max.max(1);
         let (commands, receiver) = mpsc::channel(batch_max.saturating_mul(4));
@@ -858,6 +862,11 @@ impl Spool {
             });
         }
         Ok(entries)
+    }
+
+    /// This node's id, kept in the data directory (see [`crate::node_id`]).
+    pub fn node_id(&self) -> &str {
+        &self.shared().node
     }
 
     /// Queue figures and commit timings for metrics; from memory, no disk access.

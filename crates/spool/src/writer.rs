@@ -194,6 +194,8 @@ pub(crate) struct Ctx {
     next_prune: SystemTime,
     /// When a commit next indexes audit records, however few wait.
     next_index: SystemTime,
+    /// This node's id, written into every audit record.
+    node: Arc<str>,
 }
 
 impl Ctx {
@@ -307,6 +309,7 @@ impl Writer {
         let now = SystemTime::now();
         let webhook_dropped = Arc::clone(&shared.webhook_dropped);
         let webhooks = current_webhooks(&shared);
+        let node = Arc::clone(&shared.node);
         Writer {
             shared,
             ctx: Ctx {
@@ -318,6 +321,7 @@ impl Writer {
                 webhook_dropped,
                 next_prune: now,
                 next_index: now,
+                node,
             },
             batch_max: batch_max.max(1),
             unflushed_since: None,
@@ -705,7 +709,14 @@ pub(crate) fn record(
             stored: &stored,
             attempts: &history,
         };
-        audit_records(&found, &finals, &states, Cause::Delivery, ctx.now)?
+        audit_records(
+            &found,
+            &finals,
+            &states,
+            Cause::Delivery,
+            ctx.now,
+            &ctx.node,
+        )?
     } else {
         Vec::new()
     };
@@ -869,7 +880,14 @@ pub(crate) fn delete(
             stored,
             attempts: &history,
         };
-        let audit = audit_records(&found, &finals, &loaded.states, Cause::AdminDelete, ctx.now)?;
+        let audit = audit_records(
+            &found,
+            &finals,
+            &loaded.states,
+            Cause::AdminDelete,
+            ctx.now,
+            &ctx.node,
+        )?;
         write_audit(tables, &audit)?;
     }
     delete_message(tables, id, &loaded.states)?;
@@ -942,7 +960,14 @@ where
                 stored: &record,
                 attempts: &attempts,
             };
-            audit_records(&found, &finals, &states, Cause::AdminBounce, ctx.now)?
+            audit_records(
+                &found,
+                &finals,
+                &states,
+                Cause::AdminBounce,
+                ctx.now,
+                &ctx.node,
+            )?
         }
         false => Vec::new(),
     };
@@ -993,6 +1018,7 @@ fn audit_records(
     states: &[RecipientState],
     cause: Cause,
     now: SystemTime,
+    node: &str,
 ) -> Result<Vec<Vec<u8>>, SpoolError> {
     let mut records = Vec::with_capacity(finals.len());
     for &index in finals {
@@ -1008,7 +1034,8 @@ fn audit_records(
             cause,
             now,
         );
-        if let Some(record) = built {
+        if let Some(mut record) = built {
+            record.node = Some(node.to_owned());
             records.push(store::encode("audit record", found.id, &record)?);
         }
     }

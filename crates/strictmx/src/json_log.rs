@@ -1,6 +1,6 @@
 //! JSON lines for the logs, written straight into the line buffer: one object per record with
-//! `timestamp` (RFC 3339, microseconds, UTC), `level`, `message` and the record's fields at the
-//! top level, `target`, and the innermost span's fields under `span` (with its `name`).
+//! `timestamp` (RFC 3339, microseconds, UTC), `level`, `node` (this node's id, when known),
+//! `message` and the record's fields at the top level, `target`, and the innermost span's fields under `span` (with its `name`).
 //! Strings are escaped per RFC 8259 §7; numbers and booleans stay JSON numbers and booleans.
 //! The generic JSON formatter serialised every field through serde and parsed each span's
 //! fields back on every record; logging was the largest single cost per message
@@ -16,9 +16,11 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
-/// The event format.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct JsonLines;
+/// The event format; `node` is this node's id, put in every record.
+#[derive(Debug, Clone, Default)]
+pub struct JsonLines {
+    pub node: Option<String>,
+}
 
 /// The span field format: `"key":value` pairs separated by commas, no braces, so that the
 /// event format can put them under `span` as they are.
@@ -45,6 +47,10 @@ where
         line.push_str("\",\"level\":\"");
         line.push_str(event.metadata().level().as_str());
         line.push('"');
+        if let Some(node) = &self.node {
+            line.push_str(",\"node\":");
+            push_string(&mut line, node);
+        }
         let mut fields = JsonVisitor {
             out: &mut line,
             first: false,
@@ -221,7 +227,9 @@ mod tests {
         let subscriber = tracing_subscriber::fmt()
             .with_writer(lines.clone())
             .fmt_fields(JsonFields)
-            .event_format(JsonLines)
+            .event_format(JsonLines {
+                node: Some("0123456789abcdef".into()),
+            })
             .finish();
         tracing::subscriber::with_default(subscriber, record);
         let text = String::from_utf8(lines.0.lock().expect("lines").clone()).expect("utf-8");
@@ -240,6 +248,7 @@ mod tests {
         assert_eq!(records.len(), 1);
         let record = &records[0];
         assert_eq!(record["level"], "INFO");
+        assert_eq!(record["node"], "0123456789abcdef");
         assert_eq!(record["message"], "message accepted");
         assert_eq!(record["msg_id"], "01a2345231450006");
         assert_eq!(record["rcpt_count"], 3);

@@ -9,7 +9,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::json_log::{JsonFields, JsonLines};
 
-pub fn init(settings: &LogSettings) {
+/// `node` (this node's id) goes into every JSON record; the human format leaves it to the
+/// lines that name it.
+pub fn init(settings: &LogSettings, node: Option<&str>) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(settings.level.as_str()));
     let builder = tracing_subscriber::fmt()
@@ -20,7 +22,9 @@ pub fn init(settings: &LogSettings) {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder
             .fmt_fields(JsonFields)
-            .event_format(JsonLines)
+            .event_format(JsonLines {
+                node: node.map(str::to_owned),
+            })
             .try_init(),
     };
     if let Err(e) = result {

@@ -26,6 +26,26 @@ const MAX_REQUEST: usize = 8 * 1024;
 /// Every metric strictmx exports, with its help text (`# HELP` in the exposition).
 const METRICS: &[(&str, &str)] = &[
     (
+        "strictmx_node_info",
+        "always 1; the node label is this node's id (node-id in the data directory)",
+    ),
+    (
+        "strictmx_cluster_database_up",
+        "1 when the last query to the cluster database succeeded, 0 when it failed",
+    ),
+    (
+        "strictmx_cluster_database_errors_total",
+        "failed cluster database operations, by op",
+    ),
+    (
+        "strictmx_cluster_rules_mismatch",
+        "other live nodes whose rules hash differs from this node's",
+    ),
+    (
+        "strictmx_cluster_tlsrpt_reporter",
+        "1 while this node holds the lease to send the cluster's TLSRPT reports",
+    ),
+    (
         "strictmx_webhook_events_queued",
         "webhook events waiting to be sent, by webhook",
     ),

@@ -36,6 +36,8 @@ pub struct Live {
     transport: Arc<ServerTransport>,
     inbound: Option<InboundHandle>,
     webhooks: Option<Arc<Webhooks>>,
+    /// Told the hash of the rules after each reload, to compare with the other nodes'.
+    cluster: Option<strictmx_cluster::Cluster>,
 }
 
 /// What a successful reload did.
@@ -57,7 +59,13 @@ impl Live {
             transport,
             inbound: None,
             webhooks: None,
+            cluster: None,
         }
+    }
+
+    /// Publishes the rules' hash to the cluster after each reload.
+    pub fn with_cluster(self, cluster: Option<strictmx_cluster::Cluster>) -> Live {
+        Live { cluster, ..self }
     }
 
     /// Lets reloads replace the webhooks.
@@ -138,6 +146,9 @@ impl Live {
             kept.spool.webhooks = next.spool.webhooks;
         }
         kept.warnings = next.warnings;
+        if let Some(cluster) = &self.cluster {
+            cluster.set_rules_hash(strictmx_cluster::rules_hash(&kept.effective_rules()));
+        }
         *current = kept;
         Ok(done)
     }

@@ -1,6 +1,7 @@
 //! `strictmx serve`: opens the spool, sets up DNS, MTA-STS and the
 //! transport, binds every listener, then runs the inbound listeners, the queue runner, the
-//! MTA-STS refresher, the control socket and the metrics exporter until SIGTERM or SIGINT.
+//! MTA-STS refresher, the control socket, the metrics exporter and, with `[cluster]`, the
+//! cluster task (heartbeats, shared TLSRPT counters and reports) until SIGTERM or SIGINT.
 //!
 //! Everything that can fail on bad configuration or a busy port fails before anything serves;
 //! the DNSSEC self-test runs in the background once serving (DANE hosts defer until it passes,
@@ -12,6 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use strictmx_cluster::{Cluster, SharedPolicies};
 use strictmx_config::Config;
 use strictmx_delivery::runner::QueueRunner;
 use strictmx_delivery::transport::Transport;
@@ -34,7 +36,15 @@ use crate::{control, logging, metrics, sd_notify, tlsrpt_cmd, webhook};
 const FAREWELL: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub fn run(config: Config, location: &Location) -> ExitCode {
-    logging::init(&config.log);
+    let node = node_id(&config.data_dir);
+    logging::init(&config.log, node.as_ref().ok().map(String::as_str));
+    let node = match node {
+        Ok(node) => node,
+        Err(e) => {
+            error!(error = format!("{e:#}"), "strictmx cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
     match location.file() {
         Some((path, found_by)) => {
             info!(config = %path.display(), found_by, "configuration loaded");
@@ -53,7 +63,7 @@ pub fn run(config: Config, location: &Location) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config)) {
+    match runtime.block_on(serve(config, node)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!(error = format!("{e:#}"), "strictmx stopped on an error");
@@ -62,12 +72,24 @@ pub fn run(config: Config, location: &Location) -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// The node id of `data_dir` (created, with the directory, on first use).
+fn node_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    Ok(strictmx_spool::node_id(data_dir)?)
+}
+
+async fn serve(config: Config, node: String) -> anyhow::Result<()> {
     for warning in &config.warnings {
         warn!(warning = %warning, "configuration warning");
     }
     let spool = Spool::open(&config.spool)
         .with_context(|| format!("opening the spool in {}", config.data_dir.display()))?;
+    let cluster = cluster(&config, &node)?;
     let inbound =
         Inbound::bind(config.inbound.clone(), spool.clone()).context("binding the listeners")?;
     // Delivery must know where we listen, so mail routed back to us bounces as a loop.
@@ -77,7 +99,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .into_iter()
         .map(|(address, _)| address)
         .collect();
-    let gatherer = Arc::new(gatherer(&config, &spool)?);
+    let gatherer = Arc::new(gatherer(&config, &spool, cluster.as_ref())?);
     let watch = Arc::new(
         PostureWatch::load(spool.clone(), config.watch)
             .context("loading the destination postures")?,
@@ -101,9 +123,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let live = Arc::new(
         Live::new(config.clone(), transport.clone())
             .with_inbound(inbound.handle())
-            .with_webhooks(webhooks),
+            .with_webhooks(webhooks)
+            .with_cluster(cluster.clone()),
     );
-    let reporting = tlsrpt(&config, &spool, &gatherer, &tracker, &token)?;
+    let shared_counters = cluster
+        .as_ref()
+        .map(|c| strictmx_cluster::SharedCounters::new(c.clone(), spool.clone()));
+    let reporting = tlsrpt(
+        &config,
+        &spool,
+        &gatherer,
+        shared_counters
+            .clone()
+            .map(|c| Arc::new(c) as Arc<dyn strictmx_tlsrpt::CounterStore>),
+        &tracker,
+        &token,
+    )?;
     let control = control::Server::bind(
         &config.control_socket,
         spool.clone(),
@@ -136,6 +171,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         info!(%address, role = role.as_str(), "listening");
     }
     tracker.spawn(inbound.run(token.clone()));
+    if let Some(cluster) = cluster {
+        let reports = shared_counters.zip(reporting.as_ref().map(|t| t.reporter.clone()));
+        tracker.spawn(strictmx_cluster::run(cluster, reports, token.clone()));
+    }
     if let Some(t) = reporting {
         // Every job's TLS sessions are counted for the daily reports.
         runner = runner.with_tlsrpt(t.recorder);
@@ -146,11 +185,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracker.spawn(gatherer.clone().run_self_test(token.clone()));
     tracker.spawn(gatherer.run_refresher(token.clone()));
     tracker.spawn(metrics::sample_spool(spool.clone(), token.clone()));
+    ::metrics::gauge!("strictmx_node_info", "node" => node.clone()).set(1.0);
     if let Some(exporter) = exporter {
         tracker.spawn(exporter.run(token.clone()));
     }
     tracker.close();
-    info!(hostname = %config.hostname, data_dir = %config.data_dir.display(), "strictmx is serving");
+    info!(hostname = %config.hostname, data_dir = %config.data_dir.display(), node = %node, "strictmx is serving");
     sd_notify::notify("READY=1\nSTATUS=serving");
 
     loop {
@@ -181,11 +221,36 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 /// The resolver in the configured DNSSEC mode and MTA-STS on the spool's cache. The DNSSEC
 /// self-test does not run here: `run_self_test` runs it in the background once serving, and
 /// until it passes DANE destinations defer (a broken setup never stops the server).
-fn gatherer(config: &Config, spool: &Spool) -> anyhow::Result<FactGatherer> {
+fn gatherer(
+    config: &Config,
+    spool: &Spool,
+    cluster: Option<&Cluster>,
+) -> anyhow::Result<FactGatherer> {
     let resolver = DnsResolver::new(&config.resolver).context("setting up the DNS resolver")?;
-    let sts = StsSource::new(resolver.clone(), spool.clone(), config.mta_sts.clone())
+    let mut sts = StsSource::new(resolver.clone(), spool.clone(), config.mta_sts.clone())
         .context("setting up MTA-STS")?;
+    if let Some(cluster) = cluster {
+        sts = sts.with_shared(SharedPolicies::shared(cluster));
+    }
     Ok(FactGatherer::untested(resolver, sts, config.gather))
+}
+
+/// With `[cluster] database`: the node's handle on the shared database, publishing the hash of
+/// its rules. The database is reached lazily: one that is down now does not stop the node.
+fn cluster(config: &Config, node: &str) -> anyhow::Result<Option<Cluster>> {
+    let Some(database) = &config.cluster.database else {
+        return Ok(None);
+    };
+    let cluster = Cluster::new(
+        database,
+        config.cluster.clone(),
+        node.to_owned(),
+        config.hostname.clone(),
+    )
+    .context("setting up the cluster database")?;
+    cluster.set_rules_hash(strictmx_cluster::rules_hash(&config.effective_rules()));
+    info!(database = %database.url, node, "cluster mode: sharing state through PostgreSQL");
+    Ok(Some(cluster))
 }
 
 /// With `[tlsrpt] enabled`: the TLSRPT recorder and daily report task, posting `https:` reports
@@ -196,6 +261,7 @@ fn tlsrpt(
     config: &Config,
     spool: &Spool,
     gatherer: &FactGatherer,
+    shared: Option<Arc<dyn strictmx_tlsrpt::CounterStore>>,
     tracker: &TaskTracker,
     token: &CancellationToken,
 ) -> anyhow::Result<Option<tlsrpt_cmd::Tlsrpt>> {
@@ -220,6 +286,7 @@ fn tlsrpt(
         config.tlsrpt.clone(),
         resolver,
         poster,
+        shared,
         tracker,
         token,
     );

@@ -15,7 +15,8 @@ use strictmx_protocol::ErrorChain;
 use strictmx_resolve::DnsResolver;
 use strictmx_spool::Spool;
 use strictmx_tlsrpt::{
-    BoxFuture, Day, Recorder, ReportPoster, Reporter, TlsrptSettings, TxtLookup, schedule,
+    BoxFuture, CounterStore, Day, Recorder, ReportPoster, Reporter, TlsrptSettings, TxtLookup,
+    schedule,
 };
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -199,12 +200,15 @@ pub struct Tlsrpt {
     pub reporter: Reporter,
 }
 
-/// Starts the recorder and the daily report task on `tracker`; `None` when disabled.
+/// Starts the recorder and the daily report task on `tracker`; `None` when disabled. With
+/// `shared` (a cluster's counters) reports are built from every node's counts, and the daily
+/// task is the cluster's (`strictmx_cluster::run`), not started here.
 pub fn start(
     spool: &Spool,
     settings: TlsrptSettings,
     resolver: DnsResolver,
     poster: Arc<dyn ReportPoster>,
+    shared: Option<Arc<dyn CounterStore>>,
     tracker: &TaskTracker,
     token: &CancellationToken,
 ) -> Option<Tlsrpt> {
@@ -227,7 +231,13 @@ pub fn start(
         Arc::new(ResolverTxt(resolver)),
         poster,
     );
-    tracker.spawn(schedule::run(reporter.clone(), token.clone()));
+    let reporter = match shared {
+        Some(counters) => reporter.with_counters(counters),
+        None => {
+            tracker.spawn(schedule::run(reporter.clone(), token.clone()));
+            reporter
+        }
+    };
     Some(Tlsrpt { recorder, reporter })
 }
 

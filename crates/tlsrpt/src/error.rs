@@ -11,6 +11,13 @@ pub enum TlsrptError {
         #[source]
         source: SpoolError,
     },
+    /// The store shared by a cluster's nodes could not be used; reports wait for it, since
+    /// without it neither the other nodes' counts nor the sent marks are known.
+    #[error("the cluster's TLSRPT store failed while {action}: {reason}")]
+    Shared {
+        action: &'static str,
+        reason: String,
+    },
     /// Reports for a day are sent once it is over (RFC 8460 §4.1: whole UTC days).
     #[error("day {day} is not over yet")]
     DayNotClosed { day: String },
@@ -48,7 +55,7 @@ impl TlsrptError {
     pub fn is_transient(&self) -> bool {
         match self {
             TlsrptError::Spool { source, .. } => source.is_transient(),
-            TlsrptError::DayNotClosed { .. } => true,
+            TlsrptError::DayNotClosed { .. } | TlsrptError::Shared { .. } => true,
             TlsrptError::Disabled
             | TlsrptError::Schema { .. }
             | TlsrptError::Compress { .. }

@@ -15,6 +15,7 @@ pub mod schedule;
 mod schema;
 mod send;
 mod settings;
+mod store;
 
 pub use day::Day;
 pub use error::TlsrptError;
@@ -29,6 +30,7 @@ pub use send::{
     BoxFuture, DomainOutcome, Prepared, ReportPoster, Reporter, TxtLookup, checked_gzip,
 };
 pub use settings::TlsrptSettings;
+pub use store::{CounterStore, LocalCounters, merge_counters};
 pub use strictmx_policy::tlsrpt_record::{
     RecordProblem, RefusedRua, Rua, RuaRefusal, TlsrptRecord, parse_record, record_name,
     select_record,

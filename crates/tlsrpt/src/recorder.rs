@@ -75,7 +75,7 @@ impl StoredDetail {
 
     /// The row a failure is counted in once its policy has [`MAX_DETAIL_ROWS`] rows that day:
     /// same result type, nothing else.
-    fn overflow(&self) -> Self {
+    pub(crate) fn overflow(&self) -> Self {
         StoredDetail {
             result_type: self.result_type.clone(),
             sending_mta_ip: None,
@@ -87,12 +87,17 @@ impl StoredDetail {
         }
     }
 
-    fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
 
     pub(crate) fn decode(text: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(text)
+    }
+
+    /// Whether this is an overflow row (see [`StoredDetail::overflow`]).
+    pub(crate) fn is_overflow(&self) -> bool {
+        *self == self.overflow()
     }
 
     pub(crate) fn into_report(self, count: u64) -> FailureDetail {

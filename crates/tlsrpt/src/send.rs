@@ -27,6 +27,7 @@ use crate::mail::{self, ReportMail};
 use crate::report::{self, Report, Submitter};
 use crate::schema;
 use crate::settings::TlsrptSettings;
+use crate::store::{CounterStore, LocalCounters};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -126,6 +127,7 @@ pub struct DomainOutcome {
 #[derive(Debug, Clone)]
 pub struct Reporter {
     spool: Spool,
+    counters: Arc<dyn CounterStore>,
     settings: Arc<TlsrptSettings>,
     txt: Arc<dyn TxtLookup>,
     poster: Arc<dyn ReportPoster>,
@@ -139,11 +141,19 @@ impl Reporter {
         poster: Arc<dyn ReportPoster>,
     ) -> Self {
         Reporter {
+            counters: Arc::new(LocalCounters(spool.clone())),
             spool,
             settings: Arc::new(settings),
             txt,
             poster,
         }
+    }
+
+    /// Reads counters and keeps sent marks in `counters` instead of the local spool (the
+    /// report mails are still queued in the local spool).
+    pub fn with_counters(mut self, counters: Arc<dyn CounterStore>) -> Self {
+        self.counters = counters;
+        self
     }
 
     pub fn settings(&self) -> &TlsrptSettings {
@@ -159,14 +169,11 @@ impl Reporter {
     }
 
     /// The report domains with counters on `day`, minus excluded ones.
-    fn domains(
+    async fn domains(
         &self,
         day: Day,
     ) -> Result<Vec<(String, Vec<strictmx_spool::TlsrptCounters>)>, TlsrptError> {
-        let counters = self
-            .spool
-            .tlsrpt_day(day.0)
-            .map_err(TlsrptError::spool("reading a day's counters"))?;
+        let counters = self.counters.day(day.0).await?;
         let mut by_domain: Vec<(String, Vec<_>)> = Vec::new();
         for row in counters {
             if self.settings.exclude_domains.contains(&row.report_domain) {
@@ -199,7 +206,7 @@ impl Reporter {
     ) -> Result<Vec<Prepared>, TlsrptError> {
         let submitter = self.submitter();
         let mut out = Vec::new();
-        for (domain, counters) in self.domains(day)? {
+        for (domain, counters) in self.domains(day).await? {
             if only.is_some_and(|o| !o.eq_ignore_ascii_case(&domain)) {
                 continue;
             }
@@ -245,7 +252,7 @@ impl Reporter {
         let mut posts = JoinSet::new();
         let mut outcomes = Vec::new();
         let mut failure = None;
-        for (domain, counters) in self.domains(day)? {
+        for (domain, counters) in self.domains(day).await? {
             let (outcome, https) = match self
                 .send_domain(&submitter, day, &domain, &counters, now)
                 .await
@@ -292,10 +299,7 @@ impl Reporter {
     /// downtime), then prunes counters older than `keep_days`.
     pub async fn send_closed_days(&self, now: SystemTime) -> Result<(), TlsrptError> {
         let today = Day::of(now);
-        let days = self
-            .spool
-            .tlsrpt_days()
-            .map_err(TlsrptError::spool("listing counter days"))?;
+        let days = self.counters.days().await?;
         let oldest_kept = today.0.saturating_sub(self.settings.keep_days);
         for day in days
             .into_iter()
@@ -303,11 +307,7 @@ impl Reporter {
         {
             self.send_day(Day(day), now).await?;
         }
-        let pruned = self
-            .spool
-            .tlsrpt_prune(oldest_kept)
-            .await
-            .map_err(TlsrptError::spool("pruning counters"))?;
+        let pruned = self.counters.prune(oldest_kept).await?;
         if pruned > 0 {
             tracing::info!(pruned, "old TLSRPT counters pruned");
         }
@@ -329,10 +329,7 @@ impl Reporter {
             ..DomainOutcome::default()
         };
         let nothing = HttpsPending::default();
-        let sent = self
-            .spool
-            .tlsrpt_sent(day.0, domain)
-            .map_err(TlsrptError::spool("reading sent marks"))?;
+        let sent = self.counters.sent(day.0, domain).await?;
         if sent {
             outcome.skipped = Some("already sent".into());
             return Ok((outcome, nothing));
@@ -364,11 +361,7 @@ impl Reporter {
             }
         };
         let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let claimed = self
-            .spool
-            .tlsrpt_mark_sent(day.0, domain.to_owned(), secs)
-            .await
-            .map_err(TlsrptError::spool("marking a report sent"))?;
+        let claimed = self.counters.mark_sent(day.0, domain, secs).await?;
         if !claimed {
             outcome.skipped = Some("already sent".into());
             return Ok((outcome, nothing));
