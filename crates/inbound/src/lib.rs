@@ -3,6 +3,7 @@
 //! spool); what happens to them afterwards is left to the spool and delivery crates.
 #![forbid(unsafe_code)]
 
+mod accept;
 mod budget;
 mod dkim;
 mod error;
@@ -16,6 +17,7 @@ mod throttle;
 mod tls;
 mod users;
 
+pub use accept::{Accepted, Acceptor, Refusal, Submission};
 pub use dkim::{DEFAULT_SIGNED_HEADERS, DkimError, DkimKey};
 pub use error::InboundError;
 pub use queue::{Queue, QueueError};
