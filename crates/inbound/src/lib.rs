@@ -23,4 +23,5 @@ pub use error::InboundError;
 pub use queue::{Queue, QueueError};
 pub use server::{Inbound, InboundHandle};
 pub use settings::{InboundSettings, Limits, ListenerSettings, Role, ServerTlsSettings, User};
+pub use tls::describe as describe_tls;
 pub use users::hash_password;
