@@ -90,9 +90,14 @@ fn received(trace: &Trace<'_>) -> String {
         .unwrap_or_default();
     // RFC 5321 §4.4: Stamp = From-domain By-domain [With] [ID] ";" date-time; the queue id
     // (16 hex digits) is an Atom.
+    // RFC 5321 §4.4: Extended-Domain may be the address literal alone; a submission without
+    // HELO (the HTTP API) is named by its address.
+    let from = match trace.helo {
+        "" => ip,
+        helo => format!("{} ({ip})", sanitize(helo)),
+    };
     format!(
-        "Received: from {helo} ({ip})\r\n\tby {host} (strictmx) with {protocol}{tls}\r\n\tid {id};\r\n\t{date}\r\n",
-        helo = sanitize(trace.helo),
+        "Received: from {from}\r\n\tby {host} (strictmx) with {protocol}{tls}\r\n\tid {id};\r\n\t{date}\r\n",
         host = trace.hostname,
         protocol = trace.protocol,
         id = trace.queue_id,

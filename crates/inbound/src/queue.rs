@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use strictmx_spool::{Envelope, MessageId, Spool, SpoolError};
+use strictmx_spool::{Envelope, MessageId, Spool, SpoolError, Submitted};
 
 /// A failed submission, classified so the session can answer 452 or 451.
 pub trait QueueError: std::error::Error + Send + Sync + 'static {
@@ -31,6 +31,17 @@ pub trait Queue: Send + Sync + 'static {
         envelope: Envelope,
         body: Vec<u8>,
     ) -> impl Future<Output = Result<MessageId, Self::Error>> + Send;
+
+    /// [`Queue::submit`] once per idempotency `key`: a repeat within the queue's window stores
+    /// nothing and gets the `answer` remembered the first time.
+    fn submit_once(
+        &self,
+        id: MessageId,
+        envelope: Envelope,
+        body: Vec<u8>,
+        key: String,
+        answer: Vec<u8>,
+    ) -> impl Future<Output = Result<Submitted, Self::Error>> + Send;
 }
 
 impl Queue for Spool {
@@ -47,5 +58,16 @@ impl Queue for Spool {
         body: Vec<u8>,
     ) -> impl Future<Output = Result<MessageId, SpoolError>> + Send {
         Spool::submit_reserved(self, id, envelope, body)
+    }
+
+    fn submit_once(
+        &self,
+        id: MessageId,
+        envelope: Envelope,
+        body: Vec<u8>,
+        key: String,
+        answer: Vec<u8>,
+    ) -> impl Future<Output = Result<Submitted, SpoolError>> + Send {
+        Spool::submit_once(self, id, envelope, body, key, answer)
     }
 }

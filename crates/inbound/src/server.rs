@@ -198,6 +198,11 @@ impl<Q: Queue> Inbound<Q> {
         })
     }
 
+    /// The acceptance path of this server, for submissions that do not come over SMTP.
+    pub fn acceptor(&self) -> crate::Acceptor<Q> {
+        crate::Acceptor::new(Arc::clone(&self.shared))
+    }
+
     /// Reaches this server's users and certificate after it started (reload).
     pub fn handle(&self) -> InboundHandle {
         InboundHandle {

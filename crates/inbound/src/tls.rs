@@ -46,7 +46,7 @@ pub(crate) fn acceptor(settings: &ServerTlsSettings) -> Result<TlsAcceptor, Inbo
 }
 
 /// `TLSv1.3 TLS13_AES_256_GCM_SHA384`, the form logs and `Received:` use.
-pub(crate) fn describe(connection: &rustls::ServerConnection) -> String {
+pub fn describe(connection: &rustls::ServerConnection) -> String {
     let version = match connection.protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_owned(),
         Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_owned(),

@@ -1,6 +1,6 @@
 //! strictmx-spool: the durable outbound queue on redb. It stores envelopes, bodies, recipient
 //! states, attempt records, a schedule index and the audit trail of finished recipients,
-//! the webhook outbox,
+//! the webhook outbox, the HTTP API's idempotency keys,
 //! commits concurrent writes together (group commit) and hands due recipients to the queue
 //! runner; delivery, retry policy and DSNs are left to `strictmx-delivery`, the SMTP dialogue
 //! to `strictmx-inbound`.
@@ -10,6 +10,7 @@ mod audit;
 mod error;
 pub mod fault;
 mod id;
+mod idempotency;
 mod index;
 mod node;
 mod postures;
@@ -30,6 +31,7 @@ pub use audit::{
 };
 pub use error::SpoolError;
 pub use id::{MessageId, MessageIdDisplay, format_id, parse_id};
+pub use idempotency::{IDEMPOTENCY_WINDOW, Submitted};
 pub use node::{NODE_ID_FILE, node_id};
 pub use postures::PostureWrite;
 pub use settings::{AuditSettings, SpoolSettings, WebhookSettings, WebhookTarget};

@@ -1,19 +1,17 @@
 //! DATA (RFC 5321 §4.1.1.4): reads the content to its end, refuses it for size or line length,
-//! closes the session on a bare CR or LF, adds trace headers, hands it to the queue and answers
-//! 250 only once the queue says it is durable. Durability itself is the queue's.
+//! closes the session on a bare CR or LF, then hands it to the acceptance path it shares with
+//! the HTTP API (`accept`) and answers 250 only once the queue says it is durable.
 
-use std::time::SystemTime;
-
-use strictmx_protocol::{DataReader, ErrorChain, Reply, replies};
-use strictmx_spool::{ClientInfo, Envelope, MessageKind, format_id};
-use tracing::{error, info, warn};
+use strictmx_protocol::{DataReader, Reply, replies};
+use strictmx_spool::{ClientInfo, format_id};
+use tracing::{info, warn};
 
 use super::{Session, State, Step, Transaction};
+use crate::accept::{self, Accepted, Refusal, Submission};
 use crate::budget::Reservation;
-use crate::dkim::Signing;
-use crate::headers::{self, Trace};
+use crate::headers;
 use crate::io::{DataEnd, Io};
-use crate::queue::{Queue, QueueError};
+use crate::queue::Queue;
 
 impl<Q: Queue> Session<Q> {
     pub(super) async fn data(&mut self, io: &mut Io) -> Step {
@@ -54,131 +52,82 @@ impl<Q: Queue> Session<Q> {
             }
             Err(error) => return self.end_on_read_error(io, error),
         }
-        if let Some((reason, reply)) = refusal(&reader, &reservation) {
-            info!(ip = %self.peer.ip(), outcome = reason, size = reader.size(), "message refused");
-            metrics::counter!("strictmx_messages_rejected_total", "reason" => reason).increment(1);
-            return self.reply(io, reply);
+        if let Some(refusal) = refusal(&reader, &reservation) {
+            let size = reader.size();
+            info!(ip = %self.peer.ip(), outcome = refusal.reason(), size, "message refused");
+            metrics::counter!("strictmx_messages_rejected_total", "reason" => refusal.reason())
+                .increment(1);
+            return self.reply(io, reply_to(refusal));
         }
-        let content = reader.into_body();
-        let hops = headers::received_count(&content);
-        if hops > limits.max_received_headers {
-            // RFC 5321 §6.3: a message that has passed this many relays is looping.
-            warn!(ip = %self.peer.ip(), hops, outcome = "loop", "message refused: too many Received: fields");
-            metrics::counter!("strictmx_messages_rejected_total", "reason" => "loop").increment(1);
-            return self.reply(io, replies::too_many_hops(hops));
-        }
-        let reply = self.submit(transaction, content).await;
+        let submission = self.submission(transaction, reader.into_body());
+        let id = self.shared.queue.reserve_id();
+        let reply = match accept::accept(&self.shared, id, submission).await {
+            Ok(Accepted::Queued(id)) => replies::queued(&format_id(id)),
+            // SMTP carries no idempotency key, so nothing is ever a repeat here.
+            Ok(Accepted::Repeat(_)) => replies::local_error(),
+            Err(refusal) => reply_to(refusal),
+        };
         // The content was held until the spool took it; only now is its memory given back.
         drop(reservation);
         self.reply(io, reply)
     }
 
-    async fn submit(&self, transaction: Transaction, content: Vec<u8>) -> Reply {
-        let now = SystemTime::now();
-        let id = self.shared.queue.reserve_id();
-        let queue_id = format_id(id);
-        let helo = self.helo.as_ref().map_or("", |helo| helo.name.as_str());
-        let trace = Trace {
-            helo,
-            ip: self.peer.ip(),
-            hostname: &self.shared.settings.hostname,
+    /// The envelope and content as this session gathered them, with the user's TLS floor.
+    fn submission(&self, transaction: Transaction, content: Vec<u8>) -> Submission {
+        Submission {
             protocol: headers::protocol_name(
                 self.extended(),
                 self.tls.is_some(),
                 self.auth_user.is_some(),
                 transaction.params.smtputf8,
             ),
-            tls: self.tls.as_deref(),
-            queue_id: &queue_id,
-            now,
-        };
-        let (body, signing) = headers::prepare(content, &trace, &self.shared.dkim());
-        let size = body.len();
-        let rcpt_count = transaction.recipients.len();
-        let from = transaction.from.clone();
-        let envelope = Envelope {
-            mail_from: transaction.from,
+            from: transaction.from,
             params: transaction.params,
             recipients: transaction.recipients,
-            received_at: now,
             client: ClientInfo {
                 ip: self.peer.ip(),
-                helo: helo.to_owned(),
+                helo: self
+                    .helo
+                    .as_ref()
+                    .map_or("", |helo| helo.name.as_str())
+                    .to_owned(),
                 auth_user: self.auth_user.clone(),
                 tls: self.tls.clone(),
             },
-            kind: MessageKind::Normal,
             require_tls: self
                 .auth_user
                 .as_deref()
                 .and_then(|user| self.shared.users().floor(user)),
-        };
-        let dkim = self.signing_outcome(signing);
-        match self.shared.queue.submit(id, envelope, body).await {
-            Ok(id) => {
-                let msg_id = format_id(id);
-                info!(
-                    msg_id = %msg_id,
-                    ip = %self.peer.ip(),
-                    user = self.auth_user.as_deref().unwrap_or(""),
-                    from = %from,
-                    rcpt_count,
-                    size,
-                    tls = self.tls.as_deref().unwrap_or("none"),
-                    dkim,
-                    outcome = "queued",
-                    "message accepted"
-                );
-                metrics::counter!("strictmx_messages_accepted_total").increment(1);
-                replies::queued(&msg_id)
-            }
-            Err(failure) if failure.is_transient() => {
-                warn!(ip = %self.peer.ip(), error = %ErrorChain(&failure), outcome = "deferred", "queue cannot take the message now");
-                metrics::counter!("strictmx_messages_rejected_total", "reason" => "queue_unavailable")
-                    .increment(1);
-                replies::storage_unavailable()
-            }
-            Err(failure) => {
-                error!(ip = %self.peer.ip(), error = %ErrorChain(&failure), outcome = "deferred", "queue failed");
-                metrics::counter!("strictmx_messages_rejected_total", "reason" => "queue_error")
-                    .increment(1);
-                replies::local_error()
-            }
+            content,
+            once: None,
         }
     }
 }
 
-impl<Q: Queue> Session<Q> {
-    /// Logs a signing failure and counts every outcome; returns the outcome's name for the
-    /// acceptance record. A message whose signing failed is still accepted, unsigned: it is
-    /// otherwise fine, and refusing it would stop all of that domain's mail over a key problem
-    /// that only the operator can fix (docs/inbound.md, "DKIM signing").
-    fn signing_outcome(&self, signing: Signing) -> &'static str {
-        let outcome = match signing {
-            Signing::NoKey => "none",
-            Signing::Signed(_) => "signed",
-            Signing::Failed(failure) => {
-                error!(ip = %self.peer.ip(), error = %ErrorChain(&failure), "dkim signing failed; the message is accepted unsigned");
-                "failed"
-            }
-        };
-        metrics::counter!("strictmx_dkim_signing_total", "outcome" => outcome).increment(1);
-        outcome
+/// The SMTP reply to a refusal.
+fn reply_to(refusal: Refusal) -> Reply {
+    match refusal {
+        // RFC 1870 §6.3: the whole message was read, then refused with 552.
+        Refusal::TooBig => replies::message_too_big(),
+        Refusal::LongLine => replies::data_line_too_long(),
+        // RFC 5321 §6.3: a message that has passed this many relays is looping.
+        Refusal::Loop { hops } => replies::too_many_hops(hops),
+        // RFC 3463 4.3.1: short of memory or storage for now; the client tries again later.
+        Refusal::Memory | Refusal::QueueBusy => replies::storage_unavailable(),
+        Refusal::QueueFailed => replies::local_error(),
     }
 }
 
-/// Why the content read is refused, if it is: the metric reason and the reply.
-fn refusal(reader: &DataReader, reservation: &Reservation) -> Option<(&'static str, Reply)> {
+/// Why the content read is refused, if it is.
+fn refusal(reader: &DataReader, reservation: &Reservation) -> Option<Refusal> {
     if reader.is_too_big() {
-        // RFC 1870 §6.3: the whole message was read, then refused with 552.
-        return Some(("size", replies::message_too_big()));
+        return Some(Refusal::TooBig);
     }
     if reservation.is_spent() {
-        // RFC 3463 4.3.1: the server is short of memory for now; the client tries again later.
-        return Some(("memory", replies::storage_unavailable()));
+        return Some(Refusal::Memory);
     }
     if reader.has_long_line() {
-        return Some(("line_length", replies::data_line_too_long()));
+        return Some(Refusal::LongLine);
     }
     None
 }

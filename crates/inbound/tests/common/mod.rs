@@ -13,7 +13,7 @@ use strictmx_inbound::{
     ServerTlsSettings, User,
 };
 use strictmx_protocol::{Reply, ReplyParse};
-use strictmx_spool::{Envelope, MessageId};
+use strictmx_spool::{Envelope, MessageId, Submitted};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -49,6 +49,8 @@ pub struct MemoryQueue {
     pub messages: Arc<Mutex<Vec<Accepted>>>,
     mode: QueueMode,
     reserved: Arc<AtomicU64>,
+    /// Idempotency keys and their first answers.
+    keys: Arc<Mutex<std::collections::HashMap<String, Vec<u8>>>>,
 }
 
 impl Queue for MemoryQueue {
@@ -73,6 +75,25 @@ impl Queue for MemoryQueue {
             QueueMode::FailTransient => Err(TestQueueError { transient: true }),
             QueueMode::FailPermanent => Err(TestQueueError { transient: false }),
         }
+    }
+
+    async fn submit_once(
+        &self,
+        id: MessageId,
+        envelope: Envelope,
+        body: Vec<u8>,
+        key: String,
+        answer: Vec<u8>,
+    ) -> Result<Submitted, TestQueueError> {
+        if let Some(first) = self.keys.lock().expect("test queue lock").get(&key) {
+            return Ok(Submitted::Repeat(first.clone()));
+        }
+        let id = self.submit(id, envelope, body).await?;
+        self.keys
+            .lock()
+            .expect("test queue lock")
+            .insert(key, answer);
+        Ok(Submitted::New(id))
     }
 }
 
@@ -183,6 +204,7 @@ impl TestServer {
             messages: Arc::default(),
             mode: self.mode,
             reserved: Arc::default(),
+            keys: Arc::default(),
         }
     }
 
@@ -191,6 +213,7 @@ impl TestServer {
             messages: Arc::default(),
             mode: self.mode,
             reserved: Arc::default(),
+            keys: Arc::default(),
         };
         let inbound = Inbound::bind(self.settings, queue.clone()).expect("bind");
         let addrs = inbound.local_addrs();
