@@ -3,6 +3,9 @@
 //! `tests/cluster/run` starts a private PostgreSQL and runs these with `--ignored`, passing
 //! where it is in `STRICTMX_CLUSTER_PG_*`.
 //!
+//! The outage test also reads, through one node's `policy changes`, a weakening another
+//! node recorded in the shared history.
+//!
 //! Like `tlsrpt.rs`, the traffic runs with the nodes' clocks one day back (libfaketime), so that
 //! its day is over when the nodes run on the real clock again and send the reports.
 
@@ -11,6 +14,8 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
+use strictmx_delivery::watch::PostureChange;
+use strictmx_policy::posture::{Posture, Weakening};
 use strictmx_test_support::lab::{Lab, unique_rcpt, wait_for};
 use strictmx_test_support::relay::{Relay, TestDir};
 
@@ -310,13 +315,13 @@ async fn three_nodes_share_policies_and_send_what_one_node_would_once_when_the_r
 
     let (dirs, mut nodes) =
         start_nodes(&lab, &pg, &db, &together, "cluster-reports", &YESTERDAY).await;
-    // Each node migrates on its first query; concurrent starts apply version 1 once.
+    // Each node migrates on its first query; concurrent starts apply each version once.
     wait_for(WAIT, || {
         let versions = pg.try_sql(
             &db,
             "SELECT count(*), max(version) FROM strictmx_migrations",
         );
-        Ok((versions.as_deref() == Ok("1|1")).then_some(()))
+        Ok((versions.as_deref() == Ok("2|2")).then_some(()))
     })
     .await
     .unwrap();
@@ -398,6 +403,41 @@ async fn with_postgresql_stopped_no_message_is_refused_or_lost_and_the_counters_
     wait_for(WAIT, || Ok((pg.sessions(&db, domain) == 3).then_some(())))
         .await
         .unwrap();
+
+    // A weakening another node saw is in this node's `policy changes`.
+    let change = PostureChange {
+        domain: "weakened.example".into(),
+        at_ms: unix_now() as u64 * 1_000,
+        weakenings: vec![Weakening::DnssecLost],
+        during_alarm: false,
+        before: Posture::default(),
+        after: Posture::default(),
+    };
+    let record = serde_json::to_string(&change).unwrap().replace('\'', "''");
+    pg.sql(
+        &db,
+        &format!(
+            "INSERT INTO strictmx_posture_changes (at_ms, domain, node, change) \
+             VALUES ({}, 'weakened.example', 'feedfacefeedface', '{record}')",
+            change.at_ms
+        ),
+    );
+    let out = nodes[0]
+        .cli(&[
+            "policy",
+            "changes",
+            "--domain",
+            "weakened.example",
+            "--json",
+        ])
+        .unwrap();
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(
+        answer["changes"][0]["domain"],
+        "weakened.example",
+        "{answer} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Past the time a connection waits for the next message: the outage's mail opens new
     // sessions, counted while the database is away.
