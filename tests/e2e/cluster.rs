@@ -3,6 +3,9 @@
 //! `tests/cluster/run` starts a private PostgreSQL and runs these with `--ignored`, passing
 //! where it is in `STRICTMX_CLUSTER_PG_*`.
 //!
+//! The outage test also reads, through one node's `policy changes`, a weakening another
+//! node recorded in the shared history.
+//!
 //! Like `tlsrpt.rs`, the traffic runs with the nodes' clocks one day back (libfaketime), so that
 //! its day is over when the nodes run on the real clock again and send the reports.
 
@@ -11,6 +14,8 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
+use strictmx_delivery::watch::PostureChange;
+use strictmx_policy::posture::{Posture, Weakening};
 use strictmx_test_support::lab::{Lab, unique_rcpt, wait_for};
 use strictmx_test_support::relay::{Relay, TestDir};
 
@@ -279,18 +284,37 @@ async fn start_nodes(
     submitter: &str,
     name: &str,
     env: &[(&str, &str)],
+    metrics: Option<std::net::SocketAddr>,
 ) -> (Vec<TestDir>, Vec<Relay>) {
     let dirs: Vec<TestDir> = (0..3)
         .map(|i| TestDir::new(&format!("{name}-{i}")).unwrap())
         .collect();
     let config = format!("{}{}", tlsrpt_config(lab, submitter), pg.cluster_config(db));
+    // Node 0 exports metrics when asked to.
+    let first = match metrics {
+        Some(addr) => format!("[metrics]\nlisten = \"{addr}\"\n\n{config}"),
+        None => config.clone(),
+    };
     // Started together: the migrations' advisory lock keeps concurrent starts apart.
     let (a, b, c) = tokio::join!(
-        Relay::start_with_env(bin(), dirs[0].path(), &config, env),
+        Relay::start_with_env(bin(), dirs[0].path(), &first, env),
         Relay::start_with_env(bin(), dirs[1].path(), &config, env),
         Relay::start_with_env(bin(), dirs[2].path(), &config, env),
     );
     (dirs, vec![a.unwrap(), b.unwrap(), c.unwrap()])
+}
+
+/// The Prometheus exposition at `addr`.
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    text
 }
 
 fn logged(relay: &Relay, message: &str) -> usize {
@@ -308,15 +332,23 @@ async fn three_nodes_share_policies_and_send_what_one_node_would_once_when_the_r
     let together = format!("cluster-{stamp}.relay.test");
     let expected = single_node_reports(&lab, &alone).await;
 
-    let (dirs, mut nodes) =
-        start_nodes(&lab, &pg, &db, &together, "cluster-reports", &YESTERDAY).await;
-    // Each node migrates on its first query; concurrent starts apply version 1 once.
+    let (dirs, mut nodes) = start_nodes(
+        &lab,
+        &pg,
+        &db,
+        &together,
+        "cluster-reports",
+        &YESTERDAY,
+        None,
+    )
+    .await;
+    // Each node migrates on its first query; concurrent starts apply each version once.
     wait_for(WAIT, || {
         let versions = pg.try_sql(
             &db,
             "SELECT count(*), max(version) FROM strictmx_migrations",
         );
-        Ok((versions.as_deref() == Ok("1|1")).then_some(()))
+        Ok((versions.as_deref() == Ok("2|2")).then_some(()))
     })
     .await
     .unwrap();
@@ -387,7 +419,20 @@ async fn with_postgresql_stopped_no_message_is_refused_or_lost_and_the_counters_
     let db = pg.create_db("outage");
     let submitter = format!("outage-{}.relay.test", std::process::id());
     let domain = "sts-testing.test";
-    let (_dirs, mut nodes) = start_nodes(&lab, &pg, &db, &submitter, "cluster-outage", &[]).await;
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (dirs, mut nodes) = start_nodes(
+        &lab,
+        &pg,
+        &db,
+        &submitter,
+        "cluster-outage",
+        &[],
+        Some(metrics),
+    )
+    .await;
     let mut rcpts = Vec::new();
     for node in &nodes {
         let rcpt = unique_rcpt(domain);
@@ -398,6 +443,63 @@ async fn with_postgresql_stopped_no_message_is_refused_or_lost_and_the_counters_
     wait_for(WAIT, || Ok((pg.sessions(&db, domain) == 3).then_some(())))
         .await
         .unwrap();
+
+    // Same file, same rules: no node warns. A node that publishes another hash is warned of.
+    for node in &nodes {
+        assert_eq!(logged(node, "another node runs different rules"), 0);
+    }
+    pg.sql(
+        &db,
+        "INSERT INTO strictmx_nodes (node, hostname, rules_hash, seen_at) \
+         VALUES ('feedfacefeedface', 'other.test', 'not-the-same', now())",
+    );
+    nodes[0]
+        .wait_log(WAIT, |v| {
+            v["message"] == "another node runs different rules" && v["peer"] == "feedfacefeedface"
+        })
+        .await
+        .unwrap();
+
+    // A weakening another node saw is in this node's `policy changes`.
+    let change = PostureChange {
+        domain: "weakened.example".into(),
+        at_ms: unix_now() as u64 * 1_000,
+        weakenings: vec![Weakening::DnssecLost],
+        during_alarm: false,
+        before: Posture::default(),
+        after: Posture::default(),
+    };
+    let record = serde_json::to_string(&change).unwrap().replace('\'', "''");
+    pg.sql(
+        &db,
+        &format!(
+            "INSERT INTO strictmx_posture_changes (at_ms, domain, node, change) \
+             VALUES ({}, 'weakened.example', 'feedfacefeedface', '{record}')",
+            change.at_ms
+        ),
+    );
+    let out = nodes[0]
+        .cli(&[
+            "policy",
+            "changes",
+            "--domain",
+            "weakened.example",
+            "--json",
+        ])
+        .unwrap();
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(
+        answer["changes"][0]["domain"],
+        "weakened.example",
+        "{answer} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let exposition = scrape(metrics).await;
+    let info = format!("strictmx_node_info{{node=\"{}\"}} 1", node_id(&dirs[0]));
+    for line in [info.as_str(), "strictmx_cluster_database_up 1"] {
+        assert!(exposition.contains(line), "{line} in {exposition}");
+    }
 
     // Past the time a connection waits for the next message: the outage's mail opens new
     // sessions, counted while the database is away.
@@ -438,6 +540,13 @@ async fn with_postgresql_stopped_no_message_is_refused_or_lost_and_the_counters_
         })
         .await
         .expect("the node noticed the database was down");
+    }
+    let exposition = scrape(metrics).await;
+    for line in [
+        "strictmx_cluster_database_up 0",
+        "strictmx_cluster_database_errors_total{op=\"writing the heartbeat\"}",
+    ] {
+        assert!(exposition.contains(line), "{line} in {exposition}");
     }
 
     pg.ctl("start");

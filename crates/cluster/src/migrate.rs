@@ -8,11 +8,18 @@ use crate::db::query;
 use crate::error::ClusterError;
 
 /// (version, name, SQL), oldest first. A version once released is never edited.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "shared state",
-    include_str!("../migrations/0001_shared_state.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "shared state",
+        include_str!("../migrations/0001_shared_state.sql"),
+    ),
+    (
+        2,
+        "posture changes",
+        include_str!("../migrations/0002_posture_changes.sql"),
+    ),
+];
 
 /// The advisory lock key of migrations ("strictmx" in ASCII).
 const LOCK: i64 = 0x7374_7269_6374_6d78;

@@ -1,7 +1,9 @@
 //! The watch on what destinations publish: after every delivery job the destination's posture
 //! (`strictmx_policy::posture`) is compared with the last one seen. A weakening is logged at
 //! `warn`, counted (`strictmx_policy_weakened_total{kind}`) and kept in the spool's history for
-//! `strictmx policy changes` and `explain`.
+//! `strictmx policy changes` and `explain`. With a cluster, each change is also published to a
+//! history the nodes share ([`SharedHistory`], `strictmx-cluster`'s), and those two commands
+//! answer from the local history and the shared one together.
 //!
 //! When many unrelated destinations stop offering STARTTLS within a short window, the cause is
 //! almost certainly on our own path (a firewall's "SMTP inspection" stripping it). That raises
@@ -10,7 +12,10 @@
 //! another such drop.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -18,6 +23,25 @@ use strictmx_policy::posture::{
     History, PastWeakening, Posture, Weakening, earned, merged, weakenings,
 };
 use strictmx_spool::{PostureWrite, Spool, SpoolError};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The posture changes a cluster's nodes share. Errors are text for the logs: the local
+/// history always answers.
+pub trait SharedHistory: Send + Sync + fmt::Debug {
+    /// Adds a change this node saw, and drops shared changes older than `keep_after_ms`.
+    fn publish<'a>(
+        &'a self,
+        change: &'a PostureChange,
+        keep_after_ms: u64,
+    ) -> BoxFuture<'a, Result<(), String>>;
+    /// Every node's changes at or after `since_ms` (for `domain`, or all), oldest first.
+    fn changes<'a>(
+        &'a self,
+        since_ms: u64,
+        domain: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<PostureChange>, String>>;
+}
 
 /// `[watch]` settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +106,7 @@ pub struct PostureWatch {
     spool: Spool,
     settings: WatchSettings,
     state: Mutex<State>,
+    shared: Option<Arc<dyn SharedHistory>>,
 }
 
 fn millis(t: SystemTime) -> u64 {
@@ -117,7 +142,14 @@ impl PostureWatch {
                 history,
                 ..State::default()
             }),
+            shared: None,
         })
+    }
+
+    /// Publishes changes to, and answers `changes_everywhere` from, a cluster's history too.
+    pub fn with_shared(mut self, shared: Arc<dyn SharedHistory>) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -184,8 +216,18 @@ impl PostureWatch {
             keep_after_ms: millis(now)
                 .saturating_sub(u64::try_from(self.settings.keep.as_millis()).unwrap_or(u64::MAX)),
         };
+        let keep_after_ms = stored.keep_after_ms;
         if let Err(e) = self.spool.posture_put(stored).await {
             tracing::warn!(domain, error = %strictmx_protocol::ErrorChain(&e), "destination posture not stored");
+        }
+        if let (Some(shared), Some(change)) = (&self.shared, &change)
+            && let Err(error) = shared.publish(change, keep_after_ms).await
+        {
+            tracing::warn!(
+                domain,
+                error,
+                "destination policy change not shared with the cluster; kept locally"
+            );
         }
         change.map(|c| c.weakenings).unwrap_or_default()
     }
@@ -255,6 +297,36 @@ impl PostureWatch {
     /// The last posture seen for `domain`.
     pub fn posture(&self, domain: &str) -> Option<Posture> {
         self.state().last.get(domain).cloned()
+    }
+
+    /// [`PostureWatch::changes`] and, with a cluster, every other node's too, oldest first and
+    /// each once; the local history alone when the shared one cannot be read.
+    pub async fn changes_everywhere(
+        &self,
+        since: SystemTime,
+        domain: Option<&str>,
+    ) -> Result<Vec<PostureChange>, SpoolError> {
+        let mut all = self.changes(since, domain)?;
+        let Some(shared) = &self.shared else {
+            return Ok(all);
+        };
+        match shared.changes(millis(since), domain).await {
+            Ok(theirs) => {
+                for change in theirs {
+                    if !all.contains(&change) {
+                        all.push(change);
+                    }
+                }
+                all.sort_by(|a, b| (a.at_ms, &a.domain).cmp(&(b.at_ms, &b.domain)));
+            }
+            Err(error) => {
+                tracing::warn!(
+                    error,
+                    "the cluster's policy changes unreadable; answering with this node's"
+                );
+            }
+        }
+        Ok(all)
     }
 
     /// The recorded weakenings since `since` (all destinations, or one), oldest first.

@@ -103,6 +103,11 @@ async fn the_commit_that_finishes_a_message_writes_each_recipients_record() {
     assert_eq!(bounced.message_id.as_deref(), Some("<reset-1@app.test>"));
     assert_eq!(bounced.sender, "sender@example.org");
     assert_eq!(bounced.submitter.auth_user.as_deref(), Some("alice"));
+    assert_eq!(
+        bounced.node.as_deref(),
+        Some(spool.node_id()),
+        "the node that wrote it"
+    );
     let receipt = bounced.receipt.as_ref().expect("receipt");
     assert_eq!(receipt.auth, PeerAuth::Dane);
     assert_eq!(receipt.tls_version.as_deref(), Some("TLSv1.3"));

@@ -364,13 +364,13 @@ async fn execute(
                 .await;
             let mut value = serde_json::to_value(&explanation)?;
             if let Some(watch) = watch {
-                policy_cmd::annotate(&mut value, watch, &explanation.domain)?;
+                policy_cmd::annotate(&mut value, watch, &explanation.domain).await?;
             }
             value
         }
         Request::PolicyChanges { since_secs, domain } => {
             let watch = watch.context("this server does not watch destination policies")?;
-            policy_cmd::changes(watch, since_secs, domain.as_deref())?
+            policy_cmd::changes(watch, since_secs, domain.as_deref()).await?
         }
         Request::Reload => match live.reload() {
             Ok(done) => json!({ "reloaded": true, "changes": done }),

@@ -40,8 +40,8 @@ pub fn run(socket: &Path, action: PolicyAction, json_output: bool) -> ExitCode {
     crate::control::run_request(socket, request, json_output)
 }
 
-/// The server's answer: the alarm (if up) and the changes.
-pub fn changes(
+/// The server's answer: the alarm (if up) and the changes (with a cluster, every node's).
+pub async fn changes(
     watch: &PostureWatch,
     since_secs: u64,
     domain: Option<&str>,
@@ -49,15 +49,20 @@ pub fn changes(
     let since = SystemTime::now() - Duration::from_secs(since_secs);
     Ok(json!({
         "alarm": watch.alarm(),
-        "changes": watch.changes(since, domain)?,
+        "changes": watch.changes_everywhere(since, domain).await?,
     }))
 }
 
 /// Adds the destination's recent changes, its last posture and the site-wide alarm to an
 /// `explain` answer.
-pub fn annotate(explanation: &mut Value, watch: &PostureWatch, domain: &str) -> anyhow::Result<()> {
+pub async fn annotate(
+    explanation: &mut Value,
+    watch: &PostureWatch,
+    domain: &str,
+) -> anyhow::Result<()> {
     let since = SystemTime::now() - EXPLAIN_SINCE;
-    explanation["policy_changes"] = serde_json::to_value(watch.changes(since, Some(domain))?)?;
+    let found = watch.changes_everywhere(since, Some(domain)).await?;
+    explanation["policy_changes"] = serde_json::to_value(found)?;
     explanation["posture"] = serde_json::to_value(watch.posture(domain))?;
     explanation["site_alarm"] = serde_json::to_value(watch.alarm())?;
     Ok(())

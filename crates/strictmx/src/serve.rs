@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use strictmx_cluster::{Cluster, SharedPolicies};
+use strictmx_cluster::{Cluster, SharedPolicies, SharedPostures};
 use strictmx_config::Config;
 use strictmx_delivery::runner::QueueRunner;
 use strictmx_delivery::transport::Transport;
@@ -100,10 +100,12 @@ async fn serve(config: Config, node: String) -> anyhow::Result<()> {
         .map(|(address, _)| address)
         .collect();
     let gatherer = Arc::new(gatherer(&config, &spool, cluster.as_ref())?);
-    let watch = Arc::new(
-        PostureWatch::load(spool.clone(), config.watch)
-            .context("loading the destination postures")?,
-    );
+    let mut watch = PostureWatch::load(spool.clone(), config.watch)
+        .context("loading the destination postures")?;
+    if let Some(cluster) = &cluster {
+        watch = watch.with_shared(SharedPostures::shared(cluster));
+    }
+    let watch = Arc::new(watch);
     let transport = Arc::new(
         Transport::new(transport_settings, gatherer.clone())
             .context("setting up outbound delivery")?
