@@ -78,6 +78,13 @@ pub(crate) fn schema() -> Table {
             ("audit", leaf(fields_of::<RawAudit>())),
             ("dkim", Many(Table::leaf(fields_of::<RawDkim>()))),
             ("webhook", Many(Table::leaf(fields_of::<RawWebhook>()))),
+            (
+                "http_api",
+                One(Table {
+                    fields: fields_of::<RawHttpApi>(),
+                    children: vec![("token", Many(Table::leaf(fields_of::<RawToken>())))],
+                }),
+            ),
         ],
     }
 }

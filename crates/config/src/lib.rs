@@ -4,7 +4,7 @@
 //! reporting every unknown key (`keys`), wrong type and missing key; `validate` turns them into
 //! the settings types the other crates own, one module per section (`server`, `spool`,
 //! `listen`, `auth`, `limits`, `dkim`, `dns`, `delivery`, `policy`, `mta_sts`, `retry`,
-//! `rules`, `tlsrpt`, `audit`, `routes`, `webhook`), checking the files the configuration names (`files`) and
+//! `rules`, `tlsrpt`, `audit`, `routes`, `webhook`, `http_api`), checking the files the configuration names (`files`) and
 //! refusing published password hashes (`published`). Every problem is reported
 //! with file, line and key, all of them in file order. This crate holds no behaviour of its own
 //! beyond that.
@@ -16,6 +16,7 @@ mod dkim;
 mod dns;
 mod error;
 mod files;
+mod http_api;
 mod keys;
 mod limits;
 mod listen;
@@ -80,6 +81,8 @@ pub struct Config {
     pub watch: strictmx_delivery::watch::WatchSettings,
     /// `[[webhook]]`: endpoints told of each recipient's outcome.
     pub webhooks: Vec<WebhookSettings>,
+    /// `[http_api]`: the HTTP submission API; off when `None`.
+    pub http_api: Option<strictmx_http_api::HttpApiSettings>,
     /// Valid but dangerous or pointless settings (an `insecure_relax` rule, a rule that changes
     /// nothing), located like errors; `check-config` prints them and `serve` logs them.
     pub warnings: Vec<ConfigError>,

@@ -17,8 +17,8 @@ use crate::error::Source;
 use crate::raw::RawConfig;
 use crate::{Config, values};
 use crate::{
-    audit, auth, delivery, dkim, dns, limits, listen, mta_sts, policy, retry, routes, rules,
-    server, spool, tlsrpt, watch, webhook,
+    audit, auth, delivery, dkim, dns, http_api, limits, listen, mta_sts, policy, retry, routes,
+    rules, server, spool, tlsrpt, watch, webhook,
 };
 
 /// Reads an optional spanned value through `parse`; on failure records the error and keeps `default`.
@@ -126,6 +126,10 @@ pub(crate) fn build(raw: &RawConfig, src: &mut Source<'_>, base: Option<&Path>) 
         .iter()
         .map(webhook::WebhookSettings::target)
         .collect();
+    let http_api = raw
+        .http_api
+        .as_ref()
+        .and_then(|h| http_api::build(h, raw.tls.is_some(), src));
 
     Config {
         source: None,
@@ -145,6 +149,7 @@ pub(crate) fn build(raw: &RawConfig, src: &mut Source<'_>, base: Option<&Path>) 
         tlsrpt,
         watch,
         webhooks,
+        http_api,
         warnings: Vec::new(),
     }
 }
@@ -177,6 +182,7 @@ pub(crate) fn render(c: &Config) -> String {
     audit::render(&c.spool.audit, o);
     routes::render(&c.transport.routes, o);
     webhook::render(&c.webhooks, o);
+    http_api::render(c.http_api.as_ref(), o);
     out
 }
 
