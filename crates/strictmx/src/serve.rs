@@ -1,6 +1,7 @@
 //! `strictmx serve`: opens the spool, sets up DNS, MTA-STS and the
 //! transport, binds every listener, then runs the inbound listeners, the queue runner, the
-//! MTA-STS refresher, the control socket and the metrics exporter until SIGTERM or SIGINT.
+//! MTA-STS refresher, the control socket, the HTTP API and the metrics exporter until SIGTERM
+//! or SIGINT.
 //!
 //! Everything that can fail on bad configuration or a busy port fails before anything serves;
 //! the DNSSEC self-test runs in the background once serving (DANE hosts defer until it passes,
@@ -98,10 +99,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         &tracker,
         &token,
     ));
+    let http_api = match &config.http_api {
+        Some(settings) => Some(
+            strictmx_http_api::HttpApi::bind(settings.clone(), inbound.acceptor())
+                .with_context(|| format!("binding the HTTP API on {}", settings.listen))?,
+        ),
+        None => None,
+    };
     let live = Arc::new(
         Live::new(config.clone(), transport.clone())
             .with_inbound(inbound.handle())
-            .with_webhooks(webhooks),
+            .with_webhooks(webhooks)
+            .with_http_api(http_api.as_ref().map(strictmx_http_api::HttpApi::handle)),
     );
     let reporting = tlsrpt(&config, &spool, &gatherer, &tracker, &token)?;
     let control = control::Server::bind(
@@ -136,6 +145,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         info!(%address, role = role.as_str(), "listening");
     }
     tracker.spawn(inbound.run(token.clone()));
+    if let Some(api) = http_api {
+        let scheme = if api.is_https() { "https" } else { "http" };
+        info!(address = %api.local_addr(), scheme, "http api listening");
+        tracker.spawn(api.run(token.clone(), config.shutdown_grace));
+    }
     if let Some(t) = reporting {
         // Every job's TLS sessions are counted for the daily reports.
         runner = runner.with_tlsrpt(t.recorder);
