@@ -140,7 +140,7 @@ fn user_senders(u: &RawUser, i: usize, name: &str, src: &mut Source<'_>) -> Vec<
     senders
 }
 
-fn check_hash(hash: &str) -> Result<(), String> {
+pub(crate) fn check_hash(hash: &str) -> Result<(), String> {
     if let Some(place) = crate::published::published_in(hash) {
         return Err(format!(
             "this hash is published in {place}, so its password is known to everyone: make a new one with `strictmx hash-password`"

@@ -79,6 +79,13 @@ pub(crate) fn schema() -> Table {
             ("dkim", Many(Table::leaf(fields_of::<RawDkim>()))),
             ("webhook", Many(Table::leaf(fields_of::<RawWebhook>()))),
             ("cluster", leaf(fields_of::<RawCluster>())),
+            (
+                "http_api",
+                One(Table {
+                    fields: fields_of::<RawHttpApi>(),
+                    children: vec![("token", Many(Table::leaf(fields_of::<RawToken>())))],
+                }),
+            ),
         ],
     }
 }

@@ -4,7 +4,8 @@
 //! reporting every unknown key (`keys`), wrong type and missing key; `validate` turns them into
 //! the settings types the other crates own, one module per section (`server`, `spool`,
 //! `listen`, `auth`, `limits`, `dkim`, `dns`, `delivery`, `policy`, `mta_sts`, `retry`,
-//! `rules`, `tlsrpt`, `audit`, `routes`, `webhook`, `cluster`), checking the files the configuration names (`files`) and
+//! `rules`, `tlsrpt`, `audit`, `routes`, `webhook`, `cluster`, `http_api`), checking the files
+//! the configuration names (`files`) and
 //! refusing published password hashes (`published`). Every problem is reported
 //! with file, line and key, all of them in file order. This crate holds no behaviour of its own
 //! beyond that.
@@ -17,6 +18,7 @@ mod dkim;
 mod dns;
 mod error;
 mod files;
+mod http_api;
 mod keys;
 mod limits;
 mod listen;
@@ -83,6 +85,8 @@ pub struct Config {
     pub webhooks: Vec<WebhookSettings>,
     /// `[cluster]`: the database several nodes share; off by default.
     pub cluster: strictmx_cluster::ClusterSettings,
+    /// `[http_api]`: the HTTP submission API; off when `None`.
+    pub http_api: Option<strictmx_http_api::HttpApiSettings>,
     /// Valid but dangerous or pointless settings (an `insecure_relax` rule, a rule that changes
     /// nothing), located like errors; `check-config` prints them and `serve` logs them.
     pub warnings: Vec<ConfigError>,

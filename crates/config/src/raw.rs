@@ -40,6 +40,7 @@ pub struct RawConfig {
     #[serde(default, rename = "webhook")]
     pub webhooks: Vec<RawWebhook>,
     pub cluster: Option<RawCluster>,
+    pub http_api: Option<RawHttpApi>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -54,6 +55,27 @@ pub struct RawCluster {
     pub sync_interval: S<String>,
     pub lease_ttl: S<String>,
     pub report_delay: S<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpApi {
+    pub listen: Spanned<String>,
+    pub insecure_plaintext: S<bool>,
+    pub max_request_size: S<RawSize>,
+    pub max_recipients: S<i64>,
+    pub auth_failures_per_client: S<i64>,
+    pub auth_failure_window: S<String>,
+    #[serde(default, rename = "token")]
+    pub tokens: Vec<RawToken>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawToken {
+    pub name: Spanned<String>,
+    pub token_hash: Spanned<String>,
+    pub senders: Spanned<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

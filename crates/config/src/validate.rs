@@ -17,8 +17,8 @@ use crate::error::Source;
 use crate::raw::RawConfig;
 use crate::{Config, values};
 use crate::{
-    audit, auth, cluster, delivery, dkim, dns, limits, listen, mta_sts, policy, retry, routes,
-    rules, server, spool, tlsrpt, watch, webhook,
+    audit, auth, cluster, delivery, dkim, dns, http_api, limits, listen, mta_sts, policy, retry,
+    routes, rules, server, spool, tlsrpt, watch, webhook,
 };
 
 /// Reads an optional spanned value through `parse`; on failure records the error and keeps `default`.
@@ -127,6 +127,10 @@ pub(crate) fn build(raw: &RawConfig, src: &mut Source<'_>, base: Option<&Path>) 
         .iter()
         .map(webhook::WebhookSettings::target)
         .collect();
+    let http_api = raw
+        .http_api
+        .as_ref()
+        .and_then(|h| http_api::build(h, raw.tls.is_some(), src));
 
     Config {
         source: None,
@@ -147,6 +151,7 @@ pub(crate) fn build(raw: &RawConfig, src: &mut Source<'_>, base: Option<&Path>) 
         watch,
         webhooks,
         cluster,
+        http_api,
         warnings: Vec::new(),
     }
 }
@@ -180,6 +185,7 @@ pub(crate) fn render(c: &Config) -> String {
     routes::render(&c.transport.routes, o);
     webhook::render(&c.webhooks, o);
     cluster::render(&c.cluster, o);
+    http_api::render(c.http_api.as_ref(), o);
     out
 }
 

@@ -38,6 +38,7 @@ pub struct Live {
     webhooks: Option<Arc<Webhooks>>,
     /// Told the hash of the rules after each reload, to compare with the other nodes'.
     cluster: Option<strictmx_cluster::Cluster>,
+    http_api: Option<strictmx_http_api::HttpApiHandle>,
 }
 
 /// What a successful reload did.
@@ -60,6 +61,7 @@ impl Live {
             inbound: None,
             webhooks: None,
             cluster: None,
+            http_api: None,
         }
     }
 
@@ -82,6 +84,11 @@ impl Live {
             inbound: Some(inbound),
             ..self
         }
+    }
+
+    /// Lets reloads replace the HTTP API's tokens.
+    pub fn with_http_api(self, http_api: Option<strictmx_http_api::HttpApiHandle>) -> Live {
+        Live { http_api, ..self }
     }
 
     pub fn transport(&self) -> &Arc<ServerTransport> {
@@ -117,6 +124,8 @@ impl Live {
         // The listeners first: a failure there leaves everything as it was.
         let (listener_changes, tls_reloaded) = self.reload_listeners(path, &current, &next)?;
         let mut changed = listener_changes;
+        let tokens_reloaded = self.reload_tokens(path, &current, &next)?;
+        changed.extend(tokens_reloaded.clone());
         changed.extend(policy_changes(&current, &next));
         if let Some(webhooks) = &self.webhooks {
             changed.extend(webhooks.apply(&next.webhooks));
@@ -145,12 +154,47 @@ impl Live {
             kept.webhooks = next.webhooks;
             kept.spool.webhooks = next.spool.webhooks;
         }
+        if let (Some(kept), Some(next), Some(_)) =
+            (&mut kept.http_api, &next.http_api, &self.http_api)
+        {
+            kept.tokens = next.tokens.clone();
+        }
         kept.warnings = next.warnings;
         if let Some(cluster) = &self.cluster {
             cluster.set_rules_hash(strictmx_cluster::rules_hash(&kept.effective_rules()));
         }
         *current = kept;
         Ok(done)
+    }
+
+    /// Puts new HTTP API tokens in force when they differ and the API runs before and after.
+    fn reload_tokens(
+        &self,
+        path: &std::path::Path,
+        current: &Config,
+        next: &Config,
+    ) -> Result<Vec<String>, ConfigErrors> {
+        let (Some(handle), Some(old), Some(new)) =
+            (&self.http_api, &current.http_api, &next.http_api)
+        else {
+            return Ok(Vec::new());
+        };
+        if old.tokens == new.tokens {
+            return Ok(Vec::new());
+        }
+        handle.replace_tokens(&new.tokens).map_err(|error| {
+            ConfigErrors(vec![strictmx_config::ConfigError {
+                file: path.to_owned(),
+                line: 0,
+                column: 0,
+                key: "http_api.token".to_owned(),
+                message: strictmx_protocol::ErrorChain(&error).to_string(),
+            }])
+        })?;
+        Ok(vec![format!(
+            "http_api: {} token(s) now in force",
+            new.tokens.len()
+        )])
     }
 
     /// Puts the new users in force when they differ, and re-reads the certificate and key
@@ -323,6 +367,10 @@ pub fn restart_needed(old: &Config, new: &Config, tls_reloaded: bool) -> Vec<Str
     comparable.webhooks = old.webhooks.clone();
     comparable.spool.webhooks = old.spool.webhooks.clone();
     comparable.source = old.source.clone();
+    // Tokens are re-read; where the API listens and its bounds need a restart.
+    if let (Some(comparable), Some(old)) = (&mut comparable.http_api, &old.http_api) {
+        comparable.tokens = old.tokens.clone();
+    }
     let (a, b) = (sections(&old.render()), sections(&comparable.render()));
     let mut names: Vec<String> = a
         .keys()

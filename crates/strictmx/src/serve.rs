@@ -1,7 +1,8 @@
 //! `strictmx serve`: opens the spool, sets up DNS, MTA-STS and the
 //! transport, binds every listener, then runs the inbound listeners, the queue runner, the
-//! MTA-STS refresher, the control socket, the metrics exporter and, with `[cluster]`, the
-//! cluster task (heartbeats, shared TLSRPT counters and reports) until SIGTERM or SIGINT.
+//! MTA-STS refresher, the control socket, the HTTP API, the metrics exporter and, with
+//! `[cluster]`, the cluster task (heartbeats, shared TLSRPT counters and reports) until SIGTERM
+//! or SIGINT.
 //!
 //! Everything that can fail on bad configuration or a busy port fails before anything serves;
 //! the DNSSEC self-test runs in the background once serving (DANE hosts defer until it passes,
@@ -122,11 +123,19 @@ async fn serve(config: Config, node: String) -> anyhow::Result<()> {
         &tracker,
         &token,
     ));
+    let http_api = match &config.http_api {
+        Some(settings) => Some(
+            strictmx_http_api::HttpApi::bind(settings.clone(), inbound.acceptor())
+                .with_context(|| format!("binding the HTTP API on {}", settings.listen))?,
+        ),
+        None => None,
+    };
     let live = Arc::new(
         Live::new(config.clone(), transport.clone())
             .with_inbound(inbound.handle())
             .with_webhooks(webhooks)
-            .with_cluster(cluster.clone()),
+            .with_cluster(cluster.clone())
+            .with_http_api(http_api.as_ref().map(strictmx_http_api::HttpApi::handle)),
     );
     let shared_counters = cluster
         .as_ref()
@@ -176,6 +185,11 @@ async fn serve(config: Config, node: String) -> anyhow::Result<()> {
     if let Some(cluster) = cluster {
         let reports = shared_counters.zip(reporting.as_ref().map(|t| t.reporter.clone()));
         tracker.spawn(strictmx_cluster::run(cluster, reports, token.clone()));
+    }
+    if let Some(api) = http_api {
+        let scheme = if api.is_https() { "https" } else { "http" };
+        info!(address = %api.local_addr(), scheme, "http api listening");
+        tracker.spawn(api.run(token.clone(), config.shutdown_grace));
     }
     if let Some(t) = reporting {
         // Every job's TLS sessions are counted for the daily reports.
