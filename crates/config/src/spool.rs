@@ -10,7 +10,9 @@ use strictmx_spool::SpoolSettings;
 
 use crate::error::Source;
 use crate::raw::RawSpool;
-use crate::validate::opt;
+use std::time::Duration;
+
+use crate::validate::{dur, opt, quote_duration};
 use crate::values;
 
 pub(crate) fn build(
@@ -40,13 +42,27 @@ pub(crate) fn build(
                 .and_then(|n| usize::try_from(n).map_err(|_| format!("{n} is out of range")))
         },
     );
+    // A repeat comes within minutes of the crash it follows; a day at least leaves room for a
+    // node that was down overnight.
+    spool.transfer_memory = opt(
+        src,
+        "spool.transfer_memory",
+        &s.transfer_memory,
+        spool.transfer_memory,
+        |t| match dur(t)? {
+            d if d < Duration::from_secs(86_400) => Err("must be at least 1d".to_owned()),
+            d => Ok(d),
+        },
+    );
     spool
 }
 
 pub(crate) fn render(spool: &SpoolSettings, o: &mut String) {
     let _ = writeln!(
         o,
-        "[spool]\ncommit_batch_max = {}\ncache_size = {}\n",
-        spool.commit_batch_max, spool.cache_size
+        "[spool]\ncommit_batch_max = {}\ncache_size = {}\ntransfer_memory = {}\n",
+        spool.commit_batch_max,
+        spool.cache_size,
+        quote_duration(spool.transfer_memory)
     );
 }

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use strictmx_spool::{Envelope, MessageId, Spool, SpoolError};
+use strictmx_spool::{Envelope, MessageId, Spool, SpoolError, TransferReceipt};
 
 /// A failed submission, classified so the session can answer 452 or 451.
 pub trait QueueError: std::error::Error + Send + Sync + 'static {
@@ -31,6 +31,16 @@ pub trait Queue: Send + Sync + 'static {
         envelope: Envelope,
         body: Vec<u8>,
     ) -> impl Future<Output = Result<MessageId, Self::Error>> + Send;
+
+    /// Stores a message another strictmx node transferred under `transfer`, leaving out the
+    /// recipients already received under it (`Spool::submit_transfer`).
+    fn submit_transfer(
+        &self,
+        id: MessageId,
+        transfer: String,
+        envelope: Envelope,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<TransferReceipt, Self::Error>> + Send;
 }
 
 impl Queue for Spool {
@@ -47,5 +57,15 @@ impl Queue for Spool {
         body: Vec<u8>,
     ) -> impl Future<Output = Result<MessageId, SpoolError>> + Send {
         Spool::submit_reserved(self, id, envelope, body)
+    }
+
+    fn submit_transfer(
+        &self,
+        id: MessageId,
+        transfer: String,
+        envelope: Envelope,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<TransferReceipt, SpoolError>> + Send {
+        Spool::submit_transfer(self, id, transfer, envelope, body)
     }
 }

@@ -23,8 +23,8 @@ use crate::id::{IdAllocator, MessageId, MessageIdDisplay};
 use crate::index::{Index, Summary};
 use crate::settings::{SpoolSettings, WebhookSettings};
 use crate::store::{
-    self, ATTEMPTS, BODIES, DB_FILE, ENVELOPES, META, META_LAST_ID, META_SCHEMA, RECIPIENTS,
-    SCHEDULE, SCHEMA_VERSION, Slot,
+    self, ATTEMPTS, BODIES, DB_FILE, ENVELOPES, META, META_LAST_ID, META_NODE_ID, META_SCHEMA,
+    RECIPIENTS, SCHEDULE, SCHEMA_VERSION, Slot,
 };
 use crate::types::{
     AttemptRecord, BouncedMessage, DueMessage, DueRecipient, Envelope, QueueEntry, QueueRecipient,
@@ -76,6 +76,10 @@ pub(crate) struct Shared {
     pub(crate) webhook_dropped: Arc<AtomicU64>,
     /// The webhooks whose events are queued now; each batch takes the current ones.
     pub(crate) webhooks: RwLock<Arc<WebhookSettings>>,
+    /// This node's id, made on the first open and kept in the meta table.
+    node_id: u64,
+    /// How long ids of messages received from other nodes are remembered (`transfer`).
+    pub(crate) transfer_memory: Duration,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -270,7 +274,9 @@ fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
 }
 
 /// Creates the tables if missing and checks the schema version; returns the last message id.
-fn prepare(db: &Database, path: &Path) -> Result<MessageId, SpoolError> {
+/// Creates the tables, checks the schema version and gives the node its id on first open;
+/// returns the last message id handed out and the node id.
+fn prepare(db: &Database, path: &Path) -> Result<(MessageId, u64), SpoolError> {
     let fail = SpoolError::storage("preparing the spool tables");
     let txn = db.begin_write().map_err(|e| fail(e.into()))?;
     let last_id = {
@@ -301,9 +307,25 @@ fn prepare(db: &Database, path: &Path) -> Result<MessageId, SpoolError> {
                 });
             }
         }
-        meta.get(META_LAST_ID)
+        let found = meta
+            .get(META_NODE_ID)
             .map_err(|e| fail(e.into()))?
-            .map_or(0, |v| v.value())
+            .map(|v| v.value());
+        let node_id = match found {
+            Some(found) => found,
+            None => {
+                // Random, so that nodes set up from the same image still differ; never 0.
+                let fresh = rand::random::<u64>().max(1);
+                meta.insert(META_NODE_ID, fresh)
+                    .map_err(|e| fail(e.into()))?;
+                fresh
+            }
+        };
+        let last_id = meta
+            .get(META_LAST_ID)
+            .map_err(|e| fail(e.into()))?
+            .map_or(0, |v| v.value());
+        (last_id, node_id)
     };
     let mut txn = txn;
     txn.set_durability(Durability::Immediate)
@@ -383,11 +405,12 @@ impl Spool {
             // loss (measured, see docs/storage.md).
             sync_dir(dir)?;
         }
-        let last_id = prepare(&db, &path)?;
+        let (last_id, node_id) = prepare(&db, &path)?;
         let (index, last_envelope) = recover(&db)?;
         let stats = index.stats(SystemTime::now());
         tracing::info!(
             path = %path.display(),
+            node_id = %MessageIdDisplay(node_id),
             messages = stats.messages,
             queued = stats.recipients_queued,
             held = stats.held,
@@ -403,6 +426,8 @@ impl Spool {
             ids: Arc::new(Mutex::new(IdAllocator::new(last_id.max(last_envelope)))),
             webhook_dropped: Arc::new(AtomicU64::new(0)),
             webhooks: RwLock::new(Arc::new(settings.webhooks.clone())),
+            node_id,
+            transfer_memory: settings.transfer_memory,
         });
         let batch_max = settings.commit_batch_max.max(1);
         let (commands, receiver) = mpsc::channel(batch_max.saturating_mul(4));
@@ -423,6 +448,18 @@ impl Spool {
                 writer: Some(handle),
             }),
         })
+    }
+
+    /// This node's id: random, made when the spool was created and kept in it, so that it
+    /// lives as long as the queue does. Shown as 16 hex digits; transfers to other nodes carry
+    /// it (`Spool::transfer_id`).
+    pub fn node_id(&self) -> u64 {
+        self.shared().node_id
+    }
+
+    /// The leases of recipients being delivered or transferred now.
+    pub(crate) fn lock_leases(&self) -> MutexGuard<'_, HashSet<(MessageId, u32)>> {
+        lock(&self.shared().leases)
     }
 
     pub(crate) fn shared(&self) -> &Shared {

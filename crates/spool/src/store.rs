@@ -27,11 +27,12 @@ pub(crate) const RECIPIENTS: TableDefinition<(u64, u32), &[u8]> =
 pub(crate) const ATTEMPTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("attempts");
 /// (next attempt in unix ms, message id, recipient index) → (): one entry per queued recipient.
 pub(crate) const SCHEDULE: TableDefinition<(u64, u64, u32), ()> = TableDefinition::new("schedule");
-/// Small named counters: `schema_version`, `last_id`.
+/// Small named counters: `schema_version`, `last_id`, `node_id`.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 pub(crate) const META_SCHEMA: &str = "schema_version";
 pub(crate) const META_LAST_ID: &str = "last_id";
+pub(crate) const META_NODE_ID: &str = "node_id";
 
 /// What the envelopes table stores: the envelope plus facts kept beside it so that listings
 /// never touch the body.

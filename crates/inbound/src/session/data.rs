@@ -114,7 +114,28 @@ impl<Q: Queue> Session<Q> {
                 .and_then(|user| self.shared.users().floor(user)),
         };
         let dkim = self.signing_outcome(signing);
-        match self.shared.queue.submit(id, envelope, body).await {
+        let submitted = match transaction.transfer {
+            None => self.shared.queue.submit(id, envelope, body).await,
+            Some(transfer) => {
+                let received = self
+                    .shared
+                    .queue
+                    .submit_transfer(id, transfer.clone(), envelope, body)
+                    .await;
+                match received {
+                    Ok(receipt) => {
+                        info!(ip = %self.peer.ip(), transfer = %transfer, repeated = receipt.repeated, queued = receipt.id.map(format_id).unwrap_or_default(), "transfer from another node received");
+                        match receipt.id {
+                            Some(id) => Ok(id),
+                            // RFC 5321 §6.1: the message is this node's responsibility already.
+                            None => return replies::transfer_repeated(&transfer),
+                        }
+                    }
+                    Err(failure) => Err(failure),
+                }
+            }
+        };
+        match submitted {
             Ok(id) => {
                 let msg_id = format_id(id);
                 info!(
