@@ -6,6 +6,7 @@ mod audit;
 mod cli;
 mod crash;
 mod dkim;
+mod drain;
 mod lab_mx;
 mod policy;
 mod relay;

@@ -36,6 +36,7 @@ pub struct Live {
     transport: Arc<ServerTransport>,
     inbound: Option<InboundHandle>,
     webhooks: Option<Arc<Webhooks>>,
+    drain: Option<crate::drain::DrainHandle>,
 }
 
 /// What a successful reload did.
@@ -57,6 +58,23 @@ impl Live {
             transport,
             inbound: None,
             webhooks: None,
+            drain: None,
+        }
+    }
+
+    /// Lets `strictmx drain` start draining this server.
+    pub fn with_drain(self, drain: crate::drain::DrainHandle) -> Live {
+        Live {
+            drain: Some(drain),
+            ..self
+        }
+    }
+
+    /// `strictmx drain [--to HOST:PORT]`: starts draining (see `drain`).
+    pub fn drain(&self, to: Option<String>) -> anyhow::Result<serde_json::Value> {
+        match &self.drain {
+            Some(drain) => Ok(drain.start(to)),
+            None => anyhow::bail!("this server cannot be drained"),
         }
     }
 

@@ -6,7 +6,8 @@
 //! the DNSSEC self-test runs in the background once serving (DANE hosts defer until it passes,
 //! and it is repeated within seconds after a failure). SIGHUP
 //! reloads the policy (`reload`). On SIGTERM/SIGINT it stops accepting, then drains for
-//! `server.shutdown_grace`.
+//! `server.shutdown_grace`. With `--drain` (or after `strictmx drain`) it empties its queue
+//! (`drain`) and stops once it is empty.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -28,12 +29,12 @@ use tracing::{error, info, warn};
 
 use crate::location::Location;
 use crate::reload::Live;
-use crate::{control, logging, metrics, sd_notify, tlsrpt_cmd, webhook};
+use crate::{control, drain, logging, metrics, sd_notify, tlsrpt_cmd, webhook};
 
 /// How long after the grace period the server still waits for its last replies to be sent.
 const FAREWELL: std::time::Duration = std::time::Duration::from_secs(5);
 
-pub fn run(config: Config, location: &Location) -> ExitCode {
+pub fn run(config: Config, location: &Location, drain: Option<drain::Order>) -> ExitCode {
     logging::init(&config.log);
     match location.file() {
         Some((path, found_by)) => {
@@ -53,7 +54,7 @@ pub fn run(config: Config, location: &Location) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config)) {
+    match runtime.block_on(serve(config, drain)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!(error = format!("{e:#}"), "strictmx stopped on an error");
@@ -62,7 +63,7 @@ pub fn run(config: Config, location: &Location) -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, drain_order: Option<drain::Order>) -> anyhow::Result<()> {
     for warning in &config.warnings {
         warn!(warning = %warning, "configuration warning");
     }
@@ -98,10 +99,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         &tracker,
         &token,
     ));
+    let (drain_handle, drain_orders) = drain::DrainHandle::new(drain_order);
     let live = Arc::new(
         Live::new(config.clone(), transport.clone())
             .with_inbound(inbound.handle())
-            .with_webhooks(webhooks),
+            .with_webhooks(webhooks)
+            .with_drain(drain_handle),
     );
     let reporting = tlsrpt(&config, &spool, &gatherer, &tracker, &token)?;
     let control = control::Server::bind(
@@ -117,8 +120,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         )
     })?
     .with_tlsrpt(reporting.as_ref().map(|t| t.reporter.clone()));
-    let mut runner =
-        QueueRunner::new(spool.clone(), transport, config.queue.clone()).with_watch(watch.clone());
+    let mut runner = QueueRunner::new(spool.clone(), transport.clone(), config.queue.clone())
+        .with_watch(watch.clone());
+    let listeners = token.child_token();
+    let drained = CancellationToken::new();
+    let drain = drain::Drain {
+        spool: spool.clone(),
+        runner: runner.handle(),
+        transport,
+        listeners: listeners.clone(),
+        drained: drained.clone(),
+    };
     let control = control.with_runner(runner.handle()).with_watch(watch);
     let exporter = match config.metrics_listen {
         Some(addr) => Some(
@@ -135,7 +147,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     for (address, role) in inbound.local_addrs() {
         info!(%address, role = role.as_str(), "listening");
     }
-    tracker.spawn(inbound.run(token.clone()));
+    tracker.spawn(inbound.run(listeners));
+    tracker.spawn(drain.run(drain_orders, token.clone()));
     if let Some(t) = reporting {
         // Every job's TLS sessions are counted for the daily reports.
         runner = runner.with_tlsrpt(t.recorder);
@@ -150,13 +163,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracker.spawn(exporter.run(token.clone()));
     }
     tracker.close();
-    info!(hostname = %config.hostname, data_dir = %config.data_dir.display(), "strictmx is serving");
+    info!(hostname = %config.hostname, data_dir = %config.data_dir.display(), node_id = %strictmx_spool::MessageIdDisplay(spool.node_id()), "strictmx is serving");
     sd_notify::notify("READY=1\nSTATUS=serving");
 
     loop {
         tokio::select! {
             _ = sigterm.recv() => break info!("SIGTERM: shutting down"),
             _ = sigint.recv() => break info!("SIGINT: shutting down"),
+            () = drained.cancelled() => break info!("drained: shutting down"),
             _ = sighup.recv() => {
                 info!("SIGHUP: reloading the configuration");
                 // Success and failure are both logged by `reload`.
