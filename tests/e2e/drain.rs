@@ -286,3 +286,27 @@ async fn serve_drain_to_another_node_empties_the_queue_and_exits_0() {
         "nothing listens any more"
     );
 }
+
+#[tokio::test]
+async fn strictmx_drain_retires_a_running_node_and_it_exits_0() {
+    let (a_dir, b_dir) = (
+        TestDir::new("drainrun-a").unwrap(),
+        TestDir::new("drainrun-b").unwrap(),
+    );
+    let sink = Sink::start(RcptScript::Accept).await.unwrap();
+    let mut a = retiring(&a_dir).await;
+    let b = successor(&b_dir, &sink, None).await;
+    let rcpts = queue_mail(&a, 10).await;
+
+    let out = a.cli(&["drain", "--to", &b.smtp.to_string()]).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("draining: no new mail"), "{stdout}");
+    let code = a.wait_exit(Duration::from_secs(90)).await.unwrap();
+    assert_eq!(code, Some(0), "{:#?}", a.logs());
+    assert_once_each(&arrivals(&sink, &rcpts).await, &rcpts);
+}

@@ -134,8 +134,8 @@ impl Drain {
                 && Instant::now() >= next_transfer
                 && self.delivery_had_its_go()
             {
-                next_transfer = Instant::now() + TRANSFER_PAUSE;
-                self.transfer_rest(&to).await;
+                let pause = self.transfer_rest(&to).await;
+                next_transfer = Instant::now() + pause;
                 continue;
             }
             tokio::select! {
@@ -154,12 +154,14 @@ impl Drain {
             .is_none_or(|due| due > SystemTime::now())
     }
 
-    async fn transfer_rest(&self, to: &str) {
+    /// Transfers every queued message to `to`; returns how long to wait before the next try:
+    /// a moment when only messages in delivery were left out, longer after a failure.
+    async fn transfer_rest(&self, to: &str) -> Duration {
         let ids: Vec<_> = match self.spool.list() {
             Ok(entries) => entries.iter().map(|entry| entry.id).collect(),
             Err(e) => {
                 warn!(error = %strictmx_protocol::ErrorChain(&e), "draining: cannot list the queue");
-                return;
+                return TRANSFER_PAUSE;
             }
         };
         info!(
@@ -167,12 +169,21 @@ impl Drain {
             messages = ids.len(),
             "draining: transferring what is left to another node"
         );
-        if let Err(e) = crate::xfer::transfer(&self.spool, &self.transport, to, &ids).await {
-            warn!(
-                to,
-                error = format!("{e:#}"),
-                "draining: transfer failed; trying again shortly"
-            );
+        match crate::xfer::transfer(&self.spool, &self.transport, to, &ids).await {
+            Ok(done)
+                if done.stopped.is_none() && done.kept.is_empty() && done.refused.is_empty() =>
+            {
+                TICK
+            }
+            Ok(_) => TRANSFER_PAUSE,
+            Err(e) => {
+                warn!(
+                    to,
+                    error = format!("{e:#}"),
+                    "draining: transfer failed; trying again shortly"
+                );
+                TRANSFER_PAUSE
+            }
         }
     }
 }
