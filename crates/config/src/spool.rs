@@ -66,3 +66,37 @@ pub(crate) fn render(spool: &SpoolSettings, o: &mut String) {
         quote_duration(spool.transfer_memory)
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::Config;
+
+    fn parse(text: &str) -> Result<Config, crate::ConfigErrors> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn transfer_ids_are_remembered_a_week_unless_set_and_never_less_than_a_day() {
+        let spool = parse("").expect("valid").spool;
+        assert_eq!(spool.transfer_memory, Duration::from_secs(7 * 86_400));
+        let spool = parse("[spool]\ntransfer_memory = \"30d\"\n")
+            .expect("valid")
+            .spool;
+        assert_eq!(spool.transfer_memory, Duration::from_secs(30 * 86_400));
+        let errors = parse("[spool]\n\ntransfer_memory = \"2h\"\n")
+            .expect_err("too short")
+            .0;
+        assert_eq!(
+            (errors[0].line, errors[0].key.as_str()),
+            (3, "spool.transfer_memory")
+        );
+        assert!(errors[0].message.contains("at least 1d"), "{errors:?}");
+        let shown = parse("[spool]\ntransfer_memory = \"2d\"\n")
+            .expect("valid")
+            .render();
+        assert!(shown.contains("transfer_memory = \"2days\""), "{shown}");
+    }
+}

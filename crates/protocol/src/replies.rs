@@ -78,15 +78,6 @@ pub fn transfer_not_trusted() -> Reply {
     )
 }
 
-/// 421 4.3.2 to a client connecting to a node that is draining (`serve --drain`).
-pub fn draining(hostname: &str) -> Reply {
-    reply(
-        421,
-        (4, 3, 2),
-        &format!("{hostname} is being retired and takes no new mail; try another node"),
-    )
-}
-
 /// 221 2.0.0 after QUIT.
 pub fn closing() -> Reply {
     reply(221, (2, 0, 0), "Bye")

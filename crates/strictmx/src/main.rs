@@ -224,6 +224,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, drain, to } => {
+            if let Some(to) = to.as_deref()
+                && let Err(e) = xfer::check_peer(to)
+            {
+                eprintln!("serve --drain: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
             let location = Location::of_process(config.as_deref());
             let order = drain.then_some(drain::Order { to });
             match location.load() {

@@ -113,6 +113,14 @@ const METRICS: &[(&str, &str)] = &[
         "strictmx_spool_last_commit_seconds",
         "duration of the last spool commit",
     ),
+    (
+        "strictmx_node_info",
+        "always 1; the node_id label is this node's id (made with its spool)",
+    ),
+    (
+        "strictmx_transfers_remembered",
+        "messages received from other nodes whose transfer ids are remembered, per recipient",
+    ),
 ];
 
 /// The bound metrics endpoint, not yet serving.
@@ -211,7 +219,12 @@ fn respond(request: &[u8], render: impl FnOnce() -> String) -> Vec<u8> {
 
 /// Samples queue depth, age and spool commit latency into gauges until cancelled.
 pub async fn sample_spool(spool: Spool, token: CancellationToken) {
+    let node_id = strictmx_spool::MessageIdDisplay(spool.node_id()).to_string();
+    metrics::gauge!("strictmx_node_info", "node_id" => node_id).set(1.0);
     loop {
+        if let Ok(remembered) = spool.transfers_remembered() {
+            metrics::gauge!("strictmx_transfers_remembered").set(remembered as f64);
+        }
         let stats = spool.stats();
         metrics::gauge!("strictmx_queue_messages").set(stats.messages as f64);
         metrics::gauge!("strictmx_queue_recipients_queued").set(stats.recipients_queued as f64);

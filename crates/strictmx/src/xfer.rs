@@ -63,18 +63,23 @@ pub struct Refused {
 /// The other node's address and the name to check its certificate against, from `HOST:PORT`
 /// (`[IPv6]:PORT` for an IPv6 literal).
 async fn peer(to: &str) -> anyhow::Result<(String, SocketAddr)> {
-    let Some((host, port)) = to.rsplit_once(':') else {
-        bail!("--to {to:?} is not HOST:PORT");
-    };
-    if host.is_empty() || port.parse::<u16>().is_err() {
-        bail!("--to {to:?} is not HOST:PORT");
-    }
+    let host = check_peer(to)?;
     let addr = tokio::net::lookup_host(to)
         .await
         .with_context(|| format!("cannot resolve {to}"))?
         .next()
         .with_context(|| format!("{to} has no address"))?;
     Ok((host.to_owned(), addr))
+}
+
+/// The host part of `HOST:PORT`, or why `to` is not of that form.
+pub fn check_peer(to: &str) -> anyhow::Result<&str> {
+    match to.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+            Ok(host)
+        }
+        _ => bail!("--to {to:?} is not HOST:PORT"),
+    }
 }
 
 /// Transfers the messages `ids` (those still queued) to the node at `to`.
@@ -331,4 +336,26 @@ pub fn render(result: &serde_json::Value) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_other_node_is_given_as_host_and_port() {
+        let rows = [
+            ("mx2.example:25", Some("mx2.example")),
+            ("127.0.0.1:2525", Some("127.0.0.1")),
+            ("[::1]:25", Some("[::1]")),
+            ("mx2.example", None),
+            (":25", None),
+            ("mx2.example:0", None),
+            ("mx2.example:smtp", None),
+            ("mx2.example:70000", None),
+        ];
+        for (to, host) in rows {
+            assert_eq!(check_peer(to).ok(), host, "{to}");
+        }
+    }
 }
