@@ -44,6 +44,10 @@ impl<Q: Queue> Session<Q> {
         if let Some(reply) = self.refuse_params(&from, &params) {
             return self.reply(io, reply);
         }
+        // RFC 5321 §4.1.1.2: parameters need EHLO.
+        if transfer.is_some() && !self.extended() {
+            return self.reply(io, replies::unsupported_parameter("after HELO"));
+        }
         if transfer.is_some() && !self.trusted_node() {
             warn!(ip = %self.peer.ip(), outcome = "transfer_not_trusted", "transfer from an untrusted client refused");
             metrics::counter!("strictmx_messages_rejected_total", "reason" => "transfer_not_trusted")
