@@ -7,6 +7,7 @@ mod cli;
 mod cluster;
 mod crash;
 mod dkim;
+mod drain;
 mod http_api;
 mod lab_mx;
 mod policy;

@@ -110,6 +110,7 @@ pub struct RawControl {
 pub struct RawSpool {
     pub commit_batch_max: S<i64>,
     pub cache_size: S<RawSize>,
+    pub transfer_memory: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

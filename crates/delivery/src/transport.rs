@@ -24,6 +24,7 @@ mod session;
 mod sessions;
 mod settings;
 mod tls;
+mod transfer;
 mod wire;
 
 use std::collections::HashSet;
@@ -44,6 +45,7 @@ pub use settings::{
     default_never_deliver_to,
 };
 pub use tls::{CertificateCheck, TlsInfo};
+pub use transfer::{Hop, TransferError, TransferMessage, TransferOutcome, hop_refusal};
 pub use wire::Capabilities;
 
 use crate::job::{Deliver, DeliveryJob, DeliveryReport};

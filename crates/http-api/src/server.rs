@@ -389,6 +389,7 @@ async fn post_message(
         once: request
             .idempotency_key
             .map(|key| (format!("{}\n{key}", token.name), answer_body.clone())),
+        transfer: None,
     };
     match acceptor.accept(id, submission).await {
         Ok(Accepted::Queued(_)) => answer(StatusCode::ACCEPTED, answer_body),
@@ -399,6 +400,8 @@ async fn post_message(
                 .insert("idempotent-replayed", HeaderValue::from_static("true"));
             response
         }
+        // The API sends no transfer id, so the queue never answers this here.
+        Ok(Accepted::TransferRepeat(_)) => refused(Refusal::QueueFailed),
         Err(refusal) => refused(refusal),
     }
 }

@@ -34,6 +34,9 @@ pub struct Submission {
     pub content: Vec<u8>,
     /// An idempotency key and the answer to remember with it (HTTP API only).
     pub once: Option<(String, Vec<u8>)>,
+    /// The transfer id another strictmx node sent the message under (`TRANSID`, SMTP from a
+    /// trusted client only): recipients already received under it are not queued again.
+    pub transfer: Option<String>,
 }
 
 /// Why a submission was not queued; the caller turns it into a reply or a status.
@@ -74,6 +77,8 @@ pub enum Accepted {
     Queued(MessageId),
     /// The idempotency key was used before: its first answer; nothing was queued.
     Repeat(Vec<u8>),
+    /// Every recipient was received under this transfer id before; nothing was queued.
+    TransferRepeat(String),
 }
 
 /// The acceptance path of a running [`crate::Inbound`], for submissions that do not come over
@@ -210,18 +215,34 @@ pub(crate) async fn accept<Q: Queue>(
         require_tls: submission.require_tls,
     };
     let dkim = signing_outcome(ip, signing);
-    let queued = match submission.once {
-        None => shared
-            .queue
-            .submit(id, envelope, body)
-            .await
-            .map(Submitted::New),
-        Some((key, answer)) => {
+    let queued = match (submission.once, submission.transfer) {
+        (Some((key, answer)), _) => {
             shared
                 .queue
                 .submit_once(id, envelope, body, key, answer)
                 .await
         }
+        (None, Some(transfer)) => {
+            match shared
+                .queue
+                .submit_transfer(id, transfer.clone(), envelope, body)
+                .await
+            {
+                Ok(receipt) => {
+                    info!(%ip, transfer = %transfer, repeated = receipt.repeated, queued = receipt.id.map(format_id).unwrap_or_default(), "transfer from another node received");
+                    match receipt.id {
+                        Some(id) => Ok(Submitted::New(id)),
+                        None => return Ok(Accepted::TransferRepeat(transfer)),
+                    }
+                }
+                Err(failure) => Err(failure),
+            }
+        }
+        (None, None) => shared
+            .queue
+            .submit(id, envelope, body)
+            .await
+            .map(Submitted::New),
     };
     match queued {
         Ok(Submitted::New(id)) => {

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use strictmx_spool::{Envelope, MessageId, Spool, SpoolError, Submitted};
+use strictmx_spool::{Envelope, MessageId, Spool, SpoolError, Submitted, TransferReceipt};
 
 /// A failed submission, classified so the session can answer 452 or 451.
 pub trait QueueError: std::error::Error + Send + Sync + 'static {
@@ -42,6 +42,16 @@ pub trait Queue: Send + Sync + 'static {
         key: String,
         answer: Vec<u8>,
     ) -> impl Future<Output = Result<Submitted, Self::Error>> + Send;
+
+    /// Stores a message another strictmx node transferred under `transfer`, leaving out the
+    /// recipients already received under it (`Spool::submit_transfer`).
+    fn submit_transfer(
+        &self,
+        id: MessageId,
+        transfer: String,
+        envelope: Envelope,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<TransferReceipt, Self::Error>> + Send;
 }
 
 impl Queue for Spool {
@@ -69,5 +79,15 @@ impl Queue for Spool {
         answer: Vec<u8>,
     ) -> impl Future<Output = Result<Submitted, SpoolError>> + Send {
         Spool::submit_once(self, id, envelope, body, key, answer)
+    }
+
+    fn submit_transfer(
+        &self,
+        id: MessageId,
+        transfer: String,
+        envelope: Envelope,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<TransferReceipt, SpoolError>> + Send {
+        Spool::submit_transfer(self, id, transfer, envelope, body)
     }
 }

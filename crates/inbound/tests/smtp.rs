@@ -806,3 +806,36 @@ async fn non_ascii_addresses_need_smtputf8() {
         .code(250);
     client.command("RCPT TO:<björn@example.se>").await.code(250);
 }
+
+// Transfers between strictmx nodes (docs/inbound.md, "Extensions"): the keyword and TRANSID
+// only for clients that may relay.
+#[tokio::test]
+async fn transfers_are_offered_to_and_taken_from_trusted_clients_only() {
+    let trusted = TestServer::new(Role::Relay).start();
+    let mut client = trusted.connect().await;
+    client.expect(220).await;
+    let ehlo = client.command("EHLO node-a.test").await;
+    let caps = capabilities(ehlo.code(250));
+    assert!(caps.iter().any(|c| c == "XSTRICTMX-TRANSFER"), "{caps:?}");
+    client
+        .command("MAIL FROM:<a@example.org> TRANSID=<00aa.00bb@strictmx>")
+        .await
+        .code(250);
+    client.command("RCPT TO:<b@example.net>").await.code(250);
+    client.command("DATA").await.code(354);
+    client.send_raw(b"Subject: x\r\n\r\nx\r\n.\r\n").await;
+    client.expect(250).await;
+    assert_eq!(trusted.messages().len(), 1);
+
+    let untrusted = TestServer::new(Role::Relay).untrusted().start();
+    let mut client = untrusted.connect().await;
+    client.expect(220).await;
+    let ehlo = client.command("EHLO outsider.test").await;
+    let caps = capabilities(ehlo.code(250));
+    assert!(!caps.iter().any(|c| c == "XSTRICTMX-TRANSFER"), "{caps:?}");
+    client
+        .command("MAIL FROM:<a@example.org> TRANSID=<00aa.00bb@strictmx>")
+        .await
+        .code(550);
+    assert!(untrusted.messages().is_empty());
+}

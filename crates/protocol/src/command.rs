@@ -33,6 +33,10 @@ pub enum Command {
     Mail {
         from: String,
         params: MailParams,
+        /// `TRANSID=<...>`: the id a strictmx node gives a message it hands to another node
+        /// (`queue xfer`), so that the receiver can recognise a repeat. Checked by
+        /// [`transfer_id_is_valid`]; whether the client may use it is the session's decision.
+        transfer: Option<String>,
     },
     Rcpt {
         to: String,
@@ -157,9 +161,18 @@ fn mail(from: MailFrom<Cow<'_, str>>) -> Result<Command, ProtocolError> {
     if from.mt_priority != 0 {
         return unsupported("MT-PRIORITY");
     }
-    if from.trans_id.is_some() || from.mtrk.is_some() {
+    if from.mtrk.is_some() {
         return unsupported("MTRK");
     }
+    let transfer = match from.trans_id {
+        None => None,
+        Some(id) if transfer_id_is_valid(&id) => Some(id.into_owned()),
+        Some(_) => {
+            return Err(ProtocolError::InvalidParameter {
+                param: "TRANSID".into(),
+            });
+        }
+    };
     if from.solicit.is_some() {
         return unsupported("SOLICIT");
     }
@@ -189,7 +202,24 @@ fn mail(from: MailFrom<Cow<'_, str>>) -> Result<Command, ProtocolError> {
     Ok(Command::Mail {
         from: from.address.into_owned(),
         params,
+        transfer,
     })
+}
+
+/// The EHLO keyword a strictmx node offers to the clients whose transfers (`TRANSID=<id>` on
+/// MAIL) it takes. A local extension (RFC 5321 §4.1.5: keywords starting with X).
+pub const TRANSFER_KEYWORD: &str = "XSTRICTMX-TRANSFER";
+
+/// The longest transfer id accepted: a node id, a queue id and a host name fit easily.
+pub const MAX_TRANSFER_ID: usize = 128;
+
+/// Whether `id` may be a transfer id: 1 to [`MAX_TRANSFER_ID`] octets of letters, digits, `.`,
+/// `-` and `@`. The id is stored by the receiving node, so it is bounded and plain.
+pub fn transfer_id_is_valid(id: &str) -> bool {
+    (1..=MAX_TRANSFER_ID).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'@'))
 }
 
 fn rcpt(to: RcptTo<Cow<'_, str>>) -> Result<Command, ProtocolError> {

@@ -23,7 +23,9 @@ pub use address::{
 };
 pub use chain::ErrorChain;
 pub use client::{MailFrom, ServerExtensions, mail_command, path_is_safe, rcpt_command};
-pub use command::{AuthMechanism, Command};
+pub use command::{
+    AuthMechanism, Command, MAX_TRANSFER_ID, TRANSFER_KEYWORD, transfer_id_is_valid,
+};
 pub use data::{DataProgress, DataReader, DotStuffer, is_8bit};
 pub use duration::HumanDuration;
 pub use error::ProtocolError;

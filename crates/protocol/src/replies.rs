@@ -59,6 +59,25 @@ pub fn queued(id: &str) -> Reply {
     reply(250, (2, 0, 0), &format!("Ok: queued as {id}"))
 }
 
+/// 250 2.0.0 for a message another node transferred again: this node queued it before.
+pub fn transfer_repeated(id: &str) -> Reply {
+    reply(
+        250,
+        (2, 0, 0),
+        &format!("Ok: already queued, transfer {id}"),
+    )
+}
+
+/// 550 5.7.1: `TRANSID` (a transfer between strictmx nodes) from a client this node does not
+/// trust.
+pub fn transfer_not_trusted() -> Reply {
+    reply(
+        550,
+        (5, 7, 1),
+        "Transfers are taken from trusted nodes only",
+    )
+}
+
 /// 221 2.0.0 after QUIT.
 pub fn closing() -> Reply {
     reply(221, (2, 0, 0), "Bye")

@@ -21,6 +21,7 @@ mod store;
 mod sts_cache;
 mod time;
 mod tlsrpt;
+mod transfer;
 mod types;
 mod webhook;
 mod writer;
@@ -42,6 +43,7 @@ pub use shadow::{
 pub use spool::{FileStore, Spool, StoreOpener};
 pub use sts_cache::CachedStsPolicy;
 pub use tlsrpt::{TlsrptCounters, TlsrptDetailCount, TlsrptFailure, TlsrptSession};
+pub use transfer::TransferReceipt;
 pub use types::{
     AttemptOutcome, AttemptRecord, BouncedMessage, ClientInfo, DueMessage, DueRecipient, Envelope,
     EnvelopeRecipient, ExceptionUse, MessageKind, PeerAuth, QueueEntry, QueueRecipient,

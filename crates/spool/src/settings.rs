@@ -21,6 +21,9 @@ pub struct SpoolSettings {
     pub audit: AuditSettings,
     /// The webhooks whose events are queued in the same store (`[[webhook]]`).
     pub webhooks: WebhookSettings,
+    /// How long the ids of messages received from other strictmx nodes (`queue xfer`) are
+    /// remembered, so that a repeat is answered `250` without being queued twice.
+    pub transfer_memory: Duration,
 }
 
 impl Default for SpoolSettings {
@@ -31,6 +34,7 @@ impl Default for SpoolSettings {
             cache_size: 32 << 20,
             audit: AuditSettings::default(),
             webhooks: WebhookSettings::default(),
+            transfer_memory: Duration::from_secs(7 * 86_400),
         }
     }
 }

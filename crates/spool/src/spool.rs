@@ -78,6 +78,8 @@ pub(crate) struct Shared {
     pub(crate) webhooks: RwLock<Arc<WebhookSettings>>,
     /// This node's id (`node-id` in the data directory).
     pub(crate) node: Arc<str>,
+    /// How long ids of messages received from other nodes are remembered (`transfer`).
+    pub(crate) transfer_memory: Duration,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -407,6 +409,7 @@ impl Spool {
             webhook_dropped: Arc::new(AtomicU64::new(0)),
             webhooks: RwLock::new(Arc::new(settings.webhooks.clone())),
             node,
+            transfer_memory: settings.transfer_memory,
         });
         let batch_max = settings.commit_batch_max.max(1);
         let (commands, receiver) = mpsc::channel(batch_max.saturating_mul(4));
@@ -427,6 +430,11 @@ impl Spool {
                 writer: Some(handle),
             }),
         })
+    }
+
+    /// The leases of recipients being delivered or transferred now.
+    pub(crate) fn lock_leases(&self) -> MutexGuard<'_, HashSet<(MessageId, u32)>> {
+        lock(&self.shared().leases)
     }
 
     pub(crate) fn shared(&self) -> &Shared {

@@ -112,7 +112,7 @@ pub fn run(
     }
     if !yes {
         eprint!("{}", describe(&found));
-        if !confirmed(action, count) {
+        if !confirmed(action.as_str(), count) {
             eprintln!("nothing done");
             return ExitCode::FAILURE;
         }
@@ -141,7 +141,7 @@ pub fn run(
 }
 
 /// The confirmation's list: the count, then up to `SHOWN` messages.
-fn describe(found: &Value) -> String {
+pub(crate) fn describe(found: &Value) -> String {
     let count = found["count"].as_u64().unwrap_or(0);
     let mut out = format!("{count} message(s) match:\n");
     let messages = found["messages"].as_array().cloned().unwrap_or_default();
@@ -167,8 +167,8 @@ fn describe(found: &Value) -> String {
 
 /// Asks on the terminal (the question on stderr); only `y` or `yes` goes ahead. Without a
 /// terminal, an answer line on stdin is read the same way; none (end of input) is a no.
-fn confirmed(action: BulkAction, count: u64) -> bool {
-    eprint!("{} {count} message(s)? [y/N] ", action.as_str());
+pub(crate) fn confirmed(verb: &str, count: u64) -> bool {
+    eprint!("{verb} {count} message(s)? [y/N] ");
     let _ = std::io::stderr().flush();
     let stdin = std::io::stdin();
     let mut answer = String::new();

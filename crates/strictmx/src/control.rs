@@ -37,6 +37,9 @@ use strictmx_tlsrpt::Reporter;
 /// How long a client may take to send its request, and the server to answer (`explain` may
 /// wait for DNS and an MTA-STS fetch, each with their own time limits below this).
 const TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a transfer to another node may take (`queue xfer`, `drain`): many messages, each
+/// within the transport's own SMTP time limits.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Longest request line accepted.
 const MAX_REQUEST: usize = 4096;
 
@@ -63,6 +66,16 @@ pub enum QueueAction {
     Delete(Target),
     /// Give up on a message now: its undelivered recipients bounce, with DSNs to the sender.
     Bounce(Target),
+    /// Move a message, or every selected one, to another strictmx node over SMTP: each is
+    /// removed here only once that node answered 250 for it (docs/operating.md, "Retiring a
+    /// node"). That node must list this one in its trusted networks.
+    Xfer {
+        /// The other node's SMTP listener, HOST:PORT.
+        #[arg(long, value_name = "HOST:PORT")]
+        to: String,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 /// One message by id, or the messages a selector picks (then the count is shown and confirmed).
@@ -96,6 +109,23 @@ pub enum Request {
         action: BulkAction,
         selector: Selector,
         as_of_ms: u64,
+    },
+    /// Transfer the message `id`, or every message `selector` matches that was received by
+    /// `as_of_ms`, to the node at `to`.
+    Xfer {
+        to: String,
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default)]
+        selector: Selector,
+        #[serde(default)]
+        as_of_ms: u64,
+    },
+    /// `strictmx drain`: stop accepting, deliver what can be delivered now, transfer the rest
+    /// to `to` when given, and exit once the queue is empty.
+    Drain {
+        #[serde(default)]
+        to: Option<String>,
     },
     /// `queue summary`.
     Summary,
@@ -210,12 +240,7 @@ impl Server {
             let tlsrpt = self.tlsrpt.clone();
             let runner = self.runner.clone();
             let watch = self.watch.clone();
-            tokio::spawn(async move {
-                let answering = answer(stream, spool, queue, live, tlsrpt, runner, watch);
-                if let Err(e) = tokio::time::timeout(TIMEOUT, answering).await {
-                    warn!(error = %ErrorChain(&e), "control request timed out");
-                }
-            });
+            tokio::spawn(answer(stream, spool, queue, live, tlsrpt, runner, watch));
         }
         let _ = std::fs::remove_file(&self.path);
     }
@@ -262,29 +287,47 @@ async fn answer(
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read.take(MAX_REQUEST as u64));
-    let reply = match reader.read_line(&mut line).await {
-        Err(e) => json!({ "ok": false, "error": format!("cannot read the request: {e}") }),
-        Ok(_) => match serde_json::from_str::<Request>(&line) {
+    let reply = match tokio::time::timeout(TIMEOUT, reader.read_line(&mut line)).await {
+        Err(_) => {
+            warn!("control request not received in time");
+            return;
+        }
+        Ok(Err(e)) => json!({ "ok": false, "error": format!("cannot read the request: {e}") }),
+        Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
             Err(e) => json!({ "ok": false, "error": format!("malformed request: {e}") }),
-            Ok(request) => match execute(
-                request,
-                &spool,
-                &queue,
-                &live,
-                tlsrpt.as_ref(),
-                runner.as_ref(),
-                watch.as_deref(),
-            )
-            .await
-            {
-                Ok(result) => json!({ "ok": true, "result": result }),
-                Err(e) => json!({ "ok": false, "error": format!("{e:#}") }),
-            },
+            Ok(request) => {
+                let limit = time_limit(&request);
+                let executed = execute(
+                    request,
+                    &spool,
+                    &queue,
+                    &live,
+                    tlsrpt.as_ref(),
+                    runner.as_ref(),
+                    watch.as_deref(),
+                );
+                match tokio::time::timeout(limit, executed).await {
+                    Err(e) => {
+                        warn!(error = %ErrorChain(&e), "control request timed out");
+                        return;
+                    }
+                    Ok(Ok(result)) => json!({ "ok": true, "result": result }),
+                    Ok(Err(e)) => json!({ "ok": false, "error": format!("{e:#}") }),
+                }
+            }
         },
     };
     let mut out = reply.to_string();
     out.push('\n');
-    let _ = write.write_all(out.as_bytes()).await;
+    let _ = tokio::time::timeout(TIMEOUT, write.write_all(out.as_bytes())).await;
+}
+
+/// How long the server works on `request`, and the client waits for its answer.
+fn time_limit(request: &Request) -> Duration {
+    match request {
+        Request::Xfer { .. } => TRANSFER_TIMEOUT,
+        _ => TIMEOUT,
+    }
 }
 
 async fn execute(
@@ -321,6 +364,22 @@ async fn execute(
             let entries = bulk::selected(spool, &selector.matcher()?, bulk::as_of(as_of_ms))?;
             apply(action, &entries, spool, queue, runner).await
         }
+        Request::Xfer {
+            to,
+            id: one,
+            selector,
+            as_of_ms,
+        } => {
+            let ids = match one {
+                Some(text) => vec![id(&text)?],
+                None => bulk::selected(spool, &selector.matcher()?, bulk::as_of(as_of_ms))?
+                    .iter()
+                    .map(|entry| entry.id)
+                    .collect(),
+            };
+            serde_json::to_value(crate::xfer::transfer(spool, live.transport(), &to, &ids).await?)?
+        }
+        Request::Drain { to } => live.drain(to)?,
         Request::Summary => serde_json::to_value(selector::summary(&spool.list()?))?,
         Request::Show { id: text } => match spool.message(id(&text)?)? {
             Some(message) => serde_json::to_value(message)?,
@@ -516,6 +575,9 @@ pub fn run_client(socket: &Path, action: QueueAction, json_output: bool) -> Exit
         QueueAction::Release(target) => (BulkAction::Release, target),
         QueueAction::Delete(target) => (BulkAction::Delete, target),
         QueueAction::Bounce(target) => (BulkAction::Bounce, target),
+        QueueAction::Xfer { to, target } => {
+            return crate::xfer::run_client(socket, to, target, json_output);
+        }
     };
     let Some(id) = target.id else {
         return bulk::run(socket, action, target.select, target.yes, json_output);
@@ -673,9 +735,12 @@ async fn exchange(stream: UnixStream, request: &Request) -> anyhow::Result<Value
     line.push('\n');
     write.write_all(line.as_bytes()).await?;
     let mut answer = String::new();
-    tokio::time::timeout(TIMEOUT, BufReader::new(read).read_line(&mut answer))
-        .await
-        .context("the server did not answer in time")??;
+    tokio::time::timeout(
+        time_limit(request),
+        BufReader::new(read).read_line(&mut answer),
+    )
+    .await
+    .context("the server did not answer in time")??;
     serde_json::from_str(&answer).context("the server's answer is not JSON")
 }
 
@@ -687,6 +752,14 @@ fn render(request: &Request, result: &Value) -> String {
         Request::Show { .. } => render_show(result),
         Request::Bounce { .. } => format!("bounced; {} DSN(s) queued\n", result["dsns"]),
         Request::Explain(_) | Request::Reload => format!("{}\n", text(result)),
+        Request::Xfer { .. } => crate::xfer::render(result),
+        Request::Drain { .. } => match result["to"].as_str() {
+            Some(to) => format!(
+                "draining: no new mail; delivering what can be delivered now, the rest goes to {}; the server exits once its queue is empty\n",
+                crate::terminal::escape(to)
+            ),
+            None => "draining: no new mail; delivering what can be delivered now; the server exits once its queue is empty\n".to_owned(),
+        },
         Request::Tlsrpt(request) => tlsrpt_cmd::render(request, result),
         Request::Audit(request) => audit_cmd::render(request, result),
         Request::Retry { .. } | Request::RetryAll => format!(

@@ -10,6 +10,7 @@
 mod audit_cmd;
 mod bulk;
 mod control;
+mod drain;
 mod explain;
 mod json_log;
 mod location;
@@ -25,6 +26,7 @@ mod shadow_cmd;
 mod terminal;
 mod tlsrpt_cmd;
 mod webhook;
+mod xfer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +58,24 @@ enum Command {
         /// it exists, else the embedded defaults.
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Retire this node: accept no new mail (no listener opens; the control socket does),
+        /// deliver what can be delivered now, and exit with 0 once the queue is empty.
+        #[arg(long)]
+        drain: bool,
+        /// With --drain: transfer what delivery cannot take now to this strictmx node
+        /// (HOST:PORT), which must list this node in its trusted networks.
+        #[arg(long, value_name = "HOST:PORT", requires = "drain")]
+        to: Option<String>,
+    },
+    /// Retire the running server: it closes its listeners, delivers what it can now, transfers
+    /// the rest with --to, and exits once its queue is empty (like `serve --drain`).
+    Drain {
+        /// The server's configuration file (to find its control socket).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Transfer what delivery cannot take now to this strictmx node (HOST:PORT).
+        #[arg(long, value_name = "HOST:PORT")]
+        to: Option<String>,
     },
     /// Validate a configuration file and print the effective configuration.
     CheckConfig {
@@ -203,10 +223,17 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => {
+        Command::Serve { config, drain, to } => {
+            if let Some(to) = to.as_deref()
+                && let Err(e) = xfer::check_peer(to)
+            {
+                eprintln!("serve --drain: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
             let location = Location::of_process(config.as_deref());
+            let order = drain.then_some(drain::Order { to });
             match location.load() {
-                Ok(config) => serve::run(config, &location),
+                Ok(config) => serve::run(config, &location, order),
                 Err(errors) => {
                     eprintln!("{errors}");
                     ExitCode::from(EXIT_CONFIG)
@@ -293,6 +320,14 @@ fn main() -> ExitCode {
             json,
             action,
         } => load(config.as_ref()).map_or_else(|code| code, |c| audit_cmd::run(&c, action, json)),
+        Command::Drain { config, to } => match load(config.as_ref()) {
+            Ok(config) => control::run_request(
+                &config.control_socket,
+                control::Request::Drain { to },
+                false,
+            ),
+            Err(code) => code,
+        },
         Command::HashPassword => hash_password(),
         Command::Sendmail { args } => sendmail::run(&args),
         Command::Completions { shell } => {

@@ -133,6 +133,10 @@ const METRICS: &[(&str, &str)] = &[
         "strictmx_spool_last_commit_seconds",
         "duration of the last spool commit",
     ),
+    (
+        "strictmx_transfers_remembered",
+        "messages received from other nodes whose transfer ids are remembered, per recipient",
+    ),
 ];
 
 /// The bound metrics endpoint, not yet serving.
@@ -232,6 +236,9 @@ fn respond(request: &[u8], render: impl FnOnce() -> String) -> Vec<u8> {
 /// Samples queue depth, age and spool commit latency into gauges until cancelled.
 pub async fn sample_spool(spool: Spool, token: CancellationToken) {
     loop {
+        if let Ok(remembered) = spool.transfers_remembered() {
+            metrics::gauge!("strictmx_transfers_remembered").set(remembered as f64);
+        }
         let stats = spool.stats();
         metrics::gauge!("strictmx_queue_messages").set(stats.messages as f64);
         metrics::gauge!("strictmx_queue_recipients_queued").set(stats.recipients_queued as f64);

@@ -39,6 +39,7 @@ pub struct Live {
     /// Told the hash of the rules after each reload, to compare with the other nodes'.
     cluster: Option<strictmx_cluster::Cluster>,
     http_api: Option<strictmx_http_api::HttpApiHandle>,
+    drain: Option<crate::drain::DrainHandle>,
 }
 
 /// What a successful reload did.
@@ -62,6 +63,23 @@ impl Live {
             webhooks: None,
             cluster: None,
             http_api: None,
+            drain: None,
+        }
+    }
+
+    /// Lets `strictmx drain` start draining this server.
+    pub fn with_drain(self, drain: crate::drain::DrainHandle) -> Live {
+        Live {
+            drain: Some(drain),
+            ..self
+        }
+    }
+
+    /// `strictmx drain [--to HOST:PORT]`: starts draining (see `drain`).
+    pub fn drain(&self, to: Option<String>) -> anyhow::Result<serde_json::Value> {
+        match &self.drain {
+            Some(drain) => Ok(drain.start(to)),
+            None => anyhow::bail!("this server cannot be drained"),
         }
     }
 

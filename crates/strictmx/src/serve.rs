@@ -8,7 +8,8 @@
 //! the DNSSEC self-test runs in the background once serving (DANE hosts defer until it passes,
 //! and it is repeated within seconds after a failure). SIGHUP
 //! reloads the policy (`reload`). On SIGTERM/SIGINT it stops accepting, then drains for
-//! `server.shutdown_grace`.
+//! `server.shutdown_grace`. With `--drain` (or after `strictmx drain`) it empties its queue
+//! (`drain`) and stops once it is empty.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -31,12 +32,12 @@ use tracing::{error, info, warn};
 
 use crate::location::Location;
 use crate::reload::Live;
-use crate::{control, logging, metrics, sd_notify, tlsrpt_cmd, webhook};
+use crate::{control, drain, logging, metrics, sd_notify, tlsrpt_cmd, webhook};
 
 /// How long after the grace period the server still waits for its last replies to be sent.
 const FAREWELL: std::time::Duration = std::time::Duration::from_secs(5);
 
-pub fn run(config: Config, location: &Location) -> ExitCode {
+pub fn run(config: Config, location: &Location, drain: Option<drain::Order>) -> ExitCode {
     let node = node_id(&config.data_dir);
     logging::init(&config.log, node.as_ref().ok().map(String::as_str));
     let node = match node {
@@ -64,7 +65,7 @@ pub fn run(config: Config, location: &Location) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config, node)) {
+    match runtime.block_on(serve(config, node, drain)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!(error = format!("{e:#}"), "strictmx stopped on an error");
@@ -84,7 +85,11 @@ fn node_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
     Ok(strictmx_spool::node_id(data_dir)?)
 }
 
-async fn serve(config: Config, node: String) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    node: String,
+    drain_order: Option<drain::Order>,
+) -> anyhow::Result<()> {
     for warning in &config.warnings {
         warn!(warning = %warning, "configuration warning");
     }
@@ -130,12 +135,14 @@ async fn serve(config: Config, node: String) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let (drain_handle, drain_orders) = drain::DrainHandle::new(drain_order);
     let live = Arc::new(
         Live::new(config.clone(), transport.clone())
             .with_inbound(inbound.handle())
             .with_webhooks(webhooks)
             .with_cluster(cluster.clone())
-            .with_http_api(http_api.as_ref().map(strictmx_http_api::HttpApi::handle)),
+            .with_http_api(http_api.as_ref().map(strictmx_http_api::HttpApi::handle))
+            .with_drain(drain_handle),
     );
     let shared_counters = cluster
         .as_ref()
@@ -163,8 +170,17 @@ async fn serve(config: Config, node: String) -> anyhow::Result<()> {
         )
     })?
     .with_tlsrpt(reporting.as_ref().map(|t| t.reporter.clone()));
-    let mut runner =
-        QueueRunner::new(spool.clone(), transport, config.queue.clone()).with_watch(watch.clone());
+    let mut runner = QueueRunner::new(spool.clone(), transport.clone(), config.queue.clone())
+        .with_watch(watch.clone());
+    let listeners = token.child_token();
+    let drained = CancellationToken::new();
+    let drain = drain::Drain {
+        spool: spool.clone(),
+        runner: runner.handle(),
+        transport,
+        listeners: listeners.clone(),
+        drained: drained.clone(),
+    };
     let control = control.with_runner(runner.handle()).with_watch(watch);
     let exporter = match config.metrics_listen {
         Some(addr) => Some(
@@ -181,7 +197,8 @@ async fn serve(config: Config, node: String) -> anyhow::Result<()> {
     for (address, role) in inbound.local_addrs() {
         info!(%address, role = role.as_str(), "listening");
     }
-    tracker.spawn(inbound.run(token.clone()));
+    tracker.spawn(inbound.run(listeners.clone()));
+    tracker.spawn(drain.run(drain_orders, token.clone()));
     if let Some(cluster) = cluster {
         let reports = shared_counters.zip(reporting.as_ref().map(|t| t.reporter.clone()));
         tracker.spawn(strictmx_cluster::run(cluster, reports, token.clone()));
@@ -189,7 +206,8 @@ async fn serve(config: Config, node: String) -> anyhow::Result<()> {
     if let Some(api) = http_api {
         let scheme = if api.is_https() { "https" } else { "http" };
         info!(address = %api.local_addr(), scheme, "http api listening");
-        tracker.spawn(api.run(token.clone(), config.shutdown_grace));
+        // A drain closes it with the SMTP listeners.
+        tracker.spawn(api.run(listeners, config.shutdown_grace));
     }
     if let Some(t) = reporting {
         // Every job's TLS sessions are counted for the daily reports.
@@ -213,6 +231,7 @@ async fn serve(config: Config, node: String) -> anyhow::Result<()> {
         tokio::select! {
             _ = sigterm.recv() => break info!("SIGTERM: shutting down"),
             _ = sigint.recv() => break info!("SIGINT: shutting down"),
+            () = drained.cancelled() => break info!("drained: shutting down"),
             _ = sighup.recv() => {
                 info!("SIGHUP: reloading the configuration");
                 // Success and failure are both logged by `reload`.

@@ -55,6 +55,8 @@ pub struct Relay {
     env: Vec<(String, String)>,
     /// Keep only warnings and errors from now on (see [`Relay::keep_warnings_only`]).
     warnings_only: Arc<AtomicBool>,
+    /// Extra `serve` arguments for the next start (see [`Relay::set_serve_args`]).
+    serve_args: Vec<String>,
 }
 
 impl Relay {
@@ -109,6 +111,7 @@ impl Relay {
             listeners: Vec::new(),
             env: Vec::new(),
             warnings_only: Arc::default(),
+            serve_args: Vec::new(),
         };
         relay.set_env(env);
         relay.spawn().await?;
@@ -129,11 +132,35 @@ impl Relay {
             .collect();
     }
 
+    /// Sets the extra arguments of the next (re)start's `strictmx serve`, e.g. `--drain`.
+    pub fn set_serve_args(&mut self, args: &[&str]) {
+        self.serve_args = args.iter().map(|a| (*a).to_owned()).collect();
+    }
+
+    /// Waits for the server to exit on its own (after `--drain`); returns its exit code.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<Option<i32>> {
+        let Some(child) = self.child.as_mut() else {
+            return Ok(None);
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(status.code());
+            }
+            if Instant::now() >= deadline {
+                bail!("strictmx did not exit within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn spawn(&mut self) -> anyhow::Result<()> {
         let mut child = Command::new(&self.bin)
             .arg("serve")
             .arg("--config")
             .arg(&self.config_path)
+            .args(&self.serve_args)
             .env_remove("RUST_LOG")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())

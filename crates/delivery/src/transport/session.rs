@@ -519,6 +519,9 @@ pub(crate) struct Outgoing<'a> {
     /// (index into the envelope, address, parameters)
     pub(crate) recipients: Vec<(usize, &'a str, &'a RcptParams)>,
     pub(crate) body: &'a [u8],
+    /// The transfer id for `TRANSID=<...>`, when the message is handed to another strictmx
+    /// node (`transport::transfer`).
+    pub(crate) transfer: Option<&'a str>,
 }
 
 /// The server's replies to one transaction, in order.
@@ -556,6 +559,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MailSession<S> {
             },
         )
         .map_err(unsafe_address)?;
+        let mail_line = match message.transfer {
+            Some(id) => format!("{mail_line} TRANSID=<{id}>"),
+            None => mail_line,
+        };
         let rcpt_lines = message
             .recipients
             .iter()

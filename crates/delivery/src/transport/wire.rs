@@ -160,6 +160,8 @@ pub struct Capabilities {
     pub auth_plain: bool,
     /// `AUTH` lists LOGIN (the older mechanism some relays still offer alone).
     pub auth_login: bool,
+    /// The server is a strictmx node that takes our transfers (`TRANSFER_KEYWORD`).
+    pub transfer: bool,
 }
 
 impl Capabilities {
@@ -189,6 +191,7 @@ impl Capabilities {
                 "SMTPUTF8" => caps.smtputf8 = true,
                 "DSN" => caps.dsn = true,
                 "REQUIRETLS" => caps.requiretls = true,
+                strictmx_protocol::TRANSFER_KEYWORD => caps.transfer = true,
                 "AUTH" => {
                     for mechanism in words.by_ref() {
                         match mechanism.to_ascii_uppercase().as_str() {
@@ -236,6 +239,7 @@ mod tests {
             "SIZE 1000",
             "RequireTLS",
             "AUTH CRAM-MD5 plain",
+            "xstrictmx-transfer",
         ]));
         assert_eq!(
             caps,
@@ -250,6 +254,7 @@ mod tests {
                 requiretls: true,
                 auth_plain: true,
                 auth_login: false,
+                transfer: true,
             }
         );
     }

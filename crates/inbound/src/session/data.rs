@@ -65,6 +65,8 @@ impl<Q: Queue> Session<Q> {
             Ok(Accepted::Queued(id)) => replies::queued(&format_id(id)),
             // SMTP carries no idempotency key, so nothing is ever a repeat here.
             Ok(Accepted::Repeat(_)) => replies::local_error(),
+            // RFC 5321 §6.1: the message is this node's responsibility already.
+            Ok(Accepted::TransferRepeat(transfer)) => replies::transfer_repeated(&transfer),
             Err(refusal) => reply_to(refusal),
         };
         // The content was held until the spool took it; only now is its memory given back.
@@ -100,6 +102,7 @@ impl<Q: Queue> Session<Q> {
                 .and_then(|user| self.shared.users().floor(user)),
             content,
             once: None,
+            transfer: transaction.transfer,
         }
     }
 }

@@ -44,6 +44,11 @@ impl<Q: Queue> Session<Q> {
         if self.tls.is_some() {
             capabilities.push("REQUIRETLS".to_owned());
         }
+        // Transfers between strictmx nodes (`TRANSID` on MAIL, docs/operating.md): offered
+        // to the clients whose transfers are taken.
+        if self.trusted_node() {
+            capabilities.push(strictmx_protocol::TRANSFER_KEYWORD.to_owned());
+        }
         capabilities
     }
 }

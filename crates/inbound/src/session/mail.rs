@@ -11,7 +11,13 @@ use crate::io::Io;
 use crate::queue::Queue;
 
 impl<Q: Queue> Session<Q> {
-    pub(super) fn mail(&mut self, io: &mut Io, from: String, params: MailParams) -> Step {
+    pub(super) fn mail(
+        &mut self,
+        io: &mut Io,
+        from: String,
+        params: MailParams,
+        transfer: Option<String>,
+    ) -> Step {
         match self.state {
             State::Connected => return self.reject(io, replies::bad_sequence("send EHLO first")),
             State::MailGiven(_) | State::RcptGiven(_) => {
@@ -38,10 +44,21 @@ impl<Q: Queue> Session<Q> {
         if let Some(reply) = self.refuse_params(&from, &params) {
             return self.reply(io, reply);
         }
+        // RFC 5321 §4.1.1.2: parameters need EHLO.
+        if transfer.is_some() && !self.extended() {
+            return self.reply(io, replies::unsupported_parameter("after HELO"));
+        }
+        if transfer.is_some() && !self.trusted_node() {
+            warn!(ip = %self.peer.ip(), outcome = "transfer_not_trusted", "transfer from an untrusted client refused");
+            metrics::counter!("strictmx_messages_rejected_total", "reason" => "transfer_not_trusted")
+                .increment(1);
+            return self.reply(io, replies::transfer_not_trusted());
+        }
         self.state = State::MailGiven(Transaction {
             from,
             params,
             recipients: Vec::new(),
+            transfer,
         });
         io.send(&replies::sender_ok());
         Step::Continue

@@ -41,6 +41,9 @@ struct Transaction {
     from: String,
     params: MailParams,
     recipients: Vec<EnvelopeRecipient>,
+    /// The transfer id another strictmx node gave the message (`TRANSID`); only a trusted
+    /// client's is taken.
+    transfer: Option<String>,
 }
 
 /// What the client said in EHLO or HELO.
@@ -172,7 +175,11 @@ impl<Q: Queue> Session<Q> {
                 mechanism,
                 initial_response,
             } => self.auth(io, mechanism, initial_response).await,
-            Command::Mail { from, params } => self.mail(io, from, params),
+            Command::Mail {
+                from,
+                params,
+                transfer,
+            } => self.mail(io, from, params, transfer),
             Command::Rcpt { to, params } => self.rcpt(io, to, params),
             Command::Data => self.data(io).await,
             Command::Rset => self.rset(io),
@@ -254,6 +261,13 @@ impl<Q: Queue> Session<Q> {
                 .trusted_networks
                 .iter()
                 .any(|net| net.contains(&self.peer.ip()))
+    }
+
+    /// Whether this client may hand messages over as another strictmx node (`TRANSID`): a
+    /// relay client in the trusted networks, or an authenticated user. Others never get their
+    /// transfer ids remembered, so they cannot fill that memory or suppress a later message.
+    fn trusted_node(&self) -> bool {
+        self.may_relay()
     }
 
     /// AUTH may be offered: TLS is up, or the listener explicitly allows plaintext passwords.

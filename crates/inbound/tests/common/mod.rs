@@ -13,7 +13,7 @@ use strictmx_inbound::{
     ServerTlsSettings, User,
 };
 use strictmx_protocol::{Reply, ReplyParse};
-use strictmx_spool::{Envelope, MessageId, Submitted};
+use strictmx_spool::{Envelope, MessageId, Submitted, TransferReceipt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -94,6 +94,21 @@ impl Queue for MemoryQueue {
             .expect("test queue lock")
             .insert(key, answer);
         Ok(Submitted::New(id))
+    }
+
+    /// Keeps no memory of transfers: every one is queued (the spool's tests cover repeats).
+    async fn submit_transfer(
+        &self,
+        id: MessageId,
+        _transfer: String,
+        envelope: Envelope,
+        body: Vec<u8>,
+    ) -> Result<TransferReceipt, TestQueueError> {
+        let id = self.submit(id, envelope, body).await?;
+        Ok(TransferReceipt {
+            id: Some(id),
+            repeated: 0,
+        })
     }
 }
 

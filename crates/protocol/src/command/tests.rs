@@ -6,6 +6,7 @@ fn mail(from: &str, params: MailParams) -> Command {
     Command::Mail {
         from: from.into(),
         params,
+        transfer: None,
     }
 }
 
@@ -287,4 +288,25 @@ fn over_long_lines_are_rejected_before_parsing() {
         Command::parse(&line),
         Err(ProtocolError::LineTooLong { .. })
     ));
+}
+
+#[test]
+fn a_transfer_id_is_taken_from_transid_only_when_short_and_plain() {
+    let parsed = Command::parse(b"MAIL FROM:<a@b.example> TRANSID=<0a1b.00ff@node.example>\r\n");
+    assert_eq!(
+        parsed.expect("a plain transfer id"),
+        Command::Mail {
+            from: "a@b.example".into(),
+            params: MailParams::default(),
+            transfer: Some("0a1b.00ff@node.example".into()),
+        }
+    );
+    let long = format!("MAIL FROM:<a@b.example> TRANSID=<{}>\r\n", "x".repeat(129));
+    for line in [
+        "MAIL FROM:<a@b.example> TRANSID=<a+b>\r\n",
+        "MAIL FROM:<a@b.example> TRANSID=<a b>\r\n",
+        long.as_str(),
+    ] {
+        assert!(Command::parse(line.as_bytes()).is_err(), "{line}");
+    }
 }

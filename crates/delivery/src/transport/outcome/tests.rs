@@ -205,6 +205,7 @@ fn servers_lacking_an_extension_refuse_the_messages_that_need_it() {
             eight_bit,
             recipients: Vec::new(),
             body: &body,
+            transfer: None,
         };
         let status = refused_by_capabilities(&caps, &outgoing).map(|(status, _)| status);
         assert_eq!(status.as_deref(), expected, "{rule}");

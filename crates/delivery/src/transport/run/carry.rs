@@ -172,6 +172,7 @@ async fn send_one<S: AsyncRead + AsyncWrite + Unpin>(
         eight_bit: is_8bit(body),
         recipients,
         body,
+        transfer: None,
     };
     if let Some((status, reason)) =
         outcome::refused_by_capabilities(session.capabilities(), &outgoing)
