@@ -17,12 +17,15 @@
 //! - `--sustained[=SECS]` with `--rate=N`: only the sustained profile, default 120 s at 150 msg/s.
 //! - `--kill`: only the kill -9 workload (N messages, 10 connections).
 //! - `--dead-hop=N`: only acceptance of N messages (of SIZE) at C=10 for a closed next hop.
+//! - `--http`: only HTTP API submissions (N of SIZE at each C, `POST /v1/messages` with `raw`),
+//!   delivered to the sink, then the same over SMTP on a fresh relay for comparison.
 //!
 //! Not part of the test run: figures depend on the machine; docs/benchmarks.md records ours.
 
 mod fanout;
 mod generator;
 mod harness;
+mod http;
 mod kill;
 mod probe;
 mod sustained;
@@ -46,6 +49,7 @@ enum Only {
     Fanout(usize),
     Sustained { secs: u64, rate: f64 },
     Kill,
+    Http,
 }
 
 fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
@@ -100,6 +104,8 @@ fn parse(args: &[String]) -> anyhow::Result<(Options, Option<Only>)> {
         })
     } else if flag(args, "--kill").is_some() {
         Some(Only::Kill)
+    } else if flag(args, "--http").is_some() {
+        Some(Only::Http)
     } else {
         None
     };
@@ -122,6 +128,12 @@ fn main() -> anyhow::Result<()> {
             Some(Only::Fanout(messages)) => fanout::run(messages, o.size, o.count_flushes).await,
             Some(Only::Sustained { secs, rate }) => sustained::run(secs, rate, o.size).await,
             Some(Only::Kill) => kill::run(o.n, o.size).await,
+            Some(Only::Http) => {
+                for &c in &o.conns {
+                    http::run(o.n, o.size, c).await?;
+                }
+                Ok(())
+            }
             None => {
                 for &c in &o.conns {
                     throughput::run(&o, c).await?;
