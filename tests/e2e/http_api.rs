@@ -2,7 +2,8 @@
 //! whose certificate names another host defers and never delivers, and the receipt says why; a
 //! DANE delivery's receipt says `dane` from GET and `audit show`, also after a restart; an
 //! idempotent retry sends one message; a wrong token gets 401, a foreign sender 403, bad JSON
-//! 400 naming the field; the served OpenAPI document is the checked-in one.
+//! 400 naming the field; the served OpenAPI document is the checked-in one; `reload` adds and
+//! removes tokens without a restart.
 //! Needs the lab (`tests/lab/up`).
 
 use std::net::SocketAddr;
@@ -325,4 +326,51 @@ async fn wrong_tokens_foreign_senders_and_bad_json_are_refused_without_detail() 
     // right token.
     let (status, _, _) = post(api, &good).await;
     assert_eq!(status, 429);
+}
+
+/// `reload` puts new tokens in force and takes removed ones out, without a restart: a token
+/// added to the file works at once, and the one removed gets 401.
+#[tokio::test]
+async fn reload_adds_and_removes_tokens_without_a_restart() {
+    const SECOND: &str = "e2e-second-token-9876543210";
+    let dir = TestDir::new("http-token-reload").unwrap();
+    let token = |name: &str, secret: &str| {
+        format!(
+            "[[http_api.token]]\nname = \"{name}\"\ntoken_hash = \"{}\"\nsenders = [\"@app.test\"]\n",
+            strictmx_inbound::hash_password(secret)
+        )
+    };
+    let head = "[http_api]\nlisten = \"127.0.0.1:0\"\n\n";
+    let first = token("webapp", TOKEN);
+    let relay = Relay::start(bin(), dir.path(), &format!("{head}{first}"))
+        .await
+        .unwrap();
+    let api = api(&relay);
+    let pid = relay.pid();
+    let body = reset("someone@example.test", "opportunistic").to_string();
+    let send = |secret: &'static str| {
+        let body = body.clone();
+        async move {
+            http(api, "POST", "/v1/messages", Some(secret), body.as_bytes())
+                .await
+                .0
+        }
+    };
+    assert_eq!(send(TOKEN).await, 202);
+    assert_eq!(send(SECOND).await, 401);
+
+    let text = std::fs::read_to_string(&relay.config_path).unwrap();
+    let rewritten = text.replace(&first, "").replace(head, "") + head + &token("batch", SECOND);
+    assert!(!rewritten.contains("name = \"webapp\""), "{rewritten}");
+    std::fs::write(&relay.config_path, rewritten).unwrap();
+    let out = relay.cli(&["reload"]).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    assert_eq!(send(SECOND).await, 202, "the new token works at once");
+    assert_eq!(send(TOKEN).await, 401, "the removed token is refused");
+    assert_eq!(relay.pid(), pid, "no restart");
 }
