@@ -484,6 +484,14 @@ async fn with_postgresql_stopped_no_message_is_refused_or_lost_and_the_counters_
     let (shown, _) = audit(&nodes[1], &["show", &queue_id]);
     assert_eq!(shown["records"][0], *record, "{shown}");
     assert_eq!(shown["in_queue"], false);
+    let unknown = nodes[1]
+        .cli(&["audit", "show", "00000000000000ff"])
+        .unwrap();
+    let said = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        !unknown.status.success() && said.contains("on any node"),
+        "{said}"
+    );
     let (own, _) = audit(&nodes[1], &["search", "--domain", domain]);
     assert_eq!(own["records"].as_array().map(Vec::len), Some(3), "{own}");
     // Sharing again from the start adds nothing: each record is keyed by node and sequence.

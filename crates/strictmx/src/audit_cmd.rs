@@ -247,14 +247,16 @@ pub async fn handle(
                 let AuditRequest::Show { id } = &request else {
                     bail!("a show request has an id");
                 };
-                let elsewhere = match unreachable {
-                    Some(_) => {
-                        "; the cluster database is unreachable, so other nodes' were not searched"
-                    }
-                    None => "",
+                let (place, elsewhere) = match (&shared, unreachable) {
+                    (_, Some(_)) => (
+                        "here",
+                        "; the cluster database is unreachable, so other nodes' were not searched",
+                    ),
+                    (Some(_), None) => ("on any node", ""),
+                    (None, None) => ("here", ""),
                 };
                 bail!(
-                    "no audit record for {}: never queued here, or pruned after [audit] keep{elsewhere}",
+                    "no audit record for {}: never queued {place}, or pruned after [audit] keep{elsewhere}",
                     escape(id)
                 );
             }
