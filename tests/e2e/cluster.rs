@@ -4,7 +4,9 @@
 //! where it is in `STRICTMX_CLUSTER_PG_*`.
 //!
 //! The outage test also reads, through one node's `policy changes`, a weakening another
-//! node recorded in the shared history.
+//! node recorded in the shared history, and through one node's `audit search` and `audit
+//! show` the records of a message another node delivered, before, during and after the
+//! outage.
 //!
 //! Like `tlsrpt.rs`, the traffic runs with the nodes' clocks one day back (libfaketime), so that
 //! its day is over when the nodes run on the real clock again and send the reports.
@@ -317,6 +319,26 @@ async fn scrape(addr: std::net::SocketAddr) -> String {
     text
 }
 
+/// `strictmx audit ARGS --json` on `relay`: its answer and what it wrote on stderr.
+fn audit(relay: &Relay, args: &[&str]) -> (Value, String) {
+    let mut all = vec!["audit"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let out = relay.cli(&all).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "audit {args:?}: {stderr}");
+    (serde_json::from_slice(&out.stdout).unwrap(), stderr)
+}
+
+/// Rows of the shared audit index, and of its distinct recipients.
+fn audit_rows(pg: &Pg, db: &str) -> String {
+    pg.try_sql(
+        db,
+        "SELECT count(*), count(DISTINCT recipient) FROM strictmx_audit",
+    )
+    .unwrap_or_default()
+}
+
 fn logged(relay: &Relay, message: &str) -> usize {
     count_logs(relay, |v| v["message"] == message)
 }
@@ -348,7 +370,7 @@ async fn three_nodes_share_policies_and_send_what_one_node_would_once_when_the_r
             &db,
             "SELECT count(*), max(version) FROM strictmx_migrations",
         );
-        Ok((versions.as_deref() == Ok("2|2")).then_some(()))
+        Ok((versions.as_deref() == Ok("3|3")).then_some(()))
     })
     .await
     .unwrap();
@@ -443,6 +465,44 @@ async fn with_postgresql_stopped_no_message_is_refused_or_lost_and_the_counters_
     wait_for(WAIT, || Ok((pg.sessions(&db, domain) == 3).then_some(())))
         .await
         .unwrap();
+
+    // Node 1 finds, through the shared index, the message node 0 delivered.
+    wait_for(WAIT, || Ok((audit_rows(&pg, &db) == "3|3").then_some(())))
+        .await
+        .unwrap();
+    let (found, _) = audit(&nodes[1], &["search", "--rcpt", &rcpts[0]]);
+    assert_eq!(found["cluster"]["shared"], true, "{found}");
+    let record = &found["records"][0];
+    assert_eq!(record["recipient"], rcpts[0].as_str(), "{found}");
+    assert_eq!(record["node"], node_id(&dirs[0]), "{found}");
+    assert_eq!(
+        found["records"].as_array().map(Vec::len),
+        Some(1),
+        "{found}"
+    );
+    let queue_id = record["queue_id"].as_str().expect("a queue id").to_owned();
+    let (shown, _) = audit(&nodes[1], &["show", &queue_id]);
+    assert_eq!(shown["records"][0], *record, "{shown}");
+    assert_eq!(shown["in_queue"], false);
+    let unknown = nodes[1]
+        .cli(&["audit", "show", "00000000000000ff"])
+        .unwrap();
+    let said = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        !unknown.status.success() && said.contains("on any node"),
+        "{said}"
+    );
+    let (own, _) = audit(&nodes[1], &["search", "--domain", domain]);
+    assert_eq!(own["records"].as_array().map(Vec::len), Some(3), "{own}");
+    // Sharing again from the start adds nothing: each record is keyed by node and sequence.
+    pg.sql(&db, "UPDATE strictmx_audit_sync SET next_seq = 0");
+    wait_for(WAIT, || {
+        let marks = pg.sql(&db, "SELECT min(next_seq) FROM strictmx_audit_sync");
+        Ok((marks == "1").then_some(()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(audit_rows(&pg, &db), "3|3");
 
     // Same file, same rules: no node warns. A node that publishes another hash is warned of.
     for node in &nodes {
@@ -541,6 +601,17 @@ async fn with_postgresql_stopped_no_message_is_refused_or_lost_and_the_counters_
         .await
         .expect("the node noticed the database was down");
     }
+    // Without the database a node answers from its own spool, and says so.
+    let (alone, stderr) = audit(&nodes[1], &["search", "--domain", domain]);
+    assert_eq!(alone["cluster"]["shared"], false, "{alone}");
+    assert!(stderr.contains("unreachable"), "{stderr}");
+    let records = alone["records"].as_array().cloned().unwrap_or_default();
+    let node1 = node_id(&dirs[1]);
+    assert_eq!(records.len(), 3, "node 1's three: {alone}");
+    assert!(
+        records.iter().all(|r| r["node"] == node1.as_str()),
+        "{alone}"
+    );
     let exposition = scrape(metrics).await;
     for line in [
         "strictmx_cluster_database_up 0",
@@ -564,9 +635,17 @@ async fn with_postgresql_stopped_no_message_is_refused_or_lost_and_the_counters_
             .collect();
         panic!("{e}: {}\n{}", pg.sql(&db, rows), warnings.join("\n"))
     });
+    // The records written while the database was away are shared once it is back.
+    let every = format!("{0}|{0}", rcpts.len());
+    wait_for(WAIT, || Ok((audit_rows(&pg, &db) == every).then_some(())))
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {}", audit_rows(&pg, &db)));
+    let (late, _) = audit(&nodes[1], &["search", "--rcpt", &rcpts[rcpts.len() - 3]]);
+    assert_eq!(late["records"][0]["node"], node_id(&dirs[0]), "{late}");
     // Several more syncs: totals replace totals, nothing is added twice.
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(pg.sessions(&db, domain), sessions);
+    assert_eq!(audit_rows(&pg, &db), every);
     for node in &mut nodes {
         assert_eq!(node.terminate().await.unwrap(), Some(0));
     }

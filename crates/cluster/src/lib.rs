@@ -2,11 +2,13 @@
 //! spool and serves from it; the database holds what must agree across nodes: the MTA-STS
 //! policy cache (`sts`), each node's TLSRPT totals and the reports' sent marks (`tlsrpt`),
 //! leases that let one node do a job for all (`lease`), the destinations' policy weakenings
-//! (`postures`), and each node's heartbeat with the hash of its rules (`nodes`). Schema changes are versioned migrations applied under an
+//! (`postures`), every node's audit records (`audit`), and each node's heartbeat with the
+//! hash of its rules (`nodes`). Schema changes are versioned migrations applied under an
 //! advisory lock (`migrate`). When the database cannot be reached every caller goes on with
 //! local state; the pool and the health figures are `db`'s.
 #![forbid(unsafe_code)]
 
+mod audit;
 mod db;
 mod error;
 mod lease;
@@ -17,6 +19,7 @@ mod settings;
 mod sts;
 mod tlsrpt;
 
+pub use audit::SharedAudit;
 pub use db::Cluster;
 pub use error::ClusterError;
 pub use migrate::MIGRATIONS;

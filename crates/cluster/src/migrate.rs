@@ -19,6 +19,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "posture changes",
         include_str!("../migrations/0002_posture_changes.sql"),
     ),
+    (
+        3,
+        "audit index",
+        include_str!("../migrations/0003_audit.sql"),
+    ),
 ];
 
 /// The advisory lock key of migrations ("strictmx" in ASCII).

@@ -44,7 +44,7 @@ pub struct ClusterSettings {
     pub connect_timeout: Duration,
     /// Each query (waiting for a pooled connection included).
     pub query_timeout: Duration,
-    /// How often a node writes its TLSRPT totals and its heartbeat.
+    /// How often a node writes its TLSRPT totals, its new audit records and its heartbeat.
     pub sync_interval: Duration,
     /// How long the reporter's lease (and an MTA-STS refresh claim) lasts unrenewed.
     pub lease_ttl: Duration,

@@ -15,6 +15,7 @@ use strictmx_spool::{Spool, TlsrptCounters, TlsrptDetailCount};
 use strictmx_tlsrpt::{BoxFuture, CounterStore, Day, Reporter, TlsrptError, merge_counters};
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::SharedAudit;
 use crate::db::{Cluster, query};
 use crate::error::ClusterError;
 use crate::nodes::hex;
@@ -369,11 +370,12 @@ impl CounterStore for SharedCounters {
 }
 
 /// The node's cluster task: every `sync_interval` a heartbeat (with the rules check), this
-/// node's TLSRPT totals, and, for the holder of the reporter lease, the reports of closed days
+/// node's new audit records, this node's TLSRPT totals, and, for the holder of the reporter lease, the reports of closed days
 /// once `report_delay` after midnight UTC has passed. Runs until `shutdown`.
 pub async fn run(
     cluster: Cluster,
     counters: Option<(SharedCounters, Reporter)>,
+    audit: Option<SharedAudit>,
     shutdown: CancellationToken,
 ) {
     let settings = cluster.settings().clone();
@@ -381,9 +383,14 @@ pub async fn run(
     // The last closed day this node sent (or found sent) everything for.
     let mut done_through: Option<u32> = None;
     loop {
-        if cluster.beat().await
-            && let Some((counters, sender)) = &counters
+        let up = cluster.beat().await;
+        if up
+            && let Some(audit) = &audit
+            && let Err(error) = audit.sync().await
         {
+            tracing::warn!(error = %ErrorChain(&error), "audit records not added to the cluster database; added later");
+        }
+        if up && let Some((counters, sender)) = &counters {
             if let Err(error) = counters.sync().await {
                 tracing::warn!(error = %ErrorChain(&error), "TLSRPT counters not written to the cluster database; kept locally");
             }

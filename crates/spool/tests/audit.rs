@@ -405,3 +405,23 @@ async fn check_found(spool: &Spool, ids: &[u64], start: SystemTime) {
     let first: Vec<_> = page.records.iter().map(|r| r.queue_id).collect();
     assert_eq!(first, ids[..10]);
 }
+
+#[tokio::test]
+async fn records_are_read_after_a_sequence_number_in_the_order_they_were_written() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spool = open(dir.path());
+    let mut ids = Vec::new();
+    for rcpt in ["a@one.test", "b@two.test", "c@one.test"] {
+        ids.push(deliver(&spool, rcpt, days_ago(0), PeerAuth::Dane).await);
+    }
+    let all = spool.audit_after(0, 10).expect("read");
+    let seqs: Vec<u64> = all.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, [0, 1, 2]);
+    let queue_ids: Vec<u64> = all.iter().map(|(_, r)| r.queue_id).collect();
+    assert_eq!(queue_ids, ids);
+    let rest = spool.audit_after(1, 1).expect("read");
+    assert_eq!(rest.len(), 1, "at most max");
+    assert_eq!(rest[0].0, 1);
+    assert_eq!(rest[0].1.recipient, "b@two.test");
+    assert!(spool.audit_after(3, 10).expect("read").is_empty());
+}

@@ -1,8 +1,10 @@
 //! `strictmx audit show|search`: the audit trail of recipients that left the queue, with
 //! their security receipts. The client turns the arguments into a request and asks the
 //! running server over the control socket; when none answers it opens the spool itself, as
-//! `explain` does. Either way [`handle`] answers from the spool, and [`render`] prints the
-//! answer for people. Keeping and searching the trail is `strictmx-spool`'s.
+//! `explain` does. Either way [`handle`] answers from the spool (the server of a cluster node
+//! adds the other nodes' records from the shared index), and [`render`] prints the answer for
+//! people. Keeping and searching the trail is `strictmx-spool`'s, sharing it
+//! `strictmx-cluster`'s.
 
 use std::fmt::Write;
 use std::process::ExitCode;
@@ -12,9 +14,12 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use strictmx_cluster::Cluster;
 use strictmx_config::Config;
+use strictmx_protocol::ErrorChain;
 use strictmx_spool::{
-    AuditOutcome, AuditQuery, AuthFilter, PeerAuth, Spool, SpoolSettings, parse_id,
+    AuditOutcome, AuditPage, AuditQuery, AuditRecord, AuthFilter, MessageId, PeerAuth, Spool,
+    SpoolSettings, parse_id,
 };
 
 use crate::control::{self, Request};
@@ -215,20 +220,75 @@ fn from_unix_ms(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
-/// Answers `request` from `spool`: `show` as `{records, in_queue}`, `search` as the spool's
-/// page (`{records, truncated}`). The reads run on a blocking thread: a search may decode
-/// thousands of records.
-pub async fn handle(request: AuditRequest, spool: Spool) -> anyhow::Result<Value> {
-    tokio::task::spawn_blocking(move || answer_from(&request, &spool))
+/// Answers `request` from `spool` and, on a cluster node, from the other nodes' rows in the
+/// shared index: `show` as `{records, in_queue}`, `search` as the spool's page
+/// (`{records, truncated}`), both with `cluster: {shared, error}` on a cluster node. When the
+/// database is unreachable the answer is this node's alone, and `shared` says so. The spool
+/// reads run on a blocking thread: a search may decode thousands of records.
+pub async fn handle(
+    request: AuditRequest,
+    spool: Spool,
+    cluster: Option<Cluster>,
+) -> anyhow::Result<Value> {
+    let query = request.query().map_err(anyhow::Error::msg)?;
+    let asked = request.clone();
+    let mut found = tokio::task::spawn_blocking(move || local(&asked, query, &spool))
         .await
-        .context("the audit read was cancelled")?
+        .context("the audit read was cancelled")??;
+    let shared = match &cluster {
+        Some(cluster) => Some(found.add_shared(&request, cluster).await),
+        None => None,
+    };
+    let unreachable = shared.as_ref().and_then(|s| s.as_ref().err());
+    let mut answer = match found {
+        Found::Search(page) => serde_json::to_value(page)?,
+        Found::Show { records, in_queue } => {
+            if records.is_empty() && !in_queue {
+                let AuditRequest::Show { id } = &request else {
+                    bail!("a show request has an id");
+                };
+                let (place, elsewhere) = match (&shared, unreachable) {
+                    (_, Some(_)) => (
+                        "here",
+                        "; the cluster database is unreachable, so other nodes' were not searched",
+                    ),
+                    (Some(_), None) => ("on any node", ""),
+                    (None, None) => ("here", ""),
+                };
+                bail!(
+                    "no audit record for {}: never queued {place}, or pruned after [audit] keep{elsewhere}",
+                    escape(id)
+                );
+            }
+            json!({ "records": records, "in_queue": in_queue })
+        }
+    };
+    if let Some(shared) = shared {
+        answer["cluster"] = match shared {
+            Ok(()) => json!({ "shared": true }),
+            Err(error) => json!({ "shared": false, "error": error }),
+        };
+    }
+    Ok(answer)
 }
 
-fn answer_from(request: &AuditRequest, spool: &Spool) -> anyhow::Result<Value> {
-    let query = request.query().map_err(anyhow::Error::msg)?;
+/// What this node's spool holds for a request.
+enum Found {
+    Search(AuditPage),
+    Show {
+        records: Vec<AuditRecord>,
+        in_queue: bool,
+    },
+}
+
+fn local(
+    request: &AuditRequest,
+    query: Option<AuditQuery>,
+    spool: &Spool,
+) -> anyhow::Result<Found> {
     let AuditRequest::Show { id } = request else {
         let query = query.context("a search has a query")?;
-        return Ok(serde_json::to_value(spool.audit_search(&query)?)?);
+        return Ok(Found::Search(spool.audit_search(&query)?));
     };
     let queue_id = parse_id(id.trim()).ok();
     let mut records = match queue_id {
@@ -242,13 +302,56 @@ fn answer_from(request: &AuditRequest, spool: &Spool) -> anyhow::Result<Value> {
         Some(queue_id) => spool.message(queue_id)?.is_some(),
         None => false,
     };
-    if records.is_empty() && !in_queue {
-        bail!(
-            "no audit record for {}: never queued here, or pruned after [audit] keep",
-            escape(id)
-        );
+    Ok(Found::Show { records, in_queue })
+}
+
+/// A record's identity across the cluster: a node's queue id and recipient.
+fn identity(record: &AuditRecord) -> (Option<&str>, MessageId, u32) {
+    (record.node.as_deref(), record.queue_id, record.index)
+}
+
+impl Found {
+    /// Adds the other nodes' records from the shared index, each once; the error's text when
+    /// the database could not be read (the answer is then this node's alone).
+    async fn add_shared(
+        &mut self,
+        request: &AuditRequest,
+        cluster: &Cluster,
+    ) -> Result<(), String> {
+        let why = |e: strictmx_cluster::ClusterError| ErrorChain(&e).to_string();
+        match (self, request) {
+            (Found::Search(page), request) => {
+                let query = request
+                    .query()
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| "a search has a query".to_owned())?;
+                let theirs = cluster.audit_search(&query).await.map_err(why)?;
+                merge(&mut page.records, theirs.records);
+                page.records.sort_by_key(|r| r.final_at);
+                page.truncated |= theirs.truncated || page.records.len() > query.limit;
+                page.records.truncate(query.limit);
+            }
+            (Found::Show { records, .. }, AuditRequest::Show { id }) => {
+                let queue_id = parse_id(id.trim()).ok();
+                let theirs = cluster.audit_show(queue_id, id).await.map_err(why)?;
+                merge(records, theirs);
+                records.sort_by(|a, b| {
+                    (a.queue_id, &a.node, a.index).cmp(&(b.queue_id, &b.node, b.index))
+                });
+            }
+            (Found::Show { .. }, AuditRequest::Search { .. }) => {}
+        }
+        Ok(())
     }
-    Ok(json!({ "records": records, "in_queue": in_queue }))
+}
+
+fn merge(ours: &mut Vec<AuditRecord>, theirs: Vec<AuditRecord>) {
+    for record in theirs {
+        if !ours.iter().any(|r| identity(r) == identity(&record)) {
+            ours.push(record);
+        }
+    }
 }
 
 /// Runs `strictmx audit ...` and prints the answer; 64 for a usage error, 1 when no answer
@@ -271,7 +374,16 @@ pub fn run(config: &Config, action: AuditAction, json_output: bool) -> ExitCode 
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(answer(config, &request)) {
+    let answered = runtime.block_on(answer(config, &request));
+    if let Ok(result) = &answered
+        && result["cluster"]["shared"] == false
+    {
+        eprintln!(
+            "audit: the cluster database is unreachable ({}); this answer is this node's records only",
+            text(&result["cluster"]["error"])
+        );
+    }
+    match answered {
         Ok(result) if json_output => {
             println!(
                 "{}",
@@ -297,7 +409,7 @@ async fn answer(config: &Config, request: &AuditRequest) -> anyhow::Result<Value
         return Ok(result);
     }
     let spool = open_existing_spool(&config.spool)?;
-    handle(request.clone(), spool).await
+    handle(request.clone(), spool, None).await
 }
 
 fn open_existing_spool(settings: &SpoolSettings) -> anyhow::Result<Spool> {
@@ -321,7 +433,11 @@ pub fn render(request: &AuditRequest, result: &Value) -> String {
     let records = result["records"].as_array().cloned().unwrap_or_default();
     match request {
         AuditRequest::Show { id } => render_show(id, &records, result["in_queue"] == true),
-        AuditRequest::Search { .. } => render_search(&records, result["truncated"] == true),
+        AuditRequest::Search { .. } => render_search(
+            &records,
+            result["truncated"] == true,
+            !result["cluster"].is_null(),
+        ),
     }
 }
 
@@ -336,8 +452,9 @@ fn render_show(id: &str, records: &[Value], in_queue: bool) -> String {
     }
     let mut current = None;
     for r in records {
-        if current.as_ref() != Some(&r["queue_id"]) {
-            current = Some(r["queue_id"].clone());
+        let message = (&r["queue_id"], &r["node"]);
+        if current != Some(message) {
+            current = Some(message);
             render_message(&mut o, r);
         }
         render_recipient(&mut o, r);
@@ -354,8 +471,12 @@ fn render_message(o: &mut String, r: &Value) {
     };
     let _ = writeln!(
         o,
-        "queue id:    {}\nmessage-id:  {}\nsender:      <{}>, submitted {submitter} (helo {})\nreceived:    {}",
+        "queue id:    {}{}\nmessage-id:  {}\nsender:      <{}>, submitted {submitter} (helo {})\nreceived:    {}",
         text(&r["queue_id"]),
+        match &r["node"] {
+            Value::Null => String::new(),
+            node => format!(" (node {})", text(node)),
+        },
         or_dash(&r["message_id"]),
         text(&r["sender"]),
         text(&client["helo"]),
@@ -454,13 +575,23 @@ fn receipt_line(receipt: &Value) -> String {
     )
 }
 
-fn render_search(records: &[Value], truncated: bool) -> String {
+/// One line per record; a cluster node's answer names each record's node first.
+fn render_search(records: &[Value], truncated: bool, cluster: bool) -> String {
     if records.is_empty() {
         return "no audit record matches\n".to_owned();
     }
+    let node = |r: &Value| match cluster {
+        true => format!("{:<16}  ", or_dash(&r["node"])),
+        false => String::new(),
+    };
     let mut o = format!(
-        "{:<20}  {:<16}  {:<13}  {:<6}  {}\n",
-        "FINAL", "QUEUE ID", "OUTCOME", "AUTH", "SENDER -> RECIPIENT (MX, TLS)"
+        "{}{:<20}  {:<16}  {:<13}  {:<6}  {}\n",
+        node(&json!({ "node": "NODE" })),
+        "FINAL",
+        "QUEUE ID",
+        "OUTCOME",
+        "AUTH",
+        "SENDER -> RECIPIENT (MX, TLS)"
     );
     for r in records {
         let receipt = &r["receipt"];
@@ -474,7 +605,8 @@ fn render_search(records: &[Value], truncated: bool) -> String {
         };
         let _ = writeln!(
             o,
-            "{:<20}  {:<16}  {:<13}  {:<6}  {sender} -> {} ({}, {})",
+            "{}{:<20}  {:<16}  {:<13}  {:<6}  {sender} -> {} ({}, {})",
+            node(r),
             r["final_at"].as_u64().map(time_ms).unwrap_or_default(),
             text(&r["queue_id"]),
             text(&r["outcome"]),
@@ -642,6 +774,43 @@ mod tests {
             "attempts": [{"at": 0, "mx": hostile, "ip": null, "tls_version": null, "auth": "dane",
                 "outcome": "delivered", "reply": hostile, "result_type": null, "duration_ms": 1}],
         })
+    }
+
+    fn record_of(node: &str, queue_id: u64) -> AuditRecord {
+        let mut value = hostile_record();
+        value["node"] = json!(node);
+        value["queue_id"] = json!(format!("{queue_id:016x}"));
+        serde_json::from_value(value).expect("a record")
+    }
+
+    #[test]
+    fn another_nodes_records_are_added_once_and_keep_their_node() {
+        let mut ours = vec![record_of("aaaaaaaaaaaaaaaa", 1)];
+        merge(
+            &mut ours,
+            vec![
+                record_of("aaaaaaaaaaaaaaaa", 1),
+                record_of("bbbbbbbbbbbbbbbb", 1),
+                record_of("bbbbbbbbbbbbbbbb", 1),
+            ],
+        );
+        let nodes: Vec<_> = ours.iter().map(|r| r.node.as_deref()).collect();
+        assert_eq!(
+            nodes,
+            [Some("aaaaaaaaaaaaaaaa"), Some("bbbbbbbbbbbbbbbb")],
+            "the same queue id on two nodes is two messages"
+        );
+        let result = json!({"records": ours, "truncated": false, "cluster": {"shared": true}});
+        let listed = render(&search(SearchArgs::default()).unwrap(), &result);
+        assert!(listed.starts_with("NODE "), "{listed}");
+        assert!(listed.contains("\nbbbbbbbbbbbbbbbb  "), "{listed}");
+        let shown = render(&AuditRequest::Show { id: "x".into() }, &result);
+        assert_eq!(
+            shown.lines().filter(|l| l.starts_with("queue id:")).count(),
+            2,
+            "one message per node: {shown}"
+        );
+        assert!(shown.contains("(node bbbbbbbbbbbbbbbb)"), "{shown}");
     }
 
     #[test]

@@ -437,7 +437,9 @@ async fn execute(
         },
         Request::Tlsrpt(request) => tlsrpt_cmd::handle(request, tlsrpt).await?,
         Request::Shadow(request) => crate::shadow_cmd::handle(&request, spool, live)?,
-        Request::Audit(request) => audit_cmd::handle(request, spool.clone()).await?,
+        Request::Audit(request) => {
+            audit_cmd::handle(request, spool.clone(), live.cluster().cloned()).await?
+        }
     })
 }
 

@@ -88,6 +88,11 @@ impl Live {
         Live { cluster, ..self }
     }
 
+    /// The cluster database, when the node is part of one.
+    pub fn cluster(&self) -> Option<&strictmx_cluster::Cluster> {
+        self.cluster.as_ref()
+    }
+
     /// Lets reloads replace the webhooks.
     pub fn with_webhooks(self, webhooks: Arc<Webhooks>) -> Live {
         Live {

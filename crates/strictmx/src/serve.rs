@@ -1,8 +1,8 @@
 //! `strictmx serve`: opens the spool, sets up DNS, MTA-STS and the
 //! transport, binds every listener, then runs the inbound listeners, the queue runner, the
 //! MTA-STS refresher, the control socket, the HTTP API, the metrics exporter and, with
-//! `[cluster]`, the cluster task (heartbeats, shared TLSRPT counters and reports) until SIGTERM
-//! or SIGINT.
+//! `[cluster]`, the cluster task (heartbeats, shared TLSRPT counters and reports, the audit
+//! index) until SIGTERM or SIGINT.
 //!
 //! Everything that can fail on bad configuration or a busy port fails before anything serves;
 //! the DNSSEC self-test runs in the background once serving (DANE hosts defer until it passes,
@@ -201,7 +201,17 @@ async fn serve(
     tracker.spawn(drain.run(drain_orders, token.clone()));
     if let Some(cluster) = cluster {
         let reports = shared_counters.zip(reporting.as_ref().map(|t| t.reporter.clone()));
-        tracker.spawn(strictmx_cluster::run(cluster, reports, token.clone()));
+        let audit = strictmx_cluster::SharedAudit::new(
+            cluster.clone(),
+            spool.clone(),
+            config.spool.audit.keep,
+        );
+        tracker.spawn(strictmx_cluster::run(
+            cluster,
+            reports,
+            Some(audit),
+            token.clone(),
+        ));
     }
     if let Some(api) = http_api {
         let scheme = if api.is_https() { "https" } else { "http" };

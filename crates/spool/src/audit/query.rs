@@ -2,6 +2,8 @@
 //! over a time range, through the recipient domain's index when the query names a domain.
 //! Each runs on one redb read transaction in the caller's thread, beside the writer, and adds
 //! the few records written since the last indexing (`table`) to what the indexes find.
+//! `audit_after` reads the records in the order they were written, for a cluster's shared
+//! index.
 
 use redb::ReadableDatabase;
 
@@ -54,6 +56,26 @@ impl Spool {
                 .filter(|r| r.message_id.as_deref().map(message_id_key) == Some(key)),
         );
         found.sort_by_key(|r| (r.queue_id, r.index));
+        Ok(found)
+    }
+
+    /// Up to `max` records from sequence number `first` on, in the order they were written,
+    /// each with its sequence number: what a cluster node has not yet shared. A record that
+    /// does not decode is logged and skipped (its number is not returned).
+    pub fn audit_after(
+        &self,
+        first: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, AuditRecord)>, SpoolError> {
+        let db = self.shared().database()?;
+        let txn = db.begin_read().map_err(read_err)?;
+        let records = txn.open_table(RECORDS).map_err(read_err)?;
+        let mut found = Vec::new();
+        for entry in records.range(first..).map_err(read_err)?.take(max) {
+            let (key, _) = entry.map_err(read_err)?;
+            let seq = key.value();
+            found.extend(table::read_record(&records, seq)?.map(|r| (seq, r)));
+        }
         Ok(found)
     }
 
