@@ -7,13 +7,20 @@
 use std::fmt::Write;
 
 use strictmx_http_api::{HttpApiSettings, Token};
+use strictmx_inbound::User;
 
 use crate::error::Source;
 use crate::raw::{RawHttpApi, RawToken};
 use crate::validate::{dur, opt, quote, quote_duration, quote_list, req};
 use crate::values;
 
-pub(crate) fn build(raw: &RawHttpApi, tls: bool, src: &mut Source<'_>) -> Option<HttpApiSettings> {
+/// `[http_api]`; `users` are the SMTP users, whose names a token must not take.
+pub(crate) fn build(
+    raw: &RawHttpApi,
+    tls: bool,
+    users: &[User],
+    src: &mut Source<'_>,
+) -> Option<HttpApiSettings> {
     let d = HttpApiSettings::default();
     let errors = src.errors.len();
     let listen = req(src, "http_api.listen", &raw.listen, d.listen, |t| {
@@ -66,7 +73,7 @@ pub(crate) fn build(raw: &RawHttpApi, tls: bool, src: &mut Source<'_>) -> Option
         d.auth_failure_window,
         dur,
     );
-    let tokens = tokens(&raw.tokens, src);
+    let tokens = tokens(&raw.tokens, users, src);
     if src.errors.len() > errors {
         return None;
     }
@@ -82,7 +89,7 @@ pub(crate) fn build(raw: &RawHttpApi, tls: bool, src: &mut Source<'_>) -> Option
     })
 }
 
-fn tokens(raw: &[RawToken], src: &mut Source<'_>) -> Vec<Token> {
+fn tokens(raw: &[RawToken], users: &[User], src: &mut Source<'_>) -> Vec<Token> {
     let mut tokens: Vec<Token> = Vec::with_capacity(raw.len());
     for (i, t) in raw.iter().enumerate() {
         let key = |name: &str| format!("http_api.token[{i}].{name}");
@@ -100,6 +107,17 @@ fn tokens(raw: &[RawToken], src: &mut Source<'_>) -> Vec<Token> {
                 t.name.span(),
                 key("name"),
                 "another [[http_api.token]] has this name",
+            );
+            continue;
+        }
+        // A message belongs to the submitter's name (the audit trail's `auth_user`), and GET
+        // shows a token the messages submitted under its name: an SMTP user of the same name
+        // would see the token's messages, and the token the user's.
+        if users.iter().any(|user| user.name == name) {
+            src.error(
+                t.name.span(),
+                key("name"),
+                "an SMTP user ([[auth.user]] or auth.users_file) has this name; a token must have a name of its own",
             );
             continue;
         }
@@ -228,6 +246,19 @@ mod tests {
             }
             assert!(errors[0].message.contains(says), "{body}: {errors:?}");
         }
+        // A token named like an SMTP user would share that user's messages on GET.
+        let shared_name = format!(
+            "[[auth.user]]\nname = \"app\"\npassword_hash = \"{}\"\n\n[http_api]\nlisten = \"127.0.0.1:1\"\n{}",
+            strictmx_inbound::hash_password("a-password-for-tests"),
+            token("")
+        );
+        let errors = parse(&shared_name).expect_err("a shared name").0;
+        assert_eq!(
+            (errors[0].line, errors[0].key.as_str()),
+            (9, "http_api.token[0].name"),
+            "{errors:?}"
+        );
+        assert!(errors[0].message.contains("SMTP user"), "{errors:?}");
         let open = "[http_api]\nlisten = \"0.0.0.0:8025\"\ninsecure_plaintext = true\n";
         assert!(parse(open).expect("allowed when said").http_api.is_some());
     }

@@ -130,7 +130,7 @@ pub(crate) fn build(raw: &RawConfig, src: &mut Source<'_>, base: Option<&Path>) 
     let http_api = raw
         .http_api
         .as_ref()
-        .and_then(|h| http_api::build(h, raw.tls.is_some(), src));
+        .and_then(|h| http_api::build(h, raw.tls.is_some(), &inbound.users, src));
 
     Config {
         source: None,
