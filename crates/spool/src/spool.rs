@@ -70,6 +70,13 @@ pub(crate) struct Shared {
     db: RwLock<Option<Arc<Database>>>,
     index: Mutex<Index>,
     leases: Mutex<HashSet<(MessageId, u32)>>,
+    /// Counts the events that can make a recipient due earlier than the schedule last showed:
+    /// a commit that put a recipient in the schedule (or left a touched one there), a lease
+    /// given back, a reopened store. Changed under the lease lock or after the commit is
+    /// visible, and read under the lease lock before the snapshot.
+    schedule_changes: AtomicU64,
+    /// What the last look at the schedule found; see [`Spool::due`].
+    known: Mutex<Option<Known>>,
     notify: Arc<Notify>,
     ids: Arc<Mutex<IdAllocator>>,
     /// Webhook events dropped from full queues since the spool was opened.
@@ -80,6 +87,16 @@ pub(crate) struct Shared {
     pub(crate) node: Arc<str>,
     /// How long ids of messages received from other nodes are remembered (`transfer`).
     pub(crate) transfer_memory: Duration,
+}
+
+/// The earliest recipient that was neither held nor leased when the schedule was last read
+/// (`None`: there was none), and `schedule_changes` at that read. While the count is the same,
+/// nothing can be due before `next`, so the runner's looks after every job skip the scan over
+/// the recipients being delivered.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    changes: u64,
+    next: Option<SystemTime>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -121,6 +138,7 @@ impl Shared {
                         }
                     }
                     Effect::UnleaseAll(id) => leases.retain(|(leased, _)| *leased != id),
+                    Effect::Scheduled => self.schedule_changed(),
                     Effect::Wake => wake = true,
                     Effect::Summary(..) => {}
                 }
@@ -129,6 +147,21 @@ impl Shared {
         if wake {
             self.wake();
         }
+    }
+
+    /// Something may be due earlier than the last look at the schedule found.
+    fn schedule_changed(&self) {
+        self.schedule_changes.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// What the last look found, if nothing changed since.
+    fn known(&self) -> Option<Known> {
+        let changes = self.schedule_changes.load(Ordering::SeqCst);
+        lock(&self.known).filter(|known| known.changes == changes)
+    }
+
+    fn remember(&self, known: Known) {
+        *lock(&self.known) = Some(known);
     }
 
     /// Tells the runner that work may be due now.
@@ -180,6 +213,7 @@ impl Shared {
         *self.db.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&db));
         tracing::warn!(path = %self.path.display(), "spool store reopened after an i/o failure");
         // What was committed but not flushed is gone: recipients recorded in it are due again.
+        self.schedule_changed();
         self.wake();
         Ok(db)
     }
@@ -404,6 +438,8 @@ impl Spool {
             db: RwLock::new(Some(Arc::new(db))),
             index: Mutex::new(index),
             leases: Mutex::new(HashSet::new()),
+            schedule_changes: AtomicU64::new(0),
+            known: Mutex::new(None),
             notify: Arc::new(Notify::new()),
             ids: Arc::new(Mutex::new(IdAllocator::new(last_id.max(last_envelope)))),
             webhook_dropped: Arc::new(AtomicU64::new(0)),
@@ -618,6 +654,9 @@ impl Spool {
             for index in indexes.iter().filter_map(|&i| store::stored_index(i)) {
                 released |= leases.remove(&(id, index));
             }
+            if released {
+                self.shared().schedule_changed();
+            }
         }
         if released {
             self.shared().wake();
@@ -636,27 +675,49 @@ impl Spool {
         // was recorded after the snapshot began is never handed out again. Holding the lock
         // also keeps concurrent callers from picking the same recipient.
         let mut leases = lock(&self.shared().leases);
+        // Nothing was scheduled or given back since a look that found nothing due before
+        // `next`: most looks come after a job finished, while the schedule's first entries
+        // are the recipients other jobs are delivering.
+        if let Some(known) = self.shared().known()
+            && known.next.is_none_or(|next| next > now)
+        {
+            return Ok(Vec::new());
+        }
+        let changes = self.shared().schedule_changes.load(Ordering::SeqCst);
         let db = self.shared().database()?;
         let txn = db.begin_read().map_err(|e| fail(e.into()))?;
         let schedule = txn.open_table(SCHEDULE).map_err(|e| fail(e.into()))?;
 
-        let end = Slot::new(now, MessageId::MAX, u32::MAX).key();
+        let now_ms = Slot::new(now, 0, 0).at_ms;
         let mut picked: Vec<(MessageId, Vec<u32>)> = Vec::new();
         let mut positions: BTreeMap<MessageId, usize> = BTreeMap::new();
-        for entry in schedule.range(..=end).map_err(|e| fail(e.into()))? {
+        // The first free recipient after `now`, when every one due now was picked.
+        let mut next = None;
+        let mut complete = true;
+        for entry in schedule.iter().map_err(|e| fail(e.into()))? {
             let (key, _) = entry.map_err(|e| fail(e.into()))?;
-            let (_, id, index) = key.value();
+            let (at_ms, id, index) = key.value();
             if leases.contains(&(id, index)) {
                 continue;
             }
+            if at_ms > now_ms {
+                next = Some(Slot { at_ms, id, index }.at());
+                break;
+            }
             match positions.get(&id) {
                 Some(&at) => picked[at].1.push(index),
-                None if picked.len() >= limit => break,
+                None if picked.len() >= limit => {
+                    complete = false;
+                    break;
+                }
                 None => {
                     positions.insert(id, picked.len());
                     picked.push((id, vec![index]));
                 }
             }
+        }
+        if complete {
+            self.shared().remember(Known { changes, next });
         }
 
         if picked.is_empty() {
@@ -696,17 +757,24 @@ impl Spool {
         let fail = SpoolError::storage("reading the schedule");
         // Before the snapshot, for the reason given in `due`.
         let leases = lock(&self.shared().leases);
+        if let Some(known) = self.shared().known() {
+            return Ok(known.next);
+        }
+        let changes = self.shared().schedule_changes.load(Ordering::SeqCst);
         let db = self.shared().database()?;
         let txn = db.begin_read().map_err(|e| fail(e.into()))?;
         let schedule = txn.open_table(SCHEDULE).map_err(|e| fail(e.into()))?;
+        let mut next = None;
         for entry in schedule.iter().map_err(|e| fail(e.into()))? {
             let (key, _) = entry.map_err(|e| fail(e.into()))?;
             let (at_ms, id, index) = key.value();
             if !leases.contains(&(id, index)) {
-                return Ok(Some(Slot { at_ms, id, index }.at()));
+                next = Some(Slot { at_ms, id, index }.at());
+                break;
             }
         }
-        Ok(None)
+        self.shared().remember(Known { changes, next });
+        Ok(next)
     }
 
     /// Notified whenever work may have become due: a submit, a release, a retry.

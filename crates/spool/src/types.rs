@@ -95,8 +95,13 @@ pub enum MessageKind {
 }
 
 /// Where one recipient of a message stands. Every recipient is in exactly one state.
+///
+/// Stored as JSON tagged by `state`. It is decoded through [`StoredState`], one flat record of
+/// every field: serde's derived decoder for a tagged enum buffers each record into a generic
+/// tree first, which cost about a tenth of the relay's instructions when a message to fifty
+/// recipients was recorded once per destination domain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[serde(tag = "state", rename_all = "snake_case", try_from = "StoredState")]
 pub enum RecipientState {
     /// Waiting for `next_attempt`; listed in the schedule index.
     Queued {
@@ -152,6 +157,74 @@ impl RecipientState {
             RecipientState::Queued { next_attempt, .. } => Some(*next_attempt),
             _ => None,
         }
+    }
+}
+
+/// Which [`RecipientState`] a stored record holds.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StateTag {
+    Queued,
+    Delivered,
+    Bounced,
+    Held,
+}
+
+/// Every field any [`RecipientState`] stores; which ones must be present depends on `state`.
+/// Unknown fields are ignored, as the derived decoder did.
+#[derive(Debug, Deserialize)]
+struct StoredState {
+    state: StateTag,
+    next_attempt: Option<u64>,
+    at: Option<u64>,
+    attempts: Option<u32>,
+    last_reply: Option<String>,
+    delay_dsn_sent: Option<bool>,
+    mx: Option<String>,
+    reply: Option<String>,
+    status: Option<String>,
+}
+
+/// A stored state that lacks a field its `state` needs.
+#[derive(Debug)]
+pub struct MissingField(&'static str);
+
+impl std::fmt::Display for MissingField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "missing field `{}`", self.0)
+    }
+}
+
+impl TryFrom<StoredState> for RecipientState {
+    type Error = MissingField;
+
+    fn try_from(s: StoredState) -> Result<Self, MissingField> {
+        fn need<T>(value: Option<T>, name: &'static str) -> Result<T, MissingField> {
+            value.ok_or(MissingField(name))
+        }
+        Ok(match s.state {
+            StateTag::Queued => RecipientState::Queued {
+                next_attempt: time::from_unix_millis(need(s.next_attempt, "next_attempt")?),
+                attempts: need(s.attempts, "attempts")?,
+                last_reply: s.last_reply,
+                delay_dsn_sent: need(s.delay_dsn_sent, "delay_dsn_sent")?,
+            },
+            StateTag::Delivered => RecipientState::Delivered {
+                at: time::from_unix_millis(need(s.at, "at")?),
+                mx: need(s.mx, "mx")?,
+                reply: need(s.reply, "reply")?,
+            },
+            StateTag::Bounced => RecipientState::Bounced {
+                at: time::from_unix_millis(need(s.at, "at")?),
+                reply: need(s.reply, "reply")?,
+                status: need(s.status, "status")?,
+            },
+            StateTag::Held => RecipientState::Held {
+                attempts: need(s.attempts, "attempts")?,
+                last_reply: s.last_reply,
+                delay_dsn_sent: need(s.delay_dsn_sent, "delay_dsn_sent")?,
+            },
+        })
     }
 }
 
@@ -386,6 +459,61 @@ pub struct SpoolStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The flat decoder reads what the tagged encoder writes, and refuses what the derived
+    /// decoder refused: an unknown state, or a state without a field it needs.
+    #[test]
+    fn recipient_states_decode_from_their_stored_json() {
+        let at = time::from_unix_millis(1_700_000_000_123);
+        let states = [
+            RecipientState::fresh(at),
+            RecipientState::Queued {
+                next_attempt: at,
+                attempts: 3,
+                last_reply: Some("451 4.7.1 later".into()),
+                delay_dsn_sent: true,
+            },
+            RecipientState::Delivered {
+                at,
+                mx: "mx.example.net".into(),
+                reply: "250 ok".into(),
+            },
+            RecipientState::Bounced {
+                at,
+                reply: "550 no".into(),
+                status: "5.1.1".into(),
+            },
+            RecipientState::Held {
+                attempts: 1,
+                last_reply: None,
+                delay_dsn_sent: false,
+            },
+        ];
+        for state in states {
+            let json = serde_json::to_string(&state).expect("encode");
+            let back: RecipientState = serde_json::from_str(&json).expect(&json);
+            assert_eq!(back, state, "{json}");
+        }
+        let stored = r#"{"state":"queued","next_attempt":5,"attempts":0,"last_reply":null,"delay_dsn_sent":false,"later":1}"#;
+        assert_eq!(
+            serde_json::from_str::<RecipientState>(stored).expect("unknown fields are ignored"),
+            RecipientState::fresh(time::from_unix_millis(5))
+        );
+        let refused = [
+            r#"{"state":"lost","at":5}"#,
+            r#"{"next_attempt":5,"attempts":0,"delay_dsn_sent":false}"#,
+            r#"{"state":"queued","next_attempt":5,"delay_dsn_sent":false}"#,
+            r#"{"state":"delivered","at":5,"reply":"250 ok"}"#,
+            r#"{"state":"bounced","at":5,"reply":"550 no"}"#,
+            r#"{"state":"held","attempts":1}"#,
+        ];
+        for json in refused {
+            assert!(
+                serde_json::from_str::<RecipientState>(json).is_err(),
+                "{json}"
+            );
+        }
+    }
 
     #[test]
     fn an_attempt_record_stored_before_requirement_result_type_rules_exceptions_and_shadow_verdicts_existed_still_loads()

@@ -174,6 +174,9 @@ pub(crate) enum Effect {
     Summary(MessageId, Option<Summary>),
     Unlease(MessageId, Vec<u32>),
     UnleaseAll(MessageId),
+    /// A recipient was put in the schedule, or one a job touched stays there: it may be due
+    /// before what the runner's last look found.
+    Scheduled,
     Wake,
 }
 
@@ -606,6 +609,7 @@ pub(crate) fn submit(
     let states = vec![fresh; count];
     ctx.effects
         .push(Effect::Summary(id, Some(Summary::of(received_at, &states))));
+    ctx.effects.push(Effect::Scheduled);
     ctx.effects.push(Effect::Wake);
     Ok(id)
 }
@@ -642,7 +646,20 @@ pub(crate) fn record(
     updates: Vec<RecipientUpdate>,
     attempts: Vec<AttemptRecord>,
 ) -> Result<(), OpError> {
-    let loaded = load(tables, id)?;
+    // The audit trail and webhooks need the whole envelope: decode it once, not its head too.
+    let (loaded, stored) = if ctx.audit.enabled || !ctx.webhooks.hooks.is_empty() {
+        let stored = store::read_envelope(&tables.envelopes, id)?.ok_or(SpoolError::NotFound {
+            id: MessageIdDisplay(id),
+        })?;
+        let states = store::read_states_for(&tables.recipients, id, &stored.envelope)?;
+        let loaded = Loaded {
+            received_at: stored.envelope.received_at,
+            states,
+        };
+        (loaded, Some(stored))
+    } else {
+        (load(tables, id)?, None)
+    };
     let count = loaded.states.len();
     let mut states = loaded.states.clone();
     let mut touched = Vec::with_capacity(updates.len());
@@ -675,14 +692,6 @@ pub(crate) fn record(
     let changes = plan_changes(id, &loaded.states, &states)?;
     let finals = newly_final(&loaded.states, &states, Cause::Delivery);
     let wants_audit = ctx.audit.enabled && !finals.is_empty();
-    let stored = match wants_audit || !ctx.webhooks.hooks.is_empty() {
-        true => Some(
-            store::read_envelope(&tables.envelopes, id)?.ok_or(SpoolError::NotFound {
-                id: MessageIdDisplay(id),
-            })?,
-        ),
-        false => None,
-    };
     if let Some(stored) = stored.as_ref().filter(|_| !ctx.webhooks.hooks.is_empty()) {
         let events: Vec<WebhookEvent> = touched
             .iter()
@@ -728,6 +737,14 @@ pub(crate) fn record(
     if !deleted {
         for (seq, bytes) in (first_seq..).zip(&encoded) {
             tables.attempts.insert((id, seq), bytes.as_slice())?;
+        }
+        // A recipient left queued with its state unchanged keeps its schedule entry, which
+        // its lease hid from the runner until now.
+        if touched
+            .iter()
+            .any(|&i| states[i as usize].next_attempt().is_some())
+        {
+            ctx.effects.push(Effect::Scheduled);
         }
         ctx.effects.push(Effect::Unlease(id, touched));
     }
@@ -846,7 +863,7 @@ pub(crate) fn retry_all(tables: &mut Tables<'_>, ctx: &mut Ctx) -> Result<usize,
         rewritten.push((id, index, state, retried, encoded));
     }
     for (id, index, old, new, bytes) in &rewritten {
-        write_state(tables, *id, *index, old, new, bytes)?;
+        write_state(tables, &mut ctx.effects, *id, *index, old, new, bytes)?;
     }
     if !rewritten.is_empty() {
         ctx.effects.push(Effect::Wake);
@@ -1198,6 +1215,7 @@ fn write_changes(
         let i = change.index as usize;
         write_state(
             tables,
+            &mut ctx.effects,
             id,
             change.index,
             &loaded.states[i],
@@ -1213,6 +1231,7 @@ fn write_changes(
 /// Stores one recipient state and keeps the schedule index in step with it.
 fn write_state(
     tables: &mut Tables<'_>,
+    effects: &mut Vec<Effect>,
     id: MessageId,
     index: u32,
     old: &RecipientState,
@@ -1224,6 +1243,7 @@ fn write_state(
     }
     if let Some(at) = new.next_attempt() {
         tables.schedule.insert(Slot::new(at, id, index).key(), ())?;
+        effects.push(Effect::Scheduled);
     }
     tables.recipients.insert((id, index), bytes)?;
     Ok(())

@@ -149,6 +149,77 @@ async fn a_leased_recipient_is_not_handed_out_twice_until_recorded_or_released()
     assert!(after_record[0].recipients[0].first_attempt.is_some());
 }
 
+/// `due` and `next_due` skip the scan while nothing was scheduled or given back since a look
+/// that found nothing due: every way a recipient becomes due again must still be seen.
+#[tokio::test]
+async fn a_look_that_found_nothing_due_misses_nothing_that_becomes_due_later() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spool = open(dir.path());
+    let id = spool
+        .submit(envelope(&["a@x.test", "b@y.test", "c@z.test"]), body(10))
+        .await
+        .expect("submit");
+    assert_eq!(spool.due(SystemTime::now(), 10).expect("due").len(), 1);
+    assert!(spool.due(SystemTime::now(), 10).expect("due").is_empty());
+    assert_eq!(spool.next_due(), None);
+
+    // A delivery makes nothing due; a deferral into the past does.
+    spool
+        .record(id, vec![delivered(0)], vec![])
+        .await
+        .expect("record");
+    assert!(spool.due(SystemTime::now(), 10).expect("due").is_empty());
+    // Whole seconds, so that the state recorded again below is the one stored.
+    let past = whole_seconds(SystemTime::now() - Duration::from_secs(1));
+    spool
+        .record(id, vec![deferred(1, past, 1)], vec![])
+        .await
+        .expect("record");
+    let due = spool.due(SystemTime::now(), 10).expect("due");
+    assert_eq!(due[0].recipients[0].index, 1);
+
+    // The same state recorded again changes nothing stored, but gives the lease back.
+    spool
+        .record(id, vec![deferred(1, past, 1)], vec![])
+        .await
+        .expect("record");
+    assert_eq!(spool.due(SystemTime::now(), 10).expect("due").len(), 1);
+
+    // A deferral into the future is due once its time comes, with nothing else changing.
+    spool
+        .record(id, vec![deferred(1, later(3600), 2)], vec![])
+        .await
+        .expect("record");
+    assert!(spool.due(SystemTime::now(), 10).expect("due").is_empty());
+    assert!(spool.next_due().is_some());
+    assert!(spool.due(SystemTime::now(), 10).expect("due").is_empty());
+    assert_eq!(spool.due(later(7200), 10).expect("due").len(), 1);
+
+    // A lease given back, a retry and a new message are each seen at once.
+    spool.release_leases(id, &[1, 2]);
+    let due = spool.due(later(7200), 10).expect("due");
+    assert_eq!(due[0].recipients.len(), 2);
+    spool
+        .record(id, vec![deferred(2, later(3600), 1)], vec![])
+        .await
+        .expect("record");
+    spool.release_leases(id, &[1]);
+    assert!(spool.due(SystemTime::now(), 10).expect("due").is_empty());
+    assert_eq!(spool.retry_now(id).await.expect("retry"), 2);
+    assert_eq!(
+        spool.due(SystemTime::now(), 10).expect("due")[0]
+            .recipients
+            .len(),
+        2
+    );
+    let other = spool
+        .submit(envelope(&["d@x.test"]), body(10))
+        .await
+        .expect("submit");
+    let due = spool.due(SystemTime::now(), 10).expect("due");
+    assert_eq!(due.iter().map(|m| m.id).collect::<Vec<_>>(), [other]);
+}
+
 #[tokio::test]
 async fn held_recipients_are_not_due_until_released() {
     let dir = tempfile::tempdir().expect("temporary directory");
