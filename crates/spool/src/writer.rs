@@ -199,6 +199,8 @@ pub(crate) struct Ctx {
     next_index: SystemTime,
     /// This node's id, written into every audit record.
     node: Arc<str>,
+    /// What indexing needs of the audit records appended since the last index.
+    audit_written: audit_table::Written,
 }
 
 impl Ctx {
@@ -325,6 +327,7 @@ impl Writer {
                 next_prune: now,
                 next_index: now,
                 node,
+                audit_written: audit_table::Written::default(),
             },
             batch_max: batch_max.max(1),
             unflushed_since: None,
@@ -484,6 +487,8 @@ impl Writer {
                 let source = Arc::new(e);
                 tracing::error!(error = %ErrorChain(&source), operations, outcome = "aborted", "spool commit failed");
                 self.shared.commit_failed();
+                // The facts kept for indexing describe records this commit took back.
+                self.ctx.audit_written.forget();
                 drop(db);
                 let latched = matches!(*source, redb::Error::Io(_) | redb::Error::PreviousIo);
                 for op in batch {
@@ -730,7 +735,7 @@ pub(crate) fn record(
         Vec::new()
     };
 
-    write_audit(tables, &audit)?;
+    write_audit(tables, ctx, audit)?;
     let deleted = write_changes(tables, ctx, id, &loaded, &states, changes)?;
     // Counted whether or not the message stays: delivered messages leave the spool.
     crate::shadow::count(tables.txn, &attempts).map_err(OpError::Abort)?;
@@ -905,7 +910,7 @@ pub(crate) fn delete(
             ctx.now,
             &ctx.node,
         )?;
-        write_audit(tables, &audit)?;
+        write_audit(tables, ctx, audit)?;
     }
     delete_message(tables, id, &loaded.states)?;
     ctx.effects.push(Effect::Summary(id, None));
@@ -1002,7 +1007,7 @@ where
         Some((envelope, body)) => Some(submit(tables, ctx, None, envelope, body)?),
         None => None,
     };
-    write_audit(tables, &audit)?;
+    write_audit(tables, ctx, audit)?;
     write_changes(tables, ctx, id, &loaded, &bounced.message.states, changes)?;
     Ok((bounced, report_id))
 }
@@ -1036,7 +1041,7 @@ fn audit_records(
     cause: Cause,
     now: SystemTime,
     node: &str,
-) -> Result<Vec<Vec<u8>>, SpoolError> {
+) -> Result<Vec<(Vec<u8>, audit_table::Facts)>, SpoolError> {
     let mut records = Vec::with_capacity(finals.len());
     for &index in finals {
         let Some(state) = states.get(index) else {
@@ -1053,23 +1058,26 @@ fn audit_records(
         );
         if let Some(mut record) = built {
             record.node = Some(node.to_owned());
-            records.push(store::encode("audit record", found.id, &record)?);
+            let bytes = store::encode("audit record", found.id, &record)?;
+            records.push((bytes, audit_table::Facts::of(&record)));
         }
     }
     Ok(records)
 }
 
 /// Appends the encoded records: the end of one table, whatever their number.
-fn write_audit(tables: &mut Tables<'_>, records: &[Vec<u8>]) -> Result<(), OpError> {
+fn write_audit(
+    tables: &mut Tables<'_>,
+    ctx: &mut Ctx,
+    records: Vec<(Vec<u8>, audit_table::Facts)>,
+) -> Result<(), OpError> {
     if records.is_empty() {
         return Ok(());
     }
     let (table, meta) = tables
         .audit_records()
         .map_err(|e| OpError::Abort(e.into()))?;
-    for bytes in records {
-        audit_table::append(table, meta, bytes)?;
-    }
+    audit_table::append(table, meta, records, &mut ctx.audit_written)?;
     Ok(())
 }
 
@@ -1124,7 +1132,7 @@ fn maintain_audit(tables: &mut Tables<'_>, ctx: &mut Ctx) -> Result<(), redb::Er
     let waiting = audit_table::unindexed(&tables.meta)?;
     if waiting >= INDEX_AFTER || (waiting > 0 && ctx.now >= ctx.next_index) {
         let (records, indexes, meta) = tables.audit_all()?;
-        indexes.index(records, meta, INDEX_BATCH)?;
+        indexes.index(records, meta, INDEX_BATCH, &mut ctx.audit_written)?;
         ctx.next_index = ctx.now + INDEX_WITHIN;
     }
     if ctx.now >= ctx.next_prune {
@@ -1153,10 +1161,13 @@ fn prune_audit(tables: &mut Tables<'_>, ctx: &Ctx, max: usize) -> Result<usize, 
 
 /// Indexes every waiting audit record, then removes every one past the retention window;
 /// returns how many were removed.
-pub(crate) fn prune_audit_now(tables: &mut Tables<'_>, ctx: &Ctx) -> Result<usize, redb::Error> {
+pub(crate) fn prune_audit_now(
+    tables: &mut Tables<'_>,
+    ctx: &mut Ctx,
+) -> Result<usize, redb::Error> {
     while audit_table::unindexed(&tables.meta)? > 0 {
         let (records, indexes, meta) = tables.audit_all()?;
-        indexes.index(records, meta, INDEX_BATCH)?;
+        indexes.index(records, meta, INDEX_BATCH, &mut ctx.audit_written)?;
     }
     let mut pruned = 0;
     loop {

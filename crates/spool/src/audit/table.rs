@@ -8,6 +8,8 @@
 //! A crash loses nothing: records and the watermark are committed together with what they
 //! describe, and indexing resumes from the watermark. What a record says is `audit`'s.
 
+use std::collections::VecDeque;
+
 use redb::{ReadableTable, Table, TableDefinition, TableError, WriteTransaction};
 use serde::Deserialize;
 use strictmx_protocol::ErrorChain;
@@ -37,8 +39,8 @@ pub(crate) const META_INDEXED: &str = "audit_indexed";
 type Meta<'t> = Table<'t, &'static str, u64>;
 
 /// What indexing and pruning need of a record, decoded without the rest.
-#[derive(Debug, Deserialize)]
-struct Facts {
+#[derive(Debug, PartialEq, Eq, Deserialize)]
+pub(crate) struct Facts {
     #[serde(with = "crate::id::hex")]
     queue_id: MessageId,
     index: u32,
@@ -49,6 +51,17 @@ struct Facts {
 }
 
 impl Facts {
+    pub(crate) fn of(record: &AuditRecord) -> Facts {
+        Facts {
+            queue_id: record.queue_id,
+            index: record.index,
+            message_id: record.message_id.clone(),
+            domain: record.domain.clone(),
+            // Stored in whole milliseconds.
+            final_at: crate::time::from_unix_millis(crate::time::unix_millis(record.final_at)),
+        }
+    }
+
     fn final_ms(&self) -> u64 {
         crate::time::unix_millis(self.final_at)
     }
@@ -59,15 +72,60 @@ fn meta_value(meta: &Meta<'_>, key: &str) -> Result<u64, redb::StorageError> {
 }
 
 /// Appends one record; the only audit write on the path that makes recipients final.
+/// Appends `records` in order, with what indexing will need of each: `written` keeps those
+/// facts so that the commit that indexes them need not decode the records again.
 pub(crate) fn append(
     records: &mut Records<'_>,
     meta: &mut Meta<'_>,
-    bytes: &[u8],
+    entries: Vec<(Vec<u8>, Facts)>,
+    written: &mut Written,
 ) -> Result<(), redb::StorageError> {
-    let seq = meta_value(meta, META_NEXT)?;
-    records.insert(seq, bytes)?;
-    meta.insert(META_NEXT, seq.saturating_add(1))?;
+    let mut seq = meta_value(meta, META_NEXT)?;
+    for (bytes, facts) in entries {
+        records.insert(seq, bytes.as_slice())?;
+        written.keep(seq, facts);
+        seq = seq.saturating_add(1);
+    }
+    meta.insert(META_NEXT, seq)?;
     Ok(())
+}
+
+/// The facts of the records this writer appended and did not index yet, oldest first, at
+/// most [`Written::MAX`] (older ones are decoded from their records when indexed). They
+/// describe what is committed only while every commit since they were kept succeeded: the
+/// writer forgets them all when one fails.
+#[derive(Debug, Default)]
+pub(crate) struct Written {
+    facts: VecDeque<(u64, Facts)>,
+}
+
+impl Written {
+    const MAX: usize = 4096;
+
+    fn keep(&mut self, seq: u64, facts: Facts) {
+        if self.facts.len() >= Self::MAX {
+            self.facts.pop_front();
+        }
+        self.facts.push_back((seq, facts));
+    }
+
+    /// The facts kept for `seq`, dropping any kept for earlier records.
+    fn take(&mut self, seq: u64) -> Option<Facts> {
+        while let Some(&(kept, _)) = self.facts.front() {
+            if kept > seq {
+                return None;
+            }
+            let (kept, facts) = self.facts.pop_front()?;
+            if kept == seq {
+                return Some(facts);
+            }
+        }
+        None
+    }
+
+    pub(crate) fn forget(&mut self) {
+        self.facts.clear();
+    }
 }
 
 /// How many records were written and not yet indexed.
@@ -107,12 +165,17 @@ impl<'t> AuditIndexes<'t> {
         records: &Records<'_>,
         meta: &mut Meta<'_>,
         max: u64,
+        written: &mut Written,
     ) -> Result<u64, redb::StorageError> {
         let first = meta_value(meta, META_INDEXED)?;
         let end = meta_value(meta, META_NEXT)?.min(first.saturating_add(max));
         for seq in first..end {
-            let Some(facts) = facts(records, seq)? else {
-                continue;
+            let facts = match written.take(seq) {
+                Some(facts) => facts,
+                None => match facts(records, seq)? {
+                    Some(facts) => facts,
+                    None => continue,
+                },
             };
             let at = facts.final_ms();
             self.by_time.insert((at, seq), ())?;
@@ -166,13 +229,16 @@ fn facts(records: &Records<'_>, seq: u64) -> Result<Option<Facts>, redb::Storage
     let Some(bytes) = records.get(seq)? else {
         return Ok(None);
     };
-    match serde_json::from_slice::<Facts>(bytes.value()) {
-        Ok(facts) => Ok(Some(facts)),
-        Err(e) => {
+    Ok(decode_facts(seq, bytes.value()))
+}
+
+/// The facts of a stored record; a damaged one is logged and left out.
+pub(crate) fn decode_facts(seq: u64, bytes: &[u8]) -> Option<Facts> {
+    serde_json::from_slice::<Facts>(bytes)
+        .map_err(|e| {
             tracing::error!(seq, error = %ErrorChain(&e), "damaged audit record left out of the indexes");
-            Ok(None)
-        }
-    }
+        })
+        .ok()
 }
 
 pub(crate) fn read_err(e: impl Into<redb::Error>) -> SpoolError {

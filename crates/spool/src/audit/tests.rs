@@ -327,6 +327,22 @@ fn a_record_round_trips_through_its_stored_json() {
     assert_eq!(back, record);
 }
 
+/// The writer indexes the records it appended from facts it kept, not from the stored JSON:
+/// the two must agree, or the indexes would point at records that say something else.
+#[test]
+fn the_facts_kept_for_indexing_are_those_its_stored_json_gives() {
+    let mut record = sample(AuditOutcome::Delivered, Some(PeerAuth::Dane));
+    record.final_at = UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789);
+    for message_id in [Some("<a@b.example>".to_owned()), None] {
+        record.message_id = message_id;
+        let json = serde_json::to_vec(&record).expect("encode");
+        assert_eq!(
+            table::decode_facts(0, &json),
+            Some(table::Facts::of(&record))
+        );
+    }
+}
+
 #[test]
 fn a_record_names_the_messages_tls_floor_and_the_exceptions_of_its_attempt() {
     let mut message = stored(false);
