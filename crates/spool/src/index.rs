@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
 use crate::id::MessageId;
-use crate::types::{RecipientState, SpoolStats};
+use crate::types::{SpoolStats, Standing};
 
 /// What the index keeps about one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,12 +17,11 @@ pub(crate) struct Summary {
 }
 
 impl Summary {
-    pub(crate) fn of(received_at: SystemTime, states: &[RecipientState]) -> Self {
-        let count = |f: fn(&RecipientState) -> bool| states.iter().filter(|s| f(s)).count();
+    pub(crate) fn of<S: Standing>(received_at: SystemTime, states: &[S]) -> Self {
         Summary {
             received_at,
-            queued: count(|s| matches!(s, RecipientState::Queued { .. })),
-            held: count(|s| matches!(s, RecipientState::Held { .. })),
+            queued: states.iter().filter(|s| s.is_queued()).count(),
+            held: states.iter().filter(|s| s.is_held()).count(),
         }
     }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use crate::error::SpoolError;
 use crate::id::{MessageId, MessageIdDisplay};
 use crate::time::{from_unix_millis, unix_millis};
-use crate::types::{AttemptRecord, Envelope, RecipientState};
+use crate::types::{AttemptRecord, Envelope, Glance, RecipientState};
 
 /// Name of the database file inside the data directory.
 pub(crate) const DB_FILE: &str = "spool.redb";
@@ -153,6 +153,46 @@ pub(crate) fn read_states(
     table: &impl ReadableTable<(u64, u32), &'static [u8]>,
     id: MessageId,
 ) -> Result<Vec<RecipientState>, SpoolError> {
+    read_each(table, id)
+}
+
+/// Where each of the `count` recipients of message `id` stands, without their replies.
+pub(crate) fn read_glances(
+    table: &impl ReadableTable<(u64, u32), &'static [u8]>,
+    id: MessageId,
+    count: usize,
+) -> Result<Vec<Glance>, SpoolError> {
+    let glances = read_each(table, id)?;
+    if glances.len() != count {
+        return Err(SpoolError::Inconsistent {
+            table: "recipients",
+            id: MessageIdDisplay(id),
+            detail: "recipient state count differs from the envelope",
+        });
+    }
+    Ok(glances)
+}
+
+/// The state of recipient `index` of message `id`.
+pub(crate) fn read_state(
+    table: &impl ReadableTable<(u64, u32), &'static [u8]>,
+    id: MessageId,
+    index: u32,
+) -> Result<RecipientState, SpoolError> {
+    match table.get((id, index)).map_err(read_err)? {
+        Some(bytes) => decode("recipients", id, bytes.value()),
+        None => Err(SpoolError::Inconsistent {
+            table: "recipients",
+            id: MessageIdDisplay(id),
+            detail: "a recipient has no state",
+        }),
+    }
+}
+
+fn read_each<T: DeserializeOwned>(
+    table: &impl ReadableTable<(u64, u32), &'static [u8]>,
+    id: MessageId,
+) -> Result<Vec<T>, SpoolError> {
     let mut states = Vec::new();
     for entry in table.range((id, 0)..=(id, u32::MAX)).map_err(read_err)? {
         let (key, value) = entry.map_err(read_err)?;

@@ -161,7 +161,7 @@ impl RecipientState {
 }
 
 /// Which [`RecipientState`] a stored record holds.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum StateTag {
     Queued,
@@ -225,6 +225,74 @@ impl TryFrom<StoredState> for RecipientState {
                 delay_dsn_sent: need(s.delay_dsn_sent, "delay_dsn_sent")?,
             },
         })
+    }
+}
+
+/// Where a recipient stands, without its replies: what recording an outcome for other
+/// recipients of the same message needs of it (whether the message is done, its schedule
+/// entry, the queue's counts). Decoded from a stored state without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub(crate) struct Glance {
+    state: StateTag,
+    #[serde(default)]
+    next_attempt: Option<u64>,
+}
+
+impl Glance {
+    pub(crate) fn of(state: &RecipientState) -> Glance {
+        let (tag, next_attempt) = match state {
+            RecipientState::Queued { next_attempt, .. } => {
+                (StateTag::Queued, Some(time::unix_millis(*next_attempt)))
+            }
+            RecipientState::Delivered { .. } => (StateTag::Delivered, None),
+            RecipientState::Bounced { .. } => (StateTag::Bounced, None),
+            RecipientState::Held { .. } => (StateTag::Held, None),
+        };
+        Glance {
+            state: tag,
+            next_attempt,
+        }
+    }
+}
+
+/// What [`RecipientState`] and [`Glance`] both tell.
+pub(crate) trait Standing {
+    fn is_final(&self) -> bool;
+    fn is_queued(&self) -> bool;
+    fn is_held(&self) -> bool;
+    /// When a queued recipient's schedule entry is due.
+    fn scheduled(&self) -> Option<SystemTime>;
+}
+
+impl Standing for RecipientState {
+    fn is_final(&self) -> bool {
+        RecipientState::is_final(self)
+    }
+    fn is_queued(&self) -> bool {
+        matches!(self, RecipientState::Queued { .. })
+    }
+    fn is_held(&self) -> bool {
+        matches!(self, RecipientState::Held { .. })
+    }
+    fn scheduled(&self) -> Option<SystemTime> {
+        self.next_attempt()
+    }
+}
+
+impl Standing for Glance {
+    fn is_final(&self) -> bool {
+        matches!(self.state, StateTag::Delivered | StateTag::Bounced)
+    }
+    fn is_queued(&self) -> bool {
+        self.state == StateTag::Queued
+    }
+    fn is_held(&self) -> bool {
+        self.state == StateTag::Held
+    }
+    fn scheduled(&self) -> Option<SystemTime> {
+        self.next_attempt
+            .filter(|_| self.is_queued())
+            .map(time::from_unix_millis)
     }
 }
 
@@ -493,6 +561,17 @@ mod tests {
             let json = serde_json::to_string(&state).expect("encode");
             let back: RecipientState = serde_json::from_str(&json).expect(&json);
             assert_eq!(back, state, "{json}");
+            let glance: Glance = serde_json::from_str(&json).expect(&json);
+            assert_eq!(glance, Glance::of(&state), "{json}");
+            assert_eq!(
+                (glance.is_final(), glance.is_queued(), glance.is_held()),
+                (
+                    state.is_final(),
+                    Standing::is_queued(&state),
+                    state.is_held()
+                ),
+            );
+            assert_eq!(glance.scheduled(), state.scheduled(), "{json}");
         }
         let stored = r#"{"state":"queued","next_attempt":5,"attempts":0,"last_reply":null,"delay_dsn_sent":false,"later":1}"#;
         assert_eq!(

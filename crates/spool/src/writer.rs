@@ -9,6 +9,8 @@
 //! messages, writing the audit records of recipients that became final and pruning old ones)
 //! live here too; reads for queries are left to `spool`.
 
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -30,8 +32,8 @@ use crate::store::{
 };
 use crate::time::unix_millis;
 use crate::types::{
-    AttemptRecord, BouncedMessage, Envelope, MessageKind, RecipientState, RecipientUpdate,
-    StoredMessage,
+    AttemptRecord, BouncedMessage, Envelope, Glance, MessageKind, RecipientState, RecipientUpdate,
+    Standing, StoredMessage,
 };
 use crate::webhook::{self, WebhookEvent};
 
@@ -652,21 +654,23 @@ pub(crate) fn record(
     attempts: Vec<AttemptRecord>,
 ) -> Result<(), OpError> {
     // The audit trail and webhooks need the whole envelope: decode it once, not its head too.
-    let (loaded, stored) = if ctx.audit.enabled || !ctx.webhooks.hooks.is_empty() {
+    let (received_at, count, stored) = if ctx.audit.enabled || !ctx.webhooks.hooks.is_empty() {
         let stored = store::read_envelope(&tables.envelopes, id)?.ok_or(SpoolError::NotFound {
             id: MessageIdDisplay(id),
         })?;
-        let states = store::read_states_for(&tables.recipients, id, &stored.envelope)?;
-        let loaded = Loaded {
-            received_at: stored.envelope.received_at,
-            states,
-        };
-        (loaded, Some(stored))
+        let count = stored.envelope.recipients.len();
+        (stored.envelope.received_at, count, Some(stored))
     } else {
-        (load(tables, id)?, None)
+        let (received_at, count) =
+            store::read_envelope_head(&tables.envelopes, id)?.ok_or(SpoolError::NotFound {
+                id: MessageIdDisplay(id),
+            })?;
+        (received_at, count, None)
     };
-    let count = loaded.states.len();
-    let mut states = loaded.states.clone();
+    // Only the recipients this outcome is for are decoded whole: a message to fifty
+    // recipients in ten domains is recorded ten times.
+    let before = store::read_glances(&tables.recipients, id, count)?;
+    let mut changed: BTreeMap<usize, (RecipientState, RecipientState)> = BTreeMap::new();
     let mut touched = Vec::with_capacity(updates.len());
     for update in updates {
         let index = store::stored_index(update.index)
@@ -676,7 +680,14 @@ pub(crate) fn record(
                 index: update.index,
                 count,
             })?;
-        states[update.index] = merge(&states[update.index], update.state);
+        let pair = match changed.entry(update.index) {
+            Entry::Occupied(pair) => pair.into_mut(),
+            Entry::Vacant(slot) => {
+                let old = store::read_state(&tables.recipients, id, index)?;
+                slot.insert((old.clone(), old))
+            }
+        };
+        pair.1 = merge(&pair.1, update.state);
         touched.push(index);
     }
     for attempt in &attempts {
@@ -694,23 +705,25 @@ pub(crate) fn record(
         .map(|a| store::encode("attempt record", id, a))
         .collect::<Result<_, _>>()?;
     let first_seq = store::next_attempt_seq(&tables.attempts, id)?;
-    let changes = plan_changes(id, &loaded.states, &states)?;
-    let finals = newly_final(&loaded.states, &states, Cause::Delivery);
+    let mut changes = Vec::new();
+    for (&index, (old, new)) in changed.iter().filter(|(_, (old, new))| old != new) {
+        if let Some(change) = Change::of(id, index, old, new)? {
+            changes.push(change);
+        }
+    }
+    let finals: Vec<(usize, &RecipientState)> = changed
+        .iter()
+        .filter(|(_, (old, new))| !old.is_final() && new.is_final())
+        .map(|(&index, (_, new))| (index, new))
+        .collect();
     let wants_audit = ctx.audit.enabled && !finals.is_empty();
     if let Some(stored) = stored.as_ref().filter(|_| !ctx.webhooks.hooks.is_empty()) {
         let events: Vec<WebhookEvent> = touched
             .iter()
             .filter_map(|&index| {
                 let index = index as usize;
-                webhook::event_for(
-                    id,
-                    stored,
-                    index,
-                    &loaded.states[index],
-                    &states[index],
-                    &attempts,
-                    ctx.now,
-                )
+                let (old, new) = changed.get(&index)?;
+                webhook::event_for(id, stored, index, old, new, &attempts, ctx.now)
             })
             .collect();
         write_webhooks(tables, ctx, &events)?;
@@ -723,20 +736,17 @@ pub(crate) fn record(
             stored: &stored,
             attempts: &history,
         };
-        audit_records(
-            &found,
-            &finals,
-            &states,
-            Cause::Delivery,
-            ctx.now,
-            &ctx.node,
-        )?
+        audit_records(&found, &finals, Cause::Delivery, ctx.now, &ctx.node)?
     } else {
         Vec::new()
     };
 
     write_audit(tables, ctx, audit)?;
-    let deleted = write_changes(tables, ctx, id, &loaded, &states, changes)?;
+    let mut after = before.clone();
+    for (&index, (_, new)) in &changed {
+        after[index] = Glance::of(new);
+    }
+    let deleted = write_changes(tables, ctx, id, received_at, &before, &after, changes)?;
     // Counted whether or not the message stays: delivered messages leave the spool.
     crate::shadow::count(tables.txn, &attempts).map_err(OpError::Abort)?;
     if !deleted {
@@ -745,9 +755,9 @@ pub(crate) fn record(
         }
         // A recipient left queued with its state unchanged keeps its schedule entry, which
         // its lease hid from the runner until now.
-        if touched
-            .iter()
-            .any(|&i| states[i as usize].next_attempt().is_some())
+        if changed
+            .values()
+            .any(|(_, new)| new.next_attempt().is_some())
         {
             ctx.effects.push(Effect::Scheduled);
         }
@@ -831,7 +841,15 @@ pub(crate) fn admin(
         .collect();
     let changes = plan_changes(id, &loaded.states, &states)?;
     let changed = changes.len();
-    write_changes(tables, ctx, id, &loaded, &states, changes)?;
+    write_changes(
+        tables,
+        ctx,
+        id,
+        loaded.received_at,
+        &loaded.states,
+        &states,
+        changes,
+    )?;
     if action != AdminAction::Hold && changed > 0 {
         ctx.effects.push(Effect::Wake);
     }
@@ -868,7 +886,15 @@ pub(crate) fn retry_all(tables: &mut Tables<'_>, ctx: &mut Ctx) -> Result<usize,
         rewritten.push((id, index, state, retried, encoded));
     }
     for (id, index, old, new, bytes) in &rewritten {
-        write_state(tables, &mut ctx.effects, *id, *index, old, new, bytes)?;
+        write_state(
+            tables,
+            &mut ctx.effects,
+            *id,
+            *index,
+            old.next_attempt(),
+            new.next_attempt(),
+            bytes,
+        )?;
     }
     if !rewritten.is_empty() {
         ctx.effects.push(Effect::Wake);
@@ -902,14 +928,8 @@ pub(crate) fn delete(
             stored,
             attempts: &history,
         };
-        let audit = audit_records(
-            &found,
-            &finals,
-            &loaded.states,
-            Cause::AdminDelete,
-            ctx.now,
-            &ctx.node,
-        )?;
+        let finals: Vec<_> = finals.iter().map(|&i| (i, &loaded.states[i])).collect();
+        let audit = audit_records(&found, &finals, Cause::AdminDelete, ctx.now, &ctx.node)?;
         write_audit(tables, ctx, audit)?;
     }
     delete_message(tables, id, &loaded.states)?;
@@ -982,14 +1002,8 @@ where
                 stored: &record,
                 attempts: &attempts,
             };
-            audit_records(
-                &found,
-                &finals,
-                &states,
-                Cause::AdminBounce,
-                ctx.now,
-                &ctx.node,
-            )?
+            let finals: Vec<_> = finals.iter().map(|&i| (i, &states[i])).collect();
+            audit_records(&found, &finals, Cause::AdminBounce, ctx.now, &ctx.node)?
         }
         false => Vec::new(),
     };
@@ -1008,7 +1022,15 @@ where
         None => None,
     };
     write_audit(tables, ctx, audit)?;
-    write_changes(tables, ctx, id, &loaded, &bounced.message.states, changes)?;
+    write_changes(
+        tables,
+        ctx,
+        id,
+        loaded.received_at,
+        &loaded.states,
+        &bounced.message.states,
+        changes,
+    )?;
     Ok((bounced, report_id))
 }
 
@@ -1033,20 +1055,16 @@ fn newly_final(old: &[RecipientState], new: &[RecipientState], cause: Cause) -> 
         .collect()
 }
 
-/// The audit records of `finals` (recipient indexes, now in `states`), encoded.
+/// The audit records of `finals` (recipient indexes with their states now), encoded.
 fn audit_records(
     found: &Found<'_>,
-    finals: &[usize],
-    states: &[RecipientState],
+    finals: &[(usize, &RecipientState)],
     cause: Cause,
     now: SystemTime,
     node: &str,
 ) -> Result<Vec<(Vec<u8>, audit_table::Facts)>, SpoolError> {
     let mut records = Vec::with_capacity(finals.len());
-    for &index in finals {
-        let Some(state) = states.get(index) else {
-            continue;
-        };
+    for &(index, state) in finals {
         let built = audit::record_for(
             found.id,
             found.stored,
@@ -1180,9 +1198,32 @@ pub(crate) fn prune_audit_now(
 }
 
 /// A recipient whose state changes, with the new state already encoded.
+/// One recipient's new state, encoded, with the schedule times of its old and new state.
 struct Change {
     index: u32,
     bytes: Vec<u8>,
+    was_due: Option<SystemTime>,
+    due: Option<SystemTime>,
+}
+
+impl Change {
+    /// `None` for an index past what the store can hold (never stored, so never changed).
+    fn of(
+        id: MessageId,
+        index: usize,
+        old: &RecipientState,
+        new: &RecipientState,
+    ) -> Result<Option<Change>, SpoolError> {
+        let Some(index) = store::stored_index(index) else {
+            return Ok(None);
+        };
+        Ok(Some(Change {
+            index,
+            bytes: store::encode("recipient state", id, new)?,
+            was_due: old.next_attempt(),
+            due: new.next_attempt(),
+        }))
+    }
 }
 
 fn plan_changes(
@@ -1195,64 +1236,61 @@ fn plan_changes(
         if before == after {
             continue;
         }
-        let Some(index) = store::stored_index(index) else {
-            continue;
-        };
-        changes.push(Change {
-            index,
-            bytes: store::encode("recipient state", id, after)?,
-        });
+        if let Some(change) = Change::of(id, index, before, after)? {
+            changes.push(change);
+        }
     }
     Ok(changes)
 }
 
 /// Writes planned changes, or deletes the message when every recipient is now final.
 /// Returns true when the message was deleted. Only writes: it never rejects.
-fn write_changes(
+fn write_changes<S: Standing>(
     tables: &mut Tables<'_>,
     ctx: &mut Ctx,
     id: MessageId,
-    loaded: &Loaded,
-    states: &[RecipientState],
+    received_at: SystemTime,
+    before: &[S],
+    after: &[S],
     changes: Vec<Change>,
 ) -> Result<bool, redb::StorageError> {
-    if states.iter().all(RecipientState::is_final) {
-        delete_message(tables, id, &loaded.states)?;
+    if after.iter().all(S::is_final) {
+        delete_message(tables, id, before)?;
         ctx.effects.push(Effect::Summary(id, None));
         ctx.effects.push(Effect::UnleaseAll(id));
         return Ok(true);
     }
     for change in changes {
-        let i = change.index as usize;
         write_state(
             tables,
             &mut ctx.effects,
             id,
             change.index,
-            &loaded.states[i],
-            &states[i],
+            change.was_due,
+            change.due,
             &change.bytes,
         )?;
     }
-    let summary = Summary::of(loaded.received_at, states);
+    let summary = Summary::of(received_at, after);
     ctx.effects.push(Effect::Summary(id, Some(summary)));
     Ok(false)
 }
 
-/// Stores one recipient state and keeps the schedule index in step with it.
+/// Stores one recipient state and keeps the schedule index in step with it: `was_due` and
+/// `due` are the schedule times of its old and new state.
 fn write_state(
     tables: &mut Tables<'_>,
     effects: &mut Vec<Effect>,
     id: MessageId,
     index: u32,
-    old: &RecipientState,
-    new: &RecipientState,
+    was_due: Option<SystemTime>,
+    due: Option<SystemTime>,
     bytes: &[u8],
 ) -> Result<(), redb::StorageError> {
-    if let Some(at) = old.next_attempt() {
+    if let Some(at) = was_due {
         tables.schedule.remove(Slot::new(at, id, index).key())?;
     }
-    if let Some(at) = new.next_attempt() {
+    if let Some(at) = due {
         tables.schedule.insert(Slot::new(at, id, index).key(), ())?;
         effects.push(Effect::Scheduled);
     }
@@ -1262,13 +1300,13 @@ fn write_state(
 
 /// Removes envelope, body, states, attempts and schedule entries of a message. `states` are
 /// the stored states, whose schedule entries exist.
-fn delete_message(
+fn delete_message<S: Standing>(
     tables: &mut Tables<'_>,
     id: MessageId,
-    states: &[RecipientState],
+    states: &[S],
 ) -> Result<(), redb::StorageError> {
     for (index, state) in states.iter().enumerate() {
-        if let (Some(at), Some(index)) = (state.next_attempt(), store::stored_index(index)) {
+        if let (Some(at), Some(index)) = (state.scheduled(), store::stored_index(index)) {
             tables.schedule.remove(Slot::new(at, id, index).key())?;
         }
     }
