@@ -153,60 +153,7 @@ pub(crate) fn read_states(
     table: &impl ReadableTable<(u64, u32), &'static [u8]>,
     id: MessageId,
 ) -> Result<Vec<RecipientState>, SpoolError> {
-    read_each(table, id)
-}
-
-/// Where each of the `count` recipients of message `id` stands, without their replies.
-pub(crate) fn read_glances(
-    table: &impl ReadableTable<(u64, u32), &'static [u8]>,
-    id: MessageId,
-    count: usize,
-) -> Result<Vec<Glance>, SpoolError> {
-    let glances = read_each(table, id)?;
-    if glances.len() != count {
-        return Err(SpoolError::Inconsistent {
-            table: "recipients",
-            id: MessageIdDisplay(id),
-            detail: "recipient state count differs from the envelope",
-        });
-    }
-    Ok(glances)
-}
-
-/// The state of recipient `index` of message `id`.
-pub(crate) fn read_state(
-    table: &impl ReadableTable<(u64, u32), &'static [u8]>,
-    id: MessageId,
-    index: u32,
-) -> Result<RecipientState, SpoolError> {
-    match table.get((id, index)).map_err(read_err)? {
-        Some(bytes) => decode("recipients", id, bytes.value()),
-        None => Err(SpoolError::Inconsistent {
-            table: "recipients",
-            id: MessageIdDisplay(id),
-            detail: "a recipient has no state",
-        }),
-    }
-}
-
-fn read_each<T: DeserializeOwned>(
-    table: &impl ReadableTable<(u64, u32), &'static [u8]>,
-    id: MessageId,
-) -> Result<Vec<T>, SpoolError> {
-    let mut states = Vec::new();
-    for entry in table.range((id, 0)..=(id, u32::MAX)).map_err(read_err)? {
-        let (key, value) = entry.map_err(read_err)?;
-        let (_, index) = key.value();
-        if usize::try_from(index).ok() != Some(states.len()) {
-            return Err(SpoolError::Inconsistent {
-                table: "recipients",
-                id: MessageIdDisplay(id),
-                detail: "recipient indexes are not contiguous",
-            });
-        }
-        states.push(decode("recipients", id, value.value())?);
-    }
-    Ok(states)
+    read_each(table, id, |bytes| decode("recipients", id, bytes))
 }
 
 /// The states of message `id`, which must match its envelope's recipient count.
@@ -224,7 +171,48 @@ pub(crate) fn read_states_counted(
     id: MessageId,
     count: usize,
 ) -> Result<Vec<RecipientState>, SpoolError> {
-    let states = read_states(table, id)?;
+    counted(id, read_states(table, id)?, count)
+}
+
+/// Where each of the `count` recipients of message `id` stands, without their replies.
+pub(crate) fn read_glances(
+    table: &impl ReadableTable<(u64, u32), &'static [u8]>,
+    id: MessageId,
+    count: usize,
+) -> Result<Vec<Glance>, SpoolError> {
+    let glances = read_each(table, id, |bytes| {
+        Glance::read(bytes).map_err(|source| SpoolError::Corrupt {
+            table: "recipients",
+            id: MessageIdDisplay(id),
+            source,
+        })
+    })?;
+    counted(id, glances, count)
+}
+
+/// Every recipient record of message `id` in index order, each through `decode`.
+fn read_each<T>(
+    table: &impl ReadableTable<(u64, u32), &'static [u8]>,
+    id: MessageId,
+    mut decode: impl FnMut(&[u8]) -> Result<T, SpoolError>,
+) -> Result<Vec<T>, SpoolError> {
+    let mut states = Vec::new();
+    for entry in table.range((id, 0)..=(id, u32::MAX)).map_err(read_err)? {
+        let (key, value) = entry.map_err(read_err)?;
+        let (_, index) = key.value();
+        if usize::try_from(index).ok() != Some(states.len()) {
+            return Err(SpoolError::Inconsistent {
+                table: "recipients",
+                id: MessageIdDisplay(id),
+                detail: "recipient indexes are not contiguous",
+            });
+        }
+        states.push(decode(value.value())?);
+    }
+    Ok(states)
+}
+
+fn counted<T>(id: MessageId, states: Vec<T>, count: usize) -> Result<Vec<T>, SpoolError> {
     if states.len() != count {
         return Err(SpoolError::Inconsistent {
             table: "recipients",
@@ -233,6 +221,22 @@ pub(crate) fn read_states_counted(
         });
     }
     Ok(states)
+}
+
+/// The state of recipient `index` of message `id`.
+pub(crate) fn read_state(
+    table: &impl ReadableTable<(u64, u32), &'static [u8]>,
+    id: MessageId,
+    index: u32,
+) -> Result<RecipientState, SpoolError> {
+    match table.get((id, index)).map_err(read_err)? {
+        Some(bytes) => decode("recipients", id, bytes.value()),
+        None => Err(SpoolError::Inconsistent {
+            table: "recipients",
+            id: MessageIdDisplay(id),
+            detail: "a recipient has no state",
+        }),
+    }
 }
 
 pub(crate) fn read_attempts(
