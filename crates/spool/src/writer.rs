@@ -841,15 +841,7 @@ pub(crate) fn admin(
         .collect();
     let changes = plan_changes(id, &loaded.states, &states)?;
     let changed = changes.len();
-    write_changes(
-        tables,
-        ctx,
-        id,
-        loaded.received_at,
-        &loaded.states,
-        &states,
-        changes,
-    )?;
+    write_loaded_changes(tables, ctx, id, &loaded, &states, changes)?;
     if action != AdminAction::Hold && changed > 0 {
         ctx.effects.push(Effect::Wake);
     }
@@ -1022,15 +1014,7 @@ where
         None => None,
     };
     write_audit(tables, ctx, audit)?;
-    write_changes(
-        tables,
-        ctx,
-        id,
-        loaded.received_at,
-        &loaded.states,
-        &bounced.message.states,
-        changes,
-    )?;
+    write_loaded_changes(tables, ctx, id, &loaded, &bounced.message.states, changes)?;
     Ok((bounced, report_id))
 }
 
@@ -1274,6 +1258,26 @@ fn write_changes<S: Standing>(
     let summary = Summary::of(received_at, after);
     ctx.effects.push(Effect::Summary(id, Some(summary)));
     Ok(false)
+}
+
+/// [`write_changes`] from the states [`load`] read.
+fn write_loaded_changes(
+    tables: &mut Tables<'_>,
+    ctx: &mut Ctx,
+    id: MessageId,
+    loaded: &Loaded,
+    after: &[RecipientState],
+    changes: Vec<Change>,
+) -> Result<bool, redb::StorageError> {
+    write_changes(
+        tables,
+        ctx,
+        id,
+        loaded.received_at,
+        &loaded.states,
+        after,
+        changes,
+    )
 }
 
 /// Stores one recipient state and keeps the schedule index in step with it: `was_due` and
