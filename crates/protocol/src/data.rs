@@ -79,6 +79,12 @@ impl DataReader {
         if self.position == Position::Broken {
             return DataProgress::BareLineEnding;
         }
+        if !self.discarding {
+            // Room for this piece at once (the body grows by at most its length, and never
+            // past `max_size`), rather than doubling from empty a run at a time.
+            let room = self.max_size.saturating_sub(self.size);
+            self.body.reserve(input.len().min(room));
+        }
         let mut index = 0;
         while index < input.len() {
             if self.position == Position::Middle {

@@ -37,7 +37,7 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let mut line = String::with_capacity(384);
+        let mut line = String::with_capacity(1024);
         line.push_str("{\"timestamp\":\"");
         write!(
             line,
@@ -170,24 +170,26 @@ struct Escaped<'a>(&'a mut String);
 
 impl Write for Escaped<'_> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
+        // Everything that needs escaping is ASCII, and no byte of a multi-byte UTF-8 sequence
+        // is below 0x80, so the text is scanned as bytes and every cut falls on a char boundary.
         let mut plain = 0;
-        for (at, c) in text.char_indices() {
-            let escape = match c {
-                '"' => "\\\"",
-                '\\' => "\\\\",
-                '\n' => "\\n",
-                '\r' => "\\r",
-                '\t' => "\\t",
-                c if u32::from(c) < 0x20 => "",
+        for (at, byte) in text.bytes().enumerate() {
+            let escape = match byte {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                byte if byte < 0x20 => "",
                 _ => continue,
             };
             self.0.push_str(&text[plain..at]);
             if escape.is_empty() {
-                write!(self.0, "\\u{:04x}", u32::from(c))?;
+                write!(self.0, "\\u{:04x}", byte)?;
             } else {
                 self.0.push_str(escape);
             }
-            plain = at + c.len_utf8();
+            plain = at + 1;
         }
         self.0.push_str(&text[plain..]);
         Ok(())
