@@ -9,6 +9,7 @@
 mod audit;
 mod error;
 pub mod fault;
+mod held;
 mod id;
 mod idempotency;
 mod index;

@@ -35,7 +35,7 @@ pub(crate) const META_LAST_ID: &str = "last_id";
 
 /// What the envelopes table stores: the envelope plus facts kept beside it so that listings
 /// never touch the body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct EnvelopeRecord {
     pub(crate) size: u64,
     pub(crate) envelope: Envelope,
@@ -43,6 +43,15 @@ pub(crate) struct EnvelopeRecord {
     /// in records written before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) message_id: Option<String>,
+}
+
+impl EnvelopeRecord {
+    /// What decoding this record's stored bytes gives: `received_at` is stored in whole
+    /// seconds.
+    pub(crate) fn into_stored(mut self) -> Self {
+        self.envelope.received_at = crate::time::whole_secs(self.envelope.received_at);
+        self
+    }
 }
 
 /// A schedule key: when, which message, which recipient.

@@ -13,6 +13,12 @@ pub(crate) fn from_unix_millis(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
+/// `t` cut to the whole second, as [`secs`] stores it.
+pub(crate) fn whole_secs(t: SystemTime) -> SystemTime {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    UNIX_EPOCH + Duration::from_secs(since.as_secs())
+}
+
 /// `SystemTime` as whole unix seconds (the envelope's `received_at`).
 pub(crate) mod secs {
     use std::time::{Duration, SystemTime, UNIX_EPOCH};

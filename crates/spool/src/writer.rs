@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::audit::table::{self as audit_table, AuditIndexes};
 use crate::audit::{self, Cause};
 use crate::error::SpoolError;
+use crate::held::HeldEnvelopes;
 use crate::id::{IdAllocator, MessageId, MessageIdDisplay};
 use crate::index::Summary;
 use crate::settings::{AuditSettings, WebhookSettings};
@@ -203,6 +204,8 @@ pub(crate) struct Ctx {
     node: Arc<str>,
     /// What indexing needs of the audit records appended since the last index.
     audit_written: audit_table::Written,
+    /// Envelopes stored lately, decoded, for recording their outcomes.
+    held: HeldEnvelopes,
 }
 
 impl Ctx {
@@ -330,6 +333,7 @@ impl Writer {
                 next_index: now,
                 node,
                 audit_written: audit_table::Written::default(),
+                held: HeldEnvelopes::default(),
             },
             batch_max: batch_max.max(1),
             unflushed_since: None,
@@ -451,7 +455,10 @@ impl Writer {
         let db = match self.shared.database() {
             Ok(db) => db,
             Err(_) => match self.shared.reopen() {
-                Ok(db) => db,
+                Ok(db) => {
+                    self.ctx.held.clear();
+                    db
+                }
                 Err(e) => {
                     tracing::error!(error = %ErrorChain(&e), outcome = "failed", "spool store unavailable");
                     for op in batch {
@@ -491,6 +498,7 @@ impl Writer {
                 self.shared.commit_failed();
                 // The facts kept for indexing describe records this commit took back.
                 self.ctx.audit_written.forget();
+                self.ctx.held.clear();
                 drop(db);
                 let latched = matches!(*source, redb::Error::Io(_) | redb::Error::PreviousIo);
                 for op in batch {
@@ -540,6 +548,21 @@ impl Writer {
         txn.commit()?;
         Ok(())
     }
+}
+
+/// The message's envelope record, as kept since its submission or read from the store.
+fn held_envelope(
+    tables: &Tables<'_>,
+    ctx: &Ctx,
+    id: MessageId,
+) -> Result<Arc<EnvelopeRecord>, SpoolError> {
+    if let Some(record) = ctx.held.get(id) {
+        return Ok(record);
+    }
+    let record = store::read_envelope(&tables.envelopes, id)?.ok_or(SpoolError::NotFound {
+        id: MessageIdDisplay(id),
+    })?;
+    Ok(Arc::new(record))
 }
 
 /// The stored facts about one message, read before changing its recipients' states.
@@ -618,6 +641,7 @@ pub(crate) fn submit(
         .push(Effect::Summary(id, Some(Summary::of(received_at, &states))));
     ctx.effects.push(Effect::Scheduled);
     ctx.effects.push(Effect::Wake);
+    ctx.held.keep(id, Arc::new(record.into_stored()));
     Ok(id)
 }
 
@@ -655,9 +679,7 @@ pub(crate) fn record(
 ) -> Result<(), OpError> {
     // The audit trail and webhooks need the whole envelope: decode it once, not its head too.
     let (received_at, count, stored) = if ctx.audit.enabled || !ctx.webhooks.hooks.is_empty() {
-        let stored = store::read_envelope(&tables.envelopes, id)?.ok_or(SpoolError::NotFound {
-            id: MessageIdDisplay(id),
-        })?;
+        let stored = held_envelope(tables, ctx, id)?;
         let count = stored.envelope.recipients.len();
         (stored.envelope.received_at, count, Some(stored))
     } else {
@@ -924,7 +946,7 @@ pub(crate) fn delete(
         let audit = audit_records(&found, &finals, Cause::AdminDelete, ctx.now, &ctx.node)?;
         write_audit(tables, ctx, audit)?;
     }
-    delete_message(tables, id, &loaded.states)?;
+    delete_message(tables, &mut ctx.held, id, &loaded.states)?;
     ctx.effects.push(Effect::Summary(id, None));
     ctx.effects.push(Effect::UnleaseAll(id));
     Ok(loaded.states.iter().filter(|s| !s.is_final()).count())
@@ -1239,7 +1261,7 @@ fn write_changes<S: Standing>(
     changes: Vec<Change>,
 ) -> Result<bool, redb::StorageError> {
     if after.iter().all(S::is_final) {
-        delete_message(tables, id, before)?;
+        delete_message(tables, &mut ctx.held, id, before)?;
         ctx.effects.push(Effect::Summary(id, None));
         ctx.effects.push(Effect::UnleaseAll(id));
         return Ok(true);
@@ -1306,9 +1328,11 @@ fn write_state(
 /// the stored states, whose schedule entries exist.
 fn delete_message<S: Standing>(
     tables: &mut Tables<'_>,
+    held: &mut HeldEnvelopes,
     id: MessageId,
     states: &[S],
 ) -> Result<(), redb::StorageError> {
+    held.forget(id);
     for (index, state) in states.iter().enumerate() {
         if let (Some(at), Some(index)) = (state.scheduled(), store::stored_index(index)) {
             tables.schedule.remove(Slot::new(at, id, index).key())?;

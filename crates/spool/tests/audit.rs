@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 use common::*;
 use strictmx_spool::fault::FillableStore;
 use strictmx_spool::{
-    AttemptOutcome, AuditOutcome, AuditQuery, AuditSettings, AuthFilter, PeerAuth, RecipientState,
-    RecipientUpdate, Spool, SpoolError, SpoolSettings,
+    AttemptOutcome, AuditOutcome, AuditQuery, AuditRecord, AuditSettings, AuthFilter, PeerAuth,
+    RecipientState, RecipientUpdate, Spool, SpoolError, SpoolSettings,
 };
 
 fn with_message_id(message_id: &str) -> Vec<u8> {
@@ -181,6 +181,66 @@ async fn records_survive_a_restart_and_are_found_by_queue_id_and_message_id() {
             .expect("read")
             .is_empty()
     );
+}
+
+/// Records `delivered(0)` for `id` and gives back its audit record, with the parts that differ
+/// between two deliveries (queue id, times of the outcome) blanked.
+async fn recorded(spool: &Spool, id: u64) -> AuditRecord {
+    spool
+        .record(
+            id,
+            vec![delivered(0)],
+            vec![attempt(vec![0], AttemptOutcome::Delivered)],
+        )
+        .await
+        .expect("record");
+    let mut kept = spool.audit_by_queue_id(id).expect("read");
+    assert_eq!(kept.len(), 1);
+    let mut record = kept.remove(0);
+    record.queue_id = 0;
+    record.final_at = SystemTime::UNIX_EPOCH;
+    record.attempts.clear();
+    if let Some(receipt) = record.receipt.as_mut() {
+        receipt.at = SystemTime::UNIX_EPOCH;
+    }
+    record
+}
+
+#[tokio::test]
+async fn a_record_carries_the_stored_envelope_whether_recorded_at_once_after_a_failed_commit_or_after_a_restart()
+ {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = FillableStore::default();
+    let mut sent = envelope(&["a@example.net"]);
+    // Stored in whole seconds: every path must give back the same time.
+    sent.received_at += Duration::from_millis(750);
+    let submit = |spool: Spool| {
+        let sent = sent.clone();
+        async move {
+            spool
+                .submit(sent, with_message_id("<same@app.test>"))
+                .await
+                .expect("submit")
+        }
+    };
+
+    let spool = Spool::open_with(&settings(dir.path()), Arc::new(store.clone())).expect("open");
+    let at_once = submit(spool.clone()).await;
+    let waiting = submit(spool.clone()).await;
+    let at_once = recorded(&spool, at_once).await;
+    assert_eq!(at_once.received_at, whole_seconds(sent.received_at));
+    assert_eq!(at_once.message_id.as_deref(), Some("<same@app.test>"));
+
+    let after_failure = submit(spool.clone()).await;
+    store.set_full(true);
+    let lost = spool.submit(envelope(&["b@example.net"]), body(10)).await;
+    assert!(lost.is_err(), "nothing commits on a full disk");
+    store.set_full(false);
+    assert_eq!(recorded(&spool, after_failure).await, at_once);
+    drop(spool);
+
+    let spool = Spool::open_with(&settings(dir.path()), Arc::new(store)).expect("reopen");
+    assert_eq!(recorded(&spool, waiting).await, at_once);
 }
 
 #[tokio::test]
