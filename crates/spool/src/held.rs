@@ -1,62 +1,112 @@
-//! The envelopes the writer stored lately, kept decoded: recording a delivery outcome needs
-//! the whole envelope for the audit trail and webhooks, and a message to ten domains is
-//! recorded ten times. Envelopes never change once stored (only `submit` writes one and only
-//! deleting the message removes it), so a kept copy stays true until the message goes.
+//! The envelopes the writer stored lately, kept decoded with the attempt records stored for
+//! them: recording a delivery outcome needs the whole envelope and the message's attempts for
+//! the audit trail and webhooks, and a message to ten domains is recorded ten times.
 //!
-//! Only the writer thread touches it, between its commits. A commit that fails takes back the
-//! envelopes it stored, so the writer clears everything kept then.
+//! Both stay true while the message exists: only `submit` writes an envelope and nothing
+//! changes it; attempt records are only appended, by `record`, and only deleting the message
+//! removes them, and every one of those writes goes through here.
+//!
+//! Only the writer thread touches it, between its commits. A commit that fails takes back what
+//! it stored, so the writer clears everything kept then.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::id::MessageId;
 use crate::store::EnvelopeRecord;
+use crate::types::AttemptRecord;
 
-/// How many recipients the kept envelopes may carry between them: the bound on memory is by
-/// recipients, not by envelopes, since one envelope may carry thousands.
-pub(crate) const HELD_RECIPIENTS: usize = 16_384;
+/// How much the kept messages may weigh between them: each recipient and each attempt record
+/// weighs one, and so does each recipient an attempt record names. One envelope may carry
+/// thousands of recipients, so the bound is by weight, not by messages.
+pub(crate) const HELD_WEIGHT: usize = 32_768;
+
+/// A message as stored: its envelope record and, in order, every attempt record stored for it.
+#[derive(Debug)]
+pub(crate) struct Held {
+    pub(crate) record: Arc<EnvelopeRecord>,
+    pub(crate) attempts: Vec<AttemptRecord>,
+}
+
+impl Held {
+    fn weight(&self) -> usize {
+        self.record.envelope.recipients.len()
+            + self
+                .attempts
+                .iter()
+                .map(|a| 1 + a.recipients.len())
+                .sum::<usize>()
+    }
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct HeldEnvelopes {
     /// By id: ids grow with time, so the first is the oldest, the one given up for room.
-    held: BTreeMap<MessageId, Arc<EnvelopeRecord>>,
-    recipients: usize,
+    held: BTreeMap<MessageId, Held>,
+    weight: usize,
 }
 
 impl HeldEnvelopes {
-    /// Keeps `record`, stored under `id` in the commit being built. It must be what decoding
-    /// the stored bytes gives (see `EnvelopeRecord::into_stored`).
+    /// Keeps `record`, stored under `id` with no attempt records in the commit being built. It
+    /// must be what decoding the stored bytes gives (see `EnvelopeRecord::into_stored`).
     pub(crate) fn keep(&mut self, id: MessageId, record: Arc<EnvelopeRecord>) {
-        let count = record.envelope.recipients.len();
-        if count > HELD_RECIPIENTS {
-            return;
-        }
         self.forget(id);
-        while self.recipients + count > HELD_RECIPIENTS {
-            let Some((_, oldest)) = self.held.pop_first() else {
-                break;
-            };
-            self.recipients -= oldest.envelope.recipients.len();
-        }
-        self.recipients += count;
-        self.held.insert(id, record);
+        self.insert(
+            id,
+            Held {
+                record,
+                attempts: Vec::new(),
+            },
+        );
     }
 
-    pub(crate) fn get(&self, id: MessageId) -> Option<Arc<EnvelopeRecord>> {
-        self.held.get(&id).cloned()
+    pub(crate) fn get(&self, id: MessageId) -> Option<&Held> {
+        self.held.get(&id)
+    }
+
+    /// Attempt records appended to message `id`'s, in the commit being built; each must be what
+    /// decoding its stored bytes gives (see `AttemptRecord::into_stored`). A message not kept
+    /// stays so: its earlier attempts are only in the store.
+    pub(crate) fn add_attempts(&mut self, id: MessageId, attempts: Vec<AttemptRecord>) {
+        let Some(mut held) = self.take(id) else {
+            return;
+        };
+        held.attempts.extend(attempts);
+        self.insert(id, held);
     }
 
     /// The message is gone (or going, in the commit being built).
     pub(crate) fn forget(&mut self, id: MessageId) {
-        if let Some(record) = self.held.remove(&id) {
-            self.recipients -= record.envelope.recipients.len();
-        }
+        self.take(id);
     }
 
     /// A commit failed: what it stored is not in the file.
     pub(crate) fn clear(&mut self) {
         self.held.clear();
-        self.recipients = 0;
+        self.weight = 0;
+    }
+
+    fn take(&mut self, id: MessageId) -> Option<Held> {
+        let held = self.held.remove(&id)?;
+        self.weight -= held.weight();
+        Some(held)
+    }
+
+    /// Makes room for `held` by giving up the oldest messages; one too heavy on its own is not
+    /// kept.
+    fn insert(&mut self, id: MessageId, held: Held) {
+        let weight = held.weight();
+        if weight > HELD_WEIGHT {
+            return;
+        }
+        while self.weight + weight > HELD_WEIGHT {
+            let Some((_, oldest)) = self.held.pop_first() else {
+                break;
+            };
+            self.weight -= oldest.weight();
+        }
+        self.weight += weight;
+        self.held.insert(id, held);
     }
 }
 
@@ -69,7 +119,10 @@ mod tests {
 
     use super::*;
     use crate::store;
-    use crate::types::{ClientInfo, Envelope, EnvelopeRecipient, MessageKind, TlsFloor};
+    use crate::types::{
+        AttemptOutcome, ClientInfo, Envelope, EnvelopeRecipient, ExceptionUse, MessageKind,
+        PeerAuth, ShadowOutcome, ShadowVerdict, TlsFloor,
+    };
 
     fn record(recipients: usize) -> EnvelopeRecord {
         let recipient = EnvelopeRecipient {
@@ -113,6 +166,38 @@ mod tests {
         }
     }
 
+    fn attempt(recipients: Vec<usize>) -> AttemptRecord {
+        AttemptRecord {
+            at: UNIX_EPOCH + Duration::from_nanos(1_796_000_123_456_789_012),
+            domain: "example.org".into(),
+            mx: Some("mx.example.org".into()),
+            ip: Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))),
+            tls_version: Some("TLSv1.3".into()),
+            cipher: Some("TLS13_AES_128_GCM_SHA256".into()),
+            cert_verified: Some(false),
+            auth: PeerAuth::None,
+            policy: "sts-testing".into(),
+            rules: vec!["partner".into()],
+            requirement: Some("encrypted".into()),
+            result_type: Some("certificate-expired".into()),
+            recipients,
+            outcome: AttemptOutcome::Deferred,
+            reply: "451 4.7.0 try later".into(),
+            duration_ms: 31,
+            exceptions: vec![ExceptionUse {
+                rule: "partner".into(),
+                expires: Some(1_796_100_000),
+                reason: Some("their certificate renewal".into()),
+                spared: Some("certificate-expired".into()),
+            }],
+            shadow: vec![ShadowVerdict {
+                rule: "strict".into(),
+                outcome: ShadowOutcome::WouldDefer,
+                reason: "certificate not verified".into(),
+            }],
+        }
+    }
+
     fn held(envelopes: &HeldEnvelopes) -> Vec<MessageId> {
         envelopes.held.keys().copied().collect()
     }
@@ -127,27 +212,57 @@ mod tests {
     }
 
     #[test]
-    fn the_oldest_envelopes_make_room_within_the_recipient_bound() {
+    fn a_kept_attempt_is_what_reading_the_stored_bytes_gives() {
+        let original = attempt(vec![0, 2]);
+        let bytes = store::encode("attempt record", 7, &original).expect("encodes");
+        let read: AttemptRecord = store::decode("attempts", 7, &bytes).expect("decodes");
+        assert_ne!(read, original, "the stored time drops its microseconds");
+        assert_eq!(original.into_stored(), read);
+    }
+
+    #[test]
+    fn attempts_are_added_to_kept_messages_only_and_weigh_with_their_recipients() {
         let mut envelopes = HeldEnvelopes::default();
-        let half = HELD_RECIPIENTS / 2;
+        envelopes.keep(1, Arc::new(record(2)));
+        envelopes.add_attempts(1, vec![attempt(vec![0]), attempt(vec![0, 1])]);
+        envelopes.add_attempts(2, vec![attempt(vec![0])]);
+        assert_eq!(held(&envelopes), [1], "a message not kept stays so");
+        let kept = envelopes.get(1).expect("kept");
+        assert_eq!(kept.attempts.len(), 2);
+        assert_eq!(envelopes.weight, 2 + 2 + 3);
+
+        envelopes.keep(3, Arc::new(record(HELD_WEIGHT - 7)));
+        assert_eq!(held(&envelopes), [1, 3]);
+        envelopes.add_attempts(3, vec![attempt(vec![4])]);
+        assert_eq!(held(&envelopes), [3], "the oldest made room");
+        assert_eq!(envelopes.weight, HELD_WEIGHT - 7 + 2);
+        envelopes.add_attempts(3, vec![attempt(vec![0; 10])]);
+        assert!(held(&envelopes).is_empty(), "too heavy to keep at all");
+        assert_eq!(envelopes.weight, 0);
+    }
+
+    #[test]
+    fn the_oldest_envelopes_make_room_within_the_bound() {
+        let mut envelopes = HeldEnvelopes::default();
+        let half = HELD_WEIGHT / 2;
         envelopes.keep(3, Arc::new(record(half)));
         envelopes.keep(1, Arc::new(record(half)));
         assert_eq!(held(&envelopes), [1, 3]);
-        assert_eq!(envelopes.recipients, HELD_RECIPIENTS);
+        assert_eq!(envelopes.weight, HELD_WEIGHT);
 
         envelopes.keep(5, Arc::new(record(1)));
         assert_eq!(held(&envelopes), [3, 5], "id 1 is the oldest");
-        assert_eq!(envelopes.recipients, half + 1);
+        assert_eq!(envelopes.weight, half + 1);
         assert!(envelopes.get(1).is_none());
         assert_eq!(
-            envelopes.get(5).map(|r| r.envelope.recipients.len()),
+            envelopes.get(5).map(|h| h.record.envelope.recipients.len()),
             Some(1)
         );
 
         envelopes.keep(5, Arc::new(record(2)));
-        assert_eq!(envelopes.recipients, half + 2, "keeping again replaces");
+        assert_eq!(envelopes.weight, half + 2, "keeping again replaces");
 
-        envelopes.keep(9, Arc::new(record(HELD_RECIPIENTS + 1)));
+        envelopes.keep(9, Arc::new(record(HELD_WEIGHT + 1)));
         assert_eq!(
             held(&envelopes),
             [3, 5],
@@ -163,9 +278,9 @@ mod tests {
         envelopes.forget(1);
         envelopes.forget(8);
         assert_eq!(held(&envelopes), [2]);
-        assert_eq!(envelopes.recipients, 6);
+        assert_eq!(envelopes.weight, 6);
         envelopes.clear();
         assert!(held(&envelopes).is_empty());
-        assert_eq!(envelopes.recipients, 0);
+        assert_eq!(envelopes.weight, 0);
     }
 }

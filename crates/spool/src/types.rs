@@ -414,6 +414,14 @@ pub struct AttemptRecord {
     pub shadow: Vec<ShadowVerdict>,
 }
 
+impl AttemptRecord {
+    /// What decoding this record's stored bytes gives: `at` is stored in whole milliseconds.
+    pub(crate) fn into_stored(mut self) -> Self {
+        self.at = time::from_unix_millis(time::unix_millis(self.at));
+        self
+    }
+}
+
 /// An exception in force on an attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExceptionUse {

@@ -556,8 +556,8 @@ fn held_envelope(
     ctx: &Ctx,
     id: MessageId,
 ) -> Result<Arc<EnvelopeRecord>, SpoolError> {
-    if let Some(record) = ctx.held.get(id) {
-        return Ok(record);
+    if let Some(held) = ctx.held.get(id) {
+        return Ok(Arc::clone(&held.record));
     }
     let record = store::read_envelope(&tables.envelopes, id)?.ok_or(SpoolError::NotFound {
         id: MessageIdDisplay(id),
@@ -726,7 +726,10 @@ pub(crate) fn record(
         .iter()
         .map(|a| store::encode("attempt record", id, a))
         .collect::<Result<_, _>>()?;
-    let first_seq = store::next_attempt_seq(&tables.attempts, id)?;
+    let first_seq = match ctx.held.get(id) {
+        Some(held) => u32::try_from(held.attempts.len()).unwrap_or(u32::MAX),
+        None => store::next_attempt_seq(&tables.attempts, id)?,
+    };
     let mut changes = Vec::new();
     for (&index, (old, new)) in changed.iter().filter(|(_, (old, new))| old != new) {
         if let Some(change) = Change::of(id, index, old, new)? {
@@ -751,7 +754,10 @@ pub(crate) fn record(
         write_webhooks(tables, ctx, &events)?;
     }
     let audit = if let Some(stored) = stored.filter(|_| wants_audit) {
-        let mut history = store::read_attempts(&tables.attempts, id)?;
+        let mut history = match ctx.held.get(id) {
+            Some(held) => held.attempts.clone(),
+            None => store::read_attempts(&tables.attempts, id)?,
+        };
         history.extend(attempts.iter().cloned());
         let found = Found {
             id,
@@ -775,6 +781,11 @@ pub(crate) fn record(
         for (seq, bytes) in (first_seq..).zip(&encoded) {
             tables.attempts.insert((id, seq), bytes.as_slice())?;
         }
+        let stored = attempts
+            .into_iter()
+            .map(AttemptRecord::into_stored)
+            .collect();
+        ctx.held.add_attempts(id, stored);
         // A recipient left queued with its state unchanged keeps its schedule entry, which
         // its lease hid from the runner until now.
         if changed

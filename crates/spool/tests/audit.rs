@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 use common::*;
 use strictmx_spool::fault::FillableStore;
 use strictmx_spool::{
-    AttemptOutcome, AuditOutcome, AuditQuery, AuditRecord, AuditSettings, AuthFilter, PeerAuth,
-    RecipientState, RecipientUpdate, Spool, SpoolError, SpoolSettings,
+    AttemptOutcome, AttemptRecord, AuditOutcome, AuditQuery, AuditRecord, AuditSettings,
+    AuthFilter, PeerAuth, RecipientState, RecipientUpdate, Spool, SpoolError, SpoolSettings,
 };
 
 fn with_message_id(message_id: &str) -> Vec<u8> {
@@ -183,37 +183,54 @@ async fn records_survive_a_restart_and_are_found_by_queue_id_and_message_id() {
     );
 }
 
-/// Records `delivered(0)` for `id` and gives back its audit record, with the parts that differ
-/// between two deliveries (queue id, times of the outcome) blanked.
-async fn recorded(spool: &Spool, id: u64) -> AuditRecord {
+/// An attempt at `at` (times are stored in whole milliseconds, and `at` need not be one).
+fn attempt_at(outcome: AttemptOutcome, at: SystemTime) -> AttemptRecord {
+    let mut tried = attempt(vec![0], outcome);
+    tried.at = at;
+    tried
+}
+
+/// Records a deferral of recipient 0 of `id`, tried at `at`.
+async fn defer(spool: &Spool, id: u64, at: SystemTime) {
+    spool
+        .record(
+            id,
+            vec![deferred(0, later(60), 1)],
+            vec![attempt_at(AttemptOutcome::Deferred, at)],
+        )
+        .await
+        .expect("record the deferral");
+}
+
+/// Records the delivery of recipient 0 of `id`, tried at `at`, and gives back its audit
+/// record with what differs between two messages (queue id, when it became final) blanked.
+async fn delivered_record(spool: &Spool, id: u64, at: SystemTime) -> AuditRecord {
     spool
         .record(
             id,
             vec![delivered(0)],
-            vec![attempt(vec![0], AttemptOutcome::Delivered)],
+            vec![attempt_at(AttemptOutcome::Delivered, at)],
         )
         .await
-        .expect("record");
+        .expect("record the delivery");
     let mut kept = spool.audit_by_queue_id(id).expect("read");
     assert_eq!(kept.len(), 1);
     let mut record = kept.remove(0);
     record.queue_id = 0;
     record.final_at = SystemTime::UNIX_EPOCH;
-    record.attempts.clear();
-    if let Some(receipt) = record.receipt.as_mut() {
-        receipt.at = SystemTime::UNIX_EPOCH;
-    }
     record
 }
 
 #[tokio::test]
-async fn a_record_carries_the_stored_envelope_whether_recorded_at_once_after_a_failed_commit_or_after_a_restart()
+async fn a_record_carries_what_was_stored_whether_recorded_at_once_after_a_failed_commit_or_after_a_restart()
  {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = FillableStore::default();
     let mut sent = envelope(&["a@example.net"]);
-    // Stored in whole seconds: every path must give back the same time.
+    // Stored in whole seconds and milliseconds: every path must give back the same times.
     sent.received_at += Duration::from_millis(750);
+    let deferred_at = sent.received_at + Duration::from_nanos(1_234_567);
+    let delivered_at = sent.received_at + Duration::from_nanos(2_345_678);
     let submit = |spool: Spool| {
         let sent = sent.clone();
         async move {
@@ -226,21 +243,46 @@ async fn a_record_carries_the_stored_envelope_whether_recorded_at_once_after_a_f
 
     let spool = Spool::open_with(&settings(dir.path()), Arc::new(store.clone())).expect("open");
     let at_once = submit(spool.clone()).await;
+    defer(&spool, at_once, deferred_at).await;
     let waiting = submit(spool.clone()).await;
-    let at_once = recorded(&spool, at_once).await;
+    defer(&spool, waiting, deferred_at).await;
+    let at_once = delivered_record(&spool, at_once, delivered_at).await;
     assert_eq!(at_once.received_at, whole_seconds(sent.received_at));
     assert_eq!(at_once.message_id.as_deref(), Some("<same@app.test>"));
+    let tried: Vec<_> = at_once.attempts.iter().map(|a| (a.outcome, a.at)).collect();
+    assert_eq!(
+        tried,
+        [
+            (
+                AttemptOutcome::Deferred,
+                sent.received_at + Duration::from_millis(1)
+            ),
+            (
+                AttemptOutcome::Delivered,
+                sent.received_at + Duration::from_millis(2)
+            )
+        ]
+    );
 
+    // Its submission flushes the deferrals recorded before it.
     let after_failure = submit(spool.clone()).await;
     store.set_full(true);
     let lost = spool.submit(envelope(&["b@example.net"]), body(10)).await;
     assert!(lost.is_err(), "nothing commits on a full disk");
     store.set_full(false);
-    assert_eq!(recorded(&spool, after_failure).await, at_once);
+    // A deferral recorded before the failure may have been lost with its flush.
+    defer(&spool, after_failure, deferred_at).await;
+    assert_eq!(
+        delivered_record(&spool, after_failure, delivered_at).await,
+        at_once
+    );
     drop(spool);
 
     let spool = Spool::open_with(&settings(dir.path()), Arc::new(store)).expect("reopen");
-    assert_eq!(recorded(&spool, waiting).await, at_once);
+    assert_eq!(
+        delivered_record(&spool, waiting, delivered_at).await,
+        at_once
+    );
 }
 
 #[tokio::test]
