@@ -53,14 +53,19 @@ pub(crate) fn prepare(
 ) -> (Vec<u8>, Signing) {
     let header_end = header_block_end(&body);
     let present = |name: &str| has_field(&body[..header_end], name);
+    let date = rfc5322_date(trace.now);
     let mut added = String::new();
     if !present("message-id") {
-        added.push_str(&format!("Message-ID: {}\r\n", message_id(trace)));
+        added.push_str("Message-ID: ");
+        added.push_str(&message_id(trace));
+        added.push_str("\r\n");
     }
     if !present("date") {
-        added.push_str(&format!("Date: {}\r\n", rfc5322_date(trace.now)));
+        added.push_str("Date: ");
+        added.push_str(&date);
+        added.push_str("\r\n");
     }
-    let mut top = received(trace);
+    let mut top = received(trace, &date);
     body.reserve_exact(top.len() + added.len() + SIGNATURE_ROOM);
     let header_end = header_end + added.len();
     body.splice(
@@ -79,7 +84,9 @@ pub(crate) fn prepare(
 /// buffer a second time (an RSA-4096 field is about 900 octets).
 const SIGNATURE_ROOM: usize = 1024;
 
-fn received(trace: &Trace<'_>) -> String {
+/// The `Received:` field, stamped with `date` (the session's `now`, as [`rfc5322_date`] writes
+/// it).
+fn received(trace: &Trace<'_>, date: &str) -> String {
     let ip = match trace.ip {
         IpAddr::V4(v4) => format!("[{v4}]"),
         IpAddr::V6(v6) => format!("[IPv6:{v6}]"),
@@ -101,7 +108,6 @@ fn received(trace: &Trace<'_>) -> String {
         host = trace.hostname,
         protocol = trace.protocol,
         id = trace.queue_id,
-        date = rfc5322_date(trace.now),
     )
 }
 
@@ -175,7 +181,12 @@ pub(crate) fn received_count(body: &[u8]) -> usize {
 fn message_id(trace: &Trace<'_>) -> String {
     let mut random = [0u8; 12];
     rand::rng().fill_bytes(&mut random);
-    let unique: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let unique: String = random
+        .iter()
+        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]])
+        .map(char::from)
+        .collect();
     let seconds = trace
         .now
         .duration_since(UNIX_EPOCH)
@@ -285,6 +296,17 @@ mod tests {
             "{headers}"
         );
         assert!(headers.ends_with("@mx.example.org>\r\nDate: Thu, 1 Jan 1970 00:00:00 +0000"));
+        // RFC 5322 §3.6.4: id-left is a dot-atom; ours is the time and 96 random bits in hex.
+        let id = headers
+            .split_once("Message-ID: <0.")
+            .and_then(|(_, id)| id.split_once('@'))
+            .map(|(unique, _)| unique)
+            .expect("an id");
+        assert_eq!(id.len(), 24, "{id}");
+        assert!(
+            id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+            "{id}"
+        );
     }
 
     #[test]
@@ -335,7 +357,7 @@ mod tests {
         let helo = "a".repeat(990);
         trace.helo = &helo;
         trace.ip = IpAddr::from([0xfe80, 0, 0, 0, 0xffff, 0xffff, 0xffff, 0xffff]);
-        let text = received(&trace);
+        let text = received(&trace, &rfc5322_date(trace.now));
         let longest = text.split("\r\n").map(str::len).max().unwrap_or(0);
         assert!(longest <= 998, "{longest}: {text}");
         assert!(text.contains(&"a".repeat(MAX_HELO_IN_TRACE)), "{text}");
@@ -345,7 +367,7 @@ mod tests {
     fn hostile_helo_names_cannot_break_the_received_field() {
         let mut trace = trace(UNIX_EPOCH);
         trace.helo = "evil) by fake;\u{7f}";
-        let text = received(&trace);
+        let text = received(&trace, &rfc5322_date(trace.now));
         assert!(
             text.starts_with("Received: from evil? by fake?? ([192.0.2.1])"),
             "{text}"
