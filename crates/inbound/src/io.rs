@@ -139,7 +139,7 @@ impl Io {
     }
 
     pub(crate) fn send(&mut self, reply: &Reply) {
-        self.output.extend_from_slice(reply.to_string().as_bytes());
+        reply.write_to(&mut self.output);
     }
 
     pub(crate) async fn flush(&mut self) -> Result<(), ReadError> {

@@ -200,19 +200,51 @@ fn take_status(code: u16, text: &str) -> Option<(EnhancedStatus, String)> {
 
 /// Wire form: every line carries the code and, when present, the enhanced status (RFC 2034 §4),
 /// and ends with CRLF.
-impl fmt::Display for Reply {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Reply {
+    /// Appends the reply as sent on the wire: one line per text line, `-` after the code on
+    /// all but the last (RFC 5321 §4.2.1), the enhanced status on each (RFC 2034 §4).
+    pub fn write_to(&self, out: &mut Vec<u8>) {
         let count = self.lines.len().max(1);
         for index in 0..count {
-            let separator = if index + 1 == count { ' ' } else { '-' };
-            let text = self.lines.get(index).map_or("", String::as_str);
-            write!(f, "{}{}", self.code, separator)?;
+            push_decimal(out, self.code);
+            out.push(if index + 1 == count { b' ' } else { b'-' });
             if let Some(status) = self.status {
-                write!(f, "{status} ")?;
+                push_decimal(out, u16::from(status.class));
+                out.push(b'.');
+                push_decimal(out, status.subject);
+                out.push(b'.');
+                push_decimal(out, status.detail);
+                out.push(b' ');
             }
-            write!(f, "{text}\r\n")?;
+            let text = self.lines.get(index).map_or("", String::as_str);
+            out.extend_from_slice(text.as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
-        Ok(())
+    }
+}
+
+/// `n` in decimal, without the formatting machinery: replies are written several times per
+/// message.
+fn push_decimal(out: &mut Vec<u8>, n: u16) {
+    let mut digits = [0u8; 5];
+    let mut rest = n;
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut bytes = Vec::with_capacity(64);
+        self.write_to(&mut bytes);
+        f.write_str(std::str::from_utf8(&bytes).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -224,6 +256,40 @@ mod tests {
         match Reply::parse(input) {
             Ok(ReplyParse::Complete { reply, consumed }) => (reply, consumed),
             other => panic!("expected a complete reply from {input:?}, got {other:?}"),
+        }
+    }
+
+    // RFC 5321 §4.2.1, RFC 2034 §4: the wire form, with and without an enhanced status.
+    #[test]
+    fn replies_are_written_line_by_line_with_the_status_on_each() {
+        let cases = [
+            (Reply::new(250, None, "ok"), "250 ok\r\n"),
+            (
+                Reply::new(550, Some(EnhancedStatus::new(5, 7, 26)), "no"),
+                "550 5.7.26 no\r\n",
+            ),
+            (
+                Reply {
+                    code: 421,
+                    status: Some(EnhancedStatus::new(4, 10, 0)),
+                    lines: vec!["going".into(), "".into(), "away".into()],
+                },
+                "421-4.10.0 going\r\n421-4.10.0 \r\n421 4.10.0 away\r\n",
+            ),
+            (
+                Reply {
+                    code: 0,
+                    status: Some(EnhancedStatus::new(2, 65535, 100)),
+                    lines: Vec::new(),
+                },
+                "0 2.65535.100 \r\n",
+            ),
+        ];
+        for (reply, wire) in cases {
+            let mut written = Vec::new();
+            reply.write_to(&mut written);
+            assert_eq!(String::from_utf8(written).as_deref(), Ok(wire));
+            assert_eq!(reply.to_string(), wire);
         }
     }
 
