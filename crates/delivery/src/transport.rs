@@ -187,11 +187,13 @@ impl<F: FactSource> Transport<F> {
                 port: route.port,
                 host: match facts::literal_host(&route.host) {
                     Some(literal) => literal,
-                    None => self.facts.host_facts(&route.host, route.port).await,
+                    None => Box::pin(self.facts.host_facts(&route.host, route.port)).await,
                 },
                 credentials: route.credentials,
             },
-            None => Destination::Mx(self.facts.domain_facts(domain).await),
+            // Boxed: the lookups' futures are large and a delivery job's is copied whole
+            // when it starts.
+            None => Destination::Mx(Box::pin(self.facts.domain_facts(domain)).await),
         }
     }
 

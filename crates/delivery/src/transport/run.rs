@@ -330,7 +330,13 @@ async fn host_addresses<F: FactSource>(
     }
     match destination.host(host) {
         Some(facts) => facts.addresses.clone(),
-        None => transport.facts.host_facts(host, port).await.addresses,
+        // Boxed, as every lookup, opening and closing is: the job's future holds only the
+        // path every message takes, and is copied whole when the job starts.
+        None => {
+            Box::pin(transport.facts.host_facts(host, port))
+                .await
+                .addresses
+        }
     }
 }
 
@@ -448,7 +454,8 @@ async fn carry_through_address<F: FactSource>(
         let (session, scope, sent) = match transport.idle.take(&key) {
             Some(spare) => (spare.session, spare.scope.restarted(), spare.sent),
             None => {
-                match connect(transport, via, plaintext_only, &queue, pending, sessions).await {
+                let connecting = connect(transport, via, plaintext_only, &queue, pending, sessions);
+                match Box::pin(connecting).await {
                     Connected::Session(session, scope) => (session, *scope, 0),
                     Connected::PlaintextFallback(got) => {
                         reach.join(got);

@@ -109,7 +109,7 @@ async fn use_session<F: FactSource, S: AsyncRead + AsyncWrite + Unpin>(
                 let failure =
                     outcome::left_host(host, "the server is closing the connection".into());
                 leave_host(scope, queue, pending, &failure);
-                session.quit().await;
+                Box::pin(session.quit()).await;
                 return SessionEnd::Leave;
             }
             Err(error) => {
@@ -121,7 +121,8 @@ async fn use_session<F: FactSource, S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     }
-    session.quit().await;
+    // Boxed: closing is rare beside sending, and its future is large.
+    Box::pin(session.quit()).await;
     SessionEnd::Again
 }
 
