@@ -200,31 +200,27 @@ impl Default for DotStuffer {
 }
 
 impl DotStuffer {
-    /// Appends the stuffed form of `piece` to `out`.
-    pub fn push(&mut self, mut piece: &[u8], out: &mut Vec<u8>) {
+    /// Appends the stuffed form of `piece` to `out`. Lines that start with a dot are rare, so
+    /// the piece is copied in runs between them, found by searching for LF followed by `.`.
+    pub fn push(&mut self, piece: &[u8], out: &mut Vec<u8>) {
         match piece {
             [] => return,
             [only] => self.tail = [self.tail[1], *only],
             [.., before, last] => self.tail = [*before, *last],
         }
         self.pushed = true;
-        while let Some(&first) = piece.first() {
-            if self.line_start && first == b'.' {
-                out.push(b'.');
-            }
-            match piece.iter().position(|&b| b == b'\n') {
-                Some(end) => {
-                    out.extend_from_slice(&piece[..=end]);
-                    piece = &piece[end + 1..];
-                    self.line_start = true;
-                }
-                None => {
-                    out.extend_from_slice(piece);
-                    self.line_start = false;
-                    return;
-                }
-            }
+        out.reserve(piece.len());
+        if self.line_start && piece[0] == b'.' {
+            out.push(b'.');
         }
+        let mut rest = piece;
+        while let Some(lf) = memchr::memmem::find(rest, b"\n.") {
+            out.extend_from_slice(&rest[..=lf]);
+            out.push(b'.');
+            rest = &rest[lf + 1..];
+        }
+        out.extend_from_slice(rest);
+        self.line_start = piece.ends_with(b"\n");
     }
 
     /// Ends the content with CRLF if it does not already (a lone CR gets its LF).
