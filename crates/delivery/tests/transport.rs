@@ -313,6 +313,10 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             "MAIL" if behaviour.login.is_some() && !logged_in => {
                 write(&mut reader, "530 5.7.0 authentication required").await;
             }
+            // RFC 5321 §4.1.4: no MAIL while a transaction is open.
+            "MAIL" if current.is_some() => {
+                write(&mut reader, "503 5.5.1 nested MAIL command").await;
+            }
             "MAIL" => {
                 current = Some(Transaction {
                     mail: line.clone(),
@@ -1013,8 +1017,10 @@ async fn a_pipelining_server_gets_mail_rcpt_and_data_in_one_batch() {
     );
 }
 
+// RFC 5321 §3.3, §4.1.1.4: the reply to the end of the data ends the transaction, so the next
+// MAIL needs no RSET before it.
 #[tokio::test]
-async fn messages_of_one_job_share_a_connection_with_rset_between_them() {
+async fn messages_of_one_job_share_a_connection_without_rset_after_a_finished_transaction() {
     let receiver = Receiver::start(Behaviour::plain()).await;
     let report = transport(settings(
         receiver.addr.port(),
@@ -1033,10 +1039,51 @@ async fn messages_of_one_job_share_a_connection_with_rset_between_them() {
     assert_eq!(seen[1].body, b"two\r\n");
     assert_eq!(
         receiver.commands().iter().filter(|c| *c == "RSET").count(),
-        1
+        0
     );
     assert_eq!(report.messages.len(), 2);
     assert!(report.messages.iter().all(|m| m.attempts.len() == 1));
+}
+
+// RFC 5321 §4.1.1.5: a transaction left open (MAIL accepted, every RCPT refused, so no DATA) is
+// reset before the next MAIL, which the server would otherwise refuse as nested (§4.1.4).
+#[tokio::test]
+async fn a_transaction_left_open_is_reset_before_the_next_message() {
+    let mut behaviour = Behaviour::plain();
+    behaviour.rcpt_reply = Arc::new(|line| {
+        if line.contains("gone@") {
+            "550 5.1.1 no such user"
+        } else {
+            "250 2.1.5 ok"
+        }
+    });
+    let receiver = Receiver::start(behaviour).await;
+    let report = transport(settings(
+        receiver.addr.port(),
+        DefaultRequirement::Opportunistic,
+    ))
+    .deliver(job(vec![
+        message(1, "alice@src.test", &["gone@dest.test"], b"one\r\n"),
+        message(2, "alice@src.test", &["carol@dest.test"], b"two\r\n"),
+    ]))
+    .await;
+
+    assert_eq!(receiver.connections(), 1);
+    assert_eq!(
+        receiver.commands().iter().filter(|c| *c == "RSET").count(),
+        1
+    );
+    let seen = receiver.transactions();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].body, b"two\r\n");
+    assert!(matches!(
+        outcomes(&report, 0)[..],
+        [RecipientOutcome::Bounced { .. }]
+    ));
+    assert!(matches!(
+        outcomes(&report, 1)[..],
+        [RecipientOutcome::Delivered { .. }]
+    ));
 }
 
 #[tokio::test]

@@ -89,13 +89,17 @@ async fn use_session<F: FactSource, S: AsyncRead + AsyncWrite + Unpin>(
     pending: &mut [Pending<'_>],
 ) -> SessionEnd<S> {
     let limit = transport.settings.max_messages_per_connection.max(1);
+    // A session that carried mail before this job (a spare) is reset first: that is also the
+    // check that the server still listens.
+    let mut reset = sent > 0;
     while sent < limit {
         let Some(index) = queue.pop_front() else {
             return SessionEnd::Spare(session, sent);
         };
-        // RFC 5321 §4.1.1.5: a clean state before each further transaction. On a spare
-        // session this is also the check that the server still listens.
-        if sent > 0
+        // RFC 5321 §4.1.1.5: RSET when a transaction may be open. One that got its reply to
+        // the end of the data is over, whatever the reply said (§3.3, §4.1.1.4), and the next
+        // MAIL starts afresh without a round trip.
+        if std::mem::take(&mut reset)
             && let Err(error) = session.reset().await
         {
             tracing::debug!(mx = host, error = %ErrorChain(&error), "rset failed: new connection");
@@ -104,7 +108,7 @@ async fn use_session<F: FactSource, S: AsyncRead + AsyncWrite + Unpin>(
         }
         sent += 1;
         match send_one(&mut session, scope, host, &mut pending[index]).await {
-            Ok(Sent::Open) => {}
+            Ok(Sent::Open { reset_next }) => reset = reset_next,
             Ok(Sent::Closing) => {
                 let failure =
                     outcome::left_host(host, "the server is closing the connection".into());
@@ -140,7 +144,9 @@ fn leave_host(
 
 /// Whether the session can take another transaction after one message.
 enum Sent {
-    Open,
+    /// It can; `reset_next` when the transaction may have been left open (MAIL accepted, no
+    /// reply to the end of the data), so that the next one must start with RSET.
+    Open { reset_next: bool },
     /// The server said 421: it is closing the connection.
     Closing,
 }
@@ -191,7 +197,8 @@ async fn send_one<S: AsyncRead + AsyncWrite + Unpin>(
             &reason,
         );
         message.attempts.push(record);
-        return Ok(Sent::Open);
+        // Nothing was sent.
+        return Ok(Sent::Open { reset_next: false });
     }
     let replies = session.transaction(&outgoing).await?;
     let closing = outcome::server_is_closing(&replies);
@@ -209,5 +216,11 @@ async fn send_one<S: AsyncRead + AsyncWrite + Unpin>(
             message.attempts.push(record);
         }
     }
-    Ok(if closing { Sent::Closing } else { Sent::Open })
+    Ok(if closing {
+        Sent::Closing
+    } else {
+        Sent::Open {
+            reset_next: replies.end.is_none(),
+        }
+    })
 }
