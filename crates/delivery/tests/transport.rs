@@ -42,6 +42,8 @@ struct Log {
     logins: Vec<(String, String)>,
     /// How each TLS handshake went: full or resumed.
     handshakes: Vec<rustls::HandshakeKind>,
+    /// For each RSET: whether the commands after it came in the same write (RFC 2920).
+    rsets_led_a_group: Vec<bool>,
 }
 
 /// A relay's AUTH (RFC 4954): what it advertises and whom it lets in.
@@ -75,6 +77,9 @@ struct Behaviour {
     break_tls: bool,
     /// Offer AUTH and refuse MAIL (530) until a client logged in.
     login: Option<Login>,
+    /// Close the connection after each finished transaction, as a server that drops idle
+    /// clients would.
+    hang_up_after_data: bool,
 }
 
 impl Behaviour {
@@ -90,6 +95,7 @@ impl Behaviour {
             demand_pipelining: false,
             break_tls: false,
             login: None,
+            hang_up_after_data: false,
         }
     }
 
@@ -159,6 +165,10 @@ impl Receiver {
 
     fn connections(&self) -> usize {
         self.log.lock().expect("log").connections
+    }
+
+    fn rsets_led_a_group(&self) -> Vec<bool> {
+        self.log.lock().expect("log").rsets_led_a_group.clone()
     }
 
     fn commands(&self) -> Vec<String> {
@@ -291,6 +301,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 transaction.body = read_body(&mut reader).await;
                 write(&mut reader, behaviour.end_reply).await;
                 log.lock().expect("log").transactions.push(transaction);
+                if behaviour.hang_up_after_data {
+                    return None;
+                }
             }
             "AUTH" => {
                 let Some(login) = &behaviour.login else {
@@ -345,8 +358,13 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 transaction.body = read_body(&mut reader).await;
                 write(&mut reader, behaviour.end_reply).await;
                 log.lock().expect("log").transactions.push(transaction);
+                if behaviour.hang_up_after_data {
+                    return None;
+                }
             }
             "RSET" => {
+                let led = !reader.buffer().is_empty();
+                log.lock().expect("log").rsets_led_a_group.push(led);
                 current = None;
                 write(&mut reader, "250 2.0.0 reset").await;
             }
@@ -1965,6 +1983,77 @@ async fn the_next_job_to_the_same_host_reuses_the_open_connection() {
         receiver.commands().iter().filter(|c| *c == "RSET").count(),
         2
     );
+}
+
+// RFC 2920 §3.1: RSET may lead a pipelined group, so checking a spare session costs no round
+// trip of its own.
+#[tokio::test]
+async fn a_spare_session_of_a_pipelining_server_gets_its_rset_in_the_group() {
+    let mut behaviour = Behaviour::plain();
+    behaviour.demand_pipelining = true;
+    let receiver = Receiver::start(behaviour).await;
+    let transport = transport(settings(
+        receiver.addr.port(),
+        DefaultRequirement::Opportunistic,
+    ));
+    for n in 1..=3 {
+        let report = transport
+            .deliver(job(vec![message(
+                n,
+                "alice@src.test",
+                &["bob@dest.test"],
+                b"hello\r\n",
+            )]))
+            .await;
+        assert!(
+            matches!(
+                outcomes(&report, 0)[..],
+                [RecipientOutcome::Delivered { .. }]
+            ),
+            "job {n}"
+        );
+    }
+    assert_eq!(receiver.connections(), 1);
+    let seen = receiver.transactions();
+    assert_eq!(seen.len(), 3);
+    assert!(seen.iter().all(|t| t.pipelined));
+    assert_eq!(receiver.rsets_led_a_group(), [true, true]);
+}
+
+// A spare session whose server hung up fails its RSET; the message goes over a new connection,
+// once, whether or not the RSET was pipelined.
+#[tokio::test]
+async fn a_message_for_a_spare_session_that_was_dropped_goes_over_a_new_connection() {
+    for pipelining in [false, true] {
+        let mut behaviour = Behaviour::plain();
+        behaviour.demand_pipelining = pipelining;
+        behaviour.hang_up_after_data = true;
+        let receiver = Receiver::start(behaviour).await;
+        let transport = transport(settings(
+            receiver.addr.port(),
+            DefaultRequirement::Opportunistic,
+        ));
+        for n in 1..=2 {
+            let report = transport
+                .deliver(job(vec![message(
+                    n,
+                    "alice@src.test",
+                    &["bob@dest.test"],
+                    b"hello\r\n",
+                )]))
+                .await;
+            assert!(
+                matches!(
+                    outcomes(&report, 0)[..],
+                    [RecipientOutcome::Delivered { .. }]
+                ),
+                "job {n}, pipelining {pipelining}"
+            );
+            assert_eq!(report.messages[0].attempts.len(), 1, "job {n}");
+        }
+        assert_eq!(receiver.connections(), 2, "pipelining {pipelining}");
+        assert_eq!(receiver.transactions().len(), 2, "pipelining {pipelining}");
+    }
 }
 
 #[tokio::test]

@@ -546,6 +546,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MailSession<S> {
         &mut self,
         message: &Outgoing<'_>,
     ) -> Result<TransactionReplies, TransportError> {
+        let (mail_line, rcpt_lines) = self.command_lines(message)?;
+        if self.caps.pipelining {
+            return self
+                .pipelined(message, &mail_line, &rcpt_lines, false)
+                .await
+                .and_then(|done| done);
+        }
+        self.one_by_one(message, &mail_line, &rcpt_lines).await
+    }
+
+    /// RSET, then the transaction. With PIPELINING the RSET leads the same group, which RFC
+    /// 2920 §3.1 allows, and costs no round trip of its own. The outer error is RSET's, or the
+    /// group's sending: the server took nothing of the transaction, whose content was never
+    /// sent, so the message may go over a new connection.
+    pub(crate) async fn reset_and_transaction(
+        &mut self,
+        message: &Outgoing<'_>,
+    ) -> Result<Result<TransactionReplies, TransportError>, TransportError> {
+        let (mail_line, rcpt_lines) = match self.command_lines(message) {
+            Ok(lines) => lines,
+            Err(error) => return Ok(Err(error)),
+        };
+        if self.caps.pipelining {
+            return self.pipelined(message, &mail_line, &rcpt_lines, true).await;
+        }
+        self.reset().await?;
+        Ok(self.one_by_one(message, &mail_line, &rcpt_lines).await)
+    }
+
+    /// The MAIL line and one RCPT line per recipient.
+    fn command_lines(
+        &self,
+        message: &Outgoing<'_>,
+    ) -> Result<(String, Vec<String>), TransportError> {
         let extensions = self.caps.extensions();
         let unsafe_address = |source| TransportError::UnsafeAddress { source };
         let mail_line = mail_command(
@@ -569,34 +603,82 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MailSession<S> {
             .map(|(_, address, params)| rcpt_command(&extensions, address, params))
             .collect::<Result<Vec<String>, _>>()
             .map_err(unsafe_address)?;
+        Ok((mail_line, rcpt_lines))
+    }
+
+    /// The commands in one group (led by RSET when `reset`), then their replies in order; see
+    /// [`MailSession::reset_and_transaction`] for the two levels of error.
+    async fn pipelined(
+        &mut self,
+        message: &Outgoing<'_>,
+        mail_line: &str,
+        rcpt_lines: &[String],
+        reset: bool,
+    ) -> Result<Result<TransactionReplies, TransportError>, TransportError> {
         let command = self.timeouts.command;
-        if self.caps.pipelining {
-            let mut batch = format!("{mail_line}\r\n");
-            for line in &rcpt_lines {
-                batch.push_str(line);
-                batch.push_str("\r\n");
-            }
-            batch.push_str("DATA\r\n");
-            tracing::debug!(commands = rcpt_lines.len() + 2, "send pipelined");
-            self.conn
-                .send(Stage::Mail, batch.as_bytes(), command)
-                .await?;
-            let mail = self.conn.read_reply(Stage::Mail, command).await?;
-            let mut rcpts = Vec::with_capacity(rcpt_lines.len());
-            for (index, _, _) in &message.recipients {
-                rcpts.push((*index, self.conn.read_reply(Stage::Rcpt, command).await?));
-            }
-            let data = self.conn.read_reply(Stage::Data, command).await?;
-            let accepted = mail.is_positive() && rcpts.iter().any(|(_, r)| r.is_positive());
-            let end = self.finish_data(&data, accepted, message.body).await?;
-            return Ok(TransactionReplies {
-                mail,
-                rcpts,
-                data: Some(data),
-                end,
-            });
+        let mut batch = String::with_capacity(64 + mail_line.len() + 64 * rcpt_lines.len());
+        if reset {
+            batch.push_str("RSET\r\n");
         }
-        let mail = self.conn.command(Stage::Mail, &mail_line, command).await?;
+        batch.push_str(mail_line);
+        batch.push_str("\r\n");
+        for line in rcpt_lines {
+            batch.push_str(line);
+            batch.push_str("\r\n");
+        }
+        batch.push_str("DATA\r\n");
+        tracing::debug!(
+            commands = rcpt_lines.len() + 2 + usize::from(reset),
+            "send pipelined"
+        );
+        let sent = self.conn.send(Stage::Mail, batch.as_bytes(), command).await;
+        if reset {
+            sent?;
+            let reply = self.conn.read_reply(Stage::Rset, command).await?;
+            if reply.code != 250 {
+                return Err(TransportError::Rejected {
+                    stage: Stage::Rset,
+                    reply,
+                });
+            }
+        } else if let Err(error) = sent {
+            return Ok(Err(error));
+        }
+        Ok(self.pipelined_replies(message, rcpt_lines.len()).await)
+    }
+
+    async fn pipelined_replies(
+        &mut self,
+        message: &Outgoing<'_>,
+        rcpt_count: usize,
+    ) -> Result<TransactionReplies, TransportError> {
+        let command = self.timeouts.command;
+        let mail = self.conn.read_reply(Stage::Mail, command).await?;
+        let mut rcpts = Vec::with_capacity(rcpt_count);
+        for (index, _, _) in &message.recipients {
+            rcpts.push((*index, self.conn.read_reply(Stage::Rcpt, command).await?));
+        }
+        let data = self.conn.read_reply(Stage::Data, command).await?;
+        let accepted = mail.is_positive() && rcpts.iter().any(|(_, r)| r.is_positive());
+        let end = self.finish_data(&data, accepted, message.body).await?;
+        Ok(TransactionReplies {
+            mail,
+            rcpts,
+            data: Some(data),
+            end,
+        })
+    }
+
+    /// Without PIPELINING: each command waits for its reply, and the transaction stops at the
+    /// first that leaves nothing to send.
+    async fn one_by_one(
+        &mut self,
+        message: &Outgoing<'_>,
+        mail_line: &str,
+        rcpt_lines: &[String],
+    ) -> Result<TransactionReplies, TransportError> {
+        let command = self.timeouts.command;
+        let mail = self.conn.command(Stage::Mail, mail_line, command).await?;
         let mut replies = TransactionReplies {
             mail,
             rcpts: Vec::new(),
@@ -606,7 +688,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MailSession<S> {
         if !replies.mail.is_positive() {
             return Ok(replies);
         }
-        for ((index, _, _), line) in message.recipients.iter().zip(&rcpt_lines) {
+        for ((index, _, _), line) in message.recipients.iter().zip(rcpt_lines) {
             let reply = self.conn.command(Stage::Rcpt, line, command).await?;
             replies.rcpts.push((*index, reply));
         }

@@ -99,16 +99,14 @@ async fn use_session<F: FactSource, S: AsyncRead + AsyncWrite + Unpin>(
         // RFC 5321 §4.1.1.5: RSET when a transaction may be open. One that got its reply to
         // the end of the data is over, whatever the reply said (§3.3, §4.1.1.4), and the next
         // MAIL starts afresh without a round trip.
-        if std::mem::take(&mut reset)
-            && let Err(error) = session.reset().await
-        {
-            tracing::debug!(mx = host, error = %ErrorChain(&error), "rset failed: new connection");
-            queue.push_front(index);
-            return SessionEnd::Again;
-        }
         sent += 1;
-        match send_one(&mut session, scope, host, &mut pending[index]).await {
+        match send_one(&mut session, scope, host, &mut pending[index], reset).await {
             Ok(Sent::Open { reset_next }) => reset = reset_next,
+            Ok(Sent::ResetFailed(error)) => {
+                tracing::debug!(mx = host, error = %ErrorChain(&error), "rset failed: new connection");
+                queue.push_front(index);
+                return SessionEnd::Again;
+            }
             Ok(Sent::Closing) => {
                 let failure =
                     outcome::left_host(host, "the server is closing the connection".into());
@@ -149,6 +147,9 @@ enum Sent {
     Open { reset_next: bool },
     /// The server said 421: it is closing the connection.
     Closing,
+    /// The RSET before the message failed: nothing of it was taken, and the session is not
+    /// to be used again.
+    ResetFailed(TransportError),
 }
 
 /// One message over an established session.
@@ -157,6 +158,7 @@ async fn send_one<S: AsyncRead + AsyncWrite + Unpin>(
     scope: &AttemptScope,
     host: &str,
     message: &mut Pending<'_>,
+    reset: bool,
 ) -> Result<Sent, TransportError> {
     let envelope = &message.message.envelope;
     let open = message.open();
@@ -197,10 +199,17 @@ async fn send_one<S: AsyncRead + AsyncWrite + Unpin>(
             &reason,
         );
         message.attempts.push(record);
-        // Nothing was sent.
-        return Ok(Sent::Open { reset_next: false });
+        // Nothing was sent: the session is as it was.
+        return Ok(Sent::Open { reset_next: reset });
     }
-    let replies = session.transaction(&outgoing).await?;
+    let replies = if reset {
+        match session.reset_and_transaction(&outgoing).await {
+            Ok(replies) => replies?,
+            Err(error) => return Ok(Sent::ResetFailed(error)),
+        }
+    } else {
+        session.transaction(&outgoing).await?
+    };
     let closing = outcome::server_is_closing(&replies);
     match outcome::transaction_verdict(host, &replies) {
         Verdict::NextHost(failure) => {
