@@ -111,8 +111,9 @@ pub async fn run(messages: usize, size: usize, count_flushes: bool) -> anyhow::R
         cpu_ms / messages as f64,
         commits / messages as f64,
         flushes.map_or(String::new(), |f| format!(
-            ", flushes {:.2}/msg",
-            f as f64 / messages as f64
+            ", flushes {:.2}/msg, system calls {:.1}/msg",
+            f.flushes as f64 / messages as f64,
+            f.syscalls as f64 / messages as f64
         )),
     );
     Ok(())

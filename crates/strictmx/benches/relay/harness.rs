@@ -90,8 +90,8 @@ impl Bench {
     }
 
     /// Stops the relay (SIGTERM); with `--count-flushes`, returns its fsync and fdatasync calls
-    /// over its whole life (startup and shutdown included: a handful).
-    pub async fn stop(mut self) -> anyhow::Result<Option<u64>> {
+    /// and all its system calls over its whole life (startup and shutdown included).
+    pub async fn stop(mut self) -> anyhow::Result<Option<probe::Counted>> {
         let pid = self.pid();
         let Some(out) = self.flushes.take() else {
             self.relay.terminate().await?;

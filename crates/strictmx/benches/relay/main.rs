@@ -10,7 +10,8 @@
 //!   452 (the budget for bodies is spent) are counted, not retried.
 //! - `--accept-only`: the next hop is a closed port; only acceptance is measured.
 //! - `--count-flushes`: run the relay under `perf stat` and report its fsync plus fdatasync
-//!   calls per message (over the relay's whole life: startup and shutdown add a handful).
+//!   calls, and all its system calls, per message (over the relay's whole life: startup and
+//!   shutdown add a handful of flushes and some hundreds of calls).
 //! - `--tls`: each C again with STARTTLS offered by the sink (self-signed, opportunistic).
 //! - `--profile=FILE`: `perf record` the relay for 10 s from 1 s into the load.
 //! - `--fanout[=MSGS]`: only the fan-out workload, 1000 messages x 50 recipients over 10 domains.

@@ -1,6 +1,6 @@
 //! What the benchmark reads about the relay process: CPU time and memory from `/proc`, spool
 //! and queue figures from its `/metrics`, and, with `--count-flushes`, its fsync/fdatasync
-//! calls counted by `perf stat` around the whole process.
+//! calls and all its system calls, counted by `perf stat` around the whole process.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -90,15 +90,15 @@ pub fn free_port() -> anyhow::Result<SocketAddr> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
-/// A script that runs the relay under `perf stat`, counting its fsync and fdatasync calls over
-/// its whole life into `out` (written when it exits).
+/// A script that runs the relay under `perf stat`, counting its fsync and fdatasync calls and
+/// all its system calls over its whole life into `out` (written when it exits).
 pub fn flush_counting_wrapper(dir: &Path, bin: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     let out = dir.join("flushes.csv");
     let script = dir.join("strictmx-under-perf");
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\nexec perf stat -x, -o {} -e syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync -- {} \"$@\"\n",
+            "#!/bin/sh\nexec perf stat -x, -o {} -e syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync,raw_syscalls:sys_enter -- {} \"$@\"\n",
             out.display(),
             bin.display()
         ),
@@ -118,17 +118,31 @@ pub fn child_of(pid: u32) -> Option<u32> {
         .ok()
 }
 
-/// Waits for `perf stat` to write its counts, and returns fsync plus fdatasync calls.
-pub async fn flushes_counted(out: &Path) -> anyhow::Result<u64> {
+/// What `perf stat` counted over the relay's life.
+#[derive(Debug, Clone, Copy)]
+pub struct Counted {
+    /// fsync plus fdatasync calls.
+    pub flushes: u64,
+    /// Every system call, of every thread.
+    pub syscalls: u64,
+}
+
+/// Waits for `perf stat` to write its counts, and returns them.
+pub async fn flushes_counted(out: &Path) -> anyhow::Result<Counted> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let text = std::fs::read_to_string(out).unwrap_or_default();
-        if text.contains("sys_enter_fsync") {
-            return Ok(text
-                .lines()
-                .filter(|l| l.contains("syscalls:"))
-                .filter_map(|l| l.split(',').next()?.parse::<u64>().ok())
-                .sum());
+        if text.contains("sys_enter_fsync") && text.contains("raw_syscalls:sys_enter") {
+            let count = |event: &str| -> u64 {
+                text.lines()
+                    .filter(|l| l.split(',').nth(2) == Some(event))
+                    .filter_map(|l| l.split(',').next()?.parse::<u64>().ok())
+                    .sum()
+            };
+            return Ok(Counted {
+                flushes: count("syscalls:sys_enter_fdatasync") + count("syscalls:sys_enter_fsync"),
+                syscalls: count("raw_syscalls:sys_enter"),
+            });
         }
         anyhow::ensure!(Instant::now() < deadline, "perf stat wrote no counts");
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -49,6 +49,7 @@ pub struct Figures {
     pub cpu_ms_per_msg: f64,
     pub commits_per_msg: f64,
     pub flushes_per_msg: Option<f64>,
+    pub syscalls_per_msg: Option<f64>,
     pub p50: Duration,
     pub p99: Duration,
     pub peak_rss_kib: u64,
@@ -113,7 +114,8 @@ pub async fn relay(o: &Options, conns: usize, starttls: bool) -> anyhow::Result<
         delivered_per_s,
         cpu_ms_per_msg: cpu_ms / accepted as f64,
         commits_per_msg: commits / accepted as f64,
-        flushes_per_msg: flushes.map(|f| f as f64 / accepted as f64),
+        flushes_per_msg: flushes.map(|f| f.flushes as f64 / accepted as f64),
+        syscalls_per_msg: flushes.map(|f| f.syscalls as f64 / accepted as f64),
         p50: percentile(&submitted.latencies, 0.50),
         p99: percentile(&submitted.latencies, 0.99),
         peak_rss_kib,
@@ -169,9 +171,12 @@ fn describe(f: &Figures, ceiling: f64) -> String {
         Some(d) => format!("delivered {d:.0} msg/s ({:.3} of ceiling)", d / ceiling),
         None => "not delivered".to_owned(),
     };
-    let flushes = f
-        .flushes_per_msg
-        .map_or(String::new(), |x| format!(", flushes {x:.2}/msg"));
+    let flushes = match (f.flushes_per_msg, f.syscalls_per_msg) {
+        (Some(flushes), Some(calls)) => {
+            format!(", flushes {flushes:.2}/msg, system calls {calls:.1}/msg")
+        }
+        _ => String::new(),
+    };
     format!(
         "accepted {:.0} msg/s, {delivered}, .->250 p50 {:.2} ms p99 {:.2} ms, CPU {:.3} ms/msg, spool commits {:.2}/msg{flushes}, peak RSS {:.1} MiB (now {:.1}), refused with 452: {}",
         f.accepted_per_s,
