@@ -16,46 +16,40 @@ use crate::id::MessageId;
 use crate::store::EnvelopeRecord;
 use crate::types::AttemptRecord;
 
-/// How much the kept messages may weigh between them: each recipient and each attempt record
-/// weighs one, and so does each recipient an attempt record names. One envelope may carry
-/// thousands of recipients, so the bound is by weight, not by messages.
-pub(crate) const HELD_WEIGHT: usize = 32_768;
+/// How many octets the kept messages may take in the store between them. What a record holds
+/// is bounded by what it takes encoded, and a peer decides much of that (an attempt keeps the
+/// server's whole reply, up to 100 lines of 1,000 octets), so the bound is by octets, not by
+/// messages or records.
+pub(crate) const HELD_OCTETS: usize = 8 << 20;
 
 /// A message as stored: its envelope record and, in order, every attempt record stored for it.
 #[derive(Debug)]
 pub(crate) struct Held {
     pub(crate) record: Arc<EnvelopeRecord>,
     pub(crate) attempts: Vec<AttemptRecord>,
-}
-
-impl Held {
-    fn weight(&self) -> usize {
-        self.record.envelope.recipients.len()
-            + self
-                .attempts
-                .iter()
-                .map(|a| 1 + a.recipients.len())
-                .sum::<usize>()
-    }
+    /// The octets all of it takes in the store.
+    octets: usize,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct HeldEnvelopes {
     /// By id: ids grow with time, so the first is the oldest, the one given up for room.
     held: BTreeMap<MessageId, Held>,
-    weight: usize,
+    octets: usize,
 }
 
 impl HeldEnvelopes {
-    /// Keeps `record`, stored under `id` with no attempt records in the commit being built. It
-    /// must be what decoding the stored bytes gives (see `EnvelopeRecord::into_stored`).
-    pub(crate) fn keep(&mut self, id: MessageId, record: Arc<EnvelopeRecord>) {
+    /// Keeps `record`, stored in `octets` under `id` with no attempt records in the commit
+    /// being built. It must be what decoding the stored bytes gives (see
+    /// `EnvelopeRecord::into_stored`).
+    pub(crate) fn keep(&mut self, id: MessageId, record: Arc<EnvelopeRecord>, octets: usize) {
         self.forget(id);
         self.insert(
             id,
             Held {
                 record,
                 attempts: Vec::new(),
+                octets,
             },
         );
     }
@@ -64,14 +58,21 @@ impl HeldEnvelopes {
         self.held.get(&id)
     }
 
-    /// Attempt records appended to message `id`'s, in the commit being built; each must be what
-    /// decoding its stored bytes gives (see `AttemptRecord::into_stored`). A message not kept
-    /// stays so: its earlier attempts are only in the store.
-    pub(crate) fn add_attempts(&mut self, id: MessageId, attempts: Vec<AttemptRecord>) {
+    /// Attempt records appended to message `id`'s in the commit being built, stored in
+    /// `octets` together; each must be what decoding its stored bytes gives (see
+    /// `AttemptRecord::into_stored`). A message not kept stays so: its earlier attempts are
+    /// only in the store.
+    pub(crate) fn add_attempts(
+        &mut self,
+        id: MessageId,
+        attempts: Vec<AttemptRecord>,
+        octets: usize,
+    ) {
         let Some(mut held) = self.take(id) else {
             return;
         };
         held.attempts.extend(attempts);
+        held.octets = held.octets.saturating_add(octets);
         self.insert(id, held);
     }
 
@@ -83,29 +84,28 @@ impl HeldEnvelopes {
     /// A commit failed: what it stored is not in the file.
     pub(crate) fn clear(&mut self) {
         self.held.clear();
-        self.weight = 0;
+        self.octets = 0;
     }
 
     fn take(&mut self, id: MessageId) -> Option<Held> {
         let held = self.held.remove(&id)?;
-        self.weight -= held.weight();
+        self.octets -= held.octets;
         Some(held)
     }
 
-    /// Makes room for `held` by giving up the oldest messages; one too heavy on its own is not
+    /// Makes room for `held` by giving up the oldest messages; one too large on its own is not
     /// kept.
     fn insert(&mut self, id: MessageId, held: Held) {
-        let weight = held.weight();
-        if weight > HELD_WEIGHT {
+        if held.octets > HELD_OCTETS {
             return;
         }
-        while self.weight + weight > HELD_WEIGHT {
+        while self.octets + held.octets > HELD_OCTETS {
             let Some((_, oldest)) = self.held.pop_first() else {
                 break;
             };
-            self.weight -= oldest.weight();
+            self.octets -= oldest.octets;
         }
-        self.weight += weight;
+        self.octets += held.octets;
         self.held.insert(id, held);
     }
 }
@@ -221,48 +221,49 @@ mod tests {
     }
 
     #[test]
-    fn attempts_are_added_to_kept_messages_only_and_weigh_with_their_recipients() {
+    fn attempts_are_added_to_kept_messages_only_and_count_their_octets() {
         let mut envelopes = HeldEnvelopes::default();
-        envelopes.keep(1, Arc::new(record(2)));
-        envelopes.add_attempts(1, vec![attempt(vec![0]), attempt(vec![0, 1])]);
-        envelopes.add_attempts(2, vec![attempt(vec![0])]);
+        envelopes.keep(1, Arc::new(record(2)), 300);
+        envelopes.add_attempts(1, vec![attempt(vec![0]), attempt(vec![0, 1])], 900);
+        envelopes.add_attempts(2, vec![attempt(vec![0])], 400);
         assert_eq!(held(&envelopes), [1], "a message not kept stays so");
         let kept = envelopes.get(1).expect("kept");
         assert_eq!(kept.attempts.len(), 2);
-        assert_eq!(envelopes.weight, 2 + 2 + 3);
+        assert_eq!(envelopes.octets, 1_200);
 
-        envelopes.keep(3, Arc::new(record(HELD_WEIGHT - 7)));
+        envelopes.keep(3, Arc::new(record(1)), HELD_OCTETS - 1_500);
         assert_eq!(held(&envelopes), [1, 3]);
-        envelopes.add_attempts(3, vec![attempt(vec![4])]);
+        envelopes.add_attempts(3, vec![attempt(vec![0])], 400);
         assert_eq!(held(&envelopes), [3], "the oldest made room");
-        assert_eq!(envelopes.weight, HELD_WEIGHT - 7 + 2);
-        envelopes.add_attempts(3, vec![attempt(vec![0; 10])]);
-        assert!(held(&envelopes).is_empty(), "too heavy to keep at all");
-        assert_eq!(envelopes.weight, 0);
+        assert_eq!(envelopes.octets, HELD_OCTETS - 1_100);
+        // A peer's long replies make a message too large to keep at all.
+        envelopes.add_attempts(3, vec![attempt(vec![0])], 100_000);
+        assert!(held(&envelopes).is_empty());
+        assert_eq!(envelopes.octets, 0);
     }
 
     #[test]
     fn the_oldest_envelopes_make_room_within_the_bound() {
         let mut envelopes = HeldEnvelopes::default();
-        let half = HELD_WEIGHT / 2;
-        envelopes.keep(3, Arc::new(record(half)));
-        envelopes.keep(1, Arc::new(record(half)));
+        let half = HELD_OCTETS / 2;
+        envelopes.keep(3, Arc::new(record(2)), half);
+        envelopes.keep(1, Arc::new(record(2)), half);
         assert_eq!(held(&envelopes), [1, 3]);
-        assert_eq!(envelopes.weight, HELD_WEIGHT);
+        assert_eq!(envelopes.octets, HELD_OCTETS);
 
-        envelopes.keep(5, Arc::new(record(1)));
+        envelopes.keep(5, Arc::new(record(1)), 10);
         assert_eq!(held(&envelopes), [3, 5], "id 1 is the oldest");
-        assert_eq!(envelopes.weight, half + 1);
+        assert_eq!(envelopes.octets, half + 10);
         assert!(envelopes.get(1).is_none());
         assert_eq!(
             envelopes.get(5).map(|h| h.record.envelope.recipients.len()),
             Some(1)
         );
 
-        envelopes.keep(5, Arc::new(record(2)));
-        assert_eq!(envelopes.weight, half + 2, "keeping again replaces");
+        envelopes.keep(5, Arc::new(record(2)), 20);
+        assert_eq!(envelopes.octets, half + 20, "keeping again replaces");
 
-        envelopes.keep(9, Arc::new(record(HELD_WEIGHT + 1)));
+        envelopes.keep(9, Arc::new(record(1)), HELD_OCTETS + 1);
         assert_eq!(
             held(&envelopes),
             [3, 5],
@@ -273,14 +274,14 @@ mod tests {
     #[test]
     fn forgetting_and_clearing_give_back_the_room() {
         let mut envelopes = HeldEnvelopes::default();
-        envelopes.keep(1, Arc::new(record(4)));
-        envelopes.keep(2, Arc::new(record(6)));
+        envelopes.keep(1, Arc::new(record(4)), 400);
+        envelopes.keep(2, Arc::new(record(6)), 600);
         envelopes.forget(1);
         envelopes.forget(8);
         assert_eq!(held(&envelopes), [2]);
-        assert_eq!(envelopes.weight, 6);
+        assert_eq!(envelopes.octets, 600);
         envelopes.clear();
         assert!(held(&envelopes).is_empty());
-        assert_eq!(envelopes.weight, 0);
+        assert_eq!(envelopes.octets, 0);
     }
 }

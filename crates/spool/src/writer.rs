@@ -641,7 +641,8 @@ pub(crate) fn submit(
         .push(Effect::Summary(id, Some(Summary::of(received_at, &states))));
     ctx.effects.push(Effect::Scheduled);
     ctx.effects.push(Effect::Wake);
-    ctx.held.keep(id, Arc::new(record.into_stored()));
+    ctx.held
+        .keep(id, Arc::new(record.into_stored()), record_bytes.len());
     Ok(id)
 }
 
@@ -785,7 +786,8 @@ pub(crate) fn record(
             .into_iter()
             .map(AttemptRecord::into_stored)
             .collect();
-        ctx.held.add_attempts(id, stored);
+        let octets = encoded.iter().map(Vec::len).sum();
+        ctx.held.add_attempts(id, stored, octets);
         // A recipient left queued with its state unchanged keeps its schedule entry, which
         // its lease hid from the runner until now.
         if changed
