@@ -114,8 +114,20 @@ impl JsonVisitor<'_> {
         if !std::mem::take(&mut self.first) {
             self.out.push(',');
         }
-        push_string(self.out, field.name());
-        self.out.push(':');
+        // Field names are nearly always identifiers, which need no escaping: a record has
+        // some twenty of them.
+        let name = field.name();
+        if name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+        {
+            self.out.push('"');
+            self.out.push_str(name);
+            self.out.push_str("\":");
+        } else {
+            push_string(self.out, name);
+            self.out.push(':');
+        }
     }
 }
 
@@ -262,6 +274,15 @@ mod tests {
         assert_eq!(record["span"]["port"], 2525);
         let stamp = record["timestamp"].as_str().expect("a string");
         assert!(humantime::parse_rfc3339(stamp).is_ok(), "{stamp}");
+    }
+
+    #[test]
+    fn dotted_and_quoted_field_names_are_keys_as_written() {
+        let records = logged(|| {
+            tracing::info!(tls.version = "TLSv1.3", "we\"ird" = 1u64, "named");
+        });
+        assert_eq!(records[0]["tls.version"], "TLSv1.3");
+        assert_eq!(records[0]["we\"ird"], 1);
     }
 
     // RFC 8259 §7: quotation mark, reverse solidus and the control characters are escaped.
