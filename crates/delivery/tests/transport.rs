@@ -1952,14 +1952,10 @@ async fn a_large_body_is_sent_in_pieces_and_arrives_unchanged_with_its_leading_d
     assert_eq!(seen[0].body, expected, "the final lone dot gets its CRLF");
 }
 
-#[tokio::test]
-async fn the_next_job_to_the_same_host_reuses_the_open_connection() {
-    let receiver = Receiver::start(Behaviour::plain()).await;
-    let transport = transport(settings(
-        receiver.addr.port(),
-        DefaultRequirement::Opportunistic,
-    ));
-    for n in 1..=3 {
+/// Delivers `jobs` jobs of one message each (ids 1, 2, ...), one after the other, and requires
+/// each message delivered in one attempt.
+async fn deliver_one_by_one(transport: &Transport<PlainDns>, jobs: u64) {
+    for n in 1..=jobs {
         let report = transport
             .deliver(job(vec![message(
                 n,
@@ -1975,7 +1971,18 @@ async fn the_next_job_to_the_same_host_reuses_the_open_connection() {
             ),
             "job {n}"
         );
+        assert_eq!(report.messages[0].attempts.len(), 1, "job {n}");
     }
+}
+
+#[tokio::test]
+async fn the_next_job_to_the_same_host_reuses_the_open_connection() {
+    let receiver = Receiver::start(Behaviour::plain()).await;
+    let transport = transport(settings(
+        receiver.addr.port(),
+        DefaultRequirement::Opportunistic,
+    ));
+    deliver_one_by_one(&transport, 3).await;
     assert_eq!(receiver.connections(), 1, "one connection for three jobs");
     assert_eq!(receiver.transactions().len(), 3);
     // RFC 5321 §4.1.1.5: each later transaction starts from a reset.
@@ -1996,23 +2003,7 @@ async fn a_spare_session_of_a_pipelining_server_gets_its_rset_in_the_group() {
         receiver.addr.port(),
         DefaultRequirement::Opportunistic,
     ));
-    for n in 1..=3 {
-        let report = transport
-            .deliver(job(vec![message(
-                n,
-                "alice@src.test",
-                &["bob@dest.test"],
-                b"hello\r\n",
-            )]))
-            .await;
-        assert!(
-            matches!(
-                outcomes(&report, 0)[..],
-                [RecipientOutcome::Delivered { .. }]
-            ),
-            "job {n}"
-        );
-    }
+    deliver_one_by_one(&transport, 3).await;
     assert_eq!(receiver.connections(), 1);
     let seen = receiver.transactions();
     assert_eq!(seen.len(), 3);
@@ -2033,24 +2024,7 @@ async fn a_message_for_a_spare_session_that_was_dropped_goes_over_a_new_connecti
             receiver.addr.port(),
             DefaultRequirement::Opportunistic,
         ));
-        for n in 1..=2 {
-            let report = transport
-                .deliver(job(vec![message(
-                    n,
-                    "alice@src.test",
-                    &["bob@dest.test"],
-                    b"hello\r\n",
-                )]))
-                .await;
-            assert!(
-                matches!(
-                    outcomes(&report, 0)[..],
-                    [RecipientOutcome::Delivered { .. }]
-                ),
-                "job {n}, pipelining {pipelining}"
-            );
-            assert_eq!(report.messages[0].attempts.len(), 1, "job {n}");
-        }
+        deliver_one_by_one(&transport, 2).await;
         assert_eq!(receiver.connections(), 2, "pipelining {pipelining}");
         assert_eq!(receiver.transactions().len(), 2, "pipelining {pipelining}");
     }
