@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod bodies;
 mod error;
 pub mod fault;
 mod held;

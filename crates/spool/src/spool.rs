@@ -18,6 +18,7 @@ use strictmx_protocol::ErrorChain;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::audit::table::AuditIndexes;
+use crate::bodies::KeptBodies;
 use crate::error::SpoolError;
 use crate::id::{IdAllocator, MessageId, MessageIdDisplay};
 use crate::index::{Index, Summary};
@@ -70,6 +71,8 @@ pub(crate) struct Shared {
     db: RwLock<Option<Arc<Database>>>,
     index: Mutex<Index>,
     leases: Mutex<HashSet<(MessageId, u32)>>,
+    /// Bodies committed lately, for the delivery jobs that follow.
+    bodies: Mutex<KeptBodies>,
     /// Counts the events that can make a recipient due earlier than the schedule last showed:
     /// a commit that put a recipient in the schedule (or left a touched one there), a lease
     /// given back, a reopened store. Changed under the lease lock or after the commit is
@@ -129,6 +132,16 @@ impl Shared {
             }
         }
         {
+            let mut bodies = lock(&self.bodies);
+            for effect in &effects {
+                match effect {
+                    Effect::Body(id, body) => bodies.keep(*id, Arc::clone(body)),
+                    Effect::Summary(id, None) => bodies.forget(*id),
+                    _ => {}
+                }
+            }
+        }
+        {
             let mut leases = lock(&self.leases);
             for effect in effects {
                 match effect {
@@ -140,7 +153,7 @@ impl Shared {
                     Effect::UnleaseAll(id) => leases.retain(|(leased, _)| *leased != id),
                     Effect::Scheduled => self.schedule_changed(),
                     Effect::Wake => wake = true,
-                    Effect::Summary(..) => {}
+                    Effect::Summary(..) | Effect::Body(..) => {}
                 }
             }
         }
@@ -209,6 +222,7 @@ impl Shared {
             current.clear_messages();
             current.absorb(index);
         }
+        lock(&self.bodies).clear();
         let db = Arc::new(db);
         *self.db.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&db));
         tracing::warn!(path = %self.path.display(), "spool store reopened after an i/o failure");
@@ -240,7 +254,8 @@ pub trait StoreOpener: Send + Sync + fmt::Debug + 'static {
 #[derive(Debug, Clone, Copy)]
 pub struct FileStore {
     /// Bytes of database pages redb may keep in memory. redb's own default (1 GiB) would let the
-    /// process grow with the queue; bodies are read back from disk when a delivery needs them.
+    /// process grow with the queue; a body is read back from disk when a delivery needs it and
+    /// it is not among the few kept since their commit (`bodies.rs`).
     pub cache_size: usize,
 }
 
@@ -438,6 +453,7 @@ impl Spool {
             db: RwLock::new(Some(Arc::new(db))),
             index: Mutex::new(index),
             leases: Mutex::new(HashSet::new()),
+            bodies: Mutex::new(KeptBodies::default()),
             schedule_changes: AtomicU64::new(0),
             known: Mutex::new(None),
             notify: Arc::new(Notify::new()),
@@ -865,7 +881,13 @@ impl Spool {
         self.shared().webhook_dropped.load(Ordering::Relaxed)
     }
 
-    /// The body as accepted, read from disk (bodies are never cached in memory).
+    /// The body as accepted, if it is among those kept in memory since their commit (see
+    /// `bodies.rs`); otherwise [`Spool::body`] reads it from the store.
+    pub fn kept_body(&self, id: MessageId) -> Option<Arc<Vec<u8>>> {
+        lock(&self.shared().bodies).get(id)
+    }
+
+    /// The body as accepted, read from the store.
     pub fn body(&self, id: MessageId) -> Result<Vec<u8>, SpoolError> {
         let fail = SpoolError::storage("reading a body");
         let db = self.shared().database()?;

@@ -174,7 +174,10 @@ where
 /// In-memory changes to make once the transaction committed, in order.
 #[derive(Debug)]
 pub(crate) enum Effect {
+    /// `None`: the message was deleted.
     Summary(MessageId, Option<Summary>),
+    /// The body stored for a new message, kept for its delivery jobs.
+    Body(MessageId, Arc<Vec<u8>>),
     Unlease(MessageId, Vec<u32>),
     UnleaseAll(MessageId),
     /// A recipient was put in the schedule, or one a job touched stays there: it may be due
@@ -639,6 +642,7 @@ pub(crate) fn submit(
     let states = vec![fresh; count];
     ctx.effects
         .push(Effect::Summary(id, Some(Summary::of(received_at, &states))));
+    ctx.effects.push(Effect::Body(id, Arc::new(body)));
     ctx.effects.push(Effect::Scheduled);
     ctx.effects.push(Effect::Wake);
     ctx.held

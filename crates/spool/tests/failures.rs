@@ -41,12 +41,24 @@ async fn a_full_disk_fails_the_whole_batch_and_the_spool_recovers_when_space_ret
         assert!(error.is_transient(), "{error}");
     }
     assert!(spool.stats().failed_commits >= 1);
+    let reserved = spool.reserve_id();
+    spool
+        .submit_reserved(reserved, envelope(&["d@x.test"]), body(2048))
+        .await
+        .expect_err("nothing commits on a full disk");
+    assert_eq!(
+        spool.kept_body(reserved),
+        None,
+        "a body whose commit failed is not kept"
+    );
 
     store.set_full(false);
     let after = spool
         .submit(envelope(&["c@x.test"]), body(2048))
         .await
         .expect("space is back");
+    assert_eq!(spool.kept_body(after).as_deref(), Some(&body(2048)));
+    assert_eq!(spool.body(before).expect("body"), body(2048));
     let stored = spool
         .message(before)
         .expect("read")

@@ -26,6 +26,11 @@ async fn a_submitted_message_is_due_and_deleted_once_every_recipient_is_final() 
         .collect();
     assert_eq!(domains, ["example.net", "example.net"]);
     assert_eq!(spool.body(id).expect("body"), body(2048));
+    assert_eq!(
+        spool.kept_body(id).as_deref(),
+        Some(&body(2048)),
+        "the body is kept for delivery since its commit"
+    );
 
     spool
         .record(
@@ -50,6 +55,11 @@ async fn a_submitted_message_is_due_and_deleted_once_every_recipient_is_final() 
         .expect("record the last recipient");
     assert!(spool.message(id).expect("read").is_none());
     assert!(matches!(spool.body(id), Err(SpoolError::NotFound { .. })));
+    assert_eq!(
+        spool.kept_body(id),
+        None,
+        "a deleted message's body is let go"
+    );
     assert!(spool.due(SystemTime::now(), 10).expect("due").is_empty());
     assert_eq!(spool.next_due(), None);
     let stats = spool.stats();
@@ -330,6 +340,7 @@ async fn delete_removes_a_message_and_its_leases() {
     spool.due(SystemTime::now(), 10).expect("lease");
     assert_eq!(spool.delete(id).await.expect("delete"), 2);
     assert!(spool.message(id).expect("read").is_none());
+    assert_eq!(spool.kept_body(id), None);
     assert_eq!(spool.stats().messages, 0);
     let late = spool.record(id, vec![delivered(0)], vec![]).await;
     assert!(matches!(late, Err(SpoolError::NotFound { .. })), "{late:?}");

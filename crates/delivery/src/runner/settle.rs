@@ -114,17 +114,23 @@ fn befores(messages: &[PendingMessage]) -> HashMap<(MessageId, usize), Before> {
         .collect()
 }
 
-/// Reads each body just before the job needs it (bodies are never kept for queued work). A
-/// message whose body cannot be read is tried again after the retry schedule's first interval.
+/// Takes each body the spool kept since its commit, or reads it from the store (on a blocking
+/// thread) just before the job needs it. A message whose body cannot be read is tried again
+/// after the retry schedule's first interval.
 async fn load_bodies<D>(
     context: &Arc<Context<D>>,
     messages: Vec<PendingMessage>,
 ) -> Vec<JobMessage> {
     let mut loaded = Vec::with_capacity(messages.len());
     for message in messages {
-        let spool = context.spool.clone();
         let id = message.id;
-        let body = tokio::task::spawn_blocking(move || spool.body(id)).await;
+        let body = match context.spool.kept_body(id) {
+            Some(body) => Ok(Ok(body)),
+            None => {
+                let spool = context.spool.clone();
+                tokio::task::spawn_blocking(move || spool.body(id).map(Arc::new)).await
+            }
+        };
         let indexes: Vec<usize> = message.recipients.iter().map(|r| r.index).collect();
         match body {
             Ok(Ok(body)) => loaded.push(JobMessage {
@@ -138,7 +144,7 @@ async fn load_bodies<D>(
                         address: r.address,
                     })
                     .collect(),
-                body: Arc::new(body),
+                body,
             }),
             // Deleted meanwhile by an administrator: nothing left to do.
             Ok(Err(SpoolError::NotFound { .. })) => context.spool.release_leases(id, &indexes),
