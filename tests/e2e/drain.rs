@@ -141,12 +141,11 @@ async fn queue_xfer_moves_every_queued_message_to_another_node_once() {
             .iter()
             .all(|r| r.mail_from == "app@src.test")
     );
-    assert!(
-        a.logs()
-            .iter()
-            .any(|v| v["message"] == "message transferred to another node"),
-        "the retiring node logs each message it handed over"
-    );
+    a.wait_log(Duration::from_secs(10), |v| {
+        v["message"] == "message transferred to another node"
+    })
+    .await
+    .expect("the retiring node logs each message it handed over");
 }
 
 #[tokio::test]

@@ -198,6 +198,11 @@ async fn mail_whose_next_hop_is_the_relay_itself_bounces_as_a_loop() {
     let body = dsns[0].body_text();
     assert!(body.contains("Status: 5.4.6"), "{body}");
     assert!(body.contains("loops back to myself"), "{body}");
+    // Records below warn reach the log a few milliseconds after they were logged.
+    relay
+        .wait_log(WAIT, |l| l["message"] == "message accepted")
+        .await
+        .unwrap();
     let accepted = relay
         .logs()
         .iter()

@@ -14,6 +14,7 @@ mod drain;
 mod explain;
 mod json_log;
 mod location;
+mod log_output;
 mod logging;
 mod metrics;
 mod policy_cmd;

@@ -39,7 +39,8 @@ const FAREWELL: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub fn run(config: Config, location: &Location, drain: Option<drain::Order>) -> ExitCode {
     let node = node_id(&config.data_dir);
-    logging::init(&config.log, node.as_ref().ok().map(String::as_str));
+    // Dropped last, when `run` returns: the records still waiting are written then.
+    let _log = logging::init(&config.log, node.as_ref().ok().map(String::as_str));
     let node = match node {
         Ok(node) => node,
         Err(e) => {
