@@ -1,37 +1,63 @@
-//! In-memory figures about the queue: a small summary per message (no bodies, no envelopes),
-//! totals for metrics and commit timings. Rebuilt from the tables on open and changed only after
-//! a commit succeeded, so it never shows uncommitted state. Leases live in `spool`.
+//! In-memory figures about the queue: totals of messages and recipients for metrics, and
+//! commit timings. Rebuilt from the tables on open and changed only after a commit succeeded,
+//! so they never show uncommitted state. They take the same memory however long the queue
+//! is: nothing is kept per message. Leases live in `spool`.
 
-use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
-use crate::id::MessageId;
 use crate::types::{SpoolStats, Standing};
 
-/// What the index keeps about one message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Summary {
-    pub(crate) received_at: SystemTime,
+/// What one message (or the whole queue) counts for: messages, queued recipients, held
+/// recipients.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) messages: usize,
     pub(crate) queued: usize,
     pub(crate) held: usize,
 }
 
-impl Summary {
-    pub(crate) fn of<S: Standing>(received_at: SystemTime, states: &[S]) -> Self {
-        Summary {
-            received_at,
+impl Counts {
+    /// What a message that does not exist counts for.
+    pub(crate) const NONE: Counts = Counts {
+        messages: 0,
+        queued: 0,
+        held: 0,
+    };
+
+    /// One message whose recipients are in `states`.
+    pub(crate) fn of<S: Standing>(states: &[S]) -> Self {
+        Counts {
+            messages: 1,
             queued: states.iter().filter(|s| s.is_queued()).count(),
             held: states.iter().filter(|s| s.is_held()).count(),
         }
+    }
+
+    /// One message whose `count` recipients are all in `state`.
+    pub(crate) fn uniform<S: Standing>(state: &S, count: usize) -> Self {
+        Counts {
+            messages: 1,
+            queued: if state.is_queued() { count } else { 0 },
+            held: if state.is_held() { count } else { 0 },
+        }
+    }
+
+    fn add(&mut self, other: Counts) {
+        self.messages += other.messages;
+        self.queued += other.queued;
+        self.held += other.held;
+    }
+
+    fn take(&mut self, other: Counts) {
+        self.messages = self.messages.saturating_sub(other.messages);
+        self.queued = self.queued.saturating_sub(other.queued);
+        self.held = self.held.saturating_sub(other.held);
     }
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct Index {
-    messages: HashMap<MessageId, Summary>,
-    by_age: BTreeSet<(SystemTime, MessageId)>,
-    queued: usize,
-    held: usize,
+    totals: Counts,
     commits: u64,
     flushes: u64,
     failed_commits: u64,
@@ -41,34 +67,17 @@ pub(crate) struct Index {
 }
 
 impl Index {
-    /// Sets (or with `None` removes) the summary of message `id`.
-    pub(crate) fn set(&mut self, id: MessageId, summary: Option<Summary>) {
-        if let Some(old) = self.messages.remove(&id) {
-            self.by_age.remove(&(old.received_at, id));
-            self.queued = self.queued.saturating_sub(old.queued);
-            self.held = self.held.saturating_sub(old.held);
-        }
-        if let Some(new) = summary {
-            self.by_age.insert((new.received_at, id));
-            self.queued += new.queued;
-            self.held += new.held;
-            self.messages.insert(id, new);
-        }
+    /// A message that counted for `before` now counts for `after` ([`Counts::NONE`] for a
+    /// message that is new, or deleted).
+    pub(crate) fn changed(&mut self, before: Counts, after: Counts) {
+        self.totals.take(before);
+        self.totals.add(after);
     }
 
-    /// Forgets every message, keeping the commit figures (used when rebuilding after a reopen).
-    pub(crate) fn clear_messages(&mut self) {
-        self.messages.clear();
-        self.by_age.clear();
-        self.queued = 0;
-        self.held = 0;
-    }
-
-    /// Takes the message summaries of a freshly recovered index.
+    /// Takes the totals of a freshly recovered index in place of these, keeping the commit
+    /// figures (used when rebuilding after a reopen).
     pub(crate) fn absorb(&mut self, other: Index) {
-        for (id, summary) in other.messages {
-            self.set(id, Some(summary));
-        }
+        self.totals = other.totals;
     }
 
     pub(crate) fn committed(&mut self, operations: usize, latency: Duration, flushed: bool) {
@@ -83,15 +92,16 @@ impl Index {
         self.failed_commits += 1;
     }
 
-    pub(crate) fn stats(&self, now: SystemTime) -> SpoolStats {
-        let oldest_age = self
-            .by_age
-            .first()
-            .map(|(at, _)| now.duration_since(*at).unwrap_or(Duration::ZERO));
+    /// The figures, with `oldest` the time the oldest message was received (read from the
+    /// store by the caller).
+    pub(crate) fn stats(&self, oldest: Option<SystemTime>, now: SystemTime) -> SpoolStats {
+        let oldest_age = oldest
+            .filter(|_| self.totals.messages > 0)
+            .map(|at| now.duration_since(at).unwrap_or(Duration::ZERO));
         SpoolStats {
-            messages: self.messages.len(),
-            recipients_queued: self.queued,
-            held: self.held,
+            messages: self.totals.messages,
+            recipients_queued: self.totals.queued,
+            held: self.totals.held,
             oldest_age,
             commits: self.commits,
             flushes: self.flushes,
@@ -110,29 +120,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn totals_follow_summaries_being_replaced_and_removed() {
+    fn totals_follow_messages_being_added_changed_and_removed() {
         let t0 = UNIX_EPOCH + Duration::from_secs(100);
-        let mut index = Index::default();
-        let summary = |secs, queued, held| Summary {
-            received_at: t0 + Duration::from_secs(secs),
+        let counts = |queued, held| Counts {
+            messages: 1,
             queued,
             held,
         };
-        index.set(1, Some(summary(0, 2, 0)));
-        index.set(2, Some(summary(10, 1, 1)));
-        index.set(1, Some(summary(0, 1, 1)));
-        let stats = index.stats(t0 + Duration::from_secs(30));
+        let mut index = Index::default();
+        index.changed(Counts::NONE, counts(2, 0));
+        index.changed(Counts::NONE, counts(1, 1));
+        index.changed(counts(2, 0), counts(1, 1));
+        let stats = index.stats(Some(t0), t0 + Duration::from_secs(30));
         assert_eq!(
             (stats.messages, stats.recipients_queued, stats.held),
             (2, 2, 2)
         );
         assert_eq!(stats.oldest_age, Some(Duration::from_secs(30)));
-        index.set(1, None);
-        let stats = index.stats(t0 + Duration::from_secs(30));
-        assert_eq!(stats.oldest_age, Some(Duration::from_secs(20)));
+        index.changed(counts(1, 1), Counts::NONE);
+        let stats = index.stats(Some(t0), t0 + Duration::from_secs(30));
         assert_eq!(
             (stats.messages, stats.recipients_queued, stats.held),
             (1, 1, 1)
         );
+        index.changed(counts(1, 1), Counts::NONE);
+        let stats = index.stats(Some(t0), t0 + Duration::from_secs(30));
+        assert_eq!((stats.messages, stats.oldest_age), (0, None));
+    }
+
+    #[test]
+    fn an_oldest_time_after_now_is_age_zero() {
+        let t0 = UNIX_EPOCH + Duration::from_secs(100);
+        let mut index = Index::default();
+        index.changed(
+            Counts::NONE,
+            Counts {
+                messages: 1,
+                queued: 1,
+                held: 0,
+            },
+        );
+        let stats = index.stats(Some(t0 + Duration::from_secs(5)), t0);
+        assert_eq!(stats.oldest_age, Some(Duration::ZERO));
     }
 }

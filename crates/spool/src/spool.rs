@@ -21,7 +21,7 @@ use crate::audit::table::AuditIndexes;
 use crate::bodies::KeptBodies;
 use crate::error::SpoolError;
 use crate::id::{IdAllocator, MessageId, MessageIdDisplay};
-use crate::index::{Index, Summary};
+use crate::index::{Counts, Index};
 use crate::settings::{SpoolSettings, WebhookSettings};
 use crate::store::{
     self, ATTEMPTS, BODIES, DB_FILE, ENVELOPES, META, META_LAST_ID, META_SCHEMA, RECIPIENTS,
@@ -114,6 +114,15 @@ impl Shared {
         slot.clone().ok_or(SpoolError::Reopening)
     }
 
+    /// When the oldest message in the store was received.
+    fn oldest_received(&self) -> Result<Option<SystemTime>, SpoolError> {
+        let fail = SpoolError::storage("reading the oldest message");
+        let db = self.database()?;
+        let txn = db.begin_read().map_err(|e| fail(e.into()))?;
+        let envelopes = txn.open_table(ENVELOPES).map_err(|e| fail(e.into()))?;
+        store::oldest_received(&envelopes)
+    }
+
     pub(crate) fn committed(
         &self,
         effects: Vec<Effect>,
@@ -126,8 +135,8 @@ impl Shared {
             let mut index = lock(&self.index);
             index.committed(operations, latency, flushed);
             for effect in &effects {
-                if let Effect::Summary(id, summary) = effect {
-                    index.set(*id, *summary);
+                if let Effect::Counted { before, after } = effect {
+                    index.changed(*before, *after);
                 }
             }
         }
@@ -136,7 +145,7 @@ impl Shared {
             for effect in &effects {
                 match effect {
                     Effect::Body(id, body) => bodies.keep(*id, Arc::clone(body)),
-                    Effect::Summary(id, None) => bodies.forget(*id),
+                    Effect::Removed(id) => bodies.forget(*id),
                     _ => {}
                 }
             }
@@ -153,7 +162,7 @@ impl Shared {
                     Effect::UnleaseAll(id) => leases.retain(|(leased, _)| *leased != id),
                     Effect::Scheduled => self.schedule_changed(),
                     Effect::Wake => wake = true,
-                    Effect::Summary(..) | Effect::Body(..) => {}
+                    Effect::Counted { .. } | Effect::Removed(_) | Effect::Body(..) => {}
                 }
             }
         }
@@ -218,9 +227,7 @@ impl Shared {
         let (db, _) = open_database(self.opener.as_ref(), &self.path)?;
         let (index, _) = recover(&db)?;
         {
-            let mut current = lock(&self.index);
-            current.clear_messages();
-            current.absorb(index);
+            lock(&self.index).absorb(index);
         }
         lock(&self.bodies).clear();
         let db = Arc::new(db);
@@ -381,10 +388,10 @@ fn recover(db: &Database) -> Result<(Index, MessageId), SpoolError> {
         let summary = store::decode::<store::EnvelopeRecord>("envelopes", id, value.value())
             .and_then(|record| {
                 let states = store::read_states_for(&recipients, id, &record.envelope)?;
-                Ok(Summary::of(record.envelope.received_at, &states))
+                Ok(Counts::of(&states))
             });
         match summary {
-            Ok(summary) => index.set(id, Some(summary)),
+            Ok(counts) => index.changed(Counts::NONE, counts),
             Err(e) => {
                 tracing::error!(msg_id = %MessageIdDisplay(id), error = %ErrorChain(&e), "damaged message left out of the queue figures")
             }
@@ -439,7 +446,7 @@ impl Spool {
         }
         let last_id = prepare(&db, &path)?;
         let (index, last_envelope) = recover(&db)?;
-        let stats = index.stats(SystemTime::now());
+        let stats = index.stats(None, SystemTime::now());
         tracing::info!(
             path = %path.display(),
             messages = stats.messages,
@@ -967,9 +974,15 @@ impl Spool {
         &self.shared().node
     }
 
-    /// Queue figures and commit timings for metrics; from memory, no disk access.
+    /// Queue figures and commit timings for metrics. The counts are kept in memory; the
+    /// oldest message's age reads one envelope, the first in the store.
     pub fn stats(&self) -> SpoolStats {
-        lock(&self.shared().index).stats(SystemTime::now())
+        let shared = self.shared();
+        let oldest = shared.oldest_received().unwrap_or_else(|e| {
+            tracing::warn!(error = %ErrorChain(&e), "the oldest message's age could not be read");
+            None
+        });
+        lock(&shared.index).stats(oldest, SystemTime::now())
     }
 }
 

@@ -134,26 +134,49 @@ struct EnvelopeHead {
 
 #[derive(Debug, Deserialize)]
 struct EnvelopeHeadFields {
-    #[serde(with = "crate::time::secs")]
-    received_at: SystemTime,
     recipients: Vec<serde::de::IgnoredAny>,
 }
 
-/// When message `id` was received and how many recipients it has.
-pub(crate) fn read_envelope_head(
+/// How many recipients message `id` has.
+pub(crate) fn read_recipient_count(
     table: &impl ReadableTable<u64, &'static [u8]>,
     id: MessageId,
-) -> Result<Option<(SystemTime, usize)>, SpoolError> {
+) -> Result<Option<usize>, SpoolError> {
     match table.get(id).map_err(read_err)? {
         Some(bytes) => {
             let head: EnvelopeHead = decode("envelopes", id, bytes.value())?;
-            Ok(Some((
-                head.envelope.received_at,
-                head.envelope.recipients.len(),
-            )))
+            Ok(Some(head.envelope.recipients.len()))
         }
         None => Ok(None),
     }
+}
+
+/// An envelope record decoded only for when its message was received.
+#[derive(Debug, Deserialize)]
+struct EnvelopeTime {
+    envelope: EnvelopeTimeFields,
+}
+
+#[derive(Debug, Deserialize)]
+struct EnvelopeTimeFields {
+    #[serde(with = "crate::time::secs")]
+    received_at: SystemTime,
+}
+
+/// When the queue's oldest message was received: the one with the lowest id (ids are handed
+/// out in time order). A record that does not decode is passed over, as recovery leaves it
+/// out of the figures; after `SCAN` such records the answer is `None`.
+pub(crate) fn oldest_received(
+    table: &impl ReadableTable<u64, &'static [u8]>,
+) -> Result<Option<SystemTime>, SpoolError> {
+    const SCAN: usize = 64;
+    for entry in table.iter().map_err(read_err)?.take(SCAN) {
+        let (key, value) = entry.map_err(read_err)?;
+        if let Ok(head) = decode::<EnvelopeTime>("envelopes", key.value(), value.value()) {
+            return Ok(Some(head.envelope.received_at));
+        }
+    }
+    Ok(None)
 }
 
 /// The states of message `id`, in recipient order. A gap in the indexes is reported as

@@ -24,7 +24,7 @@ use crate::audit::{self, Cause};
 use crate::error::SpoolError;
 use crate::held::HeldEnvelopes;
 use crate::id::{IdAllocator, MessageId, MessageIdDisplay};
-use crate::index::Summary;
+use crate::index::Counts;
 use crate::settings::{AuditSettings, WebhookSettings};
 use crate::spool::Shared;
 use crate::store::{
@@ -174,8 +174,13 @@ where
 /// In-memory changes to make once the transaction committed, in order.
 #[derive(Debug)]
 pub(crate) enum Effect {
-    /// `None`: the message was deleted.
-    Summary(MessageId, Option<Summary>),
+    /// A message that counted for `before` in the queue figures now counts for `after`.
+    Counted {
+        before: Counts,
+        after: Counts,
+    },
+    /// The message was deleted.
+    Removed(MessageId),
     /// The body stored for a new message, kept for its delivery jobs.
     Body(MessageId, Arc<Vec<u8>>),
     Unlease(MessageId, Vec<u32>),
@@ -570,20 +575,16 @@ fn held_envelope(
 
 /// The stored facts about one message, read before changing its recipients' states.
 struct Loaded {
-    received_at: SystemTime,
     states: Vec<RecipientState>,
 }
 
 fn load(tables: &Tables<'_>, id: MessageId) -> Result<Loaded, SpoolError> {
-    let (received_at, count) =
-        store::read_envelope_head(&tables.envelopes, id)?.ok_or(SpoolError::NotFound {
+    let count =
+        store::read_recipient_count(&tables.envelopes, id)?.ok_or(SpoolError::NotFound {
             id: MessageIdDisplay(id),
         })?;
     let states = store::read_states_counted(&tables.recipients, id, count)?;
-    Ok(Loaded {
-        received_at,
-        states,
-    })
+    Ok(Loaded { states })
 }
 
 /// Stores a message under `reserved` (from `Spool::reserve_id`) or a new id, and queues each
@@ -615,7 +616,6 @@ pub(crate) fn submit(
         Some(id) => id,
         None => ctx.next_id(),
     };
-    let received_at = envelope.received_at;
     let record = EnvelopeRecord {
         size: body.len() as u64,
         envelope,
@@ -639,9 +639,10 @@ pub(crate) fn submit(
             .schedule
             .insert(Slot::new(ctx.now, id, index).key(), ())?;
     }
-    let states = vec![fresh; count];
-    ctx.effects
-        .push(Effect::Summary(id, Some(Summary::of(received_at, &states))));
+    ctx.effects.push(Effect::Counted {
+        before: Counts::NONE,
+        after: Counts::uniform(&fresh, count),
+    });
     ctx.effects.push(Effect::Body(id, Arc::new(body)));
     ctx.effects.push(Effect::Scheduled);
     ctx.effects.push(Effect::Wake);
@@ -683,16 +684,15 @@ pub(crate) fn record(
     attempts: Vec<AttemptRecord>,
 ) -> Result<(), OpError> {
     // The audit trail and webhooks need the whole envelope: decode it once, not its head too.
-    let (received_at, count, stored) = if ctx.audit.enabled || !ctx.webhooks.hooks.is_empty() {
+    let (count, stored) = if ctx.audit.enabled || !ctx.webhooks.hooks.is_empty() {
         let stored = held_envelope(tables, ctx, id)?;
-        let count = stored.envelope.recipients.len();
-        (stored.envelope.received_at, count, Some(stored))
+        (stored.envelope.recipients.len(), Some(stored))
     } else {
-        let (received_at, count) =
-            store::read_envelope_head(&tables.envelopes, id)?.ok_or(SpoolError::NotFound {
+        let count =
+            store::read_recipient_count(&tables.envelopes, id)?.ok_or(SpoolError::NotFound {
                 id: MessageIdDisplay(id),
             })?;
-        (received_at, count, None)
+        (count, None)
     };
     // Only the recipients this outcome is for are decoded whole: a message to fifty
     // recipients in ten domains is recorded ten times.
@@ -779,7 +779,7 @@ pub(crate) fn record(
     for (&index, (_, new)) in &changed {
         after[index] = Glance::of(new);
     }
-    let deleted = write_changes(tables, ctx, id, received_at, &before, &after, changes)?;
+    let deleted = write_changes(tables, ctx, id, &before, &after, changes)?;
     // Counted whether or not the message stays: delivered messages leave the spool.
     crate::shadow::count(tables.txn, &attempts).map_err(OpError::Abort)?;
     if !deleted {
@@ -964,7 +964,11 @@ pub(crate) fn delete(
         write_audit(tables, ctx, audit)?;
     }
     delete_message(tables, &mut ctx.held, id, &loaded.states)?;
-    ctx.effects.push(Effect::Summary(id, None));
+    ctx.effects.push(Effect::Counted {
+        before: Counts::of(&loaded.states),
+        after: Counts::NONE,
+    });
+    ctx.effects.push(Effect::Removed(id));
     ctx.effects.push(Effect::UnleaseAll(id));
     Ok(loaded.states.iter().filter(|s| !s.is_final()).count())
 }
@@ -987,7 +991,6 @@ where
         id: MessageIdDisplay(id),
     })?;
     let loaded = Loaded {
-        received_at: record.envelope.received_at,
         states: store::read_states_for(&tables.recipients, id, &record.envelope)?,
     };
     let attempts = store::read_attempts(&tables.attempts, id)?;
@@ -1272,14 +1275,17 @@ fn write_changes<S: Standing>(
     tables: &mut Tables<'_>,
     ctx: &mut Ctx,
     id: MessageId,
-    received_at: SystemTime,
     before: &[S],
     after: &[S],
     changes: Vec<Change>,
 ) -> Result<bool, redb::StorageError> {
     if after.iter().all(S::is_final) {
         delete_message(tables, &mut ctx.held, id, before)?;
-        ctx.effects.push(Effect::Summary(id, None));
+        ctx.effects.push(Effect::Counted {
+            before: Counts::of(before),
+            after: Counts::NONE,
+        });
+        ctx.effects.push(Effect::Removed(id));
         ctx.effects.push(Effect::UnleaseAll(id));
         return Ok(true);
     }
@@ -1294,8 +1300,10 @@ fn write_changes<S: Standing>(
             &change.bytes,
         )?;
     }
-    let summary = Summary::of(received_at, after);
-    ctx.effects.push(Effect::Summary(id, Some(summary)));
+    ctx.effects.push(Effect::Counted {
+        before: Counts::of(before),
+        after: Counts::of(after),
+    });
     Ok(false)
 }
 
@@ -1308,15 +1316,7 @@ fn write_loaded_changes(
     after: &[RecipientState],
     changes: Vec<Change>,
 ) -> Result<bool, redb::StorageError> {
-    write_changes(
-        tables,
-        ctx,
-        id,
-        loaded.received_at,
-        &loaded.states,
-        after,
-        changes,
-    )
+    write_changes(tables, ctx, id, &loaded.states, after, changes)
 }
 
 /// Stores one recipient state and keeps the schedule index in step with it: `was_due` and

@@ -722,3 +722,57 @@ async fn a_reserved_id_names_the_message_and_is_never_handed_out_again() {
         "ids stay unique across a restart"
     );
 }
+
+/// The figures are totals kept without a record per message; the oldest age is read from the
+/// first envelope in the store, so it follows deletions of the oldest message.
+#[tokio::test]
+async fn the_figures_follow_every_change_and_the_oldest_age_follows_the_first_message() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spool = open(dir.path());
+    let now = SystemTime::now();
+    let mut old = envelope(&["a@example.net", "b@example.net"]);
+    old.received_at = now - Duration::from_secs(600);
+    let mut young = envelope(&["c@example.org"]);
+    young.received_at = now - Duration::from_secs(60);
+    let first = spool.submit(old, body(64)).await.expect("submit");
+    let second = spool.submit(young, body(64)).await.expect("submit");
+    let figures = |spool: &strictmx_spool::Spool| {
+        let s = spool.stats();
+        let age = s.oldest_age.map(|a| a.as_secs());
+        (s.messages, s.recipients_queued, s.held, age)
+    };
+    let near = |age: Option<u64>, secs: u64| age.is_some_and(|a| a.abs_diff(secs) <= 2);
+
+    let (messages, queued, held, age) = figures(&spool);
+    assert_eq!((messages, queued, held), (2, 3, 0));
+    assert!(near(age, 600), "oldest age {age:?}");
+
+    spool.hold(second).await.expect("hold");
+    spool.due(SystemTime::now(), 10).expect("lease");
+    spool
+        .record(first, vec![delivered(0)], vec![])
+        .await
+        .expect("record");
+    let (messages, queued, held, _) = figures(&spool);
+    assert_eq!((messages, queued, held), (2, 1, 1));
+
+    spool
+        .record(first, vec![bounced(1)], vec![])
+        .await
+        .expect("record");
+    let (messages, queued, held, age) = figures(&spool);
+    assert_eq!((messages, queued, held), (1, 0, 1));
+    assert!(near(age, 60), "the next message is the oldest now: {age:?}");
+
+    spool.release(second).await.expect("release");
+    let (messages, queued, held, _) = figures(&spool);
+    assert_eq!((messages, queued, held), (1, 1, 0));
+    drop(spool);
+    let spool = open(dir.path());
+    let (messages, queued, held, age) = figures(&spool);
+    assert_eq!((messages, queued, held), (1, 1, 0), "rebuilt on open");
+    assert!(near(age, 60));
+
+    spool.delete(second).await.expect("delete");
+    assert_eq!(figures(&spool), (0, 0, 0, None));
+}
