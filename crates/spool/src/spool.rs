@@ -599,6 +599,21 @@ impl Spool {
             .await
     }
 
+    /// Puts the leased recipients in `work` (message id, recipient indexes) back in the
+    /// schedule at `when`, in one commit, without counting an attempt: for a destination in
+    /// backoff, where nothing was tried. Recipients that are no longer queued, and messages
+    /// gone meanwhile, are left alone; every lease named is given back. Returns how many
+    /// recipients were postponed. Like [`Spool::record`], it does not wait for the flush: a
+    /// postponement lost in a crash only makes recipients due sooner.
+    pub async fn postpone(
+        &self,
+        work: Vec<(MessageId, Vec<usize>)>,
+        when: SystemTime,
+    ) -> Result<usize, SpoolError> {
+        self.execute_lazily(move |t, ctx| writer::postpone(t, ctx, work, when))
+            .await
+    }
+
     /// Keeps every queued recipient of the message out of the schedule; returns how many.
     pub async fn hold(&self, id: MessageId) -> Result<usize, SpoolError> {
         self.admin(id, AdminAction::Hold).await
@@ -750,11 +765,10 @@ impl Spool {
         // often looks when nothing is.
         let envelopes = txn.open_table(ENVELOPES).map_err(|e| fail(e.into()))?;
         let recipients = txn.open_table(RECIPIENTS).map_err(|e| fail(e.into()))?;
-        let attempts = txn.open_table(ATTEMPTS).map_err(|e| fail(e.into()))?;
         let mut due = Vec::with_capacity(picked.len());
         for (id, indexes) in picked {
             leases.extend(indexes.iter().map(|&index| (id, index)));
-            match due_message(&envelopes, &recipients, &attempts, id, &indexes) {
+            match due_message(&envelopes, &recipients, id, &indexes) {
                 Ok(message) => due.push(message),
                 Err(e) => {
                     tracing::error!(msg_id = %MessageIdDisplay(id), error = %ErrorChain(&e), "damaged message skipped until restart");
@@ -989,7 +1003,6 @@ impl Spool {
 fn due_message(
     envelopes: &impl ReadableTable<u64, &'static [u8]>,
     recipients: &impl ReadableTable<(u64, u32), &'static [u8]>,
-    attempts: &impl ReadableTable<(u64, u32), &'static [u8]>,
     id: MessageId,
     indexes: &[u32],
 ) -> Result<DueMessage, SpoolError> {
@@ -1001,7 +1014,6 @@ fn due_message(
     let record = store::read_envelope(envelopes, id)?
         .ok_or_else(|| inconsistent("schedule entry without envelope"))?;
     let states = store::read_states_for(recipients, id, &record.envelope)?;
-    let history = store::read_attempts(attempts, id)?;
     let mut due = Vec::with_capacity(indexes.len());
     for &index in indexes {
         let i = index as usize;
@@ -1024,11 +1036,6 @@ fn due_message(
             domain: store::domain_of(&recipient.address),
             attempts: *attempts,
             delay_dsn_sent: *delay_dsn_sent,
-            first_attempt: history
-                .iter()
-                .filter(|a| a.recipients.contains(&i))
-                .map(|a| a.at)
-                .min(),
         });
     }
     Ok(DueMessage {

@@ -150,7 +150,6 @@ impl Spool {
                 domain: store::domain_of(&recipient.address),
                 attempts: *attempts,
                 delay_dsn_sent: *delay_dsn_sent,
-                first_attempt: None,
             });
         }
         if free.is_empty() {

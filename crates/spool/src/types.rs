@@ -496,8 +496,6 @@ pub struct DueRecipient {
     pub attempts: u32,
     /// Whether the delay DSN for it was already sent.
     pub delay_dsn_sent: bool,
-    /// The time of the first attempt record naming this recipient.
-    pub first_attempt: Option<SystemTime>,
 }
 
 /// A message with everything the spool knows about it.

@@ -805,6 +805,58 @@ pub(crate) fn record(
     Ok(())
 }
 
+/// Puts the named recipients of each message back in the schedule at `when` without counting
+/// an attempt (nothing was tried: their destination is in backoff), and gives back their
+/// leases. Only queued recipients move; held and final ones, and messages deleted meanwhile,
+/// are left as they are, and a damaged message is skipped and logged, so that one message
+/// cannot hold back the rest. Everything is read and planned before anything is written.
+/// Returns how many recipients were postponed.
+pub(crate) fn postpone(
+    tables: &mut Tables<'_>,
+    ctx: &mut Ctx,
+    work: Vec<(MessageId, Vec<usize>)>,
+    when: SystemTime,
+) -> Result<usize, OpError> {
+    let mut planned = Vec::with_capacity(work.len());
+    let mut skipped = Vec::new();
+    let mut postponed = 0;
+    for (id, indexes) in work {
+        let leased: Vec<u32> = indexes
+            .iter()
+            .filter_map(|&i| store::stored_index(i))
+            .collect();
+        let loaded = match load(tables, id) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                if !matches!(e, SpoolError::NotFound { .. }) {
+                    tracing::error!(msg_id = %MessageIdDisplay(id), error = %ErrorChain(&e), "damaged message not postponed");
+                }
+                skipped.push((id, leased));
+                continue;
+            }
+        };
+        let mut after = loaded.states.clone();
+        for &index in &indexes {
+            if let Some(RecipientState::Queued { next_attempt, .. }) = after.get_mut(index) {
+                *next_attempt = when;
+                postponed += 1;
+            }
+        }
+        let changes = plan_changes(id, &loaded.states, &after)?;
+        planned.push((id, loaded, after, changes, leased));
+    }
+    for (id, loaded, after, changes, leased) in planned {
+        write_loaded_changes(tables, ctx, id, &loaded, &after, changes)?;
+        ctx.effects.push(Effect::Unlease(id, leased));
+    }
+    for (id, leased) in skipped {
+        ctx.effects.push(Effect::Unlease(id, leased));
+    }
+    // A recipient already due at `when` keeps its schedule entry, which its lease hid.
+    ctx.effects.push(Effect::Scheduled);
+    Ok(postponed)
+}
+
 /// Administrative changes to every recipient of one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AdminAction {

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use strictmx_spool::{AttemptOutcome, RecipientState, SpoolError, format_id};
+use strictmx_spool::{AttemptOutcome, MessageId, RecipientState, SpoolError, format_id};
 
 #[tokio::test]
 async fn a_submitted_message_is_due_and_deleted_once_every_recipient_is_final() {
@@ -156,7 +156,7 @@ async fn a_leased_recipient_is_not_handed_out_twice_until_recorded_or_released()
     let after_record = spool.due(SystemTime::now(), 10).expect("due");
     assert_eq!(after_record[0].recipients.len(), 1);
     assert_eq!(after_record[0].recipients[0].index, 0);
-    assert!(after_record[0].recipients[0].first_attempt.is_some());
+    assert_eq!(after_record[0].recipients[0].attempts, 1);
 }
 
 /// `due` and `next_due` skip the scan while nothing was scheduled or given back since a look
@@ -775,4 +775,100 @@ async fn the_figures_follow_every_change_and_the_oldest_age_follows_the_first_me
 
     spool.delete(second).await.expect("delete");
     assert_eq!(figures(&spool), (0, 0, 0, None));
+}
+
+/// `postpone` moves leased queued recipients of many messages in one commit, keeps their
+/// attempt counts and replies, gives every lease back, and leaves held recipients and
+/// deleted messages alone.
+#[tokio::test]
+async fn postpone_moves_queued_recipients_in_one_commit_and_leaves_the_rest_alone() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spool = open(dir.path());
+    let tried = spool
+        .submit(envelope(&["a@down.test", "b@down.test"]), body(64))
+        .await
+        .expect("submit");
+    let fresh = spool
+        .submit(envelope(&["c@down.test"]), body(64))
+        .await
+        .expect("submit");
+    let gone = spool
+        .submit(envelope(&["d@down.test"]), body(64))
+        .await
+        .expect("submit");
+    let leased: Vec<MessageId> = spool
+        .due(SystemTime::now(), 10)
+        .expect("lease")
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(leased, [tried, fresh, gone]);
+    spool.hold(tried).await.expect("hold while leased");
+    spool.delete(gone).await.expect("delete while leased");
+
+    let commits = spool.stats().commits;
+    let when = whole_seconds(SystemTime::now() + Duration::from_secs(600));
+    let work = vec![(tried, vec![0, 1]), (fresh, vec![0]), (gone, vec![0])];
+    assert_eq!(spool.postpone(work, when).await.expect("postpone"), 1);
+    assert_eq!(spool.stats().commits, commits + 1, "one commit for all");
+
+    let stored = spool.message(fresh).expect("read").expect("queued");
+    assert!(matches!(
+        stored.states[0],
+        RecipientState::Queued { next_attempt, attempts: 0, .. } if next_attempt == when
+    ));
+    let held = spool.message(tried).expect("read").expect("queued");
+    assert!(
+        held.states
+            .iter()
+            .all(|s| matches!(s, RecipientState::Held { .. }))
+    );
+    assert!(spool.due(SystemTime::now(), 10).expect("due").is_empty());
+    let later = spool.due(when, 10).expect("due at its new time");
+    assert_eq!(
+        later.iter().map(|m| m.id).collect::<Vec<_>>(),
+        [fresh],
+        "its lease was given back"
+    );
+}
+
+/// A postponed recipient keeps what its earlier attempts left: their count and last reply.
+#[tokio::test]
+async fn postpone_keeps_the_attempt_count_and_the_last_reply() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spool = open(dir.path());
+    let id = spool
+        .submit(envelope(&["a@down.test"]), body(64))
+        .await
+        .expect("submit");
+    let now = SystemTime::now();
+    spool.due(now, 10).expect("lease");
+    spool
+        .record(id, vec![deferred(0, now, 3)], vec![])
+        .await
+        .expect("record");
+    spool.due(SystemTime::now(), 10).expect("lease again");
+    let when = whole_seconds(SystemTime::now() + Duration::from_secs(60));
+    assert_eq!(
+        spool
+            .postpone(vec![(id, vec![0])], when)
+            .await
+            .expect("postpone"),
+        1
+    );
+    let stored = spool.message(id).expect("read").expect("queued");
+    match &stored.states[0] {
+        RecipientState::Queued {
+            next_attempt,
+            attempts,
+            last_reply,
+            delay_dsn_sent,
+        } => {
+            assert_eq!(*next_attempt, when);
+            assert_eq!(*attempts, 3);
+            assert_eq!(last_reply.as_deref(), Some("451 4.3.0 try later"));
+            assert!(!delay_dsn_sent);
+        }
+        other => panic!("still queued, not {other:?}"),
+    }
 }
