@@ -651,6 +651,71 @@ async fn a_down_destination_is_probed_once_per_backoff_period_not_once_per_messa
     h.stop().await;
 }
 
+/// When a backoff ends, the whole backlog of a down destination comes due at once. What is
+/// not probed goes back to the schedule a batch per spool operation, not one operation (and
+/// one task) per message: before, 200 messages due together made 200 tasks and 200 writes.
+#[tokio::test]
+async fn a_backlog_due_at_once_for_a_down_destination_is_postponed_in_batches() {
+    let transport = FakeTransport::default().script("down.test", &[], Scripted::Unreachable);
+    let h = Harness::start(
+        transport,
+        QueueSettings {
+            batch_size: 20,
+            ..settings()
+        },
+    );
+    h.submit(envelope("", "first@down.test", None)).await;
+    eventually("the first attempt", || {
+        (h.transport.calls("down.test") == 1).then_some(())
+    })
+    .await;
+    let mut ids = Vec::new();
+    for n in 0..200 {
+        ids.push(
+            h.submit(envelope("", &format!("r{n}@down.test"), None))
+                .await,
+        );
+    }
+    // Not tried, and due after `horizon` from the runner's clock.
+    let postponed = |horizon: Duration| {
+        ids.iter()
+            .filter(|id| {
+                h.stored(**id)
+                    .as_ref()
+                    .and_then(queued)
+                    .is_some_and(|(next, attempts, _)| {
+                        attempts == 0 && next > h.clock.now() + horizon
+                    })
+            })
+            .count()
+    };
+    eventually("the first rescheduling", || {
+        (postponed(Duration::from_secs(30)) == 200).then_some(())
+    })
+    .await;
+    settle_a_moment().await;
+
+    let before = h.spool.stats().committed_operations;
+    h.advance(Duration::from_secs(61));
+    eventually("the probe", || {
+        (h.transport.calls("down.test") == 2).then_some(())
+    })
+    .await;
+    // One of them was the probe; the rest go to the doubled backoff.
+    eventually("the burst postponed", || {
+        (postponed(Duration::from_secs(60)) >= 199).then_some(())
+    })
+    .await;
+    settle_a_moment().await;
+    let operations = h.spool.stats().committed_operations - before;
+    assert!(
+        operations <= 30,
+        "{operations} spool operations for 200 messages due at once"
+    );
+    assert_eq!(h.transport.calls("down.test"), 2, "one probe, no more");
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn jobs_for_one_destination_never_exceed_the_per_destination_limit() {
     let transport = FakeTransport::with_delay(Duration::from_millis(100))

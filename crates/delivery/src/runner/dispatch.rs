@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use strictmx_protocol::ErrorChain;
-use strictmx_spool::{DueMessage, DueRecipient, MessageIdDisplay};
+use strictmx_spool::{DueMessage, DueRecipient, MessageId, MessageIdDisplay};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{Id, JoinError, JoinSet};
 
@@ -45,6 +45,10 @@ struct Destination {
     not_before: Option<SystemTime>,
     /// The last job connected; until then one probe job at a time.
     reachable: bool,
+    /// Jobs started and not yet taken in by `finish`. A job gives its connection slot back
+    /// as it ends, before the loop has learnt what it found, so the slots alone would let a
+    /// second probe start in between.
+    jobs: usize,
     last_used: SystemTime,
 }
 
@@ -56,6 +60,7 @@ impl Destination {
             failures: 0,
             not_before: None,
             reachable: false,
+            jobs: 0,
             last_used: now,
         }
     }
@@ -71,6 +76,9 @@ pub(super) struct Dispatcher {
     destinations: HashMap<String, Destination>,
     /// Task id → destination, to name the destination of a job that panicked.
     running: HashMap<Id, String>,
+    /// Task id → how many backlog entries a reschedule task holds; they stay counted in
+    /// `pending_messages` until it ends, however it ends.
+    rescheduling: HashMap<Id, usize>,
     pending_messages: usize,
     pending_limit: usize,
     max_per_destination: usize,
@@ -83,6 +91,7 @@ impl Dispatcher {
             global: Arc::new(Semaphore::new(settings.max_connections.max(1))),
             destinations: HashMap::new(),
             running: HashMap::new(),
+            rescheduling: HashMap::new(),
             pending_messages: 0,
             pending_limit: batch.saturating_mul(PENDING_BATCHES),
             max_per_destination: settings.max_per_destination.max(1),
@@ -142,16 +151,24 @@ impl Dispatcher {
         } else {
             Fetched::Some
         };
+        let mut postponed: BTreeMap<SystemTime, Vec<(MessageId, Vec<usize>)>> = BTreeMap::new();
         for message in due {
-            self.accept(context, tasks, message, now);
+            self.accept(&mut postponed, message, now);
+        }
+        // One task and one spool commit for each backoff end, not one per message: a
+        // destination that is down can have the whole queue come due at once.
+        for (until, work) in postponed {
+            self.pending_messages += work.len();
+            self.reschedule(context, tasks, work, until);
         }
         fetched
     }
 
-    fn accept<D: Deliver>(
+    /// Puts a due message's recipients in the backlog of their destinations; those of a
+    /// destination in backoff go to `postponed`, by the time the backoff ends.
+    fn accept(
         &mut self,
-        context: &Arc<Context<D>>,
-        tasks: &mut JoinSet<TaskDone>,
+        postponed: &mut BTreeMap<SystemTime, Vec<(MessageId, Vec<usize>)>>,
         message: DueMessage,
         now: SystemTime,
     ) {
@@ -170,12 +187,10 @@ impl Dispatcher {
             destination.last_used = now;
             if let Some(until) = destination.backed_off(now) {
                 let indexes = recipients.iter().map(|r| r.index).collect();
-                let handle = tasks.spawn(settle::reschedule(
-                    Arc::clone(context),
-                    vec![(message.id, indexes)],
-                    until,
-                ));
-                self.running.insert(handle.id(), domain);
+                postponed
+                    .entry(until)
+                    .or_default()
+                    .push((message.id, indexes));
                 continue;
             }
             destination.pending.push_back(PendingMessage {
@@ -197,6 +212,7 @@ impl Dispatcher {
         tasks: &mut JoinSet<TaskDone>,
     ) {
         let now = context.clock.now();
+        let mut reschedule = Vec::new();
         for (domain, destination) in &mut self.destinations {
             if destination.pending.is_empty() {
                 continue;
@@ -207,14 +223,12 @@ impl Dispatcher {
                     .drain(..)
                     .map(|m| (m.id, m.recipients.iter().map(|r| r.index).collect()))
                     .collect();
-                self.pending_messages = self.pending_messages.saturating_sub(work.len());
-                let handle = tasks.spawn(settle::reschedule(Arc::clone(context), work, until));
-                self.running.insert(handle.id(), domain.clone());
+                // Still counted in the backlog until the task has put them back.
+                reschedule.push((work, until));
                 continue;
             }
             let free = destination.slots.available_permits();
-            let in_flight = self.max_per_destination.saturating_sub(free);
-            let jobs = match (destination.reachable, in_flight) {
+            let jobs = match (destination.reachable, destination.jobs) {
                 (true, _) => free,
                 (false, 0) => 1,
                 (false, _) => 0,
@@ -237,6 +251,7 @@ impl Dispatcher {
                 let messages: Vec<_> = destination.pending.drain(..take).collect();
                 self.pending_messages = self.pending_messages.saturating_sub(messages.len());
                 destination.last_used = now;
+                destination.jobs += 1;
                 let handle = tasks.spawn(settle::run_job(
                     Arc::clone(context),
                     domain.clone(),
@@ -246,6 +261,27 @@ impl Dispatcher {
                 self.running.insert(handle.id(), domain.clone());
             }
         }
+        for (work, until) in reschedule {
+            self.reschedule(context, tasks, work, until);
+        }
+    }
+
+    fn reschedule<D: Deliver>(
+        &mut self,
+        context: &Arc<Context<D>>,
+        tasks: &mut JoinSet<TaskDone>,
+        work: Vec<(MessageId, Vec<usize>)>,
+        until: SystemTime,
+    ) {
+        let count = work.len();
+        let handle = tasks.spawn(settle::reschedule(Arc::clone(context), work, until));
+        self.rescheduling.insert(handle.id(), count);
+    }
+
+    /// A reschedule task ended: what it held leaves the backlog.
+    fn rescheduled(&mut self, id: Id) {
+        let count = self.rescheduling.remove(&id).unwrap_or(0);
+        self.pending_messages = self.pending_messages.saturating_sub(count);
     }
 
     /// Takes in what a finished task learnt about its destination.
@@ -259,14 +295,20 @@ impl Dispatcher {
             Ok((id, TaskDone::Job { domain, reach })) => {
                 self.running.remove(&id);
                 if let Some(destination) = self.destinations.get_mut(&domain) {
+                    destination.jobs = destination.jobs.saturating_sub(1);
                     learn(&context.settings, destination, &domain, reach, now);
                 }
             }
-            Ok((id, TaskDone::Rescheduled)) => {
-                self.running.remove(&id);
+            Ok((id, TaskDone::Rescheduled)) => self.rescheduled(id),
+            Err(source) if self.rescheduling.contains_key(&source.id()) => {
+                self.rescheduled(source.id());
+                tracing::error!(error = %ErrorChain(&source), "reschedule task failed; its recipients stay leased until restart");
             }
             Err(source) => {
                 let domain = self.running.remove(&source.id()).unwrap_or_default();
+                if let Some(destination) = self.destinations.get_mut(&domain) {
+                    destination.jobs = destination.jobs.saturating_sub(1);
+                }
                 let error = QueueError::JobAborted { domain, source };
                 tracing::error!(error = %ErrorChain(&error), "delivery task failed");
             }
@@ -292,6 +334,7 @@ impl Dispatcher {
         let backoff_horizon = settings.retry.max_interval.max(FORGET_AFTER);
         self.destinations.retain(|_, destination| {
             let idle = destination.pending.is_empty()
+                && destination.jobs == 0
                 && destination.slots.available_permits() == max_per_destination
                 && now
                     .duration_since(destination.last_used)

@@ -18,9 +18,9 @@ pub enum QueueError {
         #[source]
         source: SpoolError,
     },
-    #[error("cannot read the recipient states of message {id}")]
-    Message {
-        id: MessageIdDisplay,
+    #[error("cannot postpone {count} messages of a destination in backoff")]
+    Postpone {
+        count: usize,
         #[source]
         source: SpoolError,
     },
@@ -51,7 +51,7 @@ impl QueueError {
         match self {
             QueueError::Due { source }
             | QueueError::Body { source, .. }
-            | QueueError::Message { source, .. }
+            | QueueError::Postpone { source, .. }
             | QueueError::Record { source, .. }
             | QueueError::SubmitDsn { source, .. } => source.is_transient(),
             QueueError::JobAborted { .. } => false,

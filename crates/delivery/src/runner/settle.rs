@@ -382,53 +382,19 @@ async fn send_dsns<D>(
     }
 }
 
-/// Puts leased recipients back in the schedule at `when`, without counting an attempt.
+/// Puts leased recipients back in the schedule at `when`, without counting an attempt, in
+/// one spool commit. On failure their leases are given back, so they are due again.
 pub(super) async fn reschedule<D>(
     context: Arc<Context<D>>,
     work: Vec<(MessageId, Vec<usize>)>,
     when: SystemTime,
 ) -> TaskDone {
-    for (id, indexes) in work {
-        let stored = match context.spool.message(id) {
-            Ok(Some(stored)) => stored,
-            Ok(None) => continue,
-            Err(source) => {
-                let error = QueueError::Message {
-                    id: MessageIdDisplay(id),
-                    source,
-                };
-                tracing::error!(msg_id = %MessageIdDisplay(id), error = %ErrorChain(&error), "not rescheduled; its recipients are queued again");
-                context.spool.release_leases(id, &indexes);
-                continue;
-            }
-        };
-        let updates: Vec<RecipientUpdate> = indexes
-            .iter()
-            .filter_map(|&index| match stored.states.get(index) {
-                Some(RecipientState::Queued {
-                    attempts,
-                    last_reply,
-                    delay_dsn_sent,
-                    ..
-                }) => Some(RecipientUpdate {
-                    index,
-                    state: RecipientState::Queued {
-                        next_attempt: when,
-                        attempts: *attempts,
-                        last_reply: last_reply.clone(),
-                        delay_dsn_sent: *delay_dsn_sent,
-                    },
-                }),
-                _ => None,
-            })
-            .collect();
-        if let Err(source) = record(&context, id, updates, Vec::new()).await {
-            let error = QueueError::Record {
-                id: MessageIdDisplay(id),
-                source,
-            };
-            tracing::error!(msg_id = %MessageIdDisplay(id), error = %ErrorChain(&error), "not rescheduled; its recipients are queued again");
-            context.spool.release_leases(id, &indexes);
+    let count = work.len();
+    if let Err(source) = context.spool.postpone(work.clone(), when).await {
+        let error = QueueError::Postpone { count, source };
+        tracing::error!(error = %ErrorChain(&error), "not rescheduled; their recipients are queued again");
+        for (id, indexes) in &work {
+            context.spool.release_leases(*id, indexes);
         }
     }
     TaskDone::Rescheduled
