@@ -8,7 +8,7 @@
 use std::io::{self, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::{Level, Metadata};
 use tracing_subscriber::fmt::MakeWriter;
@@ -156,10 +156,6 @@ pub fn start<W: Write + Send + 'static>(sink: W, after: Duration) -> (Batched<W>
     (Batched { shared }, guard)
 }
 
-#[expect(
-    clippy::disallowed_methods,
-    reason = "runs on its own thread, never on a runtime worker"
-)]
 fn flush_loop<W: Write>(shared: &Shared<W>, after: Duration) {
     let mut state = shared.lock();
     loop {
@@ -169,22 +165,29 @@ fn flush_loop<W: Write>(shared: &Shared<W>, after: Duration) {
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+        // Let the records of the next few milliseconds join the first. Only a close wakes
+        // the wait early (the buffer is not empty, so records do not signal), and it ends it:
+        // dropping the guard never waits out the delay.
+        let deadline = Instant::now() + after;
+        while !state.closed {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = match shared.waiting.wait_timeout(state, left) {
+                Ok((state, _)) => state,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        state.write_out();
         if state.closed {
-            state.write_out();
             return;
         }
-        // Let the records of the next few milliseconds join the first.
-        drop(state);
-        std::thread::sleep(after);
-        state = shared.lock();
-        state.write_out();
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
-
     use super::*;
 
     /// Keeps each write the sink is given, separately.
@@ -242,6 +245,28 @@ mod tests {
             [" INFO five\n"],
             "dropping the guard writes the rest"
         );
+    }
+
+    /// The flushing thread is inside its delay (an hour here) when the guard is dropped: the
+    /// drop ends the delay and writes the record instead of waiting it out. Before, the thread
+    /// slept the whole delay, and this test hung for an hour.
+    #[test]
+    #[expect(clippy::disallowed_methods, reason = "a plain test thread, no runtime")]
+    fn dropping_the_guard_ends_a_delay_under_way() {
+        let writes = Writes::default();
+        let (subscriber, guard) = logging_to(&writes, Duration::from_secs(3600));
+        tracing::subscriber::with_default(subscriber, || tracing::info!("waiting"));
+        // Time for the thread to take the record's signal and start its delay.
+        std::thread::sleep(Duration::from_millis(100));
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(guard);
+            let _ = done.send(());
+        });
+        finished
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the guard's drop returns without waiting out the delay");
+        assert_eq!(writes.taken(), [" INFO waiting\n"]);
     }
 
     #[test]
