@@ -76,9 +76,9 @@ pub(super) struct Dispatcher {
     destinations: HashMap<String, Destination>,
     /// Task id → destination, to name the destination of a job that panicked.
     running: HashMap<Id, String>,
-    /// Task id → how many backlog entries a reschedule task holds; they stay counted in
-    /// `pending_messages` until it ends, however it ends.
-    rescheduling: HashMap<Id, usize>,
+    /// Task id → the backlog entries a reschedule task holds: counted in `pending_messages`
+    /// until it ends, however it ends, and their leases given back if it panicked.
+    rescheduling: HashMap<Id, Vec<(MessageId, Vec<usize>)>>,
     pending_messages: usize,
     pending_limit: usize,
     max_per_destination: usize,
@@ -273,15 +273,15 @@ impl Dispatcher {
         work: Vec<(MessageId, Vec<usize>)>,
         until: SystemTime,
     ) {
-        let count = work.len();
-        let handle = tasks.spawn(settle::reschedule(Arc::clone(context), work, until));
-        self.rescheduling.insert(handle.id(), count);
+        let handle = tasks.spawn(settle::reschedule(Arc::clone(context), work.clone(), until));
+        self.rescheduling.insert(handle.id(), work);
     }
 
     /// A reschedule task ended: what it held leaves the backlog.
-    fn rescheduled(&mut self, id: Id) {
-        let count = self.rescheduling.remove(&id).unwrap_or(0);
-        self.pending_messages = self.pending_messages.saturating_sub(count);
+    fn rescheduled(&mut self, id: Id) -> Vec<(MessageId, Vec<usize>)> {
+        let work = self.rescheduling.remove(&id).unwrap_or_default();
+        self.pending_messages = self.pending_messages.saturating_sub(work.len());
+        work
     }
 
     /// Takes in what a finished task learnt about its destination.
@@ -299,10 +299,14 @@ impl Dispatcher {
                     learn(&context.settings, destination, &domain, reach, now);
                 }
             }
-            Ok((id, TaskDone::Rescheduled)) => self.rescheduled(id),
+            Ok((id, TaskDone::Rescheduled)) => {
+                self.rescheduled(id);
+            }
             Err(source) if self.rescheduling.contains_key(&source.id()) => {
-                self.rescheduled(source.id());
-                tracing::error!(error = %ErrorChain(&source), "reschedule task failed; its recipients stay leased until restart");
+                for (message, indexes) in self.rescheduled(source.id()) {
+                    context.spool.release_leases(message, &indexes);
+                }
+                tracing::error!(error = %ErrorChain(&source), "reschedule task failed; its recipients are queued again");
             }
             Err(source) => {
                 let domain = self.running.remove(&source.id()).unwrap_or_default();
