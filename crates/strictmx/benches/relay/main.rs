@@ -13,6 +13,9 @@
 //!   calls, and all its system calls, per message (over the relay's whole life: startup and
 //!   shutdown add a handful of flushes and some hundreds of calls).
 //! - `--tls`: each C again with STARTTLS offered by the sink (self-signed, opportunistic).
+//! - `--postfix`: each workload again through a private Postfix instance (`postfix.rs`) fed
+//!   by the same generator into the same kind of sink, with its figures and strictmx's as
+//!   multiples of them (the default sweep and `--fanout`).
 //! - `--profile=FILE`: `perf record` the relay for 10 s from 1 s into the load.
 //! - `--fanout[=MSGS]`: only the fan-out workload, 1000 messages x 50 recipients over 10 domains.
 //! - `--sustained[=SECS]` with `--rate=N`: only the sustained profile, default 120 s at 150 msg/s.
@@ -28,6 +31,7 @@ mod generator;
 mod harness;
 mod http;
 mod kill;
+mod postfix;
 mod probe;
 mod sustained;
 mod throughput;
@@ -42,6 +46,7 @@ pub struct Options {
     pub accept_only: bool,
     pub count_flushes: bool,
     pub tls: bool,
+    pub postfix: bool,
     pub profile: Option<String>,
 }
 
@@ -86,6 +91,7 @@ fn parse(args: &[String]) -> anyhow::Result<(Options, Option<Only>)> {
         accept_only: flag(args, "--accept-only").is_some(),
         count_flushes: flag(args, "--count-flushes").is_some(),
         tls: flag(args, "--tls").is_some(),
+        postfix: flag(args, "--postfix").is_some(),
         profile: flag(args, "--profile").map(str::to_owned),
     };
     if o.conns.is_empty() {
@@ -126,7 +132,9 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async {
         match only {
-            Some(Only::Fanout(messages)) => fanout::run(messages, o.size, o.count_flushes).await,
+            Some(Only::Fanout(messages)) => {
+                fanout::run(messages, o.size, o.count_flushes, o.postfix).await
+            }
             Some(Only::Sustained { secs, rate }) => sustained::run(secs, rate, o.size).await,
             Some(Only::Kill) => kill::run(o.n, o.size).await,
             Some(Only::Http) => {

@@ -11,6 +11,7 @@ use strictmx_test_support::smtp::{Sink, SinkOptions, self_signed_tls};
 use crate::Options;
 use crate::generator::{self, Load, single};
 use crate::harness::{self, Bench, Waited};
+use crate::postfix::{self, Postfix};
 use crate::probe::{self, percentile};
 
 /// Headers are all the sinks keep of a body.
@@ -126,6 +127,76 @@ pub async fn relay(o: &Options, conns: usize, starttls: bool) -> anyhow::Result<
     })
 }
 
+/// What Postfix did with the same workload.
+pub struct Yardstick {
+    pub accepted_per_s: f64,
+    pub delivered_per_s: Option<f64>,
+    pub cpu_ms_per_msg: f64,
+    pub p99: Duration,
+    pub warnings: String,
+}
+
+/// N messages through a private Postfix instance to a sink (`--postfix`).
+pub async fn postfix(o: &Options, conns: usize, starttls: bool) -> anyhow::Result<Yardstick> {
+    let sink = Sink::start_with("127.0.0.1:0".parse()?, sink_options(starttls)?).await?;
+    let instance = Postfix::start(&[("dest.test".to_owned(), sink.addr)], starttls).await?;
+    let before = instance.cpu_ticks();
+    let load = Arc::new(Load {
+        addr: instance.smtp,
+        envelope: single("sink@dest.test"),
+        size: o.size,
+        pace: None,
+        acked: Arc::default(),
+    });
+    let start = Instant::now();
+    let (submitted, error) = generator::run(load, o.n, conns).await;
+    if let Some(e) = error {
+        return Err(e);
+    }
+    let accepted_in = start.elapsed();
+    let accepted = o.n - submitted.refused;
+    let waited = harness::wait("Postfix delivery", start, Duration::from_millis(50), || {
+        let got = sink.message_count();
+        (got, got >= accepted)
+    })
+    .await;
+    // Whatever the daemons still do for the last messages (removing queue files) counts.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let cpu_ms = postfix::ticks_to_ms(instance.cpu_ticks() - before);
+    let warnings = instance.stop().await?;
+    Ok(Yardstick {
+        warnings: postfix::describe_warnings(&warnings),
+        accepted_per_s: accepted as f64 / accepted_in.as_secs_f64(),
+        delivered_per_s: match waited {
+            Waited::Done(took) => Some(accepted as f64 / took.as_secs_f64()),
+            Waited::Stalled { .. } => None,
+        },
+        cpu_ms_per_msg: cpu_ms / accepted as f64,
+        p99: percentile(&submitted.latencies, 0.99),
+    })
+}
+
+/// Postfix's figures, and strictmx's as multiples of them.
+fn against(p: &Yardstick, f: &Figures, ceiling: f64) -> String {
+    let delivered = match (p.delivered_per_s, f.delivered_per_s) {
+        (Some(pd), Some(sd)) => format!(
+            "delivered {pd:.0} msg/s ({:.3} of ceiling) | strictmx delivers {:.1}x as many per second",
+            pd / ceiling,
+            sd / pd
+        ),
+        (Some(pd), None) => format!("delivered {pd:.0} msg/s ({:.3} of ceiling)", pd / ceiling),
+        (None, _) => "not delivered".to_owned(),
+    };
+    format!(
+        "Postfix: accepted {:.0} msg/s, .->250 p99 {:.2} ms, CPU {:.3} ms/msg, {}, {delivered}, with {:.1}x less CPU per message",
+        p.accepted_per_s,
+        p.p99.as_secs_f64() * 1e3,
+        p.cpu_ms_per_msg,
+        p.warnings,
+        p.cpu_ms_per_msg / f.cpu_ms_per_msg
+    )
+}
+
 /// `perf record` on the relay for 10 s, starting 1 s into the load (`--profile=FILE`).
 fn profile(pid: u32, path: String) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     tokio::spawn(async move {
@@ -153,6 +224,10 @@ pub async fn run(o: &Options, conns: usize) -> anyhow::Result<()> {
         o.size,
         describe(&plain, ceiling)
     );
+    if o.postfix {
+        let p = postfix(o, conns, false).await?;
+        println!("  {}", against(&p, &plain, ceiling));
+    }
     if o.tls {
         let tls = relay(o, conns, true).await?;
         println!(
@@ -162,6 +237,13 @@ pub async fn run(o: &Options, conns: usize) -> anyhow::Result<()> {
             tls.resumed_tls_sessions,
             tls.cpu_ms_per_msg / plain.cpu_ms_per_msg
         );
+        if o.postfix {
+            let p = postfix(o, conns, true).await?;
+            println!(
+                "  with STARTTLS on delivery, {}",
+                against(&p, &tls, ceiling)
+            );
+        }
     }
     Ok(())
 }
