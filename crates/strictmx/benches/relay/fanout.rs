@@ -138,12 +138,35 @@ impl Delivered {
     }
 }
 
+/// The same generator with the same envelopes straight into one sink: msg/s from the first
+/// submission to the last `250`.
+async fn ceiling(messages: usize, size: usize) -> anyhow::Result<f64> {
+    let sink = Sink::start_with("127.0.0.1:0".parse()?, sink_options(false)?).await?;
+    let all = recipients();
+    let envelope: Envelope = Arc::new(move |_| ("bench@src.test".to_owned(), all.clone()));
+    let load = Arc::new(Load {
+        addr: sink.addr,
+        envelope,
+        size,
+        pace: None,
+        acked: Arc::default(),
+    });
+    let start = Instant::now();
+    let (_, error) = generator::run(load, messages, CONNS).await;
+    if let Some(e) = error {
+        return Err(e);
+    }
+    Ok(messages as f64 / start.elapsed().as_secs_f64())
+}
+
 pub async fn run(
     messages: usize,
     size: usize,
     count_flushes: bool,
     postfix: bool,
 ) -> anyhow::Result<()> {
+    let ceiling = ceiling(messages, size).await?;
+    println!("fan-out ceiling (the generator straight into one sink): {ceiling:.0} msg/s");
     let sinks = Sinks::start().await?;
     let routes: String = sinks
         .routes
