@@ -2,6 +2,7 @@
 //! `Message-ID:` and `Date:` when the submitter left them out (RFC 6409 §8.2, §8.3). Parsing of
 //! MIME structure is left to others; only the header block's field names are read.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -85,30 +86,68 @@ pub(crate) fn prepare(
 const SIGNATURE_ROOM: usize = 1024;
 
 /// The `Received:` field, stamped with `date` (the session's `now`, as [`rfc5322_date`] writes
-/// it).
+/// it). Written piece by piece into one buffer: it is built for every accepted message.
 fn received(trace: &Trace<'_>, date: &str) -> String {
-    let ip = match trace.ip {
-        IpAddr::V4(v4) => format!("[{v4}]"),
-        IpAddr::V6(v6) => format!("[IPv6:{v6}]"),
-    };
-    let tls = trace
+    let tls_len = trace
         .tls
-        .map(|tls| format!(" ({})", sanitize(tls)))
-        .unwrap_or_default();
+        .map_or(0, |tls| tls.len().min(MAX_HELO_IN_TRACE) + 3);
+    let mut field = String::with_capacity(
+        96 + trace.helo.len().min(MAX_HELO_IN_TRACE)
+            + trace.hostname.len()
+            + trace.protocol.len()
+            + tls_len
+            + trace.queue_id.len()
+            + date.len(),
+    );
     // RFC 5321 §4.4: Stamp = From-domain By-domain [With] [ID] ";" date-time; the queue id
     // (16 hex digits) is an Atom.
     // RFC 5321 §4.4: Extended-Domain may be the address literal alone; a submission without
     // HELO (the HTTP API) is named by its address.
-    let from = match trace.helo {
-        "" => ip,
-        helo => format!("{} ({ip})", sanitize(helo)),
-    };
-    format!(
-        "Received: from {from}\r\n\tby {host} (strictmx) with {protocol}{tls}\r\n\tid {id};\r\n\t{date}\r\n",
-        host = trace.hostname,
-        protocol = trace.protocol,
-        id = trace.queue_id,
-    )
+    field.push_str("Received: from ");
+    if trace.helo.is_empty() {
+        push_address_literal(&mut field, trace.ip);
+    } else {
+        push_sanitized(&mut field, trace.helo);
+        field.push_str(" (");
+        push_address_literal(&mut field, trace.ip);
+        field.push(')');
+    }
+    field.push_str("\r\n\tby ");
+    field.push_str(trace.hostname);
+    field.push_str(" (strictmx) with ");
+    field.push_str(&trace.protocol);
+    if let Some(tls) = trace.tls {
+        field.push_str(" (");
+        push_sanitized(&mut field, tls);
+        field.push(')');
+    }
+    field.push_str("\r\n\tid ");
+    field.push_str(trace.queue_id);
+    field.push_str(";\r\n\t");
+    field.push_str(date);
+    field.push_str("\r\n");
+    field
+}
+
+/// RFC 5321 §4.1.3 address literal: `[192.0.2.1]` or `[IPv6:2001:db8::1]`.
+fn push_address_literal(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            out.push('[');
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(digits.format(octet));
+            }
+            out.push(']');
+        }
+        IpAddr::V6(v6) => {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "[IPv6:{v6}]");
+        }
+    }
 }
 
 /// The longest HELO name written into `Received:`: a domain name is at most 253 octets
@@ -118,17 +157,14 @@ const MAX_HELO_IN_TRACE: usize = 255;
 
 /// The client's HELO name is peer input: keep only characters that cannot break the field, and
 /// at most [`MAX_HELO_IN_TRACE`] of them.
-fn sanitize(text: &str) -> String {
-    text.chars()
-        .take(MAX_HELO_IN_TRACE)
-        .map(|c| {
-            if c.is_ascii_graphic() && !matches!(c, '(' | ')' | ';' | '\\') || c == ' ' {
-                c
-            } else {
-                '?'
-            }
-        })
-        .collect()
+fn push_sanitized(out: &mut String, text: &str) {
+    out.extend(text.chars().take(MAX_HELO_IN_TRACE).map(|c| {
+        if c.is_ascii_graphic() && !matches!(c, '(' | ')' | ';' | '\\') || c == ' ' {
+            c
+        } else {
+            '?'
+        }
+    }));
 }
 
 /// Octet offset just past the last header line, before the empty line that ends the block
@@ -182,16 +218,22 @@ fn message_id(trace: &Trace<'_>) -> String {
     let mut random = [0u8; 12];
     rand::rng().fill_bytes(&mut random);
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let unique: String = random
-        .iter()
-        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]])
-        .map(char::from)
-        .collect();
     let seconds = trace
         .now
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs());
-    format!("<{seconds}.{unique}@{}>", trace.hostname)
+    let mut id = String::with_capacity(48 + trace.hostname.len());
+    id.push('<');
+    id.push_str(itoa::Buffer::new().format(seconds));
+    id.push('.');
+    for b in random {
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    id.push('@');
+    id.push_str(trace.hostname);
+    id.push('>');
+    id
 }
 
 /// RFC 5322 §3.3 date-time in UTC, e.g. `Sun, 22 Nov 2026 15:20:45 +0000`.
@@ -206,14 +248,26 @@ pub(crate) fn rfc5322_date(now: SystemTime) -> String {
     let days = seconds / 86_400;
     let (year, month, day) = civil_from_days(days);
     let in_day = seconds % 86_400;
-    format!(
-        "{}, {day} {} {year} {:02}:{:02}:{:02} +0000",
-        DAYS[usize::try_from(days % 7).unwrap_or(0)],
-        MONTHS[usize::try_from(month - 1).unwrap_or(0)],
-        in_day / 3600,
-        in_day % 3600 / 60,
-        in_day % 60,
-    )
+    let mut digits = itoa::Buffer::new();
+    let mut date = String::with_capacity(32);
+    date.push_str(DAYS[usize::try_from(days % 7).unwrap_or(0)]);
+    date.push_str(", ");
+    date.push_str(digits.format(day));
+    date.push(' ');
+    date.push_str(MONTHS[usize::try_from(month - 1).unwrap_or(0)]);
+    date.push(' ');
+    date.push_str(digits.format(year));
+    for (i, part) in [in_day / 3600, in_day % 3600 / 60, in_day % 60]
+        .into_iter()
+        .enumerate()
+    {
+        date.push(if i == 0 { ' ' } else { ':' });
+        // Each part is below 60: two digits.
+        date.push(char::from(b'0' + (part / 10) as u8));
+        date.push(char::from(b'0' + (part % 10) as u8));
+    }
+    date.push_str(" +0000");
+    date
 }
 
 /// Days since 1970-01-01 to (year, month 1..=12, day 1..=31) in the proleptic Gregorian
@@ -316,6 +370,28 @@ mod tests {
         let text = String::from_utf8(out).expect("ascii");
         assert_eq!(text.matches("essage-").count(), 1, "{text}");
         assert!(text.ends_with(std::str::from_utf8(body).expect("ascii")));
+    }
+
+    /// RFC 5321 §4.4: the From-domain is the HELO name with the address literal in a comment,
+    /// or the literal alone (RFC 5321 §4.1.3 for both forms of literal); no TLS, no comment.
+    #[test]
+    fn the_received_field_names_the_client_by_helo_and_address_literal() {
+        let mut plain = trace(SystemTime::UNIX_EPOCH);
+        plain.helo = "";
+        plain.ip = IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]);
+        plain.protocol = "ESMTP".into();
+        plain.tls = None;
+        assert_eq!(
+            received(&plain, "Thu, 1 Jan 1970 00:00:00 +0000"),
+            "Received: from [IPv6:2001:db8::1]\r\n\tby mx.example.org (strictmx) with ESMTP\r\n\tid 01a2345231450006;\r\n\tThu, 1 Jan 1970 00:00:00 +0000\r\n"
+        );
+        plain.helo = "[10.0.0.255]";
+        plain.ip = IpAddr::from([10, 0, 0, 255]);
+        assert!(
+            received(&plain, "d").starts_with("Received: from [10.0.0.255] ([10.0.0.255])\r\n"),
+            "{}",
+            received(&plain, "d")
+        );
     }
 
     #[test]
