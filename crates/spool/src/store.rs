@@ -1,6 +1,7 @@
 //! The on-disk layout: redb table definitions, record encodings, and reads shared by the writer
 //! thread and the read-only queries. Deciding what to write is left to `writer`.
 
+use std::cell::RefCell;
 use std::time::SystemTime;
 
 use redb::{ReadableTable, TableDefinition};
@@ -80,15 +81,33 @@ impl Slot {
     }
 }
 
+/// Encodes `value` as the JSON its table stores. Written into a buffer kept per thread and
+/// copied out at its final size: an envelope or an audit record grows a fresh buffer three or
+/// four times, and the copy kept in memory (the writer's kept envelopes) holds no spare room.
 pub(crate) fn encode<T: Serialize>(
     what: &'static str,
     id: MessageId,
     value: &T,
 ) -> Result<Vec<u8>, SpoolError> {
-    serde_json::to_vec(value).map_err(|source| SpoolError::Encode {
-        what,
-        id: MessageIdDisplay(id),
-        source,
+    /// A buffer grown past this (a message with thousands of recipients) is not kept.
+    const KEEP_AT_MOST: usize = 64 * 1024;
+    thread_local! {
+        static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with_borrow_mut(|scratch| {
+        scratch.clear();
+        let written = serde_json::to_writer(&mut *scratch, value);
+        let bytes = scratch.as_slice().to_vec();
+        if scratch.capacity() > KEEP_AT_MOST {
+            *scratch = Vec::new();
+        }
+        written
+            .map(|()| bytes)
+            .map_err(|source| SpoolError::Encode {
+                what,
+                id: MessageIdDisplay(id),
+                source,
+            })
     })
 }
 
