@@ -111,7 +111,7 @@ impl HeldEnvelopes {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::net::{IpAddr, Ipv4Addr};
     use std::time::{Duration, UNIX_EPOCH};
 
@@ -124,7 +124,7 @@ mod tests {
         PeerAuth, ShadowOutcome, ShadowVerdict, TlsFloor,
     };
 
-    fn record(recipients: usize) -> EnvelopeRecord {
+    pub(crate) fn record(recipients: usize) -> EnvelopeRecord {
         let recipient = EnvelopeRecipient {
             address: "bob@example.org".into(),
             params: RcptParams {
@@ -141,7 +141,7 @@ mod tests {
         };
         EnvelopeRecord {
             size: 2048,
-            envelope: Envelope {
+            envelope: Arc::new(Envelope {
                 mail_from: "alice@example.com".into(),
                 params: MailParams {
                     size: Some(2048),
@@ -161,7 +161,7 @@ mod tests {
                 },
                 kind: MessageKind::Normal,
                 require_tls: Some(TlsFloor::Verified),
-            },
+            }),
             message_id: Some("<1@example.com>".into()),
         }
     }

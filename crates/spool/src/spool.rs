@@ -18,7 +18,7 @@ use strictmx_protocol::ErrorChain;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::audit::table::AuditIndexes;
-use crate::bodies::KeptBodies;
+use crate::bodies::{KeptBodies, KeptEnvelope};
 use crate::error::SpoolError;
 use crate::id::{IdAllocator, MessageId, MessageIdDisplay};
 use crate::index::{Counts, Index};
@@ -144,7 +144,9 @@ impl Shared {
             let mut bodies = lock(&self.bodies);
             for effect in &effects {
                 match effect {
-                    Effect::Body(id, body) => bodies.keep(*id, Arc::clone(body)),
+                    Effect::Kept(id, body, envelope) => {
+                        bodies.keep(*id, Arc::clone(body), envelope.clone());
+                    }
                     Effect::Removed(id) => bodies.forget(*id),
                     _ => {}
                 }
@@ -162,7 +164,7 @@ impl Shared {
                     Effect::UnleaseAll(id) => leases.retain(|(leased, _)| *leased != id),
                     Effect::Scheduled => self.schedule_changed(),
                     Effect::Wake => wake = true,
-                    Effect::Counted { .. } | Effect::Removed(_) | Effect::Body(..) => {}
+                    Effect::Counted { .. } | Effect::Removed(_) | Effect::Kept(..) => {}
                 }
             }
         }
@@ -765,10 +767,14 @@ impl Spool {
         // often looks when nothing is.
         let envelopes = txn.open_table(ENVELOPES).map_err(|e| fail(e.into()))?;
         let recipients = txn.open_table(RECIPIENTS).map_err(|e| fail(e.into()))?;
+        let kept: Vec<Option<KeptEnvelope>> = {
+            let bodies = lock(&self.shared().bodies);
+            picked.iter().map(|(id, _)| bodies.envelope(*id)).collect()
+        };
         let mut due = Vec::with_capacity(picked.len());
-        for (id, indexes) in picked {
+        for ((id, indexes), kept) in picked.into_iter().zip(kept) {
             leases.extend(indexes.iter().map(|&index| (id, index)));
-            match due_message(&envelopes, &recipients, id, &indexes) {
+            match due_message(&envelopes, &recipients, id, &indexes, kept) {
                 Ok(message) => due.push(message),
                 Err(e) => {
                     tracing::error!(msg_id = %MessageIdDisplay(id), error = %ErrorChain(&e), "damaged message skipped until restart");
@@ -935,7 +941,7 @@ impl Spool {
         Ok(Some(StoredMessage {
             id,
             size: record.size,
-            envelope: record.envelope,
+            envelope: Arc::unwrap_or_clone(record.envelope),
             states,
             attempts,
         }))
@@ -956,7 +962,7 @@ impl Spool {
             let id = key.value();
             let record: store::EnvelopeRecord = store::decode("envelopes", id, value.value())?;
             let states = store::read_states_for(&recipients, id, &record.envelope)?;
-            let envelope = record.envelope;
+            let envelope = Arc::unwrap_or_clone(record.envelope);
             entries.push(QueueEntry {
                 id,
                 sender: envelope.mail_from,
@@ -1000,19 +1006,32 @@ impl Spool {
     }
 }
 
+/// The due recipients of message `id` as the snapshot holds them. Its envelope is decoded from
+/// the snapshot's bytes, unless `kept` holds exactly those bytes, decoded already.
 fn due_message(
     envelopes: &impl ReadableTable<u64, &'static [u8]>,
     recipients: &impl ReadableTable<(u64, u32), &'static [u8]>,
     id: MessageId,
     indexes: &[u32],
+    kept: Option<KeptEnvelope>,
 ) -> Result<DueMessage, SpoolError> {
     let inconsistent = |detail| SpoolError::Inconsistent {
         table: "schedule",
         id: MessageIdDisplay(id),
         detail,
     };
-    let record = store::read_envelope(envelopes, id)?
+    let stored = envelopes
+        .get(id)
+        .map_err(|e| SpoolError::storage("reading due recipients")(e.into()))?
         .ok_or_else(|| inconsistent("schedule entry without envelope"))?;
+    let record = match kept {
+        Some(kept) if kept.bytes.as_slice() == stored.value() => kept.record,
+        _ => Arc::new(store::decode::<store::EnvelopeRecord>(
+            "envelopes",
+            id,
+            stored.value(),
+        )?),
+    };
     let states = store::read_states_for(recipients, id, &record.envelope)?;
     let mut due = Vec::with_capacity(indexes.len());
     for &index in indexes {
@@ -1041,7 +1060,71 @@ fn due_message(
     Ok(DueMessage {
         id,
         size: record.size,
-        envelope: Arc::new(record.envelope),
+        envelope: Arc::clone(&record.envelope),
         recipients: due,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::held::tests::record;
+
+    /// A store holding message 7 as `stored` encodes, with its one recipient queued.
+    fn store_with(dir: &Path, stored: &store::EnvelopeRecord) -> Database {
+        let db = Database::create(dir.join("spool.redb")).expect("create");
+        let txn = db.begin_write().expect("begin");
+        {
+            let mut envelopes = txn.open_table(ENVELOPES).expect("envelopes");
+            let bytes = store::encode("envelope", 7, stored).expect("encode");
+            envelopes.insert(7, bytes.as_slice()).expect("insert");
+            let mut recipients = txn.open_table(RECIPIENTS).expect("recipients");
+            let fresh = store::encode(
+                "recipient state",
+                7,
+                &RecipientState::fresh(SystemTime::UNIX_EPOCH),
+            )
+            .expect("encode");
+            recipients.insert((7, 0), fresh.as_slice()).expect("insert");
+        }
+        txn.commit().expect("commit");
+        db
+    }
+
+    fn due_from(db: &Database, kept: Option<KeptEnvelope>) -> DueMessage {
+        let txn = db.begin_read().expect("read");
+        let envelopes = txn.open_table(ENVELOPES).expect("envelopes");
+        let recipients = txn.open_table(RECIPIENTS).expect("recipients");
+        due_message(&envelopes, &recipients, 7, &[0], kept).expect("due")
+    }
+
+    /// The runner's envelope comes from memory only when the kept bytes are the snapshot's own:
+    /// anything else (an id used again, say) is decoded from what the snapshot holds.
+    #[test]
+    fn a_kept_envelope_serves_only_the_bytes_it_was_kept_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stored = record(1).into_stored();
+        let db = store_with(dir.path(), &stored);
+        let bytes = store::encode("envelope", 7, &stored).expect("encode");
+        let same = KeptEnvelope {
+            bytes: Arc::new(bytes),
+            record: Arc::new(stored.clone()),
+        };
+        let due = due_from(&db, Some(same.clone()));
+        assert!(Arc::ptr_eq(&due.envelope, &same.record.envelope));
+
+        let mut other = stored.clone();
+        Arc::make_mut(&mut other.envelope).mail_from = "mallory@example.net".into();
+        let stale = KeptEnvelope {
+            bytes: Arc::new(store::encode("envelope", 7, &other).expect("encode")),
+            record: Arc::new(other),
+        };
+        let due = due_from(&db, Some(stale));
+        assert_eq!(*due.envelope, *stored.envelope);
+        assert_eq!(due.envelope.mail_from, "alice@example.com");
+
+        let due = due_from(&db, None);
+        assert_eq!(*due.envelope, *stored.envelope);
+        assert_eq!(due.recipients.len(), 1);
+    }
 }

@@ -2,6 +2,7 @@
 //! thread and the read-only queries. Deciding what to write is left to `writer`.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use redb::{ReadableTable, TableDefinition};
@@ -39,7 +40,8 @@ pub(crate) const META_LAST_ID: &str = "last_id";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct EnvelopeRecord {
     pub(crate) size: u64,
-    pub(crate) envelope: Envelope,
+    /// Shared with the delivery jobs of the message when it is kept in memory.
+    pub(crate) envelope: Arc<Envelope>,
     /// The body's `Message-ID:` field, found once on submission for the audit trail; absent
     /// in records written before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -50,7 +52,8 @@ impl EnvelopeRecord {
     /// What decoding this record's stored bytes gives: `received_at` is stored in whole
     /// seconds.
     pub(crate) fn into_stored(mut self) -> Self {
-        self.envelope.received_at = crate::time::whole_secs(self.envelope.received_at);
+        let envelope = Arc::make_mut(&mut self.envelope);
+        envelope.received_at = crate::time::whole_secs(envelope.received_at);
         self
     }
 }

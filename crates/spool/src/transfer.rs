@@ -163,7 +163,7 @@ impl Spool {
         Ok(Some(DueMessage {
             id,
             size: record.size,
-            envelope: std::sync::Arc::new(record.envelope),
+            envelope: record.envelope,
             recipients: free,
         }))
     }

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::audit::table::{self as audit_table, AuditIndexes};
 use crate::audit::{self, Cause};
+use crate::bodies::KeptEnvelope;
 use crate::error::SpoolError;
 use crate::held::HeldEnvelopes;
 use crate::id::{IdAllocator, MessageId, MessageIdDisplay};
@@ -181,8 +182,9 @@ pub(crate) enum Effect {
     },
     /// The message was deleted.
     Removed(MessageId),
-    /// The body stored for a new message, kept for its delivery jobs.
-    Body(MessageId, Arc<Vec<u8>>),
+    /// The body and envelope stored for a new message, kept for its delivery jobs and the
+    /// queue runner.
+    Kept(MessageId, Arc<Vec<u8>>, KeptEnvelope),
     Unlease(MessageId, Vec<u32>),
     UnleaseAll(MessageId),
     /// A recipient was put in the schedule, or one a job touched stays there: it may be due
@@ -616,12 +618,16 @@ pub(crate) fn submit(
         Some(id) => id,
         None => ctx.next_id(),
     };
-    let record = EnvelopeRecord {
-        size: body.len() as u64,
-        envelope,
-        message_id: audit::message_id_header(&body),
-    };
-    let record_bytes = store::encode("envelope", id, &record)?;
+    // Encoded as the record decodes: `received_at` is stored in whole seconds either way.
+    let record = Arc::new(
+        EnvelopeRecord {
+            size: body.len() as u64,
+            envelope: Arc::new(envelope),
+            message_id: audit::message_id_header(&body),
+        }
+        .into_stored(),
+    );
+    let record_bytes = store::encode("envelope", id, &*record)?;
     let fresh = RecipientState::fresh(ctx.now);
     let state_bytes = store::encode("recipient state", id, &fresh)?;
 
@@ -643,11 +649,18 @@ pub(crate) fn submit(
         before: Counts::NONE,
         after: Counts::uniform(&fresh, count),
     });
-    ctx.effects.push(Effect::Body(id, Arc::new(body)));
+    let octets = record_bytes.len();
+    ctx.effects.push(Effect::Kept(
+        id,
+        Arc::new(body),
+        KeptEnvelope {
+            bytes: Arc::new(record_bytes),
+            record: Arc::clone(&record),
+        },
+    ));
     ctx.effects.push(Effect::Scheduled);
     ctx.effects.push(Effect::Wake);
-    ctx.held
-        .keep(id, Arc::new(record.into_stored()), record_bytes.len());
+    ctx.held.keep(id, record, octets);
     Ok(id)
 }
 
@@ -1097,7 +1110,7 @@ where
         message: StoredMessage {
             id,
             size: record.size,
-            envelope: record.envelope,
+            envelope: Arc::unwrap_or_clone(record.envelope),
             states,
             attempts,
         },

@@ -1,4 +1,5 @@
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use strictmx_protocol::{MailParams, RcptParams};
@@ -13,7 +14,7 @@ fn t(secs: u64) -> SystemTime {
 fn stored(requiretls: bool) -> EnvelopeRecord {
     EnvelopeRecord {
         size: 10,
-        envelope: Envelope {
+        envelope: Arc::new(Envelope {
             mail_from: "app@sender.test".into(),
             params: MailParams {
                 requiretls,
@@ -35,7 +36,7 @@ fn stored(requiretls: bool) -> EnvelopeRecord {
             },
             kind: MessageKind::Normal,
             require_tls: None,
-        },
+        }),
         message_id: Some("<m1@sender.test>".into()),
     }
 }
@@ -346,7 +347,7 @@ fn the_facts_kept_for_indexing_are_those_its_stored_json_gives() {
 #[test]
 fn a_record_names_the_messages_tls_floor_and_the_exceptions_of_its_attempt() {
     let mut message = stored(false);
-    message.envelope.require_tls = Some(crate::TlsFloor::Verified);
+    Arc::make_mut(&mut message.envelope).require_tls = Some(crate::TlsFloor::Verified);
     let mut delivering = attempt(1_300, vec![0], PeerAuth::Webpki, AttemptOutcome::Delivered);
     delivering.exceptions = vec![crate::ExceptionUse {
         rule: "legacy-partner".into(),
