@@ -40,27 +40,52 @@ pub fn floor_of(floor: strictmx_spool::TlsFloor) -> strictmx_policy::rules::MinR
 /// RFC 8689 §3: whether the header section holds `TLS-Required: No`. The field name compares
 /// case-insensitively (RFC 5322 §1.2.2); "No" is the only value the RFC defines, compared
 /// case-insensitively after unfolding. The body is never looked at.
+///
+/// Run for every message of every job, so only a field that can be `TLS-Required` is unfolded:
+/// a continuation line starts with white space, so the name, once unfolded, begins on the
+/// field's first line (unless that line is white space alone).
 pub(crate) fn has_tls_required_no(message: &[u8]) -> bool {
-    let mut fields: Vec<Vec<u8>> = Vec::new();
-    for line in message.split(|byte| *byte == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+    const NAME: &[u8] = b"TLS-Required";
+    let mut lines = message
+        .split(|byte| *byte == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .peekable();
+    let continues = |line: &[u8]| matches!(line.first(), Some(b' ' | b'\t'));
+    let mut first = true;
+    let mut field = Vec::new();
+    while let Some(line) = lines.next() {
         if line.is_empty() {
             break;
         }
         // RFC 5322 §2.2.3: a line starting with white space continues the previous field.
-        match (line.first(), fields.last_mut()) {
-            (Some(b' ' | b'\t'), Some(field)) => field.extend_from_slice(line),
-            _ => fields.push(line.to_vec()),
+        if continues(line) && !std::mem::take(&mut first) {
+            continue;
         }
-    }
-    fields.iter().any(|field| {
+        first = false;
+        let start = line.trim_ascii_start();
+        let candidate = start.is_empty()
+            || start
+                .get(..NAME.len())
+                .is_some_and(|name| name.eq_ignore_ascii_case(NAME));
+        if !candidate {
+            continue;
+        }
+        field.clear();
+        field.extend_from_slice(line);
+        while let Some(next) = lines.next_if(|next| continues(next)) {
+            field.extend_from_slice(next);
+        }
         let Some(colon) = field.iter().position(|byte| *byte == b':') else {
-            return false;
+            continue;
         };
         let (name, value) = field.split_at(colon);
-        name.trim_ascii().eq_ignore_ascii_case(b"TLS-Required")
+        if name.trim_ascii().eq_ignore_ascii_case(NAME)
             && value[1..].trim_ascii().eq_ignore_ascii_case(b"No")
-    })
+        {
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -76,7 +101,7 @@ mod tests {
 
     #[test]
     fn tls_required_no_is_found_only_in_the_header_section() {
-        let cases: [(&str, &[u8], bool); 8] = [
+        let cases: [(&str, &[u8], bool); 11] = [
             (
                 "RFC 8689 §3: the field as written",
                 b"Subject: x\r\nTLS-Required: No\r\n\r\nbody\r\n",
@@ -111,6 +136,21 @@ mod tests {
             (
                 "a value that merely starts with No is not No",
                 b"TLS-Required: Nope\r\n\r\n",
+                false,
+            ),
+            (
+                "RFC 5322 §2.2.3: the name may be followed by folding white space",
+                b"Subject: x\r\nTLS-Required\r\n : No\r\n\r\n",
+                true,
+            ),
+            (
+                "a folded field after the one that matters is read to its end",
+                b"TLS-Required: No\r\n please\r\n\r\n",
+                false,
+            ),
+            (
+                "a continuation of another field is not a field",
+                b"Subject: x\r\n TLS-Required: No\r\n\r\n",
                 false,
             ),
         ];
