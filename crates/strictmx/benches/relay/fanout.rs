@@ -69,20 +69,8 @@ async fn deliver(
     size: usize,
     sinks: &Sinks,
 ) -> anyhow::Result<Delivered> {
-    let all = recipients();
-    let envelope: Envelope = Arc::new(move |_| ("bench@src.test".to_owned(), all.clone()));
-    let load = Arc::new(Load {
-        addr,
-        envelope,
-        size,
-        pace: None,
-        acked: Arc::default(),
-    });
     let start = Instant::now();
-    let (_, error) = generator::run(load, messages, CONNS).await;
-    if let Some(e) = error {
-        return Err(e);
-    }
+    submit(addr, messages, size).await?;
     let accepted_in = start.elapsed();
     let expected = messages * DOMAINS * PER_DOMAIN;
     let refs: Vec<&Sink> = sinks.domains.iter().collect();
@@ -142,21 +130,26 @@ impl Delivered {
 /// submission to the last `250`.
 async fn ceiling(messages: usize, size: usize) -> anyhow::Result<f64> {
     let sink = Sink::start_with("127.0.0.1:0".parse()?, sink_options(false)?).await?;
+    let start = Instant::now();
+    submit(sink.addr, messages, size).await?;
+    Ok(messages as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Submits `messages` of the workload to `addr` over [`CONNS`] connections.
+async fn submit(addr: SocketAddr, messages: usize, size: usize) -> anyhow::Result<()> {
     let all = recipients();
     let envelope: Envelope = Arc::new(move |_| ("bench@src.test".to_owned(), all.clone()));
     let load = Arc::new(Load {
-        addr: sink.addr,
+        addr,
         envelope,
         size,
         pace: None,
         acked: Arc::default(),
     });
-    let start = Instant::now();
-    let (_, error) = generator::run(load, messages, CONNS).await;
-    if let Some(e) = error {
-        return Err(e);
+    match generator::run(load, messages, CONNS).await {
+        (_, Some(e)) => Err(e),
+        (_, None) => Ok(()),
     }
-    Ok(messages as f64 / start.elapsed().as_secs_f64())
 }
 
 pub async fn run(
