@@ -112,6 +112,18 @@ impl From<redb::StorageError> for OpError {
     }
 }
 
+impl From<redb::TableError> for OpError {
+    fn from(e: redb::TableError) -> Self {
+        OpError::Abort(e.into())
+    }
+}
+
+impl From<redb::Error> for OpError {
+    fn from(e: redb::Error) -> Self {
+        OpError::Abort(e)
+    }
+}
+
 /// An operation made of a closure and the channel its caller waits on.
 pub(crate) struct Op<F, T> {
     run: Option<F>,
@@ -237,7 +249,9 @@ pub(crate) struct Tables<'t> {
     envelopes: Table<'t, u64, &'static [u8]>,
     bodies: Table<'t, u64, &'static [u8]>,
     recipients: Table<'t, (u64, u32), &'static [u8]>,
-    attempts: Table<'t, (u64, u32), &'static [u8]>,
+    /// Opened by the first operation that reads or writes attempt records: most commits do
+    /// neither (a message delivered at its first attempt is deleted with none stored).
+    attempts: Option<Table<'t, (u64, u32), &'static [u8]>>,
     schedule: Table<'t, (u64, u64, u32), ()>,
     meta: Table<'t, &'static str, u64>,
     /// Opened by the first operation that writes audit records.
@@ -255,12 +269,21 @@ impl<'t> Tables<'t> {
             envelopes: txn.open_table(ENVELOPES)?,
             bodies: txn.open_table(BODIES)?,
             recipients: txn.open_table(RECIPIENTS)?,
-            attempts: txn.open_table(ATTEMPTS)?,
+            attempts: None,
             schedule: txn.open_table(SCHEDULE)?,
             meta: txn.open_table(META)?,
             audit_records: None,
             audit_indexes: None,
             webhook_events: None,
+        })
+    }
+
+    /// The attempt records.
+    fn attempts(&mut self) -> Result<&mut Table<'t, (u64, u32), &'static [u8]>, redb::TableError> {
+        let txn = self.txn;
+        Ok(match &mut self.attempts {
+            Some(attempts) => attempts,
+            slot => slot.insert(txn.open_table(ATTEMPTS)?),
         })
     }
 
@@ -746,7 +769,7 @@ pub(crate) fn record(
         .collect::<Result<_, _>>()?;
     let first_seq = match ctx.held.get(id) {
         Some(held) => u32::try_from(held.attempts.len()).unwrap_or(u32::MAX),
-        None => store::next_attempt_seq(&tables.attempts, id)?,
+        None => store::next_attempt_seq(tables.attempts()?, id)?,
     };
     let mut changes = Vec::new();
     for (&index, (old, new)) in changed.iter().filter(|(_, (old, new))| old != new) {
@@ -774,7 +797,7 @@ pub(crate) fn record(
     let audit = if let Some(stored) = stored.filter(|_| wants_audit) {
         let mut history = match ctx.held.get(id) {
             Some(held) => held.attempts.clone(),
-            None => store::read_attempts(&tables.attempts, id)?,
+            None => store::read_attempts(tables.attempts()?, id)?,
         };
         history.extend(attempts.iter().cloned());
         let found = Found {
@@ -796,8 +819,9 @@ pub(crate) fn record(
     // Counted whether or not the message stays: delivered messages leave the spool.
     crate::shadow::count(tables.txn, &attempts).map_err(OpError::Abort)?;
     if !deleted {
+        let table = tables.attempts()?;
         for (seq, bytes) in (first_seq..).zip(&encoded) {
-            tables.attempts.insert((id, seq), bytes.as_slice())?;
+            table.insert((id, seq), bytes.as_slice())?;
         }
         let stored = attempts
             .into_iter()
@@ -1018,7 +1042,7 @@ pub(crate) fn delete(
         write_webhooks(tables, ctx, &webhook::deleted(id, stored, &finals, ctx.now))?;
     }
     if let Some(stored) = stored.as_ref().filter(|_| ctx.audit.enabled) {
-        let history = store::read_attempts(&tables.attempts, id)?;
+        let history = store::read_attempts(tables.attempts()?, id)?;
         let found = Found {
             id,
             stored,
@@ -1058,7 +1082,7 @@ where
     let loaded = Loaded {
         states: store::read_states_for(&tables.recipients, id, &record.envelope)?,
     };
-    let attempts = store::read_attempts(&tables.attempts, id)?;
+    let attempts = store::read_attempts(tables.attempts()?, id)?;
     let body = store::read_body(&tables.bodies, id)?.ok_or(SpoolError::Inconsistent {
         table: "bodies",
         id: MessageIdDisplay(id),
@@ -1343,7 +1367,7 @@ fn write_changes<S: Standing>(
     before: &[S],
     after: &[S],
     changes: Vec<Change>,
-) -> Result<bool, redb::StorageError> {
+) -> Result<bool, redb::Error> {
     if after.iter().all(S::is_final) {
         delete_message(tables, &mut ctx.held, id, before)?;
         ctx.effects.push(Effect::Counted {
@@ -1380,7 +1404,7 @@ fn write_loaded_changes(
     loaded: &Loaded,
     after: &[RecipientState],
     changes: Vec<Change>,
-) -> Result<bool, redb::StorageError> {
+) -> Result<bool, redb::Error> {
     write_changes(tables, ctx, id, &loaded.states, after, changes)
 }
 
@@ -1407,13 +1431,16 @@ fn write_state(
 }
 
 /// Removes envelope, body, states, attempts and schedule entries of a message. `states` are
-/// the stored states, whose schedule entries exist.
+/// the stored states, whose schedule entries exist. A message kept since its submission with
+/// no attempt records kept has none stored (every append to a kept message is kept too), so
+/// its attempts are not looked for.
 fn delete_message<S: Standing>(
     tables: &mut Tables<'_>,
     held: &mut HeldEnvelopes,
     id: MessageId,
     states: &[S],
-) -> Result<(), redb::StorageError> {
+) -> Result<(), redb::Error> {
+    let no_attempts = held.get(id).is_some_and(|kept| kept.attempts.is_empty());
     held.forget(id);
     for (index, state) in states.iter().enumerate() {
         if let (Some(at), Some(index)) = (state.scheduled(), store::stored_index(index)) {
@@ -1423,9 +1450,11 @@ fn delete_message<S: Standing>(
     tables
         .recipients
         .retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
-    tables
-        .attempts
-        .retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
+    if !no_attempts {
+        tables
+            .attempts()?
+            .retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
+    }
     tables.envelopes.remove(id)?;
     tables.bodies.remove(id)?;
     Ok(())

@@ -872,3 +872,77 @@ async fn postpone_keeps_the_attempt_count_and_the_last_reply() {
         other => panic!("still queued, not {other:?}"),
     }
 }
+
+/// Deleting a message removes its attempt records whether the writer still kept the message
+/// (it then knows whether any were stored) or met it only in the file, after a reopen.
+#[tokio::test]
+async fn a_deleted_message_leaves_no_attempt_records_behind() {
+    const ATTEMPTS: redb::TableDefinition<(u64, u32), &[u8]> =
+        redb::TableDefinition::new("attempts");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spool = open(dir.path());
+    let first_try = spool
+        .submit(envelope(&["a@x.test"]), body(100))
+        .await
+        .expect("submit");
+    let retried = spool
+        .submit(envelope(&["b@x.test", "c@x.test"]), body(100))
+        .await
+        .expect("submit");
+    let across_reopen = spool
+        .submit(envelope(&["d@x.test"]), body(100))
+        .await
+        .expect("submit");
+    spool
+        .record(
+            retried,
+            vec![deferred(0, later(60), 1)],
+            vec![attempt(vec![0], AttemptOutcome::Deferred)],
+        )
+        .await
+        .expect("record");
+    spool
+        .record(
+            across_reopen,
+            vec![deferred(0, later(60), 1)],
+            vec![attempt(vec![0], AttemptOutcome::Deferred)],
+        )
+        .await
+        .expect("record");
+    spool
+        .record(
+            first_try,
+            vec![delivered(0)],
+            vec![attempt(vec![0], AttemptOutcome::Delivered)],
+        )
+        .await
+        .expect("record");
+    spool
+        .record(
+            retried,
+            vec![delivered(0), delivered(1)],
+            vec![attempt(vec![0, 1], AttemptOutcome::Delivered)],
+        )
+        .await
+        .expect("record");
+    drop(spool);
+
+    let spool = open(dir.path());
+    spool
+        .record(
+            across_reopen,
+            vec![delivered(0)],
+            vec![attempt(vec![0], AttemptOutcome::Delivered)],
+        )
+        .await
+        .expect("record");
+    assert_eq!(spool.stats().messages, 0);
+    drop(spool);
+
+    let db = redb::Database::create(settings(dir.path()).data_dir.join("spool.redb"))
+        .expect("open the file");
+    let txn = redb::ReadableDatabase::begin_read(&db).expect("read");
+    let attempts = txn.open_table(ATTEMPTS).expect("attempts table");
+    let left = redb::ReadableTableMetadata::len(&attempts).expect("count");
+    assert_eq!(left, 0, "attempt records of deleted messages");
+}
