@@ -169,7 +169,8 @@ pub async fn run(
     let bench = Bench::start("", &routes, count_flushes).await?;
     let before = bench.usage().await;
     let delivered = deliver(bench.relay.smtp, messages, size, &sinks).await?;
-    let (cpu_ms, commits) = bench.cost_since(before).await;
+    let cost = bench.cost_since(before).await;
+    let (cpu_ms, commits) = (cost.cpu_ms, cost.commits);
     // The DNSSEC self-test fails by design (the bench gives the relay no DNS); any other error
     // record, such as an outcome that could not be recorded, is the relay's fault.
     let errors: Vec<String> = bench

@@ -25,11 +25,22 @@ pub struct Bench {
     _dir: TestDir,
 }
 
-/// CPU ticks and spool commits at one moment.
+/// CPU ticks, spool commits and the time spent in them at one moment.
 #[derive(Debug, Clone, Copy)]
 pub struct Usage {
     ticks: u64,
     commits: f64,
+    commit_secs: f64,
+}
+
+/// What the relay spent between two [`Usage`] readings.
+#[derive(Debug, Clone, Copy)]
+pub struct Cost {
+    pub cpu_ms: f64,
+    pub commits: f64,
+    /// Time inside spool commits (from the start of a transaction to its flush returning):
+    /// the writer thread is serial, so this over the run's length is how busy it was.
+    pub commit_ms: f64,
 }
 
 impl Bench {
@@ -78,15 +89,19 @@ impl Bench {
         Usage {
             ticks: probe::cpu_ticks(self.pid()),
             commits: probe::metric(self.metrics, "strictmx_spool_commits").await,
+            commit_secs: probe::metric(self.metrics, "strictmx_spool_commit_seconds_sum").await,
         }
     }
 
-    /// Usage since `before`, once the spool gauges caught up: (CPU ms, spool commits).
-    pub async fn cost_since(&self, before: Usage) -> (f64, f64) {
+    /// Usage since `before`, once the spool gauges caught up.
+    pub async fn cost_since(&self, before: Usage) -> Cost {
         tokio::time::sleep(probe::GAUGE_LAG).await;
         let after = self.usage().await;
-        let ms = (after.ticks - before.ticks) as f64 * 1e3 / probe::clock_ticks_per_sec();
-        (ms, after.commits - before.commits)
+        Cost {
+            cpu_ms: (after.ticks - before.ticks) as f64 * 1e3 / probe::clock_ticks_per_sec(),
+            commits: after.commits - before.commits,
+            commit_ms: (after.commit_secs - before.commit_secs) * 1e3,
+        }
     }
 
     /// Stops the relay (SIGTERM); with `--count-flushes`, returns its fsync and fdatasync calls

@@ -59,7 +59,7 @@ async fn http_run(n: usize, size: usize, conns: usize) -> anyhow::Result<(f64, S
         (got, got >= n)
     })
     .await;
-    let (ms, _) = bench.cost_since(before).await;
+    let ms = bench.cost_since(before).await.cpu_ms;
     bench.stop().await?;
     Ok((accepted, delivered(waited, n), ms / n as f64))
 }

@@ -49,6 +49,8 @@ pub struct Figures {
     pub delivered_per_s: Option<f64>,
     pub cpu_ms_per_msg: f64,
     pub commits_per_msg: f64,
+    /// Mean time inside one spool commit.
+    pub commit_ms: f64,
     pub flushes_per_msg: Option<f64>,
     pub syscalls_per_msg: Option<f64>,
     pub p50: Duration,
@@ -106,7 +108,8 @@ pub async fn relay(o: &Options, conns: usize, starttls: bool) -> anyhow::Result<
     if let Some(p) = profile {
         p.await??;
     }
-    let (cpu_ms, commits) = bench.cost_since(before).await;
+    let cost = bench.cost_since(before).await;
+    let (cpu_ms, commits) = (cost.cpu_ms, cost.commits);
     let peak_rss_kib = probe::status_kib(bench.pid(), "VmHWM:");
     let rss_now_kib = probe::status_kib(bench.pid(), "VmRSS:");
     let flushes = bench.stop().await?;
@@ -115,6 +118,7 @@ pub async fn relay(o: &Options, conns: usize, starttls: bool) -> anyhow::Result<
         delivered_per_s,
         cpu_ms_per_msg: cpu_ms / accepted as f64,
         commits_per_msg: commits / accepted as f64,
+        commit_ms: cost.commit_ms / commits.max(1.0),
         flushes_per_msg: flushes.map(|f| f.flushes as f64 / accepted as f64),
         syscalls_per_msg: flushes.map(|f| f.syscalls as f64 / accepted as f64),
         p50: percentile(&submitted.latencies, 0.50),
@@ -260,12 +264,13 @@ fn describe(f: &Figures, ceiling: f64) -> String {
         _ => String::new(),
     };
     format!(
-        "accepted {:.0} msg/s, {delivered}, .->250 p50 {:.2} ms p99 {:.2} ms, CPU {:.3} ms/msg, spool commits {:.2}/msg{flushes}, peak RSS {:.1} MiB (now {:.1}), refused with 452: {}",
+        "accepted {:.0} msg/s, {delivered}, .->250 p50 {:.2} ms p99 {:.2} ms, CPU {:.3} ms/msg, spool commits {:.2}/msg of {:.2} ms each{flushes}, peak RSS {:.1} MiB (now {:.1}), refused with 452: {}",
         f.accepted_per_s,
         f.p50.as_secs_f64() * 1e3,
         f.p99.as_secs_f64() * 1e3,
         f.cpu_ms_per_msg,
         f.commits_per_msg,
+        f.commit_ms,
         f.peak_rss_kib as f64 / 1024.0,
         f.rss_now_kib as f64 / 1024.0,
         f.refused
