@@ -23,6 +23,9 @@ pub(crate) const KEPT_OCTETS: usize = 8 << 20;
 /// and reading a large body costs little next to sending it.
 pub(crate) const KEPT_BODY_MAX: usize = 256 << 10;
 
+/// Nor is a message that weighs more than this with its envelope (thousands of recipients).
+pub(crate) const KEPT_MESSAGE_MAX: usize = 2 * KEPT_BODY_MAX;
+
 /// A message's envelope as its commit stored it: the stored bytes, which a reader compares
 /// with what its snapshot holds, and the record they decode to.
 #[derive(Debug, Clone)]
@@ -50,7 +53,7 @@ impl KeptBodies {
         self.forget(id);
         let kept = Kept { body, envelope };
         let octets = weight(&kept);
-        if kept.body.len() > KEPT_BODY_MAX {
+        if kept.body.len() > KEPT_BODY_MAX || octets > KEPT_MESSAGE_MAX {
             return;
         }
         while self.octets + octets > KEPT_OCTETS {
@@ -154,6 +157,21 @@ mod tests {
         kept.keep(1, body(10, b'a'), envelope());
         kept.keep(2, body(KEPT_BODY_MAX + 1, b'b'), envelope());
         assert_eq!(kept.get(2), None);
+        assert!(kept.get(1).is_some());
+        assert_eq!(kept.octets(), 10);
+    }
+
+    #[test]
+    fn a_message_with_a_huge_envelope_is_not_kept() {
+        let mut kept = KeptBodies::default();
+        kept.keep(1, body(10, b'a'), envelope());
+        let huge = KeptEnvelope {
+            bytes: Arc::new(vec![b'{'; KEPT_MESSAGE_MAX / 3 + 1]),
+            record: Arc::new(crate::held::tests::record(1)),
+        };
+        kept.keep(2, body(10, b'b'), huge);
+        assert_eq!(kept.get(2), None);
+        assert!(kept.envelope(2).is_none());
         assert!(kept.get(1).is_some());
         assert_eq!(kept.octets(), 10);
     }
