@@ -879,63 +879,49 @@ async fn postpone_keeps_the_attempt_count_and_the_last_reply() {
 async fn a_deleted_message_leaves_no_attempt_records_behind() {
     const ATTEMPTS: redb::TableDefinition<(u64, u32), &[u8]> =
         redb::TableDefinition::new("attempts");
+    /// One attempt for `recipients` of message `id`, delivered or deferred.
+    async fn tried(spool: &strictmx_spool::Spool, id: MessageId, recipients: &[usize], done: bool) {
+        let (updates, outcome) = if done {
+            (
+                recipients.iter().map(|&i| delivered(i)).collect(),
+                AttemptOutcome::Delivered,
+            )
+        } else {
+            (
+                recipients
+                    .iter()
+                    .map(|&i| deferred(i, later(60), 1))
+                    .collect(),
+                AttemptOutcome::Deferred,
+            )
+        };
+        spool
+            .record(id, updates, vec![attempt(recipients.to_vec(), outcome)])
+            .await
+            .expect("record");
+    }
     let dir = tempfile::tempdir().expect("temporary directory");
     let spool = open(dir.path());
-    let first_try = spool
-        .submit(envelope(&["a@x.test"]), body(100))
-        .await
-        .expect("submit");
-    let retried = spool
-        .submit(envelope(&["b@x.test", "c@x.test"]), body(100))
-        .await
-        .expect("submit");
-    let across_reopen = spool
-        .submit(envelope(&["d@x.test"]), body(100))
-        .await
-        .expect("submit");
-    spool
-        .record(
-            retried,
-            vec![deferred(0, later(60), 1)],
-            vec![attempt(vec![0], AttemptOutcome::Deferred)],
-        )
-        .await
-        .expect("record");
-    spool
-        .record(
-            across_reopen,
-            vec![deferred(0, later(60), 1)],
-            vec![attempt(vec![0], AttemptOutcome::Deferred)],
-        )
-        .await
-        .expect("record");
-    spool
-        .record(
-            first_try,
-            vec![delivered(0)],
-            vec![attempt(vec![0], AttemptOutcome::Delivered)],
-        )
-        .await
-        .expect("record");
-    spool
-        .record(
-            retried,
-            vec![delivered(0), delivered(1)],
-            vec![attempt(vec![0, 1], AttemptOutcome::Delivered)],
-        )
-        .await
-        .expect("record");
+    let mut ids = Vec::new();
+    for recipients in [&["a@x.test"][..], &["b@x.test", "c@x.test"], &["d@x.test"]] {
+        ids.push(
+            spool
+                .submit(envelope(recipients), body(100))
+                .await
+                .expect("submit"),
+        );
+    }
+    let [first_try, retried, across_reopen] = ids[..] else {
+        unreachable!("three submitted")
+    };
+    tried(&spool, retried, &[0], false).await;
+    tried(&spool, across_reopen, &[0], false).await;
+    tried(&spool, first_try, &[0], true).await;
+    tried(&spool, retried, &[0, 1], true).await;
     drop(spool);
 
     let spool = open(dir.path());
-    spool
-        .record(
-            across_reopen,
-            vec![delivered(0)],
-            vec![attempt(vec![0], AttemptOutcome::Delivered)],
-        )
-        .await
-        .expect("record");
+    tried(&spool, across_reopen, &[0], true).await;
     assert_eq!(spool.stats().messages, 0);
     drop(spool);
 
