@@ -328,6 +328,63 @@ async fn wrong_tokens_foreign_senders_and_bad_json_are_refused_without_detail() 
     assert_eq!(status, 429);
 }
 
+/// Every answer is JSON with an `error` code, as docs/http-api.openapi.json says, also where
+/// the framework would answer in text: a body over `max_request_size` (refused from its
+/// `Content-Length`, before it is read), a path the API does not have, a method a path does
+/// not take. Without a token the oversized body is only a 401.
+#[tokio::test]
+async fn oversized_bodies_unknown_paths_and_wrong_methods_get_json_errors() {
+    let dir = TestDir::new("http-json-errors").unwrap();
+    let config = format!(
+        "[http_api]\nlisten = \"127.0.0.1:0\"\nmax_request_size = \"2KiB\"\n\n\
+         [[http_api.token]]\nname = \"webapp\"\ntoken_hash = \"{}\"\nsenders = [\"@app.test\"]\n",
+        strictmx_inbound::hash_password(TOKEN),
+    );
+    let relay = Relay::start(bin(), dir.path(), &config).await.unwrap();
+    let api = api(&relay);
+
+    for (token, status, code) in [
+        (Some(TOKEN), 413, "request_too_large"),
+        (None, 401, "unauthorized"),
+    ] {
+        let mut tcp = TcpStream::connect(api).await.unwrap();
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        let head = format!(
+            "POST /v1/messages HTTP/1.1\r\nHost: relay.test\r\n{auth}Content-Type: application/json\r\nContent-Length: 100000\r\nConnection: close\r\n\r\n"
+        );
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut response))
+            .await
+            .expect("answered without the body")
+            .unwrap();
+        let text = String::from_utf8_lossy(&response);
+        let (headers, body) = text.split_once("\r\n\r\n").expect("a header block");
+        assert_eq!(headers[9..12].parse::<u16>().unwrap(), status, "{text}");
+        assert!(
+            headers
+                .to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{text}"
+        );
+        let body: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body, json!({ "error": code }));
+    }
+
+    let (status, headers, body) = http(api, "GET", "/v1/nothing", Some(TOKEN), b"").await;
+    assert_eq!(status, 404, "{headers}");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap(),
+        json!({"error": "not_found"})
+    );
+    let (status, headers, body) = http(api, "DELETE", "/v1/messages", Some(TOKEN), b"").await;
+    assert_eq!(status, 405, "{headers}");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap(),
+        json!({"error": "method_not_allowed"})
+    );
+}
+
 /// `reload` puts new tokens in force and takes removed ones out, without a restart: a token
 /// added to the file works at once, and the one removed gets 401.
 #[tokio::test]

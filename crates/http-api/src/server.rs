@@ -6,12 +6,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
+use http_body_util::LengthLimitError;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -248,13 +249,65 @@ async fn prune_keys(spool: &Spool) {
 }
 
 fn router(shared: Arc<Shared>) -> Router {
-    let limit = shared.settings.max_request_size;
     Router::new()
         .route("/v1/messages", post(post_message))
         .route("/v1/messages/{id}", get(get_message))
         .route("/v1/openapi.json", get(openapi))
-        .layer(DefaultBodyLimit::max(limit))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(shared)
+}
+
+/// Why a request body was not read.
+enum Unreadable {
+    /// Over `max_request_size`: declared so, or found so while reading.
+    TooLarge,
+    /// The connection failed while the body was read.
+    Broken,
+}
+
+impl Unreadable {
+    fn outcome(&self) -> &'static str {
+        match self {
+            Unreadable::TooLarge => "request_too_large",
+            Unreadable::Broken => "body_unreadable",
+        }
+    }
+
+    fn answer(&self) -> Response {
+        match self {
+            Unreadable::TooLarge => error(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large"),
+            Unreadable::Broken => error(StatusCode::BAD_REQUEST, "bad_request"),
+        }
+    }
+}
+
+/// The request body, read only once the client is known and only up to `limit`: a body whose
+/// `Content-Length` is over the limit is refused before any of it is read.
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, Unreadable> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(Unreadable::TooLarge);
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if e.into_inner().downcast_ref::<LengthLimitError>().is_some() {
+            Unreadable::TooLarge
+        } else {
+            Unreadable::Broken
+        }
+    })
+}
+
+/// Every answer is JSON, the ones for paths and methods the API does not have too.
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "not_found")
+}
+
+async fn method_not_allowed() -> Response {
+    error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
 }
 
 /// A JSON response, counted by status.
@@ -322,11 +375,18 @@ async fn post_message(
     State(shared): State<Arc<Shared>>,
     Extension(client): Extension<Client>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let token = match authenticate(&shared, &client, &headers).await {
         Ok(token) => token,
         Err(refusal) => return refusal,
+    };
+    let body = match read_body(body, &headers, shared.settings.max_request_size).await {
+        Ok(body) => body,
+        Err(refusal) => {
+            info!(ip = %client.ip, token = %token.name, outcome = refusal.outcome(), "http api request refused");
+            return refusal.answer();
+        }
     };
     let request = match request::parse(&body, shared.settings.max_recipients) {
         Ok(request) => request,
