@@ -242,6 +242,15 @@ async fn an_idempotent_retry_sends_one_message() {
             .contains("idempotent-replayed: true"),
         "{headers}"
     );
+    // The same key on another request is a client's mistake, not a repeat: refused, nothing
+    // queued (docs/http-api.md).
+    let mut other = request.clone();
+    other["subject"] = json!("another message");
+    let (status, _, refused) = post(api, &other).await;
+    assert_eq!(
+        (status, refused),
+        (422, json!({"error": "idempotency_key_reused"}))
+    );
     wait_status(api, first["id"].as_str().unwrap(), |v| {
         v["in_queue"] == false
     })

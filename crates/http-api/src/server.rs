@@ -19,7 +19,7 @@ use hyper_util::service::TowerToHyperService;
 use serde_json::json;
 use strictmx_inbound::{Accepted, Acceptor, Refusal, Submission};
 use strictmx_protocol::{MailParams, RcptParams, needs_smtputf8};
-use strictmx_spool::{ClientInfo, EnvelopeRecipient, Spool, format_id, parse_id};
+use strictmx_spool::{ClientInfo, EnvelopeRecipient, IdempotencyKey, Spool, format_id, parse_id};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -446,9 +446,11 @@ async fn post_message(
         },
         content: request.content,
         // Keys are the token's own: another token's key never collides.
-        once: request
-            .idempotency_key
-            .map(|key| (format!("{}\n{key}", token.name), answer_body.clone())),
+        once: request.idempotency_key.map(|key| IdempotencyKey {
+            key: format!("{}\n{key}", token.name),
+            fingerprint: fingerprint(&body),
+            answer: answer_body.clone(),
+        }),
         transfer: None,
     };
     match acceptor.accept(id, submission).await {
@@ -460,10 +462,26 @@ async fn post_message(
                 .insert("idempotent-replayed", HeaderValue::from_static("true"));
             response
         }
+        Ok(Accepted::KeyReused) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+        }
         // The API sends no transfer id, so the queue never answers this here.
         Ok(Accepted::TransferRepeat(_)) => refused(Refusal::QueueFailed),
         Err(refusal) => refused(refusal),
     }
+}
+
+/// What identifies a request for its idempotency key: a SHA-256 of its JSON with the members of
+/// every object in name order, so that a retry that serializes the same request differently
+/// (spacing, member order) is still a repeat, and one that changes anything is not.
+fn fingerprint(body: &[u8]) -> Vec<u8> {
+    // The body parsed already (request::parse); a map without `preserve_order` sorts by name.
+    let canonical = serde_json::from_slice::<serde_json::Value>(body)
+        .map(|value| value.to_string().into_bytes())
+        .unwrap_or_else(|_| body.to_vec());
+    ring::digest::digest(&ring::digest::SHA256, &canonical)
+        .as_ref()
+        .to_vec()
 }
 
 fn refused(refusal: Refusal) -> Response {
@@ -512,5 +530,31 @@ async fn get_message(
             error(StatusCode::INTERNAL_SERVER_ERROR, "spool_error")
         }
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "spool_error"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fingerprint;
+
+    /// A retry that writes the same request differently is the same request; any change to
+    /// what it asks is another.
+    #[test]
+    fn a_fingerprint_ignores_spacing_and_member_order_and_nothing_else() {
+        let first = fingerprint(br#"{"from":"a@app.test","to":["b@x.test"],"subject":"hi"}"#);
+        let reordered = fingerprint(
+            b"{ \"subject\": \"hi\",\n  \"to\": [\"b@x.test\"], \"from\": \"a@app.test\" }",
+        );
+        assert_eq!(first, reordered);
+        let changed = fingerprint(br#"{"from":"a@app.test","to":["c@x.test"],"subject":"hi"}"#);
+        assert_ne!(first, changed);
+        let reversed_list =
+            fingerprint(br#"{"from":"a@app.test","to":["c@x.test","b@x.test"],"subject":"hi"}"#);
+        let list =
+            fingerprint(br#"{"from":"a@app.test","to":["b@x.test","c@x.test"],"subject":"hi"}"#);
+        assert_ne!(
+            list, reversed_list,
+            "the order of a list is part of the request"
+        );
     }
 }

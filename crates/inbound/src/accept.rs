@@ -10,7 +10,8 @@ use std::time::SystemTime;
 
 use strictmx_protocol::{ErrorChain, MailParams};
 use strictmx_spool::{
-    ClientInfo, Envelope, EnvelopeRecipient, MessageId, MessageKind, Submitted, TlsFloor, format_id,
+    ClientInfo, Envelope, EnvelopeRecipient, IdempotencyKey, MessageId, MessageKind, Submitted,
+    TlsFloor, format_id,
 };
 use tracing::{error, info, warn};
 
@@ -32,8 +33,9 @@ pub struct Submission {
     /// The submitter's TLS floor (a user's or an HTTP request's); never lowers the plan.
     pub require_tls: Option<TlsFloor>,
     pub content: Vec<u8>,
-    /// An idempotency key and the answer to remember with it (HTTP API only).
-    pub once: Option<(String, Vec<u8>)>,
+    /// An idempotency key, the request's fingerprint and the answer to remember with it (HTTP
+    /// API only).
+    pub once: Option<IdempotencyKey>,
     /// The transfer id another strictmx node sent the message under (`TRANSID`, SMTP from a
     /// trusted client only): recipients already received under it are not queued again.
     pub transfer: Option<String>,
@@ -77,6 +79,8 @@ pub enum Accepted {
     Queued(MessageId),
     /// The idempotency key was used before: its first answer; nothing was queued.
     Repeat(Vec<u8>),
+    /// The idempotency key was used before for another request; nothing was queued.
+    KeyReused,
     /// Every recipient was received under this transfer id before; nothing was queued.
     TransferRepeat(String),
 }
@@ -216,12 +220,7 @@ pub(crate) async fn accept<Q: Queue>(
     };
     let dkim = signing_outcome(ip, signing);
     let queued = match (submission.once, submission.transfer) {
-        (Some((key, answer)), _) => {
-            shared
-                .queue
-                .submit_once(id, envelope, body, key, answer)
-                .await
-        }
+        (Some(once), _) => shared.queue.submit_once(id, envelope, body, once).await,
         (None, Some(transfer)) => {
             match shared
                 .queue
@@ -264,6 +263,10 @@ pub(crate) async fn accept<Q: Queue>(
         Ok(Submitted::Repeat(answer)) => {
             info!(%ip, user, from = %from, outcome = "repeat", "idempotent repeat: nothing queued");
             Ok(Accepted::Repeat(answer))
+        }
+        Ok(Submitted::Reused) => {
+            warn!(%ip, user, from = %from, outcome = "key_reused", "idempotency key already used for another request: nothing queued");
+            Ok(Accepted::KeyReused)
         }
         Err(failure) if failure.is_transient() => {
             warn!(%ip, error = %ErrorChain(&failure), outcome = "deferred", "queue cannot take the message now");

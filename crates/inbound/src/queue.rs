@@ -3,7 +3,9 @@
 
 use std::future::Future;
 
-use strictmx_spool::{Envelope, MessageId, Spool, SpoolError, Submitted, TransferReceipt};
+use strictmx_spool::{
+    Envelope, IdempotencyKey, MessageId, Spool, SpoolError, Submitted, TransferReceipt,
+};
 
 /// A failed submission, classified so the session can answer 452 or 451.
 pub trait QueueError: std::error::Error + Send + Sync + 'static {
@@ -32,15 +34,15 @@ pub trait Queue: Send + Sync + 'static {
         body: Vec<u8>,
     ) -> impl Future<Output = Result<MessageId, Self::Error>> + Send;
 
-    /// [`Queue::submit`] once per idempotency `key`: a repeat within the queue's window stores
-    /// nothing and gets the `answer` remembered the first time.
+    /// [`Queue::submit`] once per idempotency key: a repeat within the queue's window stores
+    /// nothing and gets the answer remembered the first time, or [`Submitted::Reused`] when
+    /// its fingerprint is not the first request's.
     fn submit_once(
         &self,
         id: MessageId,
         envelope: Envelope,
         body: Vec<u8>,
-        key: String,
-        answer: Vec<u8>,
+        once: IdempotencyKey,
     ) -> impl Future<Output = Result<Submitted, Self::Error>> + Send;
 
     /// Stores a message another strictmx node transferred under `transfer`, leaving out the
@@ -75,10 +77,9 @@ impl Queue for Spool {
         id: MessageId,
         envelope: Envelope,
         body: Vec<u8>,
-        key: String,
-        answer: Vec<u8>,
+        once: IdempotencyKey,
     ) -> impl Future<Output = Result<Submitted, SpoolError>> + Send {
-        Spool::submit_once(self, id, envelope, body, key, answer)
+        Spool::submit_once(self, id, envelope, body, once)
     }
 
     fn submit_transfer(

@@ -18,9 +18,23 @@ use crate::{Envelope, Spool, SpoolError};
 const KEYS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("idempotency_keys");
 /// (stored at, key): the order keys expire in.
 const BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("idempotency_by_time");
+/// key → the fingerprint of the request that first used it; absent for keys stored before
+/// fingerprints were.
+const FINGERPRINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency_fingerprints");
 
 /// How long a key is remembered: a repeat after this is a new message.
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// An idempotency key as a submission brings it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub key: String,
+    /// What identifies the request (a digest of it, the caller's to choose): a repeat must
+    /// bring the same, or it is another request under a key already used.
+    pub fingerprint: Vec<u8>,
+    /// The answer to remember with the key.
+    pub answer: Vec<u8>,
+}
 
 /// What a submission with a key came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,21 +43,24 @@ pub enum Submitted {
     New(MessageId),
     /// The key was used within the window: this is the first answer, and nothing was queued.
     Repeat(Vec<u8>),
+    /// The key was used within the window for another request: nothing was queued, and the
+    /// first answer is not this request's.
+    Reused,
 }
 
 impl Spool {
-    /// [`Spool::submit_reserved`] once per `key` within [`IDEMPOTENCY_WINDOW`]: the key and
-    /// `answer` are committed (with fdatasync) with the message; a repeat gets the first answer
-    /// back and stores nothing.
+    /// [`Spool::submit_reserved`] once per key within [`IDEMPOTENCY_WINDOW`]: the key, its
+    /// fingerprint and answer are committed (with fdatasync) with the message; a repeat with
+    /// the same fingerprint gets the first answer back, one with another gets
+    /// [`Submitted::Reused`], and neither stores anything.
     pub async fn submit_once(
         &self,
         id: MessageId,
         envelope: Envelope,
         body: Vec<u8>,
-        key: String,
-        answer: Vec<u8>,
+        once: IdempotencyKey,
     ) -> Result<Submitted, SpoolError> {
-        self.execute(move |t, ctx| submit_once(t, ctx, id, envelope, body, &key, &answer))
+        self.execute(move |t, ctx| submit_once(t, ctx, id, envelope, body, &once))
             .await
     }
 
@@ -61,24 +78,36 @@ fn submit_once(
     id: MessageId,
     envelope: Envelope,
     body: Vec<u8>,
-    key: &str,
-    answer: &[u8],
+    once: &IdempotencyKey,
 ) -> Result<Submitted, OpError> {
     let abort = |e: redb::TableError| OpError::Abort(e.into());
     let cutoff = cutoff(ctx.now);
+    let key = once.key.as_str();
     {
         let keys = tables.txn.open_table(KEYS).map_err(abort)?;
         if let Some(found) = keys.get(key)? {
             let (stored, first) = found.value();
             if stored >= cutoff {
-                return Ok(Submitted::Repeat(first.to_vec()));
+                let fingerprints = tables.txn.open_table(FINGERPRINTS).map_err(abort)?;
+                let same = fingerprints
+                    .get(key)?
+                    .is_none_or(|f| f.value() == once.fingerprint.as_slice());
+                return Ok(match same {
+                    true => Submitted::Repeat(first.to_vec()),
+                    false => Submitted::Reused,
+                });
             }
         }
     }
     let id = writer::submit(tables, ctx, Some(id), envelope, body)?;
     let now = unix_millis(ctx.now);
+    tables
+        .txn
+        .open_table(FINGERPRINTS)
+        .map_err(abort)?
+        .insert(key, once.fingerprint.as_slice())?;
     let mut keys = tables.txn.open_table(KEYS).map_err(abort)?;
-    if let Some(old) = keys.insert(key, (now, answer))? {
+    if let Some(old) = keys.insert(key, (now, once.answer.as_slice()))? {
         // An expired key used again: its old time index entry goes with it.
         let (stored, _) = old.value();
         let mut by_time = tables.txn.open_table(BY_TIME).map_err(abort)?;
@@ -103,9 +132,11 @@ fn prune(tables: &mut Tables<'_>, now: SystemTime, max: usize) -> Result<usize, 
         expired.push((stored, name.to_owned()));
     }
     let mut keys = tables.txn.open_table(KEYS)?;
+    let mut fingerprints = tables.txn.open_table(FINGERPRINTS)?;
     for (stored, name) in &expired {
         by_time.remove((*stored, name.as_str()))?;
         keys.remove(name.as_str())?;
+        fingerprints.remove(name.as_str())?;
     }
     Ok(expired.len())
 }

@@ -34,7 +34,7 @@ pub use audit::{
 };
 pub use error::SpoolError;
 pub use id::{MessageId, MessageIdDisplay, format_id, parse_id};
-pub use idempotency::{IDEMPOTENCY_WINDOW, Submitted};
+pub use idempotency::{IDEMPOTENCY_WINDOW, IdempotencyKey, Submitted};
 pub use node::{NODE_ID_FILE, node_id};
 pub use postures::PostureWrite;
 pub use settings::{AuditSettings, SpoolSettings, WebhookSettings, WebhookTarget};

@@ -64,7 +64,7 @@ impl<Q: Queue> Session<Q> {
         let reply = match accept::accept(&self.shared, id, submission).await {
             Ok(Accepted::Queued(id)) => replies::queued(&format_id(id)),
             // SMTP carries no idempotency key, so nothing is ever a repeat here.
-            Ok(Accepted::Repeat(_)) => replies::local_error(),
+            Ok(Accepted::Repeat(_) | Accepted::KeyReused) => replies::local_error(),
             // RFC 5321 §6.1: the message is this node's responsibility already.
             Ok(Accepted::TransferRepeat(transfer)) => replies::transfer_repeated(&transfer),
             Err(refusal) => reply_to(refusal),

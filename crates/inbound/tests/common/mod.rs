@@ -13,7 +13,7 @@ use strictmx_inbound::{
     ServerTlsSettings, User,
 };
 use strictmx_protocol::{Reply, ReplyParse};
-use strictmx_spool::{Envelope, MessageId, Submitted, TransferReceipt};
+use strictmx_spool::{Envelope, IdempotencyKey, MessageId, Submitted, TransferReceipt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -82,9 +82,9 @@ impl Queue for MemoryQueue {
         id: MessageId,
         envelope: Envelope,
         body: Vec<u8>,
-        key: String,
-        answer: Vec<u8>,
+        once: IdempotencyKey,
     ) -> Result<Submitted, TestQueueError> {
+        let IdempotencyKey { key, answer, .. } = once;
         if let Some(first) = self.keys.lock().expect("test queue lock").get(&key) {
             return Ok(Submitted::Repeat(first.clone()));
         }
