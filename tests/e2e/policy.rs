@@ -283,24 +283,29 @@ async fn mail_under_mta_sts_enforce_and_under_dane_records_how_the_peer_was_auth
     assert_eq!(dane["policy"], "dane", "{dane}");
     assert_eq!(dane["requirement"], "dane", "{dane}");
 
-    // Both sessions were counted for today's TLSRPT reports.
+    // Both sessions were counted for today's TLSRPT reports. The counts are committed with
+    // the outcome, a moment after the attempt record is logged: look until they are there.
     let today = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let out = relay
-        .cli(&["tlsrpt", "preview", "--date", &today[..10]])
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for expected in [
+    let expected = [
         "# sts-enforce.test",
         "# dane-ok.test",
         "\"total-successful-session-count\": 1",
-    ] {
-        assert!(text.contains(expected), "{expected} not in {text}");
-    }
+    ];
+    let mut last = String::new();
+    let counted = wait_for(WAIT, || {
+        let out = relay.cli(&["tlsrpt", "preview", "--date", &today[..10]])?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let done = expected.iter().all(|e| text.contains(e));
+        last = text;
+        Ok(done.then_some(()))
+    })
+    .await;
+    assert!(counted.is_ok(), "{expected:?} not all in {last}");
 }
 
 #[tokio::test]
