@@ -4,15 +4,27 @@
 mod common;
 
 use common::*;
-use strictmx_spool::{IdempotencyKey, Submitted};
+use strictmx_spool::{IdempotencyKey, MessageId, Spool, Submitted};
 
-/// A key with the fingerprint of the request that brings it, and the answer to remember.
-fn once(key: &str, fingerprint: &[u8], answer: &[u8]) -> IdempotencyKey {
-    IdempotencyKey {
+/// Submits a message to `to` under `id` with `key`, the request's `fingerprint` and the
+/// `answer` to remember.
+async fn send(
+    spool: &Spool,
+    id: MessageId,
+    to: &str,
+    key: &str,
+    fingerprint: &[u8],
+    answer: &[u8],
+) -> Submitted {
+    let once = IdempotencyKey {
         key: key.to_owned(),
         fingerprint: fingerprint.to_vec(),
         answer: answer.to_vec(),
-    }
+    };
+    spool
+        .submit_once(id, envelope(&[to]), body(100), once)
+        .await
+        .expect("submit")
 }
 
 #[tokio::test]
@@ -20,52 +32,28 @@ async fn a_repeated_key_gets_the_first_answer_and_queues_nothing_even_after_a_re
     let dir = tempfile::tempdir().expect("temporary directory");
     let spool = open(dir.path());
     let first = spool.reserve_id();
-    let submitted = spool
-        .submit_once(
-            first,
-            envelope(&["a@x.example"]),
-            body(100),
-            once("app:k1", b"request", b"first"),
-        )
-        .await
-        .expect("submit");
+    let submitted = send(&spool, first, "a@x.example", "app:k1", b"request", b"first").await;
     assert_eq!(submitted, Submitted::New(first));
     let again = spool.reserve_id();
-    let repeat = spool
-        .submit_once(
-            again,
-            envelope(&["a@x.example"]),
-            body(100),
-            once("app:k1", b"request", b"second"),
-        )
-        .await
-        .expect("repeat");
+    let repeat = send(
+        &spool,
+        again,
+        "a@x.example",
+        "app:k1",
+        b"request",
+        b"second",
+    )
+    .await;
     assert_eq!(repeat, Submitted::Repeat(b"first".to_vec()));
     assert_eq!(spool.list().expect("list").len(), 1);
     drop(spool);
 
     let spool = open(dir.path());
     let id = spool.reserve_id();
-    let repeat = spool
-        .submit_once(
-            id,
-            envelope(&["a@x.example"]),
-            body(100),
-            once("app:k1", b"request", b"third"),
-        )
-        .await
-        .expect("repeat after restart");
+    let repeat = send(&spool, id, "a@x.example", "app:k1", b"request", b"third").await;
     assert_eq!(repeat, Submitted::Repeat(b"first".to_vec()));
     let other = spool.reserve_id();
-    let new = spool
-        .submit_once(
-            other,
-            envelope(&["a@x.example"]),
-            body(100),
-            once("app:k2", b"request", b"k2"),
-        )
-        .await
-        .expect("another key");
+    let new = send(&spool, other, "a@x.example", "app:k2", b"request", b"k2").await;
     assert_eq!(new, Submitted::New(other));
     assert_eq!(spool.list().expect("list").len(), 2);
     assert_eq!(
@@ -83,39 +71,41 @@ async fn a_key_reused_for_another_request_is_refused_and_queues_nothing() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let spool = open(dir.path());
     let first = spool.reserve_id();
-    let submitted = spool
-        .submit_once(
-            first,
-            envelope(&["a@x.example"]),
-            body(100),
-            once("app:k1", b"reset for a", b"first"),
-        )
-        .await
-        .expect("submit");
+    let submitted = send(
+        &spool,
+        first,
+        "a@x.example",
+        "app:k1",
+        b"reset for a",
+        b"first",
+    )
+    .await;
     assert_eq!(submitted, Submitted::New(first));
-    let other = spool
-        .submit_once(
-            spool.reserve_id(),
-            envelope(&["b@x.example"]),
-            body(100),
-            once("app:k1", b"reset for b", b"second"),
-        )
-        .await
-        .expect("reused");
+    let id = spool.reserve_id();
+    let other = send(
+        &spool,
+        id,
+        "b@x.example",
+        "app:k1",
+        b"reset for b",
+        b"second",
+    )
+    .await;
     assert_eq!(other, Submitted::Reused);
     assert_eq!(spool.list().expect("list").len(), 1);
     drop(spool);
 
     let spool = open(dir.path());
-    let repeat = spool
-        .submit_once(
-            spool.reserve_id(),
-            envelope(&["a@x.example"]),
-            body(100),
-            once("app:k1", b"reset for a", b"third"),
-        )
-        .await
-        .expect("repeat");
+    let id = spool.reserve_id();
+    let repeat = send(
+        &spool,
+        id,
+        "a@x.example",
+        "app:k1",
+        b"reset for a",
+        b"third",
+    )
+    .await;
     assert_eq!(repeat, Submitted::Repeat(b"first".to_vec()));
     assert_eq!(spool.list().expect("list").len(), 1);
 }
