@@ -517,6 +517,69 @@ async fn wildcard_routes_send_each_domain_to_its_most_specific_next_hop() {
     }
 }
 
+// A recipient domain in U-labels (SMTPUTF8, RFC 6531 §3.2) is one destination with its A-label
+// (RFC 5890 §2.3.2.1): routes and rules written with the A-label apply to it, so a rule cannot
+// be sidestepped by writing the domain the other way. The address goes on as written.
+#[tokio::test]
+async fn a_u_label_recipient_domain_is_routed_and_ruled_by_its_a_label() {
+    let dir = TestDir::new("idn").unwrap();
+    let plain = Sink::start(RcptScript::Accept).await.unwrap();
+    let guarded = Sink::start(RcptScript::Accept).await.unwrap();
+    let config = format!(
+        "{}{}[[rule]]\nname = \"buecher-tls\"\ndomains = [\"xn--bcher-kva.test\"]\nrequire = \"encrypted\"\n\n",
+        route("xn--mnchen-3ya.test", &plain),
+        route("xn--bcher-kva.test", &guarded),
+    );
+    let relay = Relay::start(bin(), dir.path(), &config).await.unwrap();
+    let mut c = Client::connect(relay.smtp).await.unwrap();
+    assert_eq!(c.command("EHLO client.test").await.unwrap().code, 250);
+    for rcpt in ["jörg@München.test", "anna@bücher.test"] {
+        let mail = c
+            .command("MAIL FROM:<app@src.test> SMTPUTF8")
+            .await
+            .unwrap();
+        assert_eq!(mail.code, 250, "{mail:?}");
+        let reply = c.command(&format!("RCPT TO:<{rcpt}>")).await.unwrap();
+        assert_eq!(reply.code, 250, "{rcpt}: {reply:?}");
+        let reply = c
+            .data(&message("app@src.test", rcpt, "international"))
+            .await
+            .unwrap();
+        assert_eq!(reply.code, 250, "{rcpt}: {reply:?}");
+    }
+
+    let got = plain.wait_for(1, WAIT).await.unwrap();
+    assert_eq!(
+        got[0].rcpts,
+        ["jörg@München.test"],
+        "the address as written"
+    );
+    assert!(got[0].mail_params.contains("SMTPUTF8"), "{:?}", got[0]);
+    let delivered = relay
+        .wait_log(WAIT, |v| {
+            v["message"] == "delivery attempt" && v["outcome"] == "delivered"
+        })
+        .await
+        .unwrap();
+    assert_eq!(delivered["domain"], "xn--mnchen-3ya.test", "{delivered}");
+
+    // The rule names the A-label; the sink offers no STARTTLS, so the mail must wait.
+    let deferred = relay
+        .wait_log(WAIT, |v| {
+            v["message"] == "delivery attempt" && v["domain"] == "xn--bcher-kva.test"
+        })
+        .await
+        .unwrap();
+    assert_eq!(deferred["outcome"], "deferred", "{deferred}");
+    assert_eq!(deferred["policy"], "rule", "{deferred}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        guarded.message_count(),
+        0,
+        "nothing in plaintext under the rule"
+    );
+}
+
 // Issue 11: bulk queue operations select by domain, sender and age, show the count and act
 // only once confirmed; `queue summary` gives the queue's shape by destination.
 #[tokio::test]

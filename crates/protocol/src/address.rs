@@ -1,6 +1,6 @@
 //! Small helpers over mailbox strings: the domain, the local part, domain comparison, the
-//! SMTPUTF8 test, and whether a domain is a host name DNS may be asked about. Address syntax is
-//! the command parser's; mapping U-labels to A-labels for lookups is left to others.
+//! SMTPUTF8 test, whether a domain is a host name DNS may be asked about, and its A-label form.
+//! Address syntax is the command parser's.
 
 use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
 
@@ -16,12 +16,39 @@ pub fn local_part(address: &str) -> &str {
     address.rsplit_once('@').map_or(address, |(local, _)| local)
 }
 
-/// Compare two domains as DNS does for ASCII: case-insensitive, a trailing root dot ignored.
-/// Non-ASCII labels compare exactly; mapping U-labels to A-labels is left to callers.
+/// Compare two domains as one destination: case-insensitive, a trailing root dot ignored, a
+/// U-label equal to its A-label (see [`ascii_domain`]).
 pub fn domains_equal(a: &str, b: &str) -> bool {
-    a.strip_suffix('.')
-        .unwrap_or(a)
-        .eq_ignore_ascii_case(b.strip_suffix('.').unwrap_or(b))
+    let a = a.strip_suffix('.').unwrap_or(a);
+    let b = b.strip_suffix('.').unwrap_or(b);
+    if a.is_ascii() && b.is_ascii() {
+        return a.eq_ignore_ascii_case(b);
+    }
+    ascii_domain(a) == ascii_domain(b)
+}
+
+/// The form of a domain that routing, policy, DNS and the logs use: lowercase, with each
+/// U-label replaced by its A-label (RFC 5890 §2.3.2.1), so that `bücher.example` and
+/// `xn--bcher-kva.example` are one destination that rules written with either match. A domain
+/// that [`check_host_name`] refuses is only lowercased: it is refused again before any lookup.
+/// The address itself is sent on as the submitter wrote it (with SMTPUTF8, RFC 6531).
+pub fn ascii_domain(domain: &str) -> String {
+    if domain.is_ascii() {
+        return domain.to_ascii_lowercase();
+    }
+    let name = domain.strip_suffix('.').unwrap_or(domain);
+    if check_host_name(name).is_err() {
+        return domain.to_lowercase();
+    }
+    match Uts46::new().to_ascii(
+        domain.as_bytes(),
+        AsciiDenyList::STD3,
+        Hyphens::Check,
+        DnsLength::Ignore,
+    ) {
+        Ok(ascii) => ascii.to_ascii_lowercase(),
+        Err(_) => domain.to_lowercase(),
+    }
 }
 
 /// Whether any of the addresses needs SMTPUTF8 to be transmitted (RFC 6531 §3.2).
@@ -278,15 +305,65 @@ mod tests {
     }
 
     #[test]
-    fn domains_compare_case_insensitively_and_ignore_the_root_dot() {
+    fn domains_compare_case_insensitively_by_a_label_and_ignore_the_root_dot() {
         let cases = [
             ("Example.ORG", "example.org", true),
             ("example.org.", "EXAMPLE.org", true),
             ("example.org", "example.net", false),
-            ("bücher.example", "BÜCHER.example", false),
+            ("bücher.example", "BÜCHER.example", true),
+            ("bücher.example.", "XN--BCHER-KVA.example", true),
+            ("bücher.example", "bucher.example", false),
         ];
         for (a, b, equal) in cases {
             assert_eq!(domains_equal(a, b), equal, "{a} vs {b}");
+        }
+    }
+
+    /// RFC 5890 §2.3.2.1 (A-labels and U-labels), RFC 5891 §5 (lookups use the A-label) and
+    /// RFC 6531 §3.2 (SMTPUTF8 domains may be U-labels).
+    #[test]
+    fn a_domain_is_routed_by_its_lowercase_a_label_form() {
+        let rows = [
+            ("ASCII, lowercased", "Example.ORG", "example.org"),
+            (
+                "an A-label stays, lowercased",
+                "XN--BCHER-KVA.example",
+                "xn--bcher-kva.example",
+            ),
+            (
+                "a U-label becomes its A-label",
+                "bücher.example",
+                "xn--bcher-kva.example",
+            ),
+            (
+                "upper-case U-label, same A-label",
+                "BÜCHER.Example",
+                "xn--bcher-kva.example",
+            ),
+            (
+                "every U-label of the name",
+                "münchen.bücher.example",
+                "xn--mnchen-3ya.xn--bcher-kva.example",
+            ),
+            ("non-Latin script", "例え.テスト", "xn--r8jz45g.xn--zckzah"),
+            (
+                "a root dot is kept",
+                "bücher.example.",
+                "xn--bcher-kva.example.",
+            ),
+            (
+                "not a host name: only lowercased",
+                "BÜCHER\u{ff0e}example",
+                "bücher\u{ff0e}example",
+            ),
+            (
+                "not a host name: only lowercased",
+                "Bü/cher.example",
+                "bü/cher.example",
+            ),
+        ];
+        for (rule, domain, expected) in rows {
+            assert_eq!(ascii_domain(domain), expected, "{rule}: {domain:?}");
         }
     }
 

@@ -19,7 +19,8 @@ pub mod status;
 mod xtext;
 
 pub use address::{
-    HostNameProblem, check_host_name, domain_of, domains_equal, local_part, needs_smtputf8,
+    HostNameProblem, ascii_domain, check_host_name, domain_of, domains_equal, local_part,
+    needs_smtputf8,
 };
 pub use chain::ErrorChain;
 pub use client::{MailFrom, ServerExtensions, mail_command, path_is_safe, rcpt_command};

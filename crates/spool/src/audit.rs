@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
-use strictmx_protocol::status;
+use strictmx_protocol::{ascii_domain, domains_equal, status};
 
 use crate::id::MessageId;
 use crate::store::EnvelopeRecord;
@@ -217,7 +217,7 @@ impl AuditQuery {
             && self
                 .domain
                 .as_deref()
-                .is_none_or(|d| record.domain.eq_ignore_ascii_case(d))
+                .is_none_or(|d| domains_equal(&record.domain, d))
             && self
                 .recipient
                 .as_deref()
@@ -242,7 +242,7 @@ impl AuditQuery {
             .as_deref()
             .or(from_recipient)
             .filter(|d| !d.is_empty())
-            .map(str::to_lowercase)
+            .map(ascii_domain)
     }
 }
 
@@ -263,8 +263,13 @@ fn address_matches(address: &str, pattern: &str) -> bool {
     match pattern.strip_prefix('@') {
         Some(domain) => address
             .rsplit_once('@')
-            .is_some_and(|(_, d)| d.eq_ignore_ascii_case(domain)),
-        None => address.eq_ignore_ascii_case(pattern),
+            .is_some_and(|(_, d)| domains_equal(d, domain)),
+        None => match (address.rsplit_once('@'), pattern.rsplit_once('@')) {
+            (Some((local, d)), Some((wanted, want_domain))) => {
+                local.eq_ignore_ascii_case(wanted) && domains_equal(d, want_domain)
+            }
+            _ => address.eq_ignore_ascii_case(pattern),
+        },
     }
 }
 

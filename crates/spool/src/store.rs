@@ -332,11 +332,12 @@ pub(crate) fn read_body(
         .map(|bytes| bytes.value().to_vec()))
 }
 
-/// The lowercased domain of an address, or `""` when it has none.
+/// The domain of an address as delivery routes it (lowercase, U-labels as A-labels: see
+/// [`strictmx_protocol::ascii_domain`]), or `""` when it has none.
 pub(crate) fn domain_of(address: &str) -> String {
     address
         .rsplit_once('@')
-        .map(|(_, domain)| domain.to_lowercase())
+        .map(|(_, domain)| strictmx_protocol::ascii_domain(domain))
         .unwrap_or_default()
 }
 
@@ -345,9 +346,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_domain_is_what_follows_the_last_at_sign_lowercased() {
+    fn the_domain_is_what_follows_the_last_at_sign_lowercased_in_a_label_form() {
         let cases = [
             ("user@Example.ORG", "example.org"),
+            ("jörg@Bücher.example", "xn--bcher-kva.example"),
             ("\"a@b\"@example.net", "example.net"),
             ("postmaster", ""),
             ("", ""),

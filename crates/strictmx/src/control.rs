@@ -462,7 +462,7 @@ async fn apply(
                     .recipients
                     .iter()
                     .filter_map(|r| strictmx_protocol::domain_of(&r.address))
-                    .map(str::to_ascii_lowercase),
+                    .map(strictmx_protocol::ascii_domain),
             );
         }
         domains.sort();
@@ -520,13 +520,13 @@ async fn apply(
     })
 }
 
-/// The distinct recipient domains of a message, lowercase.
+/// The distinct recipient domains of a message, as delivery routes them (lowercase A-labels).
 fn recipient_domains(envelope: &strictmx_spool::Envelope) -> Vec<String> {
     let mut domains: Vec<String> = envelope
         .recipients
         .iter()
         .filter_map(|r| strictmx_protocol::domain_of(&r.address))
-        .map(str::to_ascii_lowercase)
+        .map(strictmx_protocol::ascii_domain)
         .collect();
     domains.sort();
     domains.dedup();

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use strictmx_protocol::{SenderPattern, domain_of};
+use strictmx_protocol::{SenderPattern, ascii_domain, domain_of};
 use strictmx_spool::{QueueEntry, RecipientState};
 
 /// The messages a bulk command acts on. A message matches when it passes every filter given;
@@ -74,7 +74,7 @@ impl Selector {
             domain: self
                 .domain
                 .as_deref()
-                .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase()),
+                .map(|d| ascii_domain(d.trim().trim_end_matches('.'))),
             sender,
             older_than: self.older_than,
         })
@@ -107,7 +107,7 @@ impl Matcher {
         let domain_ok = self.domain.as_ref().is_none_or(|wanted| {
             entry.recipients.iter().any(|r| {
                 !r.state.is_final()
-                    && domain_of(&r.address).is_some_and(|d| d.eq_ignore_ascii_case(wanted))
+                    && domain_of(&r.address).is_some_and(|d| ascii_domain(d) == *wanted)
             })
         });
         let sender_ok = match &self.sender {
@@ -146,9 +146,7 @@ pub fn summary(entries: &[QueueEntry]) -> Vec<DomainShape> {
     for entry in entries {
         let bucket = age_bucket(entry.age);
         for recipient in entry.recipients.iter().filter(|r| !r.state.is_final()) {
-            let domain = domain_of(&recipient.address)
-                .unwrap_or("")
-                .to_ascii_lowercase();
+            let domain = ascii_domain(domain_of(&recipient.address).unwrap_or(""));
             let held = matches!(recipient.state, RecipientState::Held { .. });
             for shape in [
                 domains
@@ -258,6 +256,7 @@ mod tests {
             &[("a@dead.example", queued()), ("b@ok.example", delivered())],
         );
         let bounce = entry("", 60, &[("c@DEAD.example", queued())]);
+        let idn = entry("app@src.example", 60, &[("jörg@Bücher.example", queued())]);
         let rows = [
             (
                 "a domain with an open recipient",
@@ -269,6 +268,18 @@ mod tests {
                 "domains compare case-insensitively, a final dot ignored",
                 select(Some("Dead.Example."), None, None),
                 &bounce,
+                true,
+            ),
+            (
+                "an A-label selects the recipients written with its U-label",
+                select(Some("xn--bcher-kva.example"), None, None),
+                &idn,
+                true,
+            ),
+            (
+                "and the U-label selects them too",
+                select(Some("BÜCHER.example"), None, None),
+                &idn,
                 true,
             ),
             (

@@ -314,6 +314,17 @@ fn a_query_naming_a_domain_or_a_recipient_domain_reads_that_domains_index() {
         q(None, Some("@bank.test")).indexed_domain().as_deref(),
         Some("bank.test")
     );
+    // The index holds A-labels (RFC 5890 §2.3.2.1), as delivery routes the domain.
+    assert_eq!(
+        q(Some("Bücher.test"), None).indexed_domain().as_deref(),
+        Some("xn--bcher-kva.test")
+    );
+    assert_eq!(
+        q(None, Some("jörg@bücher.test"))
+            .indexed_domain()
+            .as_deref(),
+        Some("xn--bcher-kva.test")
+    );
     assert_eq!(q(None, Some("postmaster")).indexed_domain(), None);
     assert_eq!(q(None, None).indexed_domain(), None);
 }
@@ -382,4 +393,52 @@ fn a_record_names_the_messages_tls_floor_and_the_exceptions_of_its_attempt() {
         .require_tls,
         None
     );
+}
+
+#[test]
+fn a_recipient_written_with_u_labels_is_recorded_and_found_under_its_a_label() {
+    let mut envelope = stored(false);
+    let mut inner = (*envelope.envelope).clone();
+    inner.recipients[0].address = "jörg@Bücher.test".into();
+    envelope.envelope = Arc::new(inner);
+    let record = record_for(
+        1,
+        &envelope,
+        0,
+        &delivered(2_000),
+        &[attempt(
+            2_000,
+            vec![0],
+            PeerAuth::Dane,
+            AttemptOutcome::Delivered,
+        )],
+        Cause::Delivery,
+        t(5_000),
+    )
+    .expect("a record");
+    // RFC 5890 §2.3.2.1: the domain as delivery routed it; the address as the sender wrote it.
+    assert_eq!(record.domain, "xn--bcher-kva.test");
+    assert_eq!(record.recipient, "jörg@Bücher.test");
+    for (why, domain, recipient) in [
+        ("the A-label", Some("xn--bcher-kva.test"), None),
+        ("the U-label", Some("BÜCHER.test"), None),
+        (
+            "the address with the A-label",
+            None,
+            Some("jörg@xn--bcher-kva.test"),
+        ),
+        ("@ and the U-label", None, Some("@bücher.test")),
+    ] {
+        let query = AuditQuery {
+            domain: domain.map(Into::into),
+            recipient: recipient.map(Into::into),
+            ..AuditQuery::default()
+        };
+        assert!(query.matches(&record), "{why}");
+        assert_eq!(
+            query.indexed_domain().as_deref(),
+            Some("xn--bcher-kva.test"),
+            "{why}"
+        );
+    }
 }
