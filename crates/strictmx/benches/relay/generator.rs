@@ -2,10 +2,21 @@
 //! an `X-Bench-Id` header, so that what reaches a sink can be told apart (duplicates, missing).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use strictmx_test_support::smtp::Client;
+
+/// Whether every submitter of this run pipelines (`--pipeline`): MAIL, the RCPTs and DATA go in
+/// one write and their replies are read after it (RFC 2920 §3.1), as a submitting MTA does.
+/// Otherwise each command waits for its reply, as issue 9's generator did.
+static PIPELINING: AtomicBool = AtomicBool::new(false);
+
+/// Makes every submitter of this run pipeline; set once, before any load starts.
+pub fn pipeline() {
+    PIPELINING.store(true, Ordering::Relaxed);
+}
 
 /// The sender and the recipients of message number `n`.
 pub type Envelope = Arc<dyn Fn(usize) -> (String, Vec<String>) + Send + Sync>;
@@ -82,9 +93,16 @@ pub async fn run(load: Arc<Load>, n: usize, conns: usize) -> (Submitted, Option<
 /// One submitter: EHLO once, then transactions back to back (or paced).
 async fn submit(load: Arc<Load>, ids: Vec<usize>) -> anyhow::Result<Submitted> {
     let mut c = Client::connect(load.addr).await?;
+    let ehlo = c.command("EHLO bench.test").await?;
+    anyhow::ensure!(ehlo.code == 250, "EHLO refused");
+    let pipelining = PIPELINING.load(Ordering::Relaxed);
     anyhow::ensure!(
-        c.command("EHLO bench.test").await?.code == 250,
-        "EHLO refused"
+        !pipelining
+            || ehlo
+                .text
+                .lines()
+                .any(|l| l.eq_ignore_ascii_case("PIPELINING")),
+        "--pipeline, but the server does not offer PIPELINING"
     );
     let mut seen = Submitted {
         latencies: Vec::with_capacity(ids.len()),
@@ -96,7 +114,12 @@ async fn submit(load: Arc<Load>, ids: Vec<usize>) -> anyhow::Result<Submitted> {
                 .await;
         }
         let (from, rcpts) = (load.envelope)(n);
-        let reply = transaction(&mut c, &from, &rcpts, body(load.size, n)).await?;
+        let wire = body(load.size, n);
+        let reply = if pipelining {
+            pipelined(&mut c, &from, &rcpts, wire).await?
+        } else {
+            transaction(&mut c, &from, &rcpts, wire).await?
+        };
         match reply {
             (452, _) => seen.refused += 1,
             (250, latency) => {
@@ -115,7 +138,7 @@ async fn transaction(
     c: &mut Client,
     from: &str,
     rcpts: &[String],
-    mut wire: Vec<u8>,
+    wire: Vec<u8>,
 ) -> anyhow::Result<(u16, Duration)> {
     anyhow::ensure!(
         c.command(&format!("MAIL FROM:<{from}>")).await?.code == 250,
@@ -128,6 +151,35 @@ async fn transaction(
         );
     }
     anyhow::ensure!(c.command("DATA").await?.code == 354, "DATA refused");
+    end_of_data(c, wire).await
+}
+
+/// The same transaction pipelined: one write for MAIL, RCPT... and DATA, then their replies in
+/// order; the body follows the 354.
+async fn pipelined(
+    c: &mut Client,
+    from: &str,
+    rcpts: &[String],
+    wire: Vec<u8>,
+) -> anyhow::Result<(u16, Duration)> {
+    let mut commands = format!("MAIL FROM:<{from}>\r\n");
+    for rcpt in rcpts {
+        commands.push_str("RCPT TO:<");
+        commands.push_str(rcpt);
+        commands.push_str(">\r\n");
+    }
+    commands.push_str("DATA\r\n");
+    c.send_raw(commands.as_bytes()).await?;
+    anyhow::ensure!(c.read_reply().await?.code == 250, "MAIL refused");
+    for _ in rcpts {
+        anyhow::ensure!(c.read_reply().await?.code == 250, "RCPT refused");
+    }
+    anyhow::ensure!(c.read_reply().await?.code == 354, "DATA refused");
+    end_of_data(c, wire).await
+}
+
+/// Sends the body and the final `.`; returns the reply's code and how long it took after the `.`.
+async fn end_of_data(c: &mut Client, mut wire: Vec<u8>) -> anyhow::Result<(u16, Duration)> {
     if !wire.ends_with(b"\r\n") {
         wire.extend_from_slice(b"\r\n");
     }

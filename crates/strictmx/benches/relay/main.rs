@@ -16,6 +16,9 @@
 //! - `--postfix`: each workload again through a private Postfix instance (`postfix.rs`) fed
 //!   by the same generator into the same kind of sink, with its figures and strictmx's as
 //!   multiples of them (the default sweep and `--fanout`).
+//! - `--pipeline`: every submitter pipelines MAIL, RCPT and DATA (RFC 2920), in every workload
+//!   and its ceiling, for strictmx and Postfix alike; without it each command waits for its
+//!   reply, as issue 9's generator did.
 //! - `--profile=FILE`: `perf record` the relay for 10 s from 1 s into the load.
 //! - `--fanout[=MSGS]`: only the fan-out workload, 1000 messages x 50 recipients over 10 domains.
 //! - `--sustained[=SECS]` with `--rate=N`: only the sustained profile, default 120 s at 150 msg/s.
@@ -126,6 +129,9 @@ fn main() -> anyhow::Result<()> {
         .filter(|a| a != "--bench")
         .collect();
     let (o, only) = parse(&args)?;
+    if flag(&args, "--pipeline").is_some() {
+        generator::pipeline();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
