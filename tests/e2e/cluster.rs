@@ -5,8 +5,8 @@
 //!
 //! The outage test also reads, through one node's `policy changes`, a weakening another
 //! node recorded in the shared history, and through one node's `audit search` and `audit
-//! show` the records of a message another node delivered, before, during and after the
-//! outage.
+//! show` (by queue id and by Message-ID) the records of a message another node delivered,
+//! before, during and after the outage.
 //!
 //! Like `tlsrpt.rs`, the traffic runs with the nodes' clocks one day back (libfaketime), so that
 //! its day is over when the nodes run on the real clock again and send the reports.
@@ -484,6 +484,18 @@ async fn with_postgresql_stopped_no_message_is_refused_or_lost_and_the_counters_
     let (shown, _) = audit(&nodes[1], &["show", &queue_id]);
     assert_eq!(shown["records"][0], *record, "{shown}");
     assert_eq!(shown["in_queue"], false);
+    // And by the Message-ID the message carried, which node 1 never saw.
+    let message_id = record["message_id"]
+        .as_str()
+        .expect("a Message-ID")
+        .to_owned();
+    let (by_message_id, _) = audit(&nodes[1], &["show", &message_id]);
+    assert_eq!(
+        by_message_id["records"].as_array().map(Vec::len),
+        Some(1),
+        "{by_message_id}"
+    );
+    assert_eq!(by_message_id["records"][0], *record, "{by_message_id}");
     let unknown = nodes[1]
         .cli(&["audit", "show", "00000000000000ff"])
         .unwrap();
